@@ -1,0 +1,3 @@
+from mf2.cli import main
+
+main()

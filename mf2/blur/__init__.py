@@ -1,0 +1,1 @@
+"""Blur simulation: camera response, face crops, window planning and streaming averaging."""

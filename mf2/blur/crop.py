@@ -1,0 +1,52 @@
+"""The face crop shared by a blurry image and its sharp target.
+
+An axis-aligned square on integer pixel coordinates, centred on the landmarks' extent of
+the middle frame, side = longest extent x (1 + 2 x margin). Integer coordinates make the
+crop an exact pixel selection, so crop(mean(frames)) == mean(crop(frames)) bit for bit and
+only the selected region ever needs averaging. Parts outside the frame are black.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Crop:
+    x0: int
+    y0: int
+    size: int
+
+    def take(self, frame: np.ndarray) -> np.ndarray:
+        """The (size, size, C) region, zero-padded where it leaves the frame."""
+        h, w = frame.shape[:2]
+        x1, y1 = self.x0 + self.size, self.y0 + self.size
+        if self.x0 >= 0 and self.y0 >= 0 and x1 <= w and y1 <= h:
+            return frame[self.y0 : y1, self.x0 : x1]
+        out = np.zeros((self.size, self.size) + frame.shape[2:], dtype=frame.dtype)
+        sx0, sy0, sx1, sy1 = max(self.x0, 0), max(self.y0, 0), min(x1, w), min(y1, h)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0 - self.y0 : sy1 - self.y0, sx0 - self.x0 : sx1 - self.x0] = frame[sy0:sy1, sx0:sx1]
+        return out
+
+    def landmarks_to_output(self, lm: np.ndarray, out_size: int) -> np.ndarray:
+        # Pixel-centre convention: a pixel's centre at integer x maps to (x + 0.5) * s - 0.5.
+        s = out_size / self.size
+        return ((lm - np.array([self.x0, self.y0], dtype=np.float32) + 0.5) * s - 0.5).astype(np.float32)
+
+
+def face_crop(landmarks: np.ndarray, margin: float) -> Crop:
+    lo, hi = landmarks.min(axis=0), landmarks.max(axis=0)
+    cx, cy = (lo + hi) / 2.0
+    size = max(8, int(round(float(max(hi - lo)) * (1.0 + 2.0 * margin))))
+    return Crop(int(round(cx - size / 2.0)), int(round(cy - size / 2.0)), size)
+
+
+def resize_to(img: np.ndarray, out_size: int) -> np.ndarray:
+    if img.shape[0] == out_size:
+        return np.ascontiguousarray(img)
+    interp = cv2.INTER_AREA if img.shape[0] > out_size else cv2.INTER_CUBIC
+    return cv2.resize(img, (out_size, out_size), interpolation=interp)

@@ -1,0 +1,133 @@
+"""The `mf2` command. Every user mistake ends as one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mf2 import __version__
+from mf2.errors import InputError, Mf2Error, UsageError
+
+
+def _landmark_options(f):
+    f = click.option("--landmarks", "landmarks", default="auto", show_default=True,
+                     type=click.Choice(["auto", "dlib", "fan"]),
+                     help="Landmark backend: fan (GPU, face-alignment) when CUDA and its weights exist, else dlib.")(f)
+    f = click.option("--fan-weights", type=click.Path(dir_okay=False), default=None,
+                     help="2D FAN state dict (default: face-alignment's torch-hub cache).")(f)
+    f = click.option("--keyframe-interval", type=click.IntRange(min=1), default=10, show_default=True,
+                     help="Frames between forced face re-detections; landmarks are tracked in between.")(f)
+    return f
+
+
+def _landmark_config(landmarks: str, fan_weights: str | None, keyframe_interval: int):
+    from mf2.faces.select import LandmarkConfig
+
+    return LandmarkConfig(backend=landmarks, fan_weights=fan_weights, keyframe_interval=keyframe_interval)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mf2")
+def cli() -> None:
+    """Build motion-blurred / sharp face pairs from real face videos (Chrysos et al., IJCV 2018)."""
+
+
+@cli.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path())
+def probe(videos: tuple[str, ...]) -> None:
+    """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines."""
+    from mf2.video import probe as probe_video
+
+    failed = 0
+    for v in videos:
+        try:
+            click.echo(json.dumps(probe_video(v).to_json()))
+        except InputError as e:
+            click.echo(f"mf2: error: {e}", err=True)
+            failed += 1
+    if failed:
+        sys.exit(1)
+
+
+def _simulate(videos: str, out: str, cfg, contact: bool) -> None:
+    from mf2.simulate import run_simulate
+    from mf2.sources import resolve_videos
+    from mf2.video import require_ffmpeg
+
+    require_ffmpeg()
+    summary = run_simulate(resolve_videos(videos), Path(out), cfg)
+    if contact:
+        from mf2.viz import contact_sheet
+
+        sheet = contact_sheet(Path(out))
+        if sheet:
+            click.echo(f"contact sheet: {sheet}", err=True)
+    click.echo(f"mf2 simulate: {summary.line()}", err=True)
+    if summary.n_failed:
+        click.echo(f"failures recorded in {summary.failures_path}", err=True)
+
+
+@cli.command()
+@click.option("--videos", required=True, type=click.Path(), help="A video file or a folder of videos.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (resumable).")
+@click.option("--mode", default="pravg", show_default=True, type=click.Choice(["pravg"]),
+              help="pravg: average a fixed number L of consecutive frames.")
+@click.option("--L", "L", default=7, show_default=True, type=int, help="Frames per blurry image (odd, >= 3).")
+@click.option("--stride", default=1, show_default=True, type=int, help="Exposures between window starts.")
+@click.option("--crf", default="srgb", show_default=True, type=click.Choice(["srgb", "gamma2.2", "linear"]),
+              help="Camera response inverted before averaging (linear: average stored values).")
+@click.option("--crop-size", default=256, show_default=True, type=int, help="Side of the output crops in pixels.")
+@click.option("--margin", default=0.25, show_default=True, type=float,
+              help="Crop margin around the landmarks, as a share of their extent on each side.")
+@click.option("--keep-duplicates", is_flag=True, help="Count repeated frames as exposures (default: skip them).")
+@click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
+              help="Write OUT/contact_sheet.png.")
+@_landmark_options
+def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, contact_sheet,
+             landmarks, fan_weights, keyframe_interval) -> None:
+    """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark tables, failures."""
+    from mf2.simulate import SimulateConfig
+
+    cfg = SimulateConfig(mode=mode, L=L, stride=stride, crf=crf, out_size=crop_size, margin=margin,
+                         skip_duplicates=not keep_duplicates,
+                         landmarks=_landmark_config(landmarks, fan_weights, keyframe_interval))
+    cfg.validate()
+    _simulate(videos, out, cfg, contact_sheet)
+
+
+@cli.command()
+@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+def demo(out: str) -> None:
+    """Run the whole slice (PrAvg, L=7) on the embedded sample video and write a contact sheet."""
+    from mf2.sample import sample_video
+    from mf2.simulate import SimulateConfig
+
+    _simulate(str(sample_video()), out, SimulateConfig(), True)
+
+
+@cli.command()
+def sample() -> None:
+    """Print the path of the embedded sample video."""
+    from mf2.sample import sample_video
+
+    click.echo(str(sample_video()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="mf2", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("mf2: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"mf2: error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except (UsageError, InputError) as e:
+        click.echo(f"mf2: error: {e}", err=True)
+        sys.exit(2)
+    except Mf2Error as e:
+        click.echo(f"mf2: error: {e}", err=True)
+        sys.exit(1)

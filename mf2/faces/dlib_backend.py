@@ -1,0 +1,60 @@
+"""Offline CPU backend: dlib's HOG face detector and its 68-point shape predictor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import dlib
+import numpy as np
+
+from mf2.faces.base import Detection
+from mf2.faces.models import shape_predictor_68
+
+
+class DlibBackend:
+    name = "dlib"
+    batch_size = 1
+
+    def __init__(
+        self,
+        predictor_path: str | Path | None = None,
+        detect_max_side: int = 640,
+        min_face: int = 40,
+    ) -> None:
+        """``detect_max_side`` bounds the detector's image (speed); ``min_face`` is the smallest
+        face side in original pixels the detector must still find, which sets the upsampling
+        (HOG's window is 80 px, each upsampling halves that)."""
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(predictor_path or shape_predictor_68()))
+        self.detect_max_side = detect_max_side
+        self.min_face = min_face
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        scale = min(1.0, self.detect_max_side / max(h, w))
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        upsample = 0
+        while 80 / (2**upsample) > self.min_face * scale and upsample < 2:
+            upsample += 1
+        rects, scores, _ = self._detector.run(grey, upsample, 0.0)
+        return [
+            Detection(
+                box=np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float32) / scale,
+                score=float(s),
+            )
+            for r, s in zip(rects, scores)
+        ]
+
+    def fit(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:
+        out = []
+        for image, box in zip(images, boxes):
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+            x0, y0, x1, y1 = (int(round(v)) for v in box)
+            shape = self._predictor(grey, dlib.rectangle(x0, y0, x1, y1))
+            lm = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+            out.append((lm, float("nan")))  # the regression tree gives no confidence
+        return out

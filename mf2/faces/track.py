@@ -1,0 +1,149 @@
+"""Keyframe detection plus tracking: one main face track per video.
+
+Detection (HOG) is ~50x slower than fitting landmarks in a given box, so the detector runs
+on keyframes only. Between them the box for frame t comes from frame t-1's landmarks,
+mapped to the detector's box convention by the offsets measured at the last detection
+(the predictor was trained on detector boxes, not on landmark extents). A fit whose
+landmarks no longer agree with its input box (IoU below ``track_iou``) triggers a
+re-detection on that frame. Repeated frames reuse their predecessor's result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from mf2.faces.base import Detection, LandmarkBackend, iou, landmark_box
+from mf2.faces.select import LandmarkConfig
+
+_MAX_MISSED_KEYFRAMES = 3  # keyframes without a detection before a still-healthy track is dropped
+
+
+@dataclass
+class FrameLandmarks:
+    frame: int
+    box: np.ndarray | None  # (4,) detector-convention box, x0 y0 x1 y1
+    landmarks: np.ndarray | None  # (68, 2) float32, image pixels
+    score: float  # detector score of the detection this track came from
+    fit_iou: float  # agreement between the fit's input box and its landmarks
+    source: str  # detect | track | duplicate | none
+    is_duplicate: bool
+    dup_mad: float
+
+
+@dataclass
+class _Frame:
+    index: int
+    image: np.ndarray
+    is_duplicate: bool
+    mad: float
+
+
+class FaceTracker:
+    def __init__(self, backend: LandmarkBackend, cfg: LandmarkConfig) -> None:
+        self.backend = backend
+        self.cfg = cfg
+        self._box: np.ndarray | None = None
+        self._rel: np.ndarray | None = None
+        self._score = float("nan")
+        self._since_detect = 0
+        self._missed = 0
+        self._prev: FrameLandmarks | None = None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _box_from_landmarks(self, lm: np.ndarray) -> np.ndarray:
+        lb = landmark_box(lm)
+        size = np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+        return lb + self._rel * size
+
+    def _choose(self, dets: list[Detection]) -> Detection | None:
+        if not dets:
+            return None
+        if self._box is not None:
+            best = max(dets, key=lambda d: iou(d.box, self._box))
+            if iou(best.box, self._box) >= 0.2:
+                return best
+            if self._missed < _MAX_MISSED_KEYFRAMES:
+                return None  # faces elsewhere, not ours: keep tracking ours for now
+        return max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+    def _detect_and_fit(self, f: _Frame) -> FrameLandmarks | None:
+        det = self._choose(self.backend.detect(f.image))
+        self._since_detect = 0
+        if det is None:
+            self._missed += 1
+            return None
+        self._missed = 0
+        lm, _ = self.backend.fit([f.image], [det.box])[0]
+        lb = landmark_box(lm)
+        size = np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+        if size[0] < 2 or size[1] < 2:
+            return None
+        self._rel = (det.box - lb) / size
+        self._box = det.box.astype(np.float32)
+        self._score = det.score
+        return FrameLandmarks(f.index, self._box.copy(), lm, det.score, 1.0, "detect", f.is_duplicate, f.mad)
+
+    def _lost(self, f: _Frame) -> FrameLandmarks:
+        if self._missed >= _MAX_MISSED_KEYFRAMES or self._rel is None:
+            self._box = None
+        return FrameLandmarks(f.index, None, None, float("nan"), float("nan"), "none", f.is_duplicate, f.mad)
+
+    # -- main loop -----------------------------------------------------------------------
+    def _process_chunk(self, chunk: list[_Frame]) -> list[FrameLandmarks]:
+        results: list[FrameLandmarks | None] = [None] * len(chunk)
+        todo = [i for i, f in enumerate(chunk) if not (f.is_duplicate and (i > 0 or self._prev is not None))]
+        # Keyframes (or no track): detect on each frame that needs it, one at a time.
+        while todo and (self._box is None or self._since_detect >= self.cfg.keyframe_interval):
+            i = todo.pop(0)
+            r = self._detect_and_fit(chunk[i])
+            if r is None and self._box is not None:  # keyframe missed, track still alive
+                lm, _ = self.backend.fit([chunk[i].image], [self._box])[0]
+                nb = self._box_from_landmarks(lm)
+                fi = iou(nb, self._box)
+                if fi >= self.cfg.track_iou_min:
+                    r = FrameLandmarks(chunk[i].index, nb, lm, self._score, fi, "track", chunk[i].is_duplicate, chunk[i].mad)
+                    self._box = nb
+            results[i] = r or self._lost(chunk[i])
+            self._since_detect += 1
+        if todo:
+            box = self._box
+            fits = self.backend.fit([chunk[i].image for i in todo], [box] * len(todo))
+            for i, (lm, _) in zip(todo, fits):
+                f = chunk[i]
+                nb = self._box_from_landmarks(lm)
+                fi = iou(nb, box)
+                tracked = FrameLandmarks(f.index, nb, lm, self._score, fi, "track", f.is_duplicate, f.mad)
+                if fi < self.cfg.track_iou:  # the fit may have drifted: re-detect on this very frame
+                    r = self._detect_and_fit(f)
+                    if r is None and fi >= self.cfg.track_iou_min:
+                        r = tracked  # no detection here, but the fit is still plausible
+                    tracked = r or self._lost(f)
+                if tracked.landmarks is not None and tracked.source == "track":
+                    self._box = nb
+                results[i] = tracked
+                self._since_detect += 1
+        # Repeated frames take their predecessor's answer.
+        prev = self._prev
+        for i, f in enumerate(chunk):
+            r = results[i]
+            if r is None:
+                assert prev is not None
+                r = FrameLandmarks(f.index, prev.box, prev.landmarks, prev.score, prev.fit_iou,
+                                   "duplicate" if prev.landmarks is not None else "none", True, f.mad)
+                results[i] = r
+            prev = r
+        self._prev = prev
+        return results  # type: ignore[return-value]
+
+    def run(self, frames: Iterable[tuple[int, np.ndarray, bool, float]]) -> Iterator[FrameLandmarks]:
+        chunk: list[_Frame] = []
+        for idx, image, dup, mad in frames:
+            chunk.append(_Frame(idx, image, dup, mad))
+            if len(chunk) >= max(1, self.backend.batch_size):
+                yield from self._process_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._process_chunk(chunk)

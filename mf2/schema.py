@@ -1,0 +1,116 @@
+"""Arrow schemas and file metadata of every table mf2 writes.
+
+Coordinates are 0-based pixels with integer values at pixel centres. Landmarks are the
+iBUG 68-point markup (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
+Each file carries ``mf2.schema_version``, ``mf2.version`` and the parameters that produced
+it, as JSON, in the Parquet key-value metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mf2 import __version__
+from mf2.errors import InputError
+
+SCHEMA_VERSION = "1.0"
+
+BOX = pa.list_(pa.float32(), 4)
+LANDMARKS = pa.list_(pa.list_(pa.float32(), 2), 68)
+
+LANDMARK_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame", pa.int32()),
+        ("box", BOX),
+        ("landmarks", LANDMARKS),
+        ("score", pa.float32()),
+        ("fit_iou", pa.float32()),
+        ("source", pa.string()),
+        ("backend", pa.string()),
+        ("is_duplicate", pa.bool_()),
+        ("dup_mad", pa.float32()),
+    ]
+)
+
+PAIR_SCHEMA = pa.schema(
+    [
+        ("pair_id", pa.string()),
+        ("video_id", pa.string()),
+        ("video_sha256", pa.string()),
+        ("mode", pa.string()),
+        ("L", pa.int32()),
+        ("start_frame", pa.int32()),
+        ("center_frame", pa.int32()),
+        ("end_frame", pa.int32()),
+        ("frames", pa.list_(pa.int32())),  # exactly the frames averaged (repeats skipped)
+        ("n_duplicates_skipped", pa.int32()),
+        ("blurry_path", pa.string()),
+        ("sharp_path", pa.string()),
+        ("blurry_sha256", pa.string()),
+        ("sharp_sha256", pa.string()),
+        ("crop_x0", pa.int32()),
+        ("crop_y0", pa.int32()),
+        ("crop_size", pa.int32()),
+        ("out_size", pa.int32()),
+        ("landmarks", LANDMARKS),  # of the sharp crop, in output-image pixels
+        ("crf", pa.string()),
+        ("fps", pa.float64()),
+    ]
+)
+
+FAILURE_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("path", pa.string()),
+        ("stage", pa.string()),
+        ("error_class", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def metadata(kind: str, params: dict[str, Any] | None = None, **extra: Any) -> dict[bytes, bytes]:
+    md = {
+        "mf2.kind": kind,
+        "mf2.schema_version": SCHEMA_VERSION,
+        "mf2.version": __version__,
+        "mf2.params": json.dumps(params or {}, sort_keys=True),
+    }
+    md.update({f"mf2.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in extra.items()})
+    return {k.encode(): str(v).encode() for k, v in md.items()}
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    md = pq.read_schema(path).metadata or {}
+    out = {k.decode(): v.decode() for k, v in md.items() if k.startswith(b"mf2.")}
+    major = out.get("mf2.schema_version", SCHEMA_VERSION).split(".")[0]
+    if int(major) > int(SCHEMA_VERSION.split(".")[0]):
+        raise InputError(
+            f"{path}: written with mf2 schema {out['mf2.schema_version']}, newer than this mf2 "
+            f"({SCHEMA_VERSION}); upgrade mf2", "schema-version")
+    return out
+
+
+def landmarks_column(values: list[np.ndarray | None]) -> pa.Array:
+    return pa.array([None if v is None else v.astype(np.float32).tolist() for v in values], type=LANDMARKS)
+
+
+def landmarks_to_numpy(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 68, 2) float32 with NaN for missing rows, and the (N,) valid mask."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False))
+    flat = col.flatten().flatten().to_numpy(zero_copy_only=False)
+    out = np.full((len(col), 68, 2), np.nan, dtype=np.float32)
+    if len(flat):
+        # Null rows still occupy slots in the child arrays of a fixed-size list.
+        out[:] = np.asarray(flat, dtype=np.float32).reshape(len(col), 68, 2)
+        out[~valid] = np.nan
+    return out, valid

@@ -1,0 +1,196 @@
+"""One simulate run: videos -> landmark tables -> planned windows -> PNG pairs -> Parquet.
+
+Each finished video leaves OUT/parts/<video_id>.parquet (written last, atomically, keyed by
+the video's sha256 and the output-changing parameters). A re-run skips videos whose part
+matches, so an interrupted run resumes; pairs.parquet is rebuilt from the parts at the end.
+A failing video is recorded in failures.parquet and never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from mf2.atomic import clean_stale_tmp, write_bytes_atomic, write_parquet_atomic
+from mf2.blur.crf import CRF_MODES
+from mf2.blur.render import render_windows
+from mf2.blur.windows import plan_pravg
+from mf2.errors import InputError, UsageError
+from mf2.faces.select import LandmarkConfig, make_backend
+from mf2.faces.stage import landmarks_for_video
+from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, read_metadata
+from mf2.sources import VideoSource, sha256_file
+from mf2.video import probe
+
+MODES = ("pravg",)
+
+
+@dataclass(frozen=True)
+class SimulateConfig:
+    mode: str = "pravg"
+    L: int = 7
+    stride: int = 1
+    crf: str = "srgb"
+    out_size: int = 256
+    margin: float = 0.25
+    skip_duplicates: bool = True
+    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.L < 3 or self.L % 2 == 0:
+            raise UsageError(f"--L {self.L}: must be an odd number >= 3 (the middle frame is the sharp target)")
+        if self.stride < 1:
+            raise UsageError(f"--stride {self.stride}: must be >= 1")
+        if self.crf not in CRF_MODES:
+            raise UsageError(f"--crf {self.crf!r}: expected one of {', '.join(CRF_MODES)}")
+        if not 16 <= self.out_size <= 4096:
+            raise UsageError(f"--crop-size {self.out_size}: must be between 16 and 4096")
+        if not 0 <= self.margin <= 2:
+            raise UsageError(f"--margin {self.margin}: must be between 0 and 2")
+
+    def params(self) -> dict:
+        """Everything that changes the pairs; the resume key and the provenance record."""
+        d = asdict(self)
+        d["landmarks"] = self.landmarks.key()
+        return d
+
+
+@dataclass
+class VideoResult:
+    video_id: str
+    pairs: pa.Table | None = None
+    windows_face_lost: int = 0
+    resumed: bool = False
+    failure: dict | None = None
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _params_json(cfg: SimulateConfig) -> str:
+    return json.dumps(cfg.params(), sort_keys=True)
+
+
+def simulate_video(
+    src: VideoSource,
+    out: Path,
+    cfg: SimulateConfig,
+    backend=None,
+    progress: Callable[[int], None] | None = None,
+) -> VideoResult:
+    info = probe(src.path)
+    sha = sha256_file(src.path)
+    part_path = out / "parts" / f"{src.video_id}.parquet"
+    if part_path.is_file():
+        md = read_metadata(part_path)
+        if md.get("mf2.video_sha256") == sha and md.get("mf2.params") == _params_json(cfg):
+            part = pq.read_table(part_path)
+            return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True)
+
+    lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, out, backend, progress)
+    lms, valid = landmarks_to_numpy(lm_table["landmarks"])
+    dup = np.asarray(lm_table["is_duplicate"].to_numpy(zero_copy_only=False), dtype=bool)
+    windows, stats = plan_pravg(lms, valid, dup, cfg.L, cfg.stride, cfg.margin, cfg.skip_duplicates)
+
+    rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
+    from mf2.video import iter_frames
+
+    with contextlib.closing(iter_frames(info)) as frames:
+        for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
+            pair_id = f"{src.video_id}_{cfg.mode}_L{cfg.L}_c{w.center:06d}"
+            rel_b = f"blurry/{src.video_id}/{pair_id}.png"
+            rel_s = f"sharp/{src.video_id}/{pair_id}.png"
+            b_bytes, s_bytes = _png(blurry), _png(sharp)
+            write_bytes_atomic(out / rel_b, b_bytes)
+            write_bytes_atomic(out / rel_s, s_bytes)
+            for k, v in (
+                ("pair_id", pair_id), ("video_id", src.video_id), ("video_sha256", sha),
+                ("mode", cfg.mode), ("L", len(w.frames)), ("start_frame", w.start),
+                ("center_frame", w.center), ("end_frame", w.end), ("frames", list(w.frames)),
+                ("n_duplicates_skipped", w.n_duplicates_skipped), ("blurry_path", rel_b),
+                ("sharp_path", rel_s), ("blurry_sha256", hashlib.sha256(b_bytes).hexdigest()),
+                ("sharp_sha256", hashlib.sha256(s_bytes).hexdigest()), ("crop_x0", w.crop.x0),
+                ("crop_y0", w.crop.y0), ("crop_size", w.crop.size), ("out_size", cfg.out_size),
+                ("landmarks", w.crop.landmarks_to_output(lms[w.center], cfg.out_size)),
+                ("crf", cfg.crf), ("fps", float(info.fps)),
+            ):
+                rows[k].append(v)
+    arrays = {k: (landmarks_column(v) if k == "landmarks" else pa.array(v, PAIR_SCHEMA.field(k).type))
+              for k, v in rows.items()}
+    part = pa.table(arrays, schema=PAIR_SCHEMA).replace_schema_metadata(
+        metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
+                 windows_face_lost=str(stats.skipped_face_lost))
+    )
+    write_parquet_atomic(part_path, part)
+    return VideoResult(src.video_id, part, stats.skipped_face_lost)
+
+
+@dataclass
+class RunSummary:
+    n_videos: int
+    n_ok: int
+    n_failed: int
+    n_resumed: int
+    n_pairs: int
+    windows_face_lost: int
+    pairs_path: Path
+    failures_path: Path
+
+    def line(self) -> str:
+        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed; "
+                f"{self.n_pairs} pairs, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
+
+
+def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None) -> RunSummary:
+    cfg.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(out)
+    backend = make_backend(cfg.landmarks)
+    parts: list[pa.Table] = []
+    failures: list[dict] = []
+    lost = resumed = 0
+    # None: tqdm shows the bar only on a terminal.
+    bar = tqdm(total=None, unit="frame", disable=None if show_progress is None else not show_progress)
+    for src in sources:
+        bar.set_description(src.video_id[:24])
+        try:
+            res = simulate_video(src, out, cfg, backend, bar.update)
+        except InputError as e:
+            failures.append({"video_id": src.video_id, "path": str(src.path), "stage": "video",
+                             "error_class": e.error_class, "error": str(e)})
+            continue
+        except Exception as e:  # a bug, not the user's fault: record it, keep the run going
+            failures.append({"video_id": src.video_id, "path": str(src.path), "stage": "simulate",
+                             "error_class": "internal-error", "error": f"{type(e).__name__}: {e}"})
+            with open(out / "failures.log", "a") as log:
+                log.write(f"== {src.video_id} ({src.path})\n{traceback.format_exc()}\n")
+            continue
+        parts.append(res.pairs)
+        lost += res.windows_face_lost
+        resumed += res.resumed
+    bar.close()
+
+    pairs = pa.concat_tables(parts).replace_schema_metadata(None) if parts else PAIR_SCHEMA.empty_table()
+    pairs = pairs.replace_schema_metadata(metadata("pairs", cfg.params()))
+    pairs_path, failures_path = out / "pairs.parquet", out / "failures.parquet"
+    write_parquet_atomic(pairs_path, pairs)
+    write_parquet_atomic(failures_path, pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
+                         .replace_schema_metadata(metadata("failures", cfg.params())))
+    return RunSummary(len(sources), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path)

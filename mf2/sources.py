@@ -1,0 +1,61 @@
+"""Inputs to a run: a video file, a folder of videos (later: a fetch table)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mf2.errors import UsageError
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    video_id: str  # safe as a file name: ^[A-Za-z0-9_-]{1,64}$
+    path: Path
+
+
+def safe_id(text: str) -> str:
+    """A file-name-safe id from any text; a hash suffix keeps distinct long names distinct."""
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "video"
+    if _SAFE_ID.match(clean):
+        return clean
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return f"{clean[:55]}_{digest}"
+
+
+def is_safe_id(text: str) -> bool:
+    return bool(_SAFE_ID.match(text))
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def resolve_videos(path: str | Path) -> list[VideoSource]:
+    p = Path(path)
+    if p.is_file():
+        files = [p]
+    elif p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+        if not files:
+            raise UsageError(f"{p}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in this folder")
+    else:
+        raise UsageError(f"{p}: no such file or folder")
+    sources: list[VideoSource] = []
+    seen: set[str] = set()
+    for f in files:
+        vid = safe_id(f.stem)
+        if vid in seen:  # same stem, other extension or folder
+            vid = safe_id(f"{f.stem}_{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}")
+        seen.add(vid)
+        sources.append(VideoSource(vid, f))
+    return sources

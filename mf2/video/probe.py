@@ -1,0 +1,143 @@
+"""What a video is, read once with ffprobe, before any frame is decoded.
+
+Frame count and VFR come from the demuxed packet timestamps (no decoding), because the
+``nb_frames`` header field is missing in many containers and ``r_frame_rate`` hides
+variable frame rates.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from mf2.errors import InputError, UsageError
+
+# A frame whose duration differs from the median by more than this share means VFR.
+# Time-base rounding (e.g. 33/34 ms at 1/1000) stays far below it.
+_VFR_TOLERANCE = 0.25
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    width: int  # as displayed, i.e. after the rotation below is applied
+    height: int
+    coded_width: int
+    coded_height: int
+    rotation: int  # degrees counter-clockwise, as in the display matrix; 0/90/180/270
+    fps: Fraction  # average frame rate, exact
+    n_frames: int
+    duration: float  # seconds
+    pix_fmt: str
+    color_range: str | None
+    codec: str
+    vfr: bool
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
+        d["fps_float"] = float(self.fps)
+        return d
+
+
+def require_ffmpeg() -> None:
+    """Fail with one line (not a FileNotFoundError traceback) when ffmpeg is not installed."""
+    missing = [b for b in ("ffmpeg", "ffprobe") if shutil.which(b) is None]
+    if missing:
+        raise UsageError(
+            f"{' and '.join(missing)} not found on PATH; install ffmpeg "
+            "(Debian/Ubuntu: apt-get install ffmpeg)"
+        )
+
+
+def _fraction(text: str | None) -> Fraction | None:
+    if not text or text in ("0/0", "N/A"):
+        return None
+    try:
+        f = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return f if f > 0 else None
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    rot = 0
+    for sd in stream.get("side_data_list", []) or []:
+        if "rotation" in sd:
+            rot = int(round(float(sd["rotation"])))
+    if rot == 0 and "rotate" in (stream.get("tags") or {}):
+        # Old-style tag is clockwise; the display matrix is counter-clockwise.
+        rot = -int(stream["tags"]["rotate"])
+    return rot % 360
+
+
+def _run_ffprobe(args: list[str], path: Path) -> str:
+    # Absolute path: a file named "-x.mp4" must never be read as an option.
+    cmd = ["ffprobe", "-v", "error", *args, str(path.resolve())]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        msg = (res.stderr.strip().splitlines() or ["ffprobe failed"])[-1]
+        raise InputError(f"{path}: not a readable video ({msg})", "not-a-video")
+    return res.stdout
+
+
+def probe(path: str | Path) -> VideoInfo:
+    require_ffmpeg()
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", "missing-file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)", "empty-file")
+    meta = json.loads(
+        _run_ffprobe(["-show_streams", "-show_format", "-select_streams", "v:0", "-of", "json"], path)
+    )
+    streams = meta.get("streams") or []
+    if not streams:
+        raise InputError(f"{path}: no video stream", "not-a-video")
+    s = streams[0]
+    pts_text = _run_ffprobe(
+        ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
+    )
+    pts = sorted(float(t) for t in pts_text.split() if t not in ("", "N/A"))
+    n_frames = len(pts)
+    if n_frames == 0:
+        raise InputError(f"{path}: video stream has no frames", "not-a-video")
+
+    vfr = False
+    if n_frames >= 3:
+        durs = sorted(b - a for a, b in zip(pts, pts[1:]))
+        med = durs[len(durs) // 2]
+        vfr = med > 0 and (durs[0] < med * (1 - _VFR_TOLERANCE) or durs[-1] > med * (1 + _VFR_TOLERANCE))
+
+    fps = _fraction(s.get("avg_frame_rate")) or _fraction(s.get("r_frame_rate"))
+    duration = float(s.get("duration") or meta.get("format", {}).get("duration") or 0.0)
+    if fps is None:
+        if duration <= 0:
+            raise InputError(f"{path}: cannot determine the frame rate", "not-a-video")
+        fps = Fraction(n_frames / duration).limit_denominator(1001)
+    if duration <= 0:
+        duration = float(n_frames / fps)
+
+    rotation = _rotation(s)
+    cw, ch = int(s["width"]), int(s["height"])
+    w, h = (ch, cw) if rotation in (90, 270) else (cw, ch)
+    return VideoInfo(
+        path=str(path),
+        width=w,
+        height=h,
+        coded_width=cw,
+        coded_height=ch,
+        rotation=rotation,
+        fps=fps,
+        n_frames=n_frames,
+        duration=duration,
+        pix_fmt=str(s.get("pix_fmt", "")),
+        color_range=s.get("color_range"),
+        codec=str(s.get("codec_name", "")),
+        vfr=vfr,
+    )

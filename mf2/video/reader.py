@@ -1,0 +1,62 @@
+"""Stream decoded RGB frames from ffmpeg, one at a time.
+
+Only one frame is ever in memory here, whatever the video's length. ffmpeg applies the
+rotation metadata (autorotate) and converts limited/full range to RGB itself; frames are
+passed through unchanged in number (no duplication or dropping for VFR input).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Iterator
+
+import ffmpeg
+import numpy as np
+
+from mf2.errors import InputError
+from mf2.video.probe import VideoInfo, probe
+
+
+def _drain(stream, sink: deque) -> None:
+    # Keep only the tail of stderr so a chatty ffmpeg can neither block nor fill memory.
+    for line in iter(stream.readline, b""):
+        sink.append(line.decode(errors="replace").rstrip())
+
+
+def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
+    """Yield ``(H, W, 3)`` uint8 RGB frames in display orientation.
+
+    Raises ``InputError`` if ffmpeg fails (truncated or corrupt file), after yielding the
+    frames it could decode, so a caller sees the failure rather than a silently short video.
+    """
+    info = video if isinstance(video, VideoInfo) else probe(video)
+    w, h = info.width, info.height
+    frame_bytes = w * h * 3
+    proc = (
+        ffmpeg.input(str(Path(info.path).resolve()))
+        .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        .global_args("-nostdin", "-loglevel", "error")
+        .run_async(pipe_stdout=True, pipe_stderr=True)
+    )
+    errors: deque[str] = deque(maxlen=20)
+    t = threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)
+    t.start()
+    finished = False
+    try:
+        while True:
+            buf = proc.stdout.read(frame_bytes)
+            if len(buf) < frame_bytes:
+                break
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+        finished = True
+    finally:
+        if not finished:  # the consumer stopped early: nothing more to learn from ffmpeg
+            proc.kill()
+        proc.stdout.close()
+        rc = proc.wait()
+        t.join(timeout=5)
+    if rc != 0:
+        msg = errors[-1] if errors else f"ffmpeg exited with {rc}"
+        raise InputError(f"{info.path}: decoding failed ({msg})", "decode-error")

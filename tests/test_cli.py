@@ -1,0 +1,110 @@
+"""The `mf2` command as a user runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_mf2
+
+
+def test_bad_inputs_are_recorded_and_the_good_one_still_processed(videos, tmp_path):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    shutil.copy(videos / "fomm_08.mp4", vids / "good.mp4")
+    data = (videos / "lp_d18.mp4").read_bytes()
+    (vids / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (vids / "zero.mp4").touch()
+    (vids / "text.mp4").write_text("hello, not a video\n" * 20)
+    out = tmp_path / "out"
+    res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "9", "--stride", "3")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "4 videos: 1 ok" in res.stderr and "3 failed" in res.stderr
+    fail = {r["video_id"]: r for r in pq.read_table(out / "failures.parquet").to_pylist()}
+    assert set(fail) == {"truncated", "zero", "text"}
+    assert fail["zero"]["error_class"] == "empty-file"
+    assert fail["text"]["error_class"] == "not-a-video"
+    assert fail["truncated"]["error_class"] in ("not-a-video", "decode-error")
+    pairs = pq.read_table(out / "pairs.parquet").to_pylist()
+    assert pairs and {p["video_id"] for p in pairs} == {"good"} and all(p["L"] == 9 for p in pairs)
+    assert (out / "contact_sheet.png").is_file()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--L", "4"], "--L 4"),
+    (["--L", "1"], "--L 1"),
+    (["--crf", "log"], "--crf"),
+    (["--stride", "0"], "--stride 0"),
+    (["--mode", "nope"], "--mode"),
+    (["--videos", "/definitely/not/here"], "/definitely/not/here"),
+])
+def test_usage_errors_are_one_line_and_exit_2(videos, tmp_path, args, needle):
+    base = {"--videos": str(videos / "fomm_08.mp4"), "--out": str(tmp_path / "o")}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    res = run_mf2("simulate", *[x for kv in base.items() for x in kv])
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mf2: error:") and needle in lines[0]
+    assert not (tmp_path / "o" / "pairs.parquet").exists()
+
+
+def test_demo_on_embedded_sample_then_resume(tmp_path):
+    out = tmp_path / "demo"
+    res = run_mf2("demo", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape[0] > 300 and sheet.shape[1] > 600
+    first = pq.read_table(out / "pairs.parquet")
+    assert first.num_rows > 100  # 120 frames at L=7
+    assert set(first["video_id"].to_pylist()) == {"carphone_pristine"}
+    res2 = run_mf2("demo", "--out", str(out))
+    assert res2.returncode == 0 and "(1 resumed)" in res2.stderr
+    again = pq.read_table(out / "pairs.parquet")
+    assert again.drop_columns([]).equals(first)
+
+
+def test_probe_command_prints_exact_fps(videos):
+    res = run_mf2("probe", str(videos / "fomm_08.mp4"))
+    assert res.returncode == 0 and '"fps": "35/1"' in res.stdout
+    bad = run_mf2("probe", str(videos / "PROVENANCE.md"))
+    assert bad.returncode == 1 and bad.stderr.startswith("mf2: error:") and "PROVENANCE.md" in bad.stderr
+
+
+def test_help_lists_commands():
+    res = run_mf2("--help")
+    assert res.returncode == 0 and all(c in res.stdout for c in ("simulate", "demo", "probe", "sample"))
+
+
+def test_sigkill_mid_run_then_resume_equals_a_clean_run(videos, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    for name in ("fomm_08.mp4", "fomm_04.mp4", "fomm_10.mp4"):
+        shutil.copy(videos / name, vids / name)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = ["--videos", str(vids), "--L", "7", "--stride", "2", "--no-contact-sheet"]
+    proc = subprocess.Popen([sys.executable, "-m", "mf2", "simulate", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((killed / "parts").glob("*.parquet")):
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the second video
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "pairs.parquet").exists()
+    res = run_mf2("simulate", *args, "--out", str(killed))
+    assert res.returncode == 0 and "resumed" in res.stderr, res.stderr
+    assert not list(killed.rglob(".*.tmp"))
+    assert run_mf2("simulate", *args, "--out", str(clean)).returncode == 0
+    key = lambda t: sorted(zip(t["pair_id"].to_pylist(), t["blurry_sha256"].to_pylist(), t["sharp_sha256"].to_pylist()))  # noqa: E731
+    assert key(pq.read_table(killed / "pairs.parquet")) == key(pq.read_table(clean / "pairs.parquet"))

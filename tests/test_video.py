@@ -1,0 +1,143 @@
+"""Probing and streaming decode on real clips, including the awkward ones."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from conftest import decode_reference, ffmpeg
+from mf2.errors import InputError
+from mf2.video import DuplicateDetector, iter_frames, probe
+
+
+def _ffprobe_counted(path) -> tuple[int, Fraction]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                          "stream=nb_read_frames,avg_frame_rate", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout.strip().split(",")
+    return int(out[1]), Fraction(out[0])
+
+
+@pytest.mark.parametrize("name", ["fomm_08.mp4", "sbr_demo.mp4", "ffpp_youtube_519.mp4", "lp_d13.mp4", "lp_d11.mp4"])
+def test_counts_and_fps_match_ffprobe(videos, name):
+    """35 fps, full-range yuvj420p, yuv444p, portrait 720x1280, 25 fps."""
+    info = probe(videos / name)
+    n_ref, fps_ref = _ffprobe_counted(videos / name)
+    assert info.n_frames == n_ref
+    assert info.fps == fps_ref
+    n = 0
+    for frame in iter_frames(info):
+        assert frame.shape == (info.height, info.width, 3) and frame.dtype == np.uint8
+        n += 1
+    assert n == n_ref
+    assert not info.vfr
+
+
+def test_pixel_formats_reported(videos):
+    assert probe(videos / "sbr_demo.mp4").pix_fmt == "yuvj420p"
+    assert probe(videos / "ffpp_youtube_519.mp4").pix_fmt == "yuv444p"
+    assert probe(videos / "lp_d13.mp4").height == 1280
+
+
+def test_rotation_metadata_is_applied(videos, tmp_path):
+    rotated = tmp_path / "rot.mp4"
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    src = probe(videos / "fomm_08.mp4")
+    info = probe(rotated)
+    assert info.rotation in (90, 270) and (info.coded_width, info.coded_height) == (256, 256)
+    # a non-square case: the portrait clip turned landscape
+    wide = tmp_path / "wide.mp4"
+    ffmpeg("-i", str(videos / "lp_d13.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(wide))
+    wi = probe(wide)
+    assert (wi.width, wi.height) == (1280, 720) and (wi.coded_width, wi.coded_height) == (720, 1280)
+    first_rot = next(iter(iter_frames(wi)))
+    first = next(iter(iter_frames(probe(videos / "lp_d13.mp4"))))
+    assert first_rot.shape == (720, 1280, 3)
+    # stream copy + a lossless transpose: exactly the original turned by the reported
+    # (counter-clockwise) display rotation
+    assert np.array_equal(first_rot, np.rot90(first, k=wi.rotation // 90))
+    assert src.rotation == 0
+
+
+def test_full_range_decodes_like_its_limited_range_twin(videos, tmp_path):
+    """A range mix-up would stretch or squash contrast by ~14%; the twin must decode alike."""
+    tv = tmp_path / "tv.mp4"
+    ffmpeg("-i", str(videos / "sbr_demo.mp4"), "-frames:v", "5", "-vf", "scale=in_range=pc:out_range=tv",
+           "-pix_fmt", "yuv420p", "-color_range", "tv", "-c:v", "libx264", "-crf", "4", str(tv))
+    assert probe(videos / "sbr_demo.mp4").color_range == "pc"
+    a = next(iter(iter_frames(videos / "sbr_demo.mp4"))).astype(float)
+    b = next(iter(iter_frames(tv))).astype(float)
+    assert np.abs(a - b).mean() < 2.0
+    assert abs(a.std() - b.std()) < 0.03 * a.std()
+
+
+def test_29_97_fps_is_exact(videos, tmp_path):
+    out = tmp_path / "ntsc.mp4"
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-vf", "setpts=N/(30000/1001)/TB", "-r", "30000/1001",
+           "-c:v", "libx264", "-crf", "18", str(out))
+    info = probe(out)
+    assert info.fps == Fraction(30000, 1001)
+    assert info.n_frames == 150 and not info.vfr
+
+
+def test_variable_frame_rate_is_reported_and_not_resampled(videos, tmp_path):
+    out = tmp_path / "vfr.mp4"
+    # first half at 35 fps, second half at 17.5 fps
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-vf", "setpts='(N+max(0,N-75))/(35*TB)'",
+           "-fps_mode", "vfr", "-c:v", "libx264", "-crf", "18", str(out))
+    info = probe(out)
+    assert info.vfr
+    assert info.n_frames == 150
+    assert sum(1 for _ in iter_frames(info)) == 150  # passthrough: no duplicated frames
+
+
+def test_decoder_matches_plain_ffmpeg(videos):
+    ref = decode_reference(videos / "fomm_08.mp4")
+    for i, f in enumerate(iter_frames(videos / "fomm_08.mp4")):
+        assert np.array_equal(f, ref[i])
+    assert i + 1 == len(ref)
+
+
+def test_bad_files_raise_clear_errors(videos, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    trunc = tmp_path / "trunc.mp4"
+    data = (videos / "lp_d18.mp4").read_bytes()
+    trunc.write_bytes(data[: len(data) // 3])
+    cases = {empty: "empty-file", text: "not-a-video", tmp_path / "missing.mp4": "missing-file"}
+    for path, cls in cases.items():
+        with pytest.raises(InputError) as e:
+            probe(path)
+        assert e.value.error_class == cls and str(path) in str(e.value)
+    with pytest.raises(InputError) as e:  # moov at the end: unreadable; else decoding fails midway
+        list(iter_frames(trunc))
+    assert str(trunc) in str(e.value)
+
+
+def test_option_like_file_name_is_data(videos, tmp_path):
+    odd = tmp_path / "-y.mp4"
+    shutil.copy(videos / "fomm_08.mp4", odd)
+    assert probe(odd).n_frames == 150
+
+
+@pytest.mark.parametrize("name,expected", [("lp_d19.mp4", 179), ("lp_d6_first20s.mp4", 107),
+                                           ("retalking_face_4.mp4", 52), ("fomm_08.mp4", 0)])
+def test_repeated_frames_match_provenance(videos, name, expected):
+    """PROVENANCE.md counts repeats with the same measure (grey, 320 px, MAD < 0.3)."""
+    det = DuplicateDetector()
+    n = sum(det(f)[0] for f in iter_frames(videos / name))
+    assert abs(n - expected) <= max(2, 0.05 * expected)
+
+
+def test_exact_mode_finds_only_bit_exact_repeats(videos):
+    det = DuplicateDetector(threshold=0)
+    frames = iter(iter_frames(videos / "fomm_08.mp4"))
+    f0 = next(frames)
+    assert det(f0) == (False, pytest.approx(float("nan"), nan_ok=True))
+    assert det(f0.copy())[0] is True
+    assert det(next(frames))[0] is False
