@@ -31,7 +31,7 @@ from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.faces.stage import landmarks_for_video
 from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, read_metadata
 from mf2.sources import VideoSource, sha256_file
-from mf2.video import probe
+from mf2.video import iter_frames, probe
 
 MODES = ("pravg",)
 
@@ -110,8 +110,6 @@ def simulate_video(
     windows, stats = plan_pravg(lms, valid, dup, cfg.L, cfg.stride, cfg.margin, cfg.skip_duplicates)
 
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
-    from mf2.video import iter_frames
-
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
             pair_id = f"{src.video_id}_{cfg.mode}_L{cfg.L}_c{w.center:06d}"

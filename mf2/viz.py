@@ -22,7 +22,7 @@ def _draw(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) -> Path | None:
     """Evenly spaced pairs from OUT/pairs.parquet into OUT/contact_sheet.png."""
-    table = pq.read_table(out_dir / "pairs.parquet", columns=["pair_id", "blurry_path", "sharp_path", "landmarks", "out_size"])
+    table = pq.read_table(out_dir / "pairs.parquet", columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"])
     if table.num_rows == 0:
         return None
     idx = np.unique(np.linspace(0, table.num_rows - 1, min(n, table.num_rows)).round().astype(int))
@@ -36,7 +36,8 @@ def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) ->
             img = _draw(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA), (lms[i] + 0.5) * scale - 0.5)
             pair.append(img)
         cell = np.hstack([pair[0], np.full((tile, 4, 3), 255, np.uint8), pair[1]])
-        cv2.putText(cell, table["pair_id"][i].as_py()[-24:], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        label = table["pair_id"][i].as_py().removeprefix(table["video_id"][i].as_py() + "_")
+        cv2.putText(cell, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
         cells.append(cell)
     while len(cells) % cols:
         cells.append(np.zeros_like(cells[0]))

@@ -149,3 +149,14 @@ def test_crf_round_trip_is_identity():
     codes = np.arange(256, dtype=np.uint8)
     for mode in ("srgb", "gamma2.2", "linear"):
         assert np.array_equal(encode(decode_lut(mode)[codes], mode), codes)
+
+
+def test_fast_encoder_matches_the_curve():
+    from mf2.blur.crf import _encode_exact
+
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.random(200_000).astype(np.float32), np.linspace(0, 1, 10_001, dtype=np.float32),
+                        np.array([-0.1, 0.0, 1.0, 1.2], np.float32)])
+    for mode in ("srgb", "gamma2.2", "linear"):
+        diff = np.abs(encode(v, mode).astype(int) - _encode_exact(v, mode).astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-4  # only exact ties may round differently

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.blur.crop import resize_to
+from mf2.blur.crop import Crop, resize_to
 from mf2.blur.windows import Window
 
 
@@ -31,17 +31,28 @@ def render_windows(
     sharp: dict[int, np.ndarray] = {}
     last = max(w.end for w in windows)
     for idx, frame in enumerate(frames):
-        for wi in members.get(idx, ()):
+        wis = members.get(idx)
+        if wis:
+            # Linearise once the union of this frame's crops (clipped to the frame); the
+            # crops of neighbouring windows nearly coincide. Outside the frame stays 0, which
+            # is also the linear value of code 0, so padding is unchanged.
+            h, w_ = frame.shape[:2]
+            x0 = max(0, min(windows[i].crop.x0 for i in wis))
+            y0 = max(0, min(windows[i].crop.y0 for i in wis))
+            x1 = min(w_, max(windows[i].crop.x0 + windows[i].crop.size for i in wis))
+            y1 = min(h, max(windows[i].crop.y0 + windows[i].crop.size for i in wis))
+            lin = lut[frame[y0:y1, x0:x1]] if x1 > x0 and y1 > y0 else np.zeros((1, 1, 3), np.float32)
+        for wi in wis or ():
             w = windows[wi]
-            region = w.crop.take(frame)
+            region = Crop(w.crop.x0 - x0, w.crop.y0 - y0, w.crop.size).take(lin)
             if wi in acc:
-                acc[wi] += lut[region]
+                acc[wi] += region
             else:
-                acc[wi] = lut[region]  # fancy indexing returns a fresh array
+                acc[wi] = region.copy()
             if idx == w.center:
-                sharp[wi] = region.copy()
+                sharp[wi] = w.crop.take(frame).copy()
             if idx == w.end:
-                blurry = encode(acc.pop(wi) / len(w.frames), crf)
+                blurry = encode(acc.pop(wi) / np.float32(len(w.frames)), crf)
                 yield w, resize_to(blurry, out_size), resize_to(sharp.pop(wi), out_size)
         if idx >= last:
             break
