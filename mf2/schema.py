@@ -76,12 +76,17 @@ FAILURE_SCHEMA = pa.schema(
 )
 
 
+def params_json(params: dict[str, Any] | None) -> str:
+    """Canonical JSON of parameters: what caches and resume keys compare."""
+    return json.dumps(params or {}, sort_keys=True)
+
+
 def metadata(kind: str, params: dict[str, Any] | None = None, **extra: Any) -> dict[bytes, bytes]:
     md = {
         "mf2.kind": kind,
         "mf2.schema_version": SCHEMA_VERSION,
         "mf2.version": __version__,
-        "mf2.params": json.dumps(params or {}, sort_keys=True),
+        "mf2.params": params_json(params),
     }
     md.update({f"mf2.{k}": v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in extra.items()})
     return {k.encode(): str(v).encode() for k, v in md.items()}

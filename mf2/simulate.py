@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from mf2.blur.windows import plan_pravg
 from mf2.errors import InputError, UsageError
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, read_metadata
+from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_metadata
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import iter_frames, probe
 
@@ -84,10 +83,6 @@ def _png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _params_json(cfg: SimulateConfig) -> str:
-    return json.dumps(cfg.params(), sort_keys=True)
-
-
 def simulate_video(
     src: VideoSource,
     out: Path,
@@ -100,7 +95,7 @@ def simulate_video(
     part_path = out / "parts" / f"{src.video_id}.parquet"
     if part_path.is_file():
         md = read_metadata(part_path)
-        if md.get("mf2.video_sha256") == sha and md.get("mf2.params") == _params_json(cfg):
+        if md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params()):
             part = pq.read_table(part_path)
             return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True)
 

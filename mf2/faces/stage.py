@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from mf2.atomic import write_parquet_atomic
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.track import FaceTracker
-from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_metadata
+from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, params_json, read_metadata
 from mf2.video import DuplicateDetector, VideoInfo, iter_frames
 
 
@@ -69,7 +69,7 @@ def landmarks_for_video(
     params = {**cfg.key(), "backend": backend.name if backend else resolve_backend_name(cfg)}
     if path.is_file():
         md = read_metadata(path)
-        if md.get("mf2.video_sha256") == sha256 and md.get("mf2.params") == metadata("", params)[b"mf2.params"].decode():
+        if md.get("mf2.video_sha256") == sha256 and md.get("mf2.params") == params_json(params):
             return pq.read_table(path)
     table = compute_landmarks(video_id, info, cfg, backend, progress)
     table = table.replace_schema_metadata(

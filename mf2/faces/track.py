@@ -53,9 +53,14 @@ class FaceTracker:
         self._prev: FrameLandmarks | None = None
 
     # -- helpers -------------------------------------------------------------------------
-    def _box_from_landmarks(self, lm: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _extent(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Landmark box and its (w, h, w, h), the frame the detector offsets are measured in."""
         lb = landmark_box(lm)
-        size = np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+        return lb, np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+
+    def _box_from_landmarks(self, lm: np.ndarray) -> np.ndarray:
+        lb, size = self._extent(lm)
         return lb + self._rel * size
 
     def _choose(self, dets: list[Detection]) -> Detection | None:
@@ -77,8 +82,7 @@ class FaceTracker:
             return None
         self._missed = 0
         lm, _ = self.backend.fit([f.image], [det.box])[0]
-        lb = landmark_box(lm)
-        size = np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+        lb, size = self._extent(lm)
         if size[0] < 2 or size[1] < 2:
             return None
         self._rel = (det.box - lb) / size
