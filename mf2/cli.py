@@ -73,29 +73,78 @@ def _simulate(videos: str, out: str, cfg, contact: bool) -> None:
 @cli.command()
 @click.option("--videos", required=True, type=click.Path(), help="A video file or a folder of videos.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (resumable).")
-@click.option("--mode", default="pravg", show_default=True, type=click.Choice(["pravg"]),
-              help="pravg: average a fixed number L of consecutive frames.")
-@click.option("--L", "L", default=7, show_default=True, type=int, help="Frames per blurry image (odd, >= 3).")
-@click.option("--stride", default=1, show_default=True, type=int, help="Exposures between window starts.")
+@click.option("--mode", default="pravg", show_default=True, type=click.Choice(["pravg", "vla", "synthetic"]),
+              help="pravg: average a fixed number L of frames; vla: variable-length averaging stopped by "
+                   "the paper's overlap/quality/flow rules; synthetic: random camera-shake kernels on single frames.")
+@click.option("--L", "L", default=7, show_default=True, type=int, help="pravg: frames per blurry image (odd, >= 3).")
+@click.option("--stride", default=1, show_default=True, type=int,
+              help="pravg, synthetic: exposures between consecutive pairs.")
 @click.option("--crf", default="srgb", show_default=True, type=click.Choice(["srgb", "gamma2.2", "linear"]),
               help="Camera response inverted before averaging (linear: average stored values).")
 @click.option("--crop-size", default=256, show_default=True, type=int, help="Side of the output crops in pixels.")
 @click.option("--margin", default=0.25, show_default=True, type=float,
               help="Crop margin around the landmarks, as a share of their extent on each side.")
 @click.option("--keep-duplicates", is_flag=True, help="Count repeated frames as exposures (default: skip them).")
+@click.option("--min-L", "min_L", default=3, show_default=True, type=int, help="vla: shortest sub-sequence kept (odd).")
+@click.option("--max-L", "max_L", default=21, show_default=True, type=int, help="vla: longest sub-sequence.")
+@click.option("--direction", default="forward", show_default=True,
+              type=click.Choice(["forward", "reverse", "both"]),
+              help="vla: temporal order; both adds reverse pairs that do not duplicate a forward pair.")
+@click.option("--min-overlap", default=0.5, show_default=True, type=float,
+              help="vla rule (i): IoU of each facial part's box, first vs last frame.")
+@click.option("--min-quality", default=0.75, show_default=True, type=float,
+              help="vla rule (ii): SSIM of the running average with the middle frame.")
+@click.option("--max-fb-bad", default=0.25, show_default=True, type=float,
+              help="vla rule (iii): share of face pixels failing the forward-backward flow check.")
+@click.option("--osc-frac", default=0.005, show_default=True, type=float,
+              help="vla rule (iii): flow reversal counted as oscillation above this share of the face size.")
+@click.option("--dup-jaccard", default=0.5, show_default=True, type=float,
+              help="vla: a reverse pair sharing this share of frames with a forward pair is a duplicate.")
+@click.option("--flow", "flow_method", default="dis", show_default=True, type=click.Choice(["dis", "farneback"]),
+              help="Optical flow method (OpenCV).")
+@click.option("--flow-preset", default="medium", show_default=True,
+              type=click.Choice(["ultrafast", "fast", "medium"]), help="DIS preset.")
+@click.option("--flow-size", default=128, show_default=True, type=int,
+              help="Side of the face square the flow is computed on (pixels).")
+@click.option("--kernel-size", default=31, show_default=True, type=int,
+              help="synthetic: kernel side in output-crop pixels (odd).")
+@click.option("--seed", default=0, show_default=True, type=int, help="synthetic: run seed (pairs derive their own).")
+@click.option("--noise-sigma", default=0.0, show_default=True, type=float,
+              help="synthetic: Gaussian noise added after blurring, in 8-bit levels.")
 @click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
               help="Write OUT/contact_sheet.png.")
 @_landmark_options
-def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, contact_sheet,
-             landmarks, fan_weights, keyframe_interval) -> None:
-    """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark tables, failures."""
+def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, min_L, max_L, direction,
+             min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
+             kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval) -> None:
+    """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
+    from mf2.blur.kernels import SyntheticConfig
+    from mf2.blur.vla import VlaConfig
+    from mf2.flow import FlowConfig
     from mf2.simulate import SimulateConfig
 
-    cfg = SimulateConfig(mode=mode, L=L, stride=stride, crf=crf, out_size=crop_size, margin=margin,
-                         skip_duplicates=not keep_duplicates,
-                         landmarks=_landmark_config(landmarks, fan_weights, keyframe_interval))
+    cfg = SimulateConfig(
+        mode=mode, L=L, stride=stride, crf=crf, out_size=crop_size, margin=margin,
+        skip_duplicates=not keep_duplicates,
+        landmarks=_landmark_config(landmarks, fan_weights, keyframe_interval),
+        vla=VlaConfig(min_L=min_L, max_L=max_L, min_overlap=min_overlap, min_quality=min_quality,
+                      max_fb_bad=max_fb_bad, osc_frac=osc_frac, direction=direction, dup_jaccard=dup_jaccard),
+        flow=FlowConfig(method=flow_method, preset=flow_preset, work_size=flow_size, margin=margin),
+        synthetic=SyntheticConfig(kernel_size=kernel_size, seed=seed, noise_sigma=noise_sigma),
+    )
     cfg.validate()
     _simulate(videos, out, cfg, contact_sheet)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False))
+def stats(out: str) -> None:
+    """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video)."""
+    from mf2.stats import run_stats
+
+    report = run_stats(Path(out))
+    click.echo(report.text())
+    click.echo(f"plots: {report.folder}", err=True)
 
 
 @cli.command()

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from mf2 import __version__
 from mf2.errors import InputError
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 BOX = pa.list_(pa.float32(), 4)
 LANDMARKS = pa.list_(pa.list_(pa.float32(), 2), 68)
@@ -62,6 +62,21 @@ PAIR_SCHEMA = pa.schema(
         ("landmarks", LANDMARKS),  # of the sharp crop, in output-image pixels
         ("crf", pa.string()),
         ("fps", pa.float64()),
+        # vla only (null otherwise): the pass, why the sub-sequence stopped, what each rule
+        # saw at the stop (null when not evaluated), and how far the face moved.
+        ("direction", pa.string()),
+        ("stop_reason", pa.string()),
+        ("stop_overlap", pa.float32()),
+        ("stop_quality", pa.float32()),
+        ("stop_fb_bad", pa.float32()),
+        ("stop_osc_px", pa.float32()),
+        ("displacement_px", pa.float32()),
+        ("path_px", pa.float32()),
+        # synthetic only: the pair's seed regenerates the kernel and the noise exactly.
+        ("seed", pa.int64()),
+        ("kernel_size", pa.int32()),
+        ("kernel", pa.list_(pa.float32())),  # row-major, kernel_size**2 values, sum 1
+        ("noise_sigma", pa.float32()),
     ]
 )
 
@@ -114,8 +129,14 @@ def landmarks_to_numpy(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.
     valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False))
     flat = col.flatten().flatten().to_numpy(zero_copy_only=False)
     out = np.full((len(col), 68, 2), np.nan, dtype=np.float32)
-    if len(flat):
-        # Null rows still occupy slots in the child arrays of a fixed-size list.
-        out[:] = np.asarray(flat, dtype=np.float32).reshape(len(col), 68, 2)
+    flat = np.asarray(flat, dtype=np.float32)
+    # flatten() keeps the child slots of null rows for arrays built in memory but drops them
+    # for arrays read back from Parquet: accept both layouts.
+    if flat.size == len(col) * 136:
+        out[:] = flat.reshape(len(col), 68, 2)
         out[~valid] = np.nan
+    elif flat.size == int(valid.sum()) * 136:
+        out[valid] = flat.reshape(-1, 68, 2)
+    else:
+        raise ValueError(f"landmark column has {flat.size} values for {len(col)} rows")
     return out, valid

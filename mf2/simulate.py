@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import tempfile
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -24,27 +26,34 @@ from tqdm import tqdm
 from mf2.atomic import clean_stale_tmp, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
-from mf2.blur.windows import plan_pravg
+from mf2.blur.crop import face_crop
+from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel, pair_seed
+from mf2.blur.vla import Thumbs, VlaConfig, plan_vla, thumb_scale
+from mf2.blur.windows import Window, plan_pravg
+from mf2.flow import FlowArrays, FlowConfig, flow_for_video
 from mf2.errors import InputError, UsageError
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.faces.stage import landmarks_for_video
 from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_metadata
 from mf2.sources import VideoSource, sha256_file
-from mf2.video import iter_frames, probe
+from mf2.video import VideoInfo, iter_frames, probe
 
-MODES = ("pravg",)
+MODES = ("pravg", "vla", "synthetic")
 
 
 @dataclass(frozen=True)
 class SimulateConfig:
     mode: str = "pravg"
-    L: int = 7
-    stride: int = 1
+    L: int = 7  # pravg
+    stride: int = 1  # pravg, synthetic: exposures between pairs
     crf: str = "srgb"
     out_size: int = 256
     margin: float = 0.25
     skip_duplicates: bool = True
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
+    vla: VlaConfig = field(default_factory=VlaConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -59,11 +68,22 @@ class SimulateConfig:
             raise UsageError(f"--crop-size {self.out_size}: must be between 16 and 4096")
         if not 0 <= self.margin <= 2:
             raise UsageError(f"--margin {self.margin}: must be between 0 and 2")
+        self.vla.validate()
+        self.flow.validate()
+        self.synthetic.validate()
+        if self.mode == "synthetic" and self.synthetic.kernel_size > self.out_size:
+            raise UsageError(f"--kernel-size {self.synthetic.kernel_size}: larger than --crop-size {self.out_size}")
 
     def params(self) -> dict:
-        """Everything that changes the pairs; the resume key and the provenance record."""
-        d = asdict(self)
-        d["landmarks"] = self.landmarks.key()
+        """Everything that changes this mode's pairs: the resume key and the provenance record."""
+        d = {"mode": self.mode, "crf": self.crf, "out_size": self.out_size, "margin": self.margin,
+             "skip_duplicates": self.skip_duplicates, "landmarks": self.landmarks.key()}
+        if self.mode == "pravg":
+            d.update(L=self.L, stride=self.stride)
+        elif self.mode == "vla":
+            d.update(vla=self.vla.key(), flow=self.flow.key())
+        else:
+            d.update(stride=self.stride, synthetic=self.synthetic.key())
         return d
 
 
@@ -83,6 +103,87 @@ def _png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _thumbnails(info: VideoInfo, scale: float, folder: Path, progress: Callable[[int], None] | None) -> np.ndarray:
+    """Grey thumbnails of every frame in a disk-backed array: random access for VLA's
+    quality rule (both directions) without holding the video in memory."""
+    tw, th = max(8, int(round(info.width * scale))), max(8, int(round(info.height * scale)))
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".thumbs-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    n = max(1, info.n_frames)
+    arr = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=(n, th, tw))
+    os.unlink(name)  # the mapping keeps the data; nothing is left behind on a crash
+    count = 0
+    for i, frame in enumerate(iter_frames(info)):
+        if i >= n:
+            break
+        g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        arr[i] = g if scale == 1.0 else cv2.resize(g, (tw, th), interpolation=cv2.INTER_AREA)
+        count += 1
+        if progress:
+            progress(1)
+    return arr[:count]
+
+
+@dataclass
+class Plan:
+    windows: list[Window]
+    extras: list[dict]  # mode-specific columns per window
+    face_lost: int = 0
+    info: dict = field(default_factory=dict)  # per-video counters for the part's metadata
+
+
+def _plan_pravg(cfg: SimulateConfig, lms, valid, dup) -> Plan:
+    windows, stats = plan_pravg(lms, valid, dup, cfg.L, cfg.stride, cfg.margin, cfg.skip_duplicates)
+    return Plan(windows, [{} for _ in windows], stats.skipped_face_lost)
+
+
+def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, out: Path, lms, valid, dup,
+              progress) -> Plan:
+    flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress)
+    flow = FlowArrays.from_table(flow_table)
+    scale = thumb_scale(lms, valid, cfg.vla.thumb_face)
+    thumbs = Thumbs(_thumbnails(info, scale, out / "tmp", progress), scale)
+    n = min(len(valid), len(thumbs.frames), len(flow.valid))
+    vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
+                          cfg.skip_duplicates)
+    extras = []
+    for vw in vws:
+        st = vw.stop
+        extras.append({"direction": vw.direction, "stop_reason": st.reason, "stop_overlap": st.overlap,
+                       "stop_quality": st.quality, "stop_fb_bad": st.fb_bad, "stop_osc_px": st.osc_px,
+                       "displacement_px": vw.displacement_px, "path_px": vw.path_px})
+    return Plan([vw.window for vw in vws], extras, 0,
+                {"too_short": stats.too_short, "reverse_duplicates": stats.reverse_duplicates,
+                 "stop_reasons": stats.stop_reasons})
+
+
+def _cut(flow: FlowArrays, n: int) -> FlowArrays:
+    return FlowArrays(flow.valid[:n], flow.d[:n], flow.fb_err[:n], flow.fb_bad[:n], flow.mag_p90[:n])
+
+
+def _plan_synthetic(cfg: SimulateConfig, sha: str, lms, valid, dup) -> Plan:
+    syn = cfg.synthetic
+    exposures = np.flatnonzero(~dup) if cfg.skip_duplicates else np.arange(len(valid))
+    windows, extras = [], []
+    for f in exposures[:: cfg.stride]:
+        f = int(f)
+        if not valid[f]:
+            continue
+        seed = pair_seed(syn.seed, sha, f)
+        windows.append(Window((f,), f, face_crop(lms[f], cfg.margin), 0))
+        extras.append({"seed": seed, "kernel_size": syn.kernel_size, "noise_sigma": syn.noise_sigma})
+    return Plan(windows, extras, int((~valid[exposures]).sum()))
+
+
+def _pair_id(video_id: str, mode: str, w: Window, extra: dict, cfg: SimulateConfig) -> str:
+    if mode == "pravg":
+        return f"{video_id}_pravg_L{cfg.L}_c{w.center:06d}"
+    if mode == "vla":
+        return f"{video_id}_vla-{extra['direction'][0]}_L{len(w.frames)}_c{w.center:06d}"
+    return f"{video_id}_synthetic_k{extra['kernel_size']}_c{w.center:06d}"
+
+
 def simulate_video(
     src: VideoSource,
     out: Path,
@@ -92,7 +193,7 @@ def simulate_video(
 ) -> VideoResult:
     info = probe(src.path)
     sha = sha256_file(src.path)
-    part_path = out / "parts" / f"{src.video_id}.parquet"
+    part_path = out / "parts" / cfg.mode / f"{src.video_id}.parquet"
     if part_path.is_file():
         md = read_metadata(part_path)
         if md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params()):
@@ -102,37 +203,51 @@ def simulate_video(
     lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, out, backend, progress)
     lms, valid = landmarks_to_numpy(lm_table["landmarks"])
     dup = np.asarray(lm_table["is_duplicate"].to_numpy(zero_copy_only=False), dtype=bool)
-    windows, stats = plan_pravg(lms, valid, dup, cfg.L, cfg.stride, cfg.margin, cfg.skip_duplicates)
+    if cfg.mode == "pravg":
+        plan = _plan_pravg(cfg, lms, valid, dup)
+    elif cfg.mode == "vla":
+        plan = _plan_vla(cfg, src, info, sha, out, lms, valid, dup, progress)
+    else:
+        plan = _plan_synthetic(cfg, sha, lms, valid, dup)
+    extra_of = {id(w): e for w, e in zip(plan.windows, plan.extras)}
 
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
+    lut = None
     with contextlib.closing(iter_frames(info)) as frames:
-        for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
-            pair_id = f"{src.video_id}_{cfg.mode}_L{cfg.L}_c{w.center:06d}"
+        for w, blurry, sharp in render_windows(frames, plan.windows, cfg.crf, cfg.out_size):
+            extra = dict(extra_of[id(w)])
+            if cfg.mode == "synthetic":
+                kernel = make_kernel(extra["seed"], cfg.synthetic.kernel_size, cfg.synthetic.iterations)
+                blurry = apply_kernel(sharp, kernel, cfg.crf, cfg.synthetic.noise_sigma,
+                                      np.random.default_rng([extra["seed"], 1]))
+                extra["kernel"] = kernel.ravel().tolist()
+            pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg)
             rel_b = f"blurry/{src.video_id}/{pair_id}.png"
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
             b_bytes, s_bytes = _png(blurry), _png(sharp)
             write_bytes_atomic(out / rel_b, b_bytes)
             write_bytes_atomic(out / rel_s, s_bytes)
-            for k, v in (
-                ("pair_id", pair_id), ("video_id", src.video_id), ("video_sha256", sha),
-                ("mode", cfg.mode), ("L", len(w.frames)), ("start_frame", w.start),
-                ("center_frame", w.center), ("end_frame", w.end), ("frames", list(w.frames)),
-                ("n_duplicates_skipped", w.n_duplicates_skipped), ("blurry_path", rel_b),
-                ("sharp_path", rel_s), ("blurry_sha256", hashlib.sha256(b_bytes).hexdigest()),
-                ("sharp_sha256", hashlib.sha256(s_bytes).hexdigest()), ("crop_x0", w.crop.x0),
-                ("crop_y0", w.crop.y0), ("crop_size", w.crop.size), ("out_size", cfg.out_size),
-                ("landmarks", w.crop.landmarks_to_output(lms[w.center], cfg.out_size)),
-                ("crf", cfg.crf), ("fps", float(info.fps)),
-            ):
-                rows[k].append(v)
+            row = {
+                "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
+                "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
+                "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
+                "n_duplicates_skipped": w.n_duplicates_skipped, "blurry_path": rel_b,
+                "sharp_path": rel_s, "blurry_sha256": hashlib.sha256(b_bytes).hexdigest(),
+                "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": w.crop.x0,
+                "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
+                "landmarks": w.crop.landmarks_to_output(lms[w.center], cfg.out_size),
+                "crf": cfg.crf, "fps": float(info.fps), **extra,
+            }
+            for k in PAIR_SCHEMA.names:
+                rows[k].append(row.get(k))
     arrays = {k: (landmarks_column(v) if k == "landmarks" else pa.array(v, PAIR_SCHEMA.field(k).type))
               for k, v in rows.items()}
     part = pa.table(arrays, schema=PAIR_SCHEMA).replace_schema_metadata(
         metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
-                 windows_face_lost=str(stats.skipped_face_lost))
+                 windows_face_lost=str(plan.face_lost), plan=plan.info)
     )
     write_parquet_atomic(part_path, part)
-    return VideoResult(src.video_id, part, stats.skipped_face_lost)
+    return VideoResult(src.video_id, part, plan.face_lost)
 
 
 @dataclass

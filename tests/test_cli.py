@@ -96,7 +96,7 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(videos, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mf2", "simulate", *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((killed / "parts").glob("*.parquet")):
+    while time.time() < deadline and not list((killed / "parts").glob("*/*.parquet")):
         time.sleep(0.05)
     time.sleep(0.5)  # into the second video
     os.kill(proc.pid, signal.SIGKILL)

@@ -22,6 +22,10 @@ class LandmarkConfig:
     track_iou: float = 0.8
     track_iou_min: float = 0.5
     duplicate_threshold: float = 0.3  # see mf2.video.duplicates
+    # A frame this different from its predecessor (grey MAD at 320 px) is a cut: the track is
+    # not carried over it, the face must be re-detected. Natural motion in the 22 shared
+    # clips stays below 18.3 (sadtalker KatieHill); a cut to black or another clip is 30-110.
+    cut_mad: float = 40.0
 
     def key(self) -> dict:
         """The parameters that change the landmark table (the cache key)."""
@@ -30,6 +34,7 @@ class LandmarkConfig:
             "track_iou": self.track_iou,
             "track_iou_min": self.track_iou_min,
             "duplicate_threshold": self.duplicate_threshold,
+            "cut_mad": self.cut_mad,
         }
 
 

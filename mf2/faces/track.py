@@ -95,6 +95,9 @@ class FaceTracker:
             self._box = None
         return FrameLandmarks(f.index, None, None, float("nan"), float("nan"), "none", f.is_duplicate, f.mad)
 
+    def _is_cut(self, f: _Frame) -> bool:
+        return bool(f.mad >= self.cfg.cut_mad)  # NaN (first frame) is not a cut
+
     # -- main loop -----------------------------------------------------------------------
     def _process_chunk(self, chunk: list[_Frame]) -> list[FrameLandmarks]:
         results: list[FrameLandmarks | None] = [None] * len(chunk)
@@ -103,7 +106,7 @@ class FaceTracker:
         while todo and (self._box is None or self._since_detect >= self.cfg.keyframe_interval):
             i = todo.pop(0)
             r = self._detect_and_fit(chunk[i])
-            if r is None and self._box is not None:  # keyframe missed, track still alive
+            if r is None and self._box is not None and not self._is_cut(chunk[i]):  # keyframe missed, track alive
                 lm, _ = self.backend.fit([chunk[i].image], [self._box])[0]
                 nb = self._box_from_landmarks(lm)
                 fi = iou(nb, self._box)
@@ -120,9 +123,10 @@ class FaceTracker:
                 nb = self._box_from_landmarks(lm)
                 fi = iou(nb, box)
                 tracked = FrameLandmarks(f.index, nb, lm, self._score, fi, "track", f.is_duplicate, f.mad)
-                if fi < self.cfg.track_iou:  # the fit may have drifted: re-detect on this very frame
+                cut = self._is_cut(f)
+                if fi < self.cfg.track_iou or cut:  # the fit may have drifted: re-detect on this very frame
                     r = self._detect_and_fit(f)
-                    if r is None and fi >= self.cfg.track_iou_min:
+                    if r is None and fi >= self.cfg.track_iou_min and not cut:
                         r = tracked  # no detection here, but the fit is still plausible
                     tracked = r or self._lost(f)
                 if tracked.landmarks is not None and tracked.source == "track":

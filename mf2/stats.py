@@ -1,0 +1,129 @@
+"""`mf2 stats OUT`: what a simulate run produced, as text, JSON and PNG plots.
+
+The plots answer the questions one asks of a blur dataset before training on it: how long
+are the exposures (L), why did VLA stop, does L follow the face's motion, and is any video
+over-represented.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mf2.atomic import write_atomic, write_bytes_atomic
+from mf2.errors import InputError
+from mf2.schema import read_metadata
+
+
+@dataclass
+class StatsReport:
+    folder: Path
+    n_pairs: int
+    modes: dict
+    L: dict
+    stop_reasons: dict
+    pairs_per_video: dict
+    plots: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"n_pairs": self.n_pairs, "modes": self.modes, "L": self.L, "stop_reasons": self.stop_reasons,
+                "pairs_per_video": self.pairs_per_video, "plots": self.plots}
+
+    def text(self) -> str:
+        lines = [f"{self.n_pairs} pairs; modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items())]
+        if self.L:
+            lines.append("L: " + ", ".join(f"{k} {v:g}" for k, v in self.L.items()))
+        if self.stop_reasons:
+            lines.append("stop reasons: " + ", ".join(f"{k} {v}" for k, v in self.stop_reasons.items()))
+        ppv = self.pairs_per_video
+        lines.append(f"{len(ppv)} videos; pairs per video: min {min(ppv.values(), default=0)}, "
+                     f"median {float(np.median(list(ppv.values()))) if ppv else 0:g}, max {max(ppv.values(), default=0)}")
+        return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def run_stats(out: Path) -> StatsReport:
+    path = out / "pairs.parquet"
+    if not path.is_file():
+        raise InputError(f"{out}: no pairs.parquet here (run `mf2 simulate --out {out}` first)", "missing-file")
+    try:
+        md = read_metadata(path)
+        t = pq.read_table(path, columns=["video_id", "mode", "L", "stop_reason", "path_px", "displacement_px"])
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"{path}: not an mf2 pairs table ({type(e).__name__}: {e})", "not-a-manifest") from e
+    if md.get("mf2.kind") != "pairs":
+        raise InputError(f"{path}: not an mf2 pairs table (kind {md.get('mf2.kind')!r})", "not-a-manifest")
+    d = t.to_pydict()
+    L = np.asarray(d["L"], dtype=float)
+    modes = dict(Counter(d["mode"]))
+    stops = dict(Counter(r for r in d["stop_reason"] if r is not None).most_common())
+    ppv = dict(Counter(d["video_id"]).most_common())
+    Ls = {"min": float(L.min()), "median": float(np.median(L)), "mean": float(L.mean()), "max": float(L.max())} if len(L) else {}
+    folder = out / "stats"
+    folder.mkdir(parents=True, exist_ok=True)
+    report = StatsReport(folder, len(L), modes, Ls, stops, ppv)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def figure(name: str, draw) -> None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        draw(ax)
+        _save(fig, folder / name)
+        plt.close(fig)
+        report.plots.append(name)
+
+    if len(L):
+        def hist(ax):
+            bins = np.arange(L.min() - 0.5, L.max() + 1.5, 1.0)
+            ax.hist(L, bins=bins, color="#4c72b0")
+            ax.set_xlabel("L (frames averaged)")
+            ax.set_ylabel("pairs")
+            ax.set_title(f"L histogram ({len(L)} pairs)")
+        figure("L_hist.png", hist)
+
+    if stops:
+        def bars(ax):
+            ax.bar(list(stops), list(stops.values()), color="#dd8452")
+            ax.set_ylabel("sub-sequences kept")
+            ax.set_title("VLA stop reasons")
+            ax.tick_params(axis="x", rotation=30)
+        figure("stop_reasons.png", bars)
+
+    motion = np.asarray([np.nan if v is None else v for v in d["path_px"]], dtype=float)
+    if np.isfinite(motion).any():
+        def scatter(ax):
+            ok = np.isfinite(motion)
+            ax.scatter(L[ok], motion[ok], s=8, alpha=0.6)
+            ax.set_xlabel("L (frames averaged)")
+            ax.set_ylabel("face motion along the sub-sequence (px)")
+            ax.set_title("motion magnitude vs L")
+        figure("motion_vs_L.png", scatter)
+
+    if ppv:
+        def per_video(ax):
+            names = list(ppv)[:40]
+            ax.barh(names[::-1], [ppv[n] for n in names][::-1], color="#55a868")
+            ax.set_xlabel("pairs")
+            ax.set_title("pairs per video" + (" (top 40)" if len(ppv) > 40 else ""))
+            ax.tick_params(axis="y", labelsize=7)
+        figure("pairs_per_video.png", per_video)
+
+    write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
+    return report
