@@ -137,6 +137,55 @@ def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicat
 
 
 @cli.command()
+@click.argument("manifest", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for videos/ and fetch.parquet (resumable).")
+@click.option("--max-height", default=720, show_default=True, type=int,
+              help="Highest resolution wanted; the highest frame rate is preferred first.")
+@click.option("--rate-limit", default=0.0, show_default=True, type=float,
+              help="Downloads started per minute, all workers together (0: no limit).")
+@click.option("--sleep-requests", default=0.0, show_default=True, type=float,
+              help="Seconds yt-dlp sleeps between the requests of one extraction.")
+@click.option("--retries", default=3, show_default=True, type=int,
+              help="Extra attempts for transient failures (5xx, 429, network, timeout), with backoff.")
+@click.option("--backoff", default=2.0, show_default=True, type=float,
+              help="Seconds before the first retry; doubles each time, with jitter.")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Socket timeout in seconds.")
+@click.option("--cookies", type=click.Path(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
+@click.option("--workers", default=2, show_default=True, type=int, help="Downloads in parallel.")
+@click.option("--link", is_flag=True, help="Hard-link local files instead of copying them.")
+@click.option("--retry-failed", "retry_failed", is_flag=False, flag_value="transient", default=None,
+              type=click.Choice(["transient", "all"]),
+              help="Retry failures of the previous run: transient classes only (bare flag) or all.")
+@click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
+def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backoff, timeout, cookies, workers, link,
+          retry_failed, validate_only) -> None:
+    """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet."""
+    from mf2.fetch.download import FetchConfig
+    from mf2.fetch.manifest import read_manifest
+    from mf2.fetch.run import run_fetch
+    from mf2.video import require_ffmpeg
+
+    cfg = FetchConfig(max_height=max_height, rate_limit=rate_limit, sleep_requests=sleep_requests, retries=retries,
+                      backoff=backoff, timeout=timeout, cookies=cookies, workers=workers, link=link)
+    cfg.validate()
+    if validate_only:
+        rows = read_manifest(manifest)
+        n_videos = len({r.key for r in rows})
+        click.echo(f"mf2 fetch: {manifest}: {len(rows)} rows, {n_videos} videos, "
+                   f"{len({r.identity for r in rows if r.identity})} identities: valid")
+        return
+    require_ffmpeg()
+
+    def report(row, res) -> None:
+        msg = res["status"] if res["status"] == "ok" else f"{res['status']} ({res['error_class']}: {res['error']})"
+        click.echo(f"{row.key}: {msg}", err=True)
+
+    summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
+    click.echo(f"mf2 fetch: {summary.line()}", err=True)
+
+
+@cli.command()
 @click.argument("out", type=click.Path(file_okay=False))
 def stats(out: str) -> None:
     """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video)."""

@@ -1,4 +1,4 @@
-"""Inputs to a run: a video file, a folder of videos (later: a fetch table)."""
+"""Inputs to a run: a video file, a folder of videos, or the ok rows of an `mf2 fetch` table."""
 
 from __future__ import annotations
 
@@ -40,8 +40,32 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _from_fetch_table(p: Path) -> list[VideoSource]:
+    """The ``ok`` videos of an `mf2 fetch` status table, each once (rows share joint videos)."""
+    import pyarrow.parquet as pq
+
+    from mf2.errors import InputError
+
+    try:
+        md = pq.read_schema(p).metadata or {}
+        t = pq.read_table(p, columns=["key", "status", "path"]).to_pylist()
+    except Exception as e:
+        raise InputError(f"{p}: not a readable fetch table ({type(e).__name__})", "not-a-manifest") from None
+    if md.get(b"mf2.kind") != b"fetch":
+        raise UsageError(f"{p}: not an mf2 fetch table (give a video, a folder, or DIR/fetch.parquet)")
+    seen: dict[str, VideoSource] = {}
+    for r in t:
+        if r["status"] == "ok" and r["key"] not in seen:
+            seen[r["key"]] = VideoSource(safe_id(r["key"]), p.parent / r["path"])
+    if not seen:
+        raise UsageError(f"{p}: no video with status ok (run mf2 fetch first)")
+    return list(seen.values())
+
+
 def resolve_videos(path: str | Path) -> list[VideoSource]:
     p = Path(path)
+    if p.is_file() and p.suffix == ".parquet":
+        return _from_fetch_table(p)
     if p.is_file():
         files = [p]
     elif p.is_dir():

@@ -1,0 +1,1 @@
+"""`mf2 fetch`: manifest -> downloaded, verified videos and a status table."""

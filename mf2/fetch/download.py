@@ -1,0 +1,263 @@
+"""Fetch one video (or one section of it) into a temporary folder, verify it, then rename it.
+
+Remote URLs go through yt-dlp's Python API, never a shell; local files and file:// URLs are
+copied or hard-linked. Nothing reaches its final name before ffprobe has found a video
+stream and the last second decodes, so a half-downloaded or truncated file is never taken
+for a video.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from mf2.errors import InputError, UsageError
+from mf2.fetch.errors import classify, is_transient
+from mf2.fetch.manifest import ManifestRow, local_path
+from mf2.sources import sha256_file
+from mf2.video import probe
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    max_height: int = 720
+    rate_limit: float = 0.0  # downloads started per minute, all workers together; 0 = no limit
+    sleep_requests: float = 0.0  # yt-dlp: seconds between the requests of one extraction
+    retries: int = 3  # extra attempts for transient failures
+    backoff: float = 2.0  # seconds before the first retry; doubles, with jitter
+    timeout: float = 30.0  # socket timeout, seconds
+    cookies: str | None = None
+    workers: int = 2
+    link: bool = False  # local files: hard link (falls back to copy across file systems)
+
+    def validate(self) -> None:
+        if not 144 <= self.max_height <= 4320:
+            raise UsageError(f"--max-height {self.max_height}: must be between 144 and 4320")
+        if self.rate_limit < 0 or self.sleep_requests < 0 or self.backoff < 0:
+            raise UsageError("--rate-limit, --sleep-requests and --backoff must be >= 0")
+        if self.retries < 0 or self.retries > 20:
+            raise UsageError(f"--retries {self.retries}: must be between 0 and 20")
+        if self.timeout <= 0:
+            raise UsageError(f"--timeout {self.timeout}: must be > 0")
+        if not 1 <= self.workers <= 64:
+            raise UsageError(f"--workers {self.workers}: must be between 1 and 64")
+        if self.cookies is not None and not Path(self.cookies).is_file():
+            raise UsageError(f"--cookies {self.cookies}: no such file")
+
+    def key(self) -> dict:
+        d = asdict(self)
+        d.pop("cookies")  # a path to a secret: never recorded
+        return d
+
+
+class RateLimiter:
+    """Spaces the starts of downloads evenly: at most ``per_minute`` starts in any minute."""
+
+    def __init__(self, per_minute: float):
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class FetchError(Exception):
+    def __init__(self, message: str, error_class: str):
+        super().__init__(message)
+        self.error_class = error_class
+
+
+class _Log:
+    """yt-dlp logger: keep the errors, drop the chatter."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    info = debug
+
+    def warning(self, msg: str) -> None:
+        pass
+
+    def error(self, msg: str) -> None:
+        self.errors.append(msg)
+
+
+def ytdlp_params(cfg: FetchConfig, row: ManifestRow, folder: Path, log: _Log) -> dict:
+    """The options for yt-dlp: best frame rate first, then resolution up to max-height, H.264/mp4."""
+    h = cfg.max_height
+    params = {
+        # Video only: blur simulation needs no audio, and a single stream needs no merge.
+        "format": f"bv*[height<=?{h}]/b[height<=?{h}]/bv*/b",
+        "format_sort": ["fps", f"res:{h}", "vcodec:h264", "ext:mp4"],
+        "outtmpl": {"default": str(folder / "video.%(ext)s")},
+        "paths": {"home": str(folder), "temp": str(folder)},
+        "noplaylist": True,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": log,
+        # Retries are ours (classified, backed off); yt-dlp makes one attempt.
+        "retries": 0,
+        "fragment_retries": 0,
+        "extractor_retries": 0,
+        "file_access_retries": 0,
+        "continuedl": False,
+        "overwrites": True,
+        "socket_timeout": cfg.timeout,
+        "sleep_interval_requests": cfg.sleep_requests or None,
+        "cachedir": False,
+    }
+    if cfg.cookies:
+        params["cookiefile"] = cfg.cookies
+    if row.start is not None or row.end is not None:
+        from yt_dlp.utils import download_range_func
+
+        params["download_ranges"] = download_range_func(None, [(row.start or 0.0, row.end or float("inf"))])
+        params["force_keyframes_at_cuts"] = True
+    return params
+
+
+def _ytdlp(cfg: FetchConfig, row: ManifestRow, folder: Path) -> Path:
+    import yt_dlp
+
+    log = _Log()
+    try:
+        with yt_dlp.YoutubeDL(ytdlp_params(cfg, row, folder, log)) as ydl:
+            # A list with one URL: yt-dlp never parses it as an option, even if it starts with '-'.
+            rc = ydl.download([row.url])
+    except yt_dlp.utils.DownloadError as e:
+        msg = str(e) or (log.errors[-1] if log.errors else "download failed")
+        raise FetchError(_one_line(msg), classify(msg)) from None
+    except Exception as e:  # yt-dlp leaks socket/OS errors on some paths
+        msg = f"{type(e).__name__}: {e}"
+        raise FetchError(_one_line(msg), classify(msg)) from None
+    if rc:
+        msg = log.errors[-1] if log.errors else f"yt-dlp returned {rc}"
+        raise FetchError(_one_line(msg), classify(msg))
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.startswith("video.") and not p.name.endswith(".part")]
+    if not files:
+        raise FetchError("yt-dlp finished without writing a file", "download-error")
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def _local(cfg: FetchConfig, row: ManifestRow, folder: Path, base: Path) -> Path:
+    if row.kind == "sample":
+        from mf2.sample import sample_video
+
+        src = sample_video()
+    else:
+        src = local_path(row.url, base)
+    if not src.is_file():
+        raise FetchError(f"{src}: no such file", "missing-file")
+    dst = folder / f"video{src.suffix.lower() or '.mp4'}"
+    if row.start is not None or row.end is not None:
+        # A section of a local file: re-encoded so the cut is frame-exact (stream copy cuts on keyframes).
+        args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+        if row.start is not None:
+            args += ["-ss", f"{row.start:.3f}"]
+        if row.end is not None:
+            args += ["-to", f"{row.end:.3f}"]
+        dst = folder / "video.mp4"
+        args += ["-i", str(src.resolve()), "-map", "0:v:0", "-c:v", "libx264", "-crf", "16", "-preset", "fast",
+                 "-pix_fmt", "yuv420p", str(dst.resolve())]
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise FetchError(_one_line(f"ffmpeg could not cut {src}: {r.stderr.strip()[-200:]}"), "not-a-video")
+        return dst
+    if cfg.link:
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            pass  # another file system: copy instead
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def verify_video(path: Path) -> dict:
+    """ffprobe finds a video stream with frames, and the last second decodes without error."""
+    try:
+        info = probe(path)
+    except InputError as e:
+        raise FetchError(_one_line(str(e)), "not-a-video") from None
+    if info.n_frames <= 0:
+        raise FetchError(f"{path.name}: no video frames", "not-a-video")
+    r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-sseof", "-1", "-i", str(path.resolve()),
+                        "-map", "0:v:0", "-f", "null", "-"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise FetchError(_one_line(f"{path.name}: the end does not decode ({r.stderr.strip()[-160:]})"), "not-a-video")
+    return {"fps": float(info.fps), "width": info.width, "height": info.height, "n_frames": info.n_frames,
+            "duration": info.duration}
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split())[:500]
+
+
+def tmp_folder(videos: Path, key: str) -> Path:
+    p = videos / f".dl-{key}-{uuid.uuid4().hex[:8]}.tmp"
+    p.mkdir(parents=True)
+    return p
+
+
+def clean_partials(videos: Path) -> int:
+    """Remove what a killed run left: temporary download folders and files."""
+    n = 0
+    if videos.is_dir():
+        for p in videos.iterdir():
+            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".part")):
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def final_path(videos: Path, key: str) -> Path | None:
+    for p in sorted(videos.glob(f"{key}.*")):
+        if p.is_file() and p.stem == key:
+            return p
+    return None
+
+
+def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path, limiter: RateLimiter) -> dict:
+    """Download, verify and rename one video; returns the status fields (never raises FetchError)."""
+    attempts = 0
+    while True:
+        attempts += 1
+        limiter.wait()
+        folder = tmp_folder(videos, row.key)
+        try:
+            got = _ytdlp(cfg, row, folder) if row.kind == "remote" else _local(cfg, row, folder, base)
+            meta = verify_video(got)
+            sha = sha256_file(got)
+            size = got.stat().st_size
+            dst = videos / f"{row.key}{got.suffix.lower()}"
+            os.replace(got, dst)
+            return {"status": "ok", "error_class": None, "error": None, "attempts": attempts,
+                    "path": f"videos/{dst.name}", "bytes": size, "sha256": sha, **meta}
+        except FetchError as e:
+            e = FetchError(str(e).replace(f"{folder}/", ""), e.error_class)  # no temporary paths in the table
+            if is_transient(e.error_class) and attempts <= cfg.retries:
+                delay = cfg.backoff * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)
+                time.sleep(min(delay, 300.0))
+                continue
+            return {"status": "failed", "error_class": e.error_class, "error": str(e), "attempts": attempts}
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)

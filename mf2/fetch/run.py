@@ -1,0 +1,163 @@
+"""`mf2 fetch`: a manifest in, DIR/videos/ and DIR/fetch.parquet out, resumable.
+
+The status table has one row per manifest row and is rewritten atomically as downloads
+finish (at most once a second, and at the end), so a killed run leaves a valid table. A
+re-run trusts an ``ok`` row only if its file is still there with the same size; a file that
+reached its final name but not the table (killed in between) is verified and adopted, never
+downloaded again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mf2.atomic import write_parquet_atomic
+from mf2.errors import UsageError
+from mf2.fetch.download import (FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
+                                verify_video)
+from mf2.fetch.errors import is_transient
+from mf2.fetch.manifest import ManifestRow, read_manifest
+from mf2.schema import metadata, read_metadata
+from mf2.sources import sha256_file
+
+STATUS_FIELDS = [
+    ("video_id", pa.string()), ("url", pa.string()), ("status", pa.string()), ("error_class", pa.string()),
+    ("error", pa.string()), ("attempts", pa.int32()), ("path", pa.string()), ("bytes", pa.int64()),
+    ("sha256", pa.string()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+    ("n_frames", pa.int32()), ("duration", pa.float64()), ("fetched_at", pa.timestamp("s", tz="UTC")),
+    ("identity", pa.string()), ("name", pa.string()), ("split", pa.string()), ("start", pa.float64()),
+    ("end", pa.float64()), ("license", pa.string()), ("key", pa.string()), ("line", pa.int32()),
+]
+RESULT_FIELDS = ("status", "error_class", "error", "attempts", "path", "bytes", "sha256", "fps", "width", "height",
+                 "n_frames", "duration", "fetched_at")
+
+
+def _ytdlp_version() -> str:
+    try:
+        from yt_dlp.version import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover - a dependency
+        return "missing"
+
+
+@dataclass
+class FetchSummary:
+    n_rows: int
+    n_videos: int
+    counts: dict  # status -> rows
+    error_classes: dict  # class -> rows
+    downloaded: int
+    reused: int
+    table: Path
+
+    def line(self) -> str:
+        parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
+        errs = ", ".join(f"{k} {v}" for k, v in sorted(self.error_classes.items()))
+        return (f"{self.n_rows} rows / {self.n_videos} videos: {parts}"
+                + (f" (failures: {errs})" if errs else "")
+                + f"; {self.downloaded} fetched, {self.reused} already there -> {self.table}")
+
+
+def _previous(table_path: Path) -> dict[str, dict]:
+    if not table_path.is_file():
+        return {}
+    read_metadata(table_path)  # refuses newer schemas
+    t = pq.read_table(table_path, columns=["key", *RESULT_FIELDS])
+    return {r["key"]: r for r in t.to_pylist()}
+
+
+def _table(rows: list[ManifestRow], results: dict[str, dict], extras: list[str], cfg: FetchConfig) -> pa.Table:
+    cols: dict[str, list] = {n: [] for n, _ in STATUS_FIELDS}
+    extra_cols: dict[str, list] = {e: [] for e in extras}
+    for r in rows:
+        res = results.get(r.key) or {"status": "pending", "attempts": 0}
+        base = {"video_id": r.video_id, "url": r.url, "identity": r.identity, "name": r.name, "split": r.split,
+                "start": r.start, "end": r.end, "license": r.license, "key": r.key, "line": r.line}
+        for n, _ in STATUS_FIELDS:
+            cols[n].append(base[n] if n in base else res.get(n))
+        for e in extras:
+            extra_cols[e].append(r.extra.get(e))
+    arrays = [pa.array(cols[n], t) for n, t in STATUS_FIELDS] + [pa.array(extra_cols[e], pa.string()) for e in extras]
+    names = [n for n, _ in STATUS_FIELDS] + [e if e not in cols else f"manifest_{e}" for e in extras]
+    return pa.table(arrays, names=names).replace_schema_metadata(
+        metadata("fetch", cfg.key(), yt_dlp_version=_ytdlp_version()))
+
+
+def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
+              progress=None) -> FetchSummary:
+    """``retry_failed``: None (keep failures), "transient" or "all"."""
+    cfg.validate()
+    if retry_failed not in (None, "transient", "all"):
+        raise UsageError(f"--retry-failed {retry_failed!r}: expected transient or all")
+    rows = read_manifest(manifest)  # raises before anything is downloaded
+    base = Path(manifest).resolve().parent
+    extras = list(dict.fromkeys(k for r in rows for k in r.extra))
+    videos = out / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    clean_partials(videos)
+    table_path = out / "fetch.parquet"
+    prev = _previous(table_path)
+
+    first: dict[str, ManifestRow] = {}
+    for r in rows:
+        first.setdefault(r.key, r)
+    results: dict[str, dict] = {}
+    todo: list[ManifestRow] = []
+    reused = 0
+    for key, r in first.items():
+        p = prev.get(key)
+        have = final_path(videos, key)
+        if p and p["status"] == "ok" and have is not None and (out / p["path"]).resolve() == have.resolve() \
+                and have.stat().st_size == p["bytes"]:
+            results[key] = p
+            reused += 1
+        elif p and p["status"] == "failed" and not (
+                retry_failed == "all" or (retry_failed == "transient" and is_transient(p["error_class"]))):
+            results[key] = p
+        elif have is not None:
+            try:  # renamed by a run killed before it could record it: adopt after checking
+                meta = verify_video(have)
+                results[key] = {"status": "ok", "error_class": None, "error": None, "attempts": 0,
+                                "path": f"videos/{have.name}", "bytes": have.stat().st_size,
+                                "sha256": sha256_file(have), "fetched_at": datetime.now(timezone.utc), **meta}
+                reused += 1
+            except FetchError:
+                have.unlink()
+                todo.append(r)
+        else:
+            todo.append(r)
+
+    write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
+    limiter = RateLimiter(cfg.rate_limit)
+    last_write = time.monotonic()
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        futures = {pool.submit(fetch_one, r, cfg, videos, base, limiter): r for r in todo}
+        for fut in as_completed(futures):
+            r = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as e:  # a bug: record it, keep going
+                res = {"status": "failed", "error_class": "internal-error", "error": f"{type(e).__name__}: {e}",
+                       "attempts": 1}
+            res["fetched_at"] = datetime.now(timezone.utc)
+            results[r.key] = res
+            if progress:
+                progress(r, res)
+            if time.monotonic() - last_write >= 1.0:
+                write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
+                last_write = time.monotonic()
+    table = _table(rows, results, extras, cfg)
+    write_parquet_atomic(table_path, table)
+    status = table["status"].to_pylist()
+    classes = [c for c in table["error_class"].to_pylist() if c]
+    return FetchSummary(len(rows), len(first), dict(Counter(status)), dict(Counter(classes)),
+                        len(todo), reused, table_path)
