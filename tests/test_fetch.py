@@ -208,3 +208,17 @@ def test_shipped_voxceleb_manifest_validates():
 ])
 def test_failure_classes(msg, cls):
     assert classify(msg) == cls
+
+
+def test_truncated_file_with_its_index_in_front_is_not_a_video(videos, tmp_path):
+    from mf2.fetch.download import FetchError, verify_video
+
+    fs = tmp_path / "fs.mp4"
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(videos / "fomm_10.mp4"), "-c", "copy",
+                    "-movflags", "+faststart", str(fs)], check=True)
+    assert verify_video(fs)["n_frames"] == 444
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fs.read_bytes()[: fs.stat().st_size * 6 // 10])
+    with pytest.raises(FetchError) as e:
+        verify_video(cut)
+    assert e.value.error_class == "not-a-video" and "truncated" in str(e.value)
