@@ -1,4 +1,4 @@
-"""Rebuild manifests/videos.csv (and voxceleb1_segments.csv) from the public VoxCeleb1 lists.
+"""Rebuild manifests/videos.csv (and, on request, a segments manifest) from the VoxCeleb1 lists.
 
 Input: ../shared/data/manifests/voxceleb1_videos.csv (one row per identity-video pair) and,
 optionally, voxceleb1_fomm_segments.csv (face segments, frames at 25 fps). Output in mf2's
@@ -13,30 +13,32 @@ import argparse
 import csv
 from pathlib import Path
 
-LICENSE = "YouTube uploader; list CC BY 4.0 VoxCeleb1"
-
-
 def main() -> None:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--shared", type=Path, default=here.parents[1] / "shared" / "data" / "manifests")
+    ap.add_argument("--videos-out", type=Path, default=here / "videos.csv")
+    ap.add_argument("--segments", type=Path, default=None,
+                    help="also write the FOMM face segments as a manifest with start/end here (not versioned: "
+                         "the segment list has no licence of its own)")
     args = ap.parse_args()
     with open(args.shared / "voxceleb1_videos.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    cols = ["video_id", "url", "identity", "name", "split", "license", "gender", "nationality", "n_utterances",
-            "total_speech_s"]
-    with open(here / "videos.csv", "w", newline="") as f:
+    # No url column: a bare video_id is a YouTube id, and leaving out the derivable URL and a
+    # repeated licence string keeps the file small enough to version (about 1.4 MB).
+    cols = ["video_id", "identity", "name", "split", "gender", "nationality", "n_utterances", "total_speech_s"]
+    with open(args.videos_out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({**{c: r.get(c, "") for c in cols}, "license": LICENSE})
+            w.writerow({c: r.get(c, "") for c in cols})
     seg = args.shared / "voxceleb1_fomm_segments.csv"
-    if seg.is_file():
+    if args.segments and seg.is_file():
         with open(seg, newline="") as f:
             segs = list(csv.DictReader(f))
         cols = ["video_id", "url", "identity", "split", "start", "end", "license", "x", "y", "w", "h", "frame_width",
                 "frame_height"]
-        with open(here / "voxceleb1_segments.csv", "w", newline="") as f:
+        with open(args.segments, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
             w.writeheader()
             for r in segs:
@@ -44,7 +46,7 @@ def main() -> None:
                 w.writerow({**{c: r.get(c, "") for c in cols}, "url": f"https://www.youtube.com/watch?v={r['video_id']}",
                             "start": f"{int(r['start_frame']) / fps:.3f}", "end": f"{(int(r['end_frame']) + 1) / fps:.3f}",
                             "license": "YouTube uploader; segments from FOMM vox-metadata (research use)"})
-    print(f"{len(rows)} rows -> {here / 'videos.csv'}")
+    print(f"{len(rows)} rows -> {args.videos_out}")
 
 
 if __name__ == "__main__":

@@ -222,3 +222,18 @@ def test_truncated_file_with_its_index_in_front_is_not_a_video(videos, tmp_path)
     with pytest.raises(FetchError) as e:
         verify_video(cut)
     assert e.value.error_class == "not-a-video" and "truncated" in str(e.value)
+
+
+def test_segment_manifest_built_from_the_shared_list_validates(tmp_path):
+    from conftest import SHARED, _require
+
+    _require(SHARED / "data" / "manifests" / "voxceleb1_fomm_segments.csv")
+    out = tmp_path / "segs.csv"
+    subprocess.run([sys.executable, str(REPO / "manifests" / "build_voxceleb.py"), "--shared",
+                    str(SHARED / "data" / "manifests"), "--segments", str(out),
+                    "--videos-out", str(tmp_path / "videos.csv")], check=True, capture_output=True,
+                   cwd=tmp_path)
+    assert (tmp_path / "videos.csv").read_bytes() == (REPO / "manifests" / "videos.csv").read_bytes()  # reproducible
+    rows = read_manifest(out)
+    assert len(rows) == 19764 and all(r.end > r.start for r in rows)
+    assert rows[0].key.startswith(rows[0].video_id + "__") and rows[0].start == pytest.approx(993 / 25)
