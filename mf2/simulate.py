@@ -212,7 +212,6 @@ def simulate_video(
     extra_of = {id(w): e for w, e in zip(plan.windows, plan.extras)}
 
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
-    lut = None
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(frames, plan.windows, cfg.crf, cfg.out_size):
             extra = dict(extra_of[id(w)])
