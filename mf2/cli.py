@@ -214,6 +214,192 @@ def sample() -> None:
     click.echo(str(sample_video()))
 
 
+@cli.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--no-hashes", is_flag=True, help="Skip re-hashing the images (presence and sizes still checked).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
+    """Check a dataset (folder or pairs .parquet) against its manifest; exit 1 naming each problem."""
+    from mf2.share.verify import verify as run_verify
+
+    rep = run_verify(dataset, hashes=not no_hashes)
+    if as_json:
+        click.echo(json.dumps(rep.to_json(), indent=2))
+    else:
+        for w in rep.warnings:
+            click.echo(f"warning: {w}")
+        for p in rep.problems:
+            click.echo(f"problem: {p}")
+        state = "OK" if rep.ok else f"{len(rep.problems)} problem(s)"
+        click.echo(f"mf2 verify: {rep.manifest}: {rep.n_pairs} pairs, {rep.n_files_checked} files checked, "
+                   f"{len(rep.warnings)} warning(s): {state}", err=True)
+    if not rep.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--out", required=True, type=click.Path(),
+              help="A .parquet file with --no-images, else a new dataset folder.")
+@click.option("--no-images", is_flag=True, help="Write only the manifest (to share; rebuild with mf2 materialize).")
+@click.option("--split", "splits", multiple=True, help="Export only these splits (repeatable).")
+@click.option("--link", is_flag=True, help="Hard-link the images instead of copying them.")
+def export(dataset: str, out: str, no_images: bool, splits: tuple[str, ...], link: bool) -> None:
+    """Export a dataset's manifest without pixels, or a self-contained copy (optionally of some splits)."""
+    from mf2.share.export import export as run_export
+
+    res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
+    click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
+
+
+@cli.command()
+@click.argument("manifest", type=click.Path())
+@click.option("--videos", required=True, type=click.Path(),
+              help="Local copies of the videos: a folder (<video_id>.<ext>) or DATA/fetch.parquet.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to build (resumable).")
+@click.option("--keep-mismatched", is_flag=True,
+              help="Keep pairs whose pixels differ (e.g. a re-encoded video), with their new hashes.")
+def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> None:
+    """Rebuild the images of a manifest from local videos; byte-identical when the videos match."""
+    from mf2.share.materialize import materialize as run_materialize
+    from mf2.video import require_ffmpeg
+
+    require_ffmpeg()
+    res = run_materialize(manifest, videos, Path(out), keep_mismatched=keep_mismatched)
+    click.echo(f"mf2 materialize: {res.line()} ({res.seconds:.1f} s)", err=True)
+    if res.n_mismatched or res.n_missing:
+        click.echo(f"per-pair report: {res.report_path}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--by", default="identity", show_default=True, type=click.Choice(["identity", "video"]),
+              help="Group by identity (videos sharing a person stay together; falls back to the video) or by video.")
+@click.option("--ratios", default="train=0.8,val=0.1,test=0.1", show_default=True,
+              help="Split names and weights (of groups, not pairs).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--identities", type=click.Path(dir_okay=False), default=None,
+              help="CSV or fetch.parquet with video_id (or key) and identity columns: fills the identity column.")
+def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None) -> None:
+    """Assign train/val/test deterministically so that no identity (or video) is in two splits."""
+    from mf2.share.dataset import load, rewrite
+    from mf2.share.split import SplitConfig, assign, leaks, parse_ratios, summary
+
+    cfg = SplitConfig(parse_ratios(ratios), seed, by)
+    cfg.validate()
+    ds = load(dataset)
+    table = ds.table
+    if identities:
+        table = _with_identities(table, Path(identities))
+    table = assign(table, cfg)
+    problems = leaks(table)
+    if problems:  # cannot happen by construction; refuse to write a leaking split all the same
+        raise Mf2Error(f"split would leak: {problems[0]}")
+    rewrite(ds, table, split=json.dumps(cfg.key(), sort_keys=True))
+    for name, c in summary(table).items():
+        click.echo(f"{name}: {c['pairs']} pairs, {c['videos']} videos, {c['identities']} identities")
+    click.echo(f"mf2 split: {table.num_rows} pairs by {by} -> {ds.path}", err=True)
+
+
+def _with_identities(table, path: Path):
+    """Fill the identity column from a CSV (video_id, identity) or an mf2 fetch table."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mf2.sources import join_identities, safe_id
+
+    if path.suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+    else:
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as e:
+            raise UsageError(f"--identities {path}: {e.strerror}") from None
+    if not rows or "identity" not in rows[0] or not ({"video_id", "key"} & set(rows[0])):
+        raise UsageError(f"--identities {path}: needs an identity column and a video_id (or key) column")
+    found: dict[str, set[str]] = {}
+    for r in rows:
+        vid = safe_id(r.get("key") or r["video_id"])
+        if r.get("identity"):
+            found.setdefault(vid, set()).add(r["identity"])
+    old = table["identity"].to_pylist()
+    new = [join_identities(found[v]) if v in found else o for v, o in zip(table["video_id"].to_pylist(), old)]
+    return table.set_column(table.schema.get_field_index("identity"), "identity", pa.array(new, pa.string()))
+
+
+@cli.command()
+@click.argument("dataset", type=click.Path())
+@click.option("--video-id", "video_ids", multiple=True, required=True, help="Video to take down (repeatable).")
+@click.option("--reason", default="", help="Recorded in removed.parquet (e.g. a takedown request's reference).")
+def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
+    """Remove videos' pairs, images and cached tables from a dataset, and remember the takedown."""
+    from mf2.share.remove import remove as run_remove
+
+    res = run_remove(dataset, list(video_ids), reason)
+    click.echo(f"mf2 remove: {len(res.video_ids)} video(s), {res.n_pairs} pairs, {res.n_files} files removed", err=True)
+
+
+@cli.command()
+@click.option("--pairs", "pairs", multiple=True, type=click.Path(),
+              help="A pair dataset (folder or pairs.parquet); repeatable. Its blur settings become table columns.")
+@click.option("--stills", type=click.Path(file_okay=False), default=None,
+              help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
+                   "against the human ground truth.")
+@click.option("--restored", multiple=True, help="NAME=DIR: a method's restored images named <pair_id>.png; repeatable.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--landmarks", default="dlib", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
+              help="Localiser run on every method's images.")
+@click.option("--fan-weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--gt", default="auto", show_default=True, type=click.Choice(["auto", "refit", "recorded"]),
+              help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
+                   "sharp target (auto/refit) or as recorded.")
+@click.option("--init", default="detect", show_default=True, type=click.Choice(["detect", "gt"]),
+              help="Localiser's initial box: the detector's on the sharp target, or the ground truth's extent.")
+@click.option("--no-identity", is_flag=True, help="Skip identity embeddings.")
+@click.option("--limit", default=0, show_default=True, type=int, help="Pairs per blur setting, evenly spaced (0: all).")
+@click.option("--max-error", default=0.08, show_default=True, type=float, help="CED cut-off for AUC and failures.")
+@click.option("--kernel-size", "kernel_sizes", multiple=True, type=int, default=(31,), show_default=True,
+              help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
+@click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
+@click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
+def evaluate(pairs, stills, restored, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
+             kernel_sizes, seed, make_html) -> None:
+    """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity."""
+    from tqdm import tqdm
+
+    from mf2.evaluate.methods import Method, parse_restored
+    from mf2.evaluate.report import write_report
+    from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
+
+    if not pairs and not stills:
+        raise UsageError("mf2 evaluate: give --pairs DIR and/or --stills DIR")
+    cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html)
+    cfg.validate()
+    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored]
+    manifests = list(pairs)
+    report_dir = Path(out)
+    if stills:
+        from mf2.evaluate.stills import StillsConfig, build_stills
+
+        manifest, skipped = build_stills(Path(stills), report_dir / "stills",
+                                         StillsConfig(kernel_sizes=tuple(kernel_sizes), seed=seed))
+        for line in skipped:
+            click.echo(f"skipped: {line}", err=True)
+        manifests.append(str(manifest))
+    with tqdm(unit="pair", disable=None) as bar:
+        ev = run_evaluate(manifests, methods, cfg, bar.update)
+    files = write_report(ev, report_dir)
+    from mf2.evaluate.report import markdown
+
+    click.echo(markdown(ev).split("## PSNR")[0].rstrip())
+    click.echo(f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(methods)} methods, {ev.pairs_per_s:.2f} pairs/s "
+               f"-> {report_dir} ({len(files)} files)", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mf2", standalone_mode=False)

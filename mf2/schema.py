@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 from mf2 import __version__
 from mf2.errors import InputError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
+# Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
+# (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
+SCHEMA_HISTORY = {
+    "1.0": "video -> landmarks -> PrAvg pairs",
+    "1.1": "VLA and synthetic columns (direction, stop_*, displacement_px, path_px, seed, kernel_size, kernel, noise_sigma)",
+    "1.2": "identity, split and params columns; mf2.videos (video_id -> sha256) in the metadata",
+}
 
 BOX = pa.list_(pa.float32(), 4)
 LANDMARKS = pa.list_(pa.list_(pa.float32(), 2), 68)
@@ -77,6 +84,21 @@ PAIR_SCHEMA = pa.schema(
         ("kernel_size", pa.int32()),
         ("kernel", pa.list_(pa.float32())),  # row-major, kernel_size**2 values, sum 1
         ("noise_sigma", pa.float32()),
+        # provenance and sharing: who is in the video (several identities joined by ";"),
+        # the split `mf2 split` assigned, and the canonical JSON of the parameters that made
+        # the pair, so that a row stays self-describing when manifests are concatenated.
+        ("identity", pa.string()),
+        ("split", pa.string()),
+        ("params", pa.string()),
+    ]
+)
+
+REMOVED_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("removed_at", pa.string()),  # UTC ISO 8601
+        ("reason", pa.string()),
+        ("n_pairs", pa.int32()),
     ]
 )
 
@@ -116,6 +138,23 @@ def read_metadata(path: Path) -> dict[str, str]:
             f"{path}: written with mf2 schema {out['mf2.schema_version']}, newer than this mf2 "
             f"({SCHEMA_VERSION}); upgrade mf2", "schema-version")
     return out
+
+
+def upgrade_pairs(table: pa.Table) -> pa.Table:
+    """A pair table of any 1.x version in the current column order, missing columns as nulls."""
+    missing = [f.name for f in PAIR_SCHEMA if f.name not in table.column_names]
+    required = {"pair_id", "video_id", "blurry_path", "sharp_path"}
+    if required & set(missing):
+        raise InputError(f"not a pair manifest: missing column(s) {', '.join(sorted(required & set(missing)))}",
+                         "not-a-manifest")
+    arrays = []
+    for f in PAIR_SCHEMA:
+        if f.name in missing:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+        else:
+            col = table[f.name]
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+    return pa.table(arrays, schema=PAIR_SCHEMA.with_metadata(table.schema.metadata))
 
 
 def landmarks_column(values: list[np.ndarray | None]) -> pa.Array:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 import traceback
@@ -34,7 +35,8 @@ from mf2.flow import FlowArrays, FlowConfig, flow_for_video
 from mf2.errors import InputError, UsageError
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_metadata
+from mf2.schema import (FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json,
+                        read_metadata, upgrade_pairs)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
 
@@ -235,7 +237,7 @@ def simulate_video(
                 "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": w.crop.x0,
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
                 "landmarks": w.crop.landmarks_to_output(lms[w.center], cfg.out_size),
-                "crf": cfg.crf, "fps": float(info.fps), **extra,
+                "crf": cfg.crf, "fps": float(info.fps), "params": params_json(cfg.params()), **extra,
             }
             for k in PAIR_SCHEMA.names:
                 rows[k].append(row.get(k))
@@ -259,9 +261,11 @@ class RunSummary:
     windows_face_lost: int
     pairs_path: Path
     failures_path: Path
+    n_removed_skipped: int = 0  # taken down earlier (removed.parquet): not rebuilt
 
     def line(self) -> str:
-        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed; "
+        gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
+        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{gone}; "
                 f"{self.n_pairs} pairs, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
 
 
@@ -269,6 +273,11 @@ def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, sho
     cfg.validate()
     out.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(out)
+    from mf2.share.dataset import removed_ids
+
+    taken_down = removed_ids(out)
+    skipped_removed = sum(1 for s in sources if s.video_id in taken_down)
+    sources = [s for s in sources if s.video_id not in taken_down]
     backend = make_backend(cfg.landmarks)
     parts: list[pa.Table] = []
     failures: list[dict] = []
@@ -289,15 +298,44 @@ def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, sho
             with open(out / "failures.log", "a") as log:
                 log.write(f"== {src.video_id} ({src.path})\n{traceback.format_exc()}\n")
             continue
-        parts.append(res.pairs)
+        parts.append(_finish_part(res.pairs, src, cfg))
         lost += res.windows_face_lost
         resumed += res.resumed
     bar.close()
 
-    pairs = pa.concat_tables(parts).replace_schema_metadata(None) if parts else PAIR_SCHEMA.empty_table()
-    pairs = pairs.replace_schema_metadata(metadata("pairs", cfg.params()))
     pairs_path, failures_path = out / "pairs.parquet", out / "failures.parquet"
-    write_parquet_atomic(pairs_path, pairs)
+    pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
+    write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, cfg))
     write_parquet_atomic(failures_path, pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
                          .replace_schema_metadata(metadata("failures", cfg.params())))
-    return RunSummary(len(sources), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path)
+    return RunSummary(len(sources), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path,
+                      skipped_removed)
+
+
+def _finish_part(part: pa.Table, src: VideoSource, cfg: SimulateConfig) -> pa.Table:
+    """A part (of any 1.x schema) with the columns that are not pixels filled in: identity
+    comes from the source (it may change without touching the images), params from cfg."""
+    part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
+    n = part.num_rows
+    part = part.set_column(part.schema.get_field_index("identity"), "identity",
+                           pa.array([src.identity] * n, pa.string()))
+    if part["params"].null_count:
+        part = part.set_column(part.schema.get_field_index("params"), "params",
+                               pa.array([params_json(cfg.params())] * n, pa.string()))
+    return part
+
+
+def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.Table:
+    """The run's manifest; a split made earlier by `mf2 split` is applied again to the new rows."""
+    from mf2.share.dataset import pairs_metadata
+    from mf2.share.split import SplitConfig, assign
+
+    from mf2.video import ffmpeg_version
+
+    extra = {"ffmpeg": ffmpeg_version()}
+    if pairs_path.is_file():
+        split = read_metadata(pairs_path).get("mf2.split")
+        if split:
+            pairs = assign(pairs, SplitConfig.from_key(json.loads(split)))
+            extra["split"] = split
+    return pairs.replace_schema_metadata(pairs_metadata(pairs, cfg.params(), **extra))

@@ -17,6 +17,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class VideoSource:
     video_id: str  # safe as a file name: ^[A-Za-z0-9_-]{1,64}$
     path: Path
+    identity: str | None = None  # who is in it, from a fetch table; several joined by ";"
 
 
 def safe_id(text: str) -> str:
@@ -48,18 +49,34 @@ def _from_fetch_table(p: Path) -> list[VideoSource]:
 
     try:
         md = pq.read_schema(p).metadata or {}
-        t = pq.read_table(p, columns=["key", "status", "path"]).to_pylist()
+        names = pq.read_schema(p).names
+        cols = ["key", "status", "path"] + (["identity"] if "identity" in names else [])
+        t = pq.read_table(p, columns=cols).to_pylist()
     except Exception as e:
         raise InputError(f"{p}: not a readable fetch table ({type(e).__name__})", "not-a-manifest") from None
     if md.get(b"mf2.kind") != b"fetch":
         raise UsageError(f"{p}: not an mf2 fetch table (give a video, a folder, or DIR/fetch.parquet)")
-    seen: dict[str, VideoSource] = {}
+    paths: dict[str, Path] = {}
+    identities: dict[str, set[str]] = {}
     for r in t:
-        if r["status"] == "ok" and r["key"] not in seen:
-            seen[r["key"]] = VideoSource(safe_id(r["key"]), p.parent / r["path"])
-    if not seen:
+        if r["status"] == "ok":
+            paths.setdefault(r["key"], p.parent / r["path"])
+            if r.get("identity"):
+                identities.setdefault(r["key"], set()).add(r["identity"])
+    if not paths:
         raise UsageError(f"{p}: no video with status ok (run mf2 fetch first)")
-    return list(seen.values())
+    return [VideoSource(safe_id(k), path, join_identities(identities.get(k, ())))
+            for k, path in paths.items()]
+
+
+def join_identities(ids) -> str | None:
+    """One identity string per video: sorted, ";"-joined, None when unknown."""
+    ids = sorted({i.strip() for i in ids if i and i.strip()})
+    return ";".join(ids) if ids else None
+
+
+def split_identities(text: str | None) -> list[str]:
+    return [i for i in (text or "").split(";") if i]
 
 
 def resolve_videos(path: str | Path) -> list[VideoSource]:

@@ -1,7 +1,7 @@
 """Video probing, streaming decode and repeated-frame detection (ffmpeg)."""
 
 from mf2.video.duplicates import DuplicateDetector
-from mf2.video.probe import VideoInfo, probe, require_ffmpeg
+from mf2.video.probe import VideoInfo, ffmpeg_version, probe, require_ffmpeg
 from mf2.video.reader import iter_frames
 
-__all__ = ["DuplicateDetector", "VideoInfo", "iter_frames", "probe", "require_ffmpeg"]
+__all__ = ["DuplicateDetector", "VideoInfo", "ffmpeg_version", "iter_frames", "probe", "require_ffmpeg"]

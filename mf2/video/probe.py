@@ -8,6 +8,7 @@ variable frame rates.
 from __future__ import annotations
 
 import json
+import functools
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -53,6 +54,18 @@ def require_ffmpeg() -> None:
             f"{' and '.join(missing)} not found on PATH; install ffmpeg "
             "(Debian/Ubuntu: apt-get install ffmpeg)"
         )
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_version() -> str:
+    """The decoder's version string: identical pixels on re-materialisation need the same
+    YUV->RGB conversion, which can change between ffmpeg releases, so manifests record it."""
+    try:
+        out = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    first = out.splitlines()[0] if out else ""
+    return first.split(" Copyright")[0].removeprefix("ffmpeg version ").strip() or "unknown"
 
 
 def _fraction(text: str | None) -> Fraction | None:

@@ -1,0 +1,77 @@
+"""The rows of an evaluation: what produced each restored image.
+
+"Blurred" (the input itself) and "Oracle" (the sharp target) bound every method. Any other
+method is a folder of restored images named by ``pair_id`` — flat (``DIR/<pair_id>.png``) or
+mirroring the dataset (``DIR/blurry/<video_id>/<pair_id>.png``) — so a published method is
+scored from its outputs without touching mf2.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mf2.errors import InputError, UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+RESERVED = ("Blurred", "Oracle")
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # blurred | oracle | folder
+    folder: Path | None = None
+
+
+def parse_restored(spec: str) -> Method:
+    """NAME=DIR from the command line."""
+    name, sep, folder = spec.partition("=")
+    if not sep or not name or not folder:
+        raise UsageError(f"--restored {spec!r}: expected NAME=DIR")
+    if not _NAME.match(name) or name in RESERVED:
+        raise UsageError(f"--restored {spec!r}: method name must match {_NAME.pattern} and not be Blurred/Oracle")
+    p = Path(folder)
+    if not p.is_dir():
+        raise UsageError(f"--restored {name}={folder}: no such folder")
+    return Method(name, "folder", p)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"{path}: not a readable image", "bad-image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def restored_path(method: Method, pair_id: str, blurry_path: str) -> Path | None:
+    assert method.folder is not None
+    for ext in IMAGE_EXTENSIONS:
+        p = method.folder / f"{pair_id}{ext}"
+        if p.is_file():
+            return p
+    mirrored = method.folder / blurry_path
+    if mirrored.is_file():
+        return mirrored
+    for ext in IMAGE_EXTENSIONS:
+        p = mirrored.with_suffix(ext)
+        if p.is_file():
+            return p
+    return None
+
+
+def check_folders(methods: list[Method], pairs: list[dict]) -> None:
+    """Every folder method has an image for every pair, before any work starts."""
+    for m in methods:
+        if m.kind != "folder":
+            continue
+        missing = [p["pair_id"] for p in pairs if restored_path(m, p["pair_id"], p["blurry_path"]) is None]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise InputError(f"--restored {m.name}: no restored image for pair {missing[0]}{more} "
+                             f"(looked for {m.folder}/{missing[0]}.png)", "missing-image")

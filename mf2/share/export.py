@@ -1,0 +1,67 @@
+"""Export a dataset: the manifest alone (what labs share) or a self-contained copy of a subset."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mf2.errors import UsageError
+from mf2.share.dataset import load, pairs_metadata, safe_rel, write
+
+
+@dataclass
+class ExportSummary:
+    n_pairs: int
+    n_files: int
+    path: Path
+
+
+def _select(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
+    if not splits:
+        return table
+    present = set(table["split"].drop_null().to_pylist())
+    unknown = [s for s in splits if s not in present]
+    if unknown:
+        raise UsageError(f"--split {', '.join(unknown)}: no pair has that split (present: "
+                         f"{', '.join(sorted(present)) or 'none; run mf2 split first'})")
+    return table.filter(pc.is_in(table["split"], pa.array(list(splits), pa.string())))
+
+
+def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[str, ...] = (),
+           link: bool = False) -> ExportSummary:
+    """Without images: ``out`` is a .parquet file, every row kept (hashes, frames, crops...),
+    marked ``mf2.images = none`` so tools know the pixels are to be materialised. With images:
+    ``out`` is a new dataset folder with the PNGs copied (or hard-linked) next to its manifest."""
+    ds = load(dataset)
+    table = _select(ds.table, splits)
+    extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
+             if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
+    if splits:
+        extra["exported_splits"] = list(splits)
+    if not images:
+        if out.suffix != ".parquet":
+            raise UsageError(f"--out {out}: with --no-images the output is one .parquet file")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write(out, table, pairs_metadata(table, ds.params, kind="pairs-export", images="none", **extra))
+        return ExportSummary(table.num_rows, 0, out)
+    if not ds.has_images:
+        raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out}: exists and is not empty")
+    n = 0
+    for kind in ("blurry", "sharp"):
+        for rel in table[f"{kind}_path"].to_pylist():
+            src, dst = ds.root / safe_rel(rel), out / safe_rel(rel)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if link:
+                os.link(src, dst)
+            else:
+                shutil.copyfile(src, dst)
+            n += 1
+    write(out / "pairs.parquet", table, pairs_metadata(table, ds.params, **extra))
+    return ExportSummary(table.num_rows, n, out / "pairs.parquet")
