@@ -52,13 +52,32 @@ def probe(videos: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
-def _simulate(videos: str, out: str, cfg, contact: bool) -> None:
+def _dask_options(f):
+    f = click.option("--scheduler", default=None,
+                     help="Dask scheduler address (tcp://host:8786) of a running cluster, or 'synchronous' to run "
+                          "in this process. Default: a LocalCluster.")(f)
+    f = click.option("--workers", default=None, type=int,
+                     help="LocalCluster worker processes (one thread each); default: the CPU cores; 0: in this process.")(f)
+    return f
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None) -> None:
+    from mf2.faces.select import check_backend
+    from mf2.pipeline.runner import default_workers, make_runner
     from mf2.simulate import run_simulate
     from mf2.sources import resolve_videos
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
-    summary = run_simulate(resolve_videos(videos), Path(out), cfg)
+    sources = resolve_videos(videos)
+    gpu = check_backend(cfg.landmarks) == "fan"
+    n = default_workers() if workers is None else workers
+    with make_runner(min(n, max(1, len(sources))) if n > 0 else 0, scheduler, gpu, _echo_err) as runner:
+        summary = run_simulate(sources, Path(out), cfg, runner=runner)
     if contact:
         from mf2.viz import contact_sheet
 
@@ -114,9 +133,11 @@ def _simulate(videos: str, out: str, cfg, contact: bool) -> None:
 @click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
               help="Write OUT/contact_sheet.png.")
 @_landmark_options
+@_dask_options
 def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, min_L, max_L, direction,
              min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
-             kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval) -> None:
+             kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval, workers,
+             scheduler) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
     from mf2.blur.kernels import SyntheticConfig
     from mf2.blur.vla import VlaConfig
@@ -133,7 +154,51 @@ def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicat
         synthetic=SyntheticConfig(kernel_size=kernel_size, seed=seed, noise_sigma=noise_sigma),
     )
     cfg.validate()
-    _simulate(videos, out, cfg, contact_sheet)
+    _simulate(videos, out, cfg, contact_sheet, workers, scheduler)
+
+
+@cli.command(name="run")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+              help="Video manifest CSV: fetch the videos first (into OUT/data).")
+@click.option("--videos", type=click.Path(), default=None,
+              help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumable).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value: jobs.0.L=9, jobs.*.crop_size=128, landmarks.backend=dlib (repeatable).")
+@click.option("--landmarks", default=None, type=click.Choice(["auto", "dlib", "fan"]), help="Overrides landmarks.backend.")
+@click.option("--fan-weights", type=click.Path(dir_okay=False), default=None, help="Overrides landmarks.fan_weights.")
+@click.option("--crop-size", default=None, type=int, help="Overrides every job's crop_size.")
+@click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run.")
+@click.option("--cookies", type=click.Path(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
+@_dask_options
+def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_size, retry_failed, cookies, workers,
+            scheduler) -> None:
+    """Run a recipe (pipelines/*.yaml) end to end: fetch, landmarks, flow, every simulate job."""
+    from mf2.faces.select import check_backend
+    from mf2.pipeline.recipe import load_recipe
+    from mf2.pipeline.run import run_pipeline
+    from mf2.pipeline.runner import default_workers, make_runner
+    from mf2.video import require_ffmpeg
+
+    overrides = {k: v for k, v in (("landmarks.backend", landmarks), ("landmarks.fan_weights", fan_weights),
+                                   ("jobs.*.crop_size", crop_size), ("dask.workers", workers),
+                                   ("dask.scheduler", scheduler)) if v is not None}
+    rec = load_recipe(recipe, list(sets), overrides)
+    rec.simulate_configs()
+    require_ffmpeg()
+    gpu = check_backend(rec.landmark_config()) == "fan"
+    n = rec.dask["workers"]
+    n = default_workers() if n is None else n
+    with make_runner(n, rec.dask["scheduler"], gpu, _echo_err) as runner:
+        summary = run_pipeline(rec, Path(out), runner, manifest, videos, retry_failed, cookies, echo=_echo_err)
+    for name, s in summary.jobs.items():
+        click.echo(f"{name}: {s.line()}", err=True)
+        if s.n_failed:
+            click.echo(f"{name}: failures {s.failures_by_class} in {s.failures_path}", err=True)
+    rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
+    click.echo(f"mf2 run {rec.name}: {summary.n_videos} videos in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
+               err=True)
 
 
 @cli.command()

@@ -109,6 +109,7 @@ FAILURE_SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("error_class", pa.string()),
         ("error", pa.string()),
+        ("video_sha256", pa.string()),  # of the file that failed (null if unreadable): a re-run skips it unless it changed
     ]
 )
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,11 +142,14 @@ def _plan_pravg(cfg: SimulateConfig, lms, valid, dup) -> Plan:
 
 
 def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, out: Path, lms, valid, dup,
-              progress) -> Plan:
+              progress, stages: Stages) -> Plan:
+    stages.enter("flow")
     flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress)
     flow = FlowArrays.from_table(flow_table)
+    stages.enter("thumbs")
     scale = thumb_scale(lms, valid, cfg.vla.thumb_face)
     thumbs = Thumbs(_thumbnails(info, scale, out / "tmp", progress), scale)
+    stages.enter("plan")
     n = min(len(valid), len(thumbs.frames), len(flow.valid))
     vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
                           cfg.skip_duplicates)
@@ -186,31 +190,72 @@ def _pair_id(video_id: str, mode: str, w: Window, extra: dict, cfg: SimulateConf
     return f"{video_id}_synthetic_k{extra['kernel_size']}_c{w.center:06d}"
 
 
+class Stages:
+    """Which stage a video is in (for failure records) and how long each took (for timings)."""
+
+    def __init__(self) -> None:
+        self.current = "probe"
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def enter(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self._t
+        self.current, self._t = stage, now
+
+    def done(self) -> dict[str, float]:
+        self.enter("done")
+        self.seconds.pop("done", None)
+        return {k: round(v, 4) for k, v in self.seconds.items()}
+
+
+def part_path(out: Path, cfg: SimulateConfig, video_id: str) -> Path:
+    return out / "parts" / cfg.mode / f"{video_id}.parquet"
+
+
+def part_is_current(path: Path, sha: str, cfg: SimulateConfig) -> bool:
+    if not path.is_file():
+        return False
+    md = read_metadata(path)
+    return md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params())
+
+
 def simulate_video(
     src: VideoSource,
     out: Path,
     cfg: SimulateConfig,
     backend=None,
     progress: Callable[[int], None] | None = None,
+    cache: Path | None = None,
+    sha: str | None = None,
+    stages: Stages | None = None,
 ) -> VideoResult:
+    """``cache``: where the landmark and flow tables live (default ``out``; a recipe shares
+    one cache between its jobs). ``stages`` records the current stage and its timings."""
+    stages = stages or Stages()
+    cache = cache or out
+    stages.enter("probe")
     info = probe(src.path)
-    sha = sha256_file(src.path)
-    part_path = out / "parts" / cfg.mode / f"{src.video_id}.parquet"
-    if part_path.is_file():
-        md = read_metadata(part_path)
-        if md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params()):
-            part = pq.read_table(part_path)
-            return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True)
+    stages.enter("hash")
+    sha = sha or sha256_file(src.path)
+    ppath = part_path(out, cfg, src.video_id)
+    if part_is_current(ppath, sha, cfg):
+        md = read_metadata(ppath)
+        part = pq.read_table(ppath)
+        return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True)
 
-    lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, out, backend, progress)
+    stages.enter("landmarks")
+    lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, cache, backend, progress)
     lms, valid = landmarks_to_numpy(lm_table["landmarks"])
     dup = np.asarray(lm_table["is_duplicate"].to_numpy(zero_copy_only=False), dtype=bool)
+    stages.enter("plan")
     if cfg.mode == "pravg":
         plan = _plan_pravg(cfg, lms, valid, dup)
     elif cfg.mode == "vla":
-        plan = _plan_vla(cfg, src, info, sha, out, lms, valid, dup, progress)
+        plan = _plan_vla(cfg, src, info, sha, cache, lms, valid, dup, progress, stages)
     else:
         plan = _plan_synthetic(cfg, sha, lms, valid, dup)
+    stages.enter("render")
     extra_of = {id(w): e for w, e in zip(plan.windows, plan.extras)}
 
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
@@ -247,7 +292,8 @@ def simulate_video(
         metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
                  windows_face_lost=str(plan.face_lost), plan=plan.info)
     )
-    write_parquet_atomic(part_path, part)
+    stages.enter("write")
+    write_parquet_atomic(ppath, part)
     return VideoResult(src.video_id, part, plan.face_lost)
 
 
@@ -262,6 +308,8 @@ class RunSummary:
     pairs_path: Path
     failures_path: Path
     n_removed_skipped: int = 0  # taken down earlier (removed.parquet): not rebuilt
+    stage_seconds: dict = field(default_factory=dict)  # summed over videos (worker time, not wall time)
+    failures_by_class: dict = field(default_factory=dict)
 
     def line(self) -> str:
         gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
@@ -269,73 +317,11 @@ class RunSummary:
                 f"{self.n_pairs} pairs, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
 
 
-def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None) -> RunSummary:
-    cfg.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(out)
-    from mf2.share.dataset import removed_ids
+def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
+                 runner=None) -> RunSummary:
+    """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
+    per-video tasks run, in this process by default."""
+    from mf2.pipeline.execute import Job, run_jobs
+    from mf2.pipeline.runner import SyncRunner
 
-    taken_down = removed_ids(out)
-    skipped_removed = sum(1 for s in sources if s.video_id in taken_down)
-    sources = [s for s in sources if s.video_id not in taken_down]
-    backend = make_backend(cfg.landmarks)
-    parts: list[pa.Table] = []
-    failures: list[dict] = []
-    lost = resumed = 0
-    # None: tqdm shows the bar only on a terminal.
-    bar = tqdm(total=None, unit="frame", disable=None if show_progress is None else not show_progress)
-    for src in sources:
-        bar.set_description(src.video_id[:24])
-        try:
-            res = simulate_video(src, out, cfg, backend, bar.update)
-        except InputError as e:
-            failures.append({"video_id": src.video_id, "path": str(src.path), "stage": "video",
-                             "error_class": e.error_class, "error": str(e)})
-            continue
-        except Exception as e:  # a bug, not the user's fault: record it, keep the run going
-            failures.append({"video_id": src.video_id, "path": str(src.path), "stage": "simulate",
-                             "error_class": "internal-error", "error": f"{type(e).__name__}: {e}"})
-            with open(out / "failures.log", "a") as log:
-                log.write(f"== {src.video_id} ({src.path})\n{traceback.format_exc()}\n")
-            continue
-        parts.append(_finish_part(res.pairs, src, cfg))
-        lost += res.windows_face_lost
-        resumed += res.resumed
-    bar.close()
-
-    pairs_path, failures_path = out / "pairs.parquet", out / "failures.parquet"
-    pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
-    write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, cfg))
-    write_parquet_atomic(failures_path, pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
-                         .replace_schema_metadata(metadata("failures", cfg.params())))
-    return RunSummary(len(sources), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path,
-                      skipped_removed)
-
-
-def _finish_part(part: pa.Table, src: VideoSource, cfg: SimulateConfig) -> pa.Table:
-    """A part (of any 1.x schema) with the columns that are not pixels filled in: identity
-    comes from the source (it may change without touching the images), params from cfg."""
-    part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
-    n = part.num_rows
-    part = part.set_column(part.schema.get_field_index("identity"), "identity",
-                           pa.array([src.identity] * n, pa.string()))
-    if part["params"].null_count:
-        part = part.set_column(part.schema.get_field_index("params"), "params",
-                               pa.array([params_json(cfg.params())] * n, pa.string()))
-    return part
-
-
-def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.Table:
-    """The run's manifest; a split made earlier by `mf2 split` is applied again to the new rows."""
-    from mf2.share.dataset import pairs_metadata
-    from mf2.share.split import SplitConfig, assign
-
-    from mf2.video import ffmpeg_version
-
-    extra = {"ffmpeg": ffmpeg_version()}
-    if pairs_path.is_file():
-        split = read_metadata(pairs_path).get("mf2.split")
-        if split:
-            pairs = assign(pairs, SplitConfig.from_key(json.loads(split)))
-            extra["split"] = split
-    return pairs.replace_schema_metadata(pairs_metadata(pairs, cfg.params(), **extra))
+    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress)["simulate"]

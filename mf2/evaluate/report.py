@@ -98,7 +98,7 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
             errs = np.array([p.nme for p in ev.scores if p.setting == s and p.method == m])
             ax.plot(grid, ced(errs, grid), label=m)
         ax.set(xlabel="normalised point-to-point error", ylabel="images proportion", title=f"CED — {s}",
-               xlim=(0, ev.config.max_error), ylim=(0, 1.0))
+               xlim=(0, ev.config.max_error), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         name = f"ced_{_slug(s)}.png"
@@ -117,7 +117,7 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
             if cos.size:
                 ax.step(cos, np.arange(1, cos.size + 1) / cos.size, where="post", label=m)
         ax.set(xlabel="cosine similarity to the sharp target", ylabel="cumulative share of images",
-               title=f"Identity — {s}", xlim=(None, 1.0), ylim=(0, 1.0))
+               title=f"Identity — {s}", xlim=(None, 1.003), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", fontsize=8)
         name = f"identity_{_slug(s)}.png"

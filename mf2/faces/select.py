@@ -54,6 +54,21 @@ def resolve_backend_name(cfg: LandmarkConfig) -> str:
     return "fan" if _cuda_available() and fan_weights_path(cfg.fan_weights) is not None else "dlib"
 
 
+def check_backend(cfg: LandmarkConfig) -> str:
+    """The backend's name, after checking it can be built here (without loading a model)."""
+    name = resolve_backend_name(cfg)
+    if name == "fan":
+        import importlib.util
+
+        missing = [m for m in ("torch", "face_alignment") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise UsageError(f"--landmarks fan needs {' and '.join(missing)} (pip install 'mf2[fan]')")
+        if fan_weights_path(cfg.fan_weights) is None:
+            raise UsageError("--landmarks fan: no weights; pass --fan-weights PATH or put "
+                             "2DFAN4-11f355bf06.pth.tar in the torch hub checkpoints folder")
+    return name
+
+
 def make_backend(cfg: LandmarkConfig) -> LandmarkBackend:
     name = resolve_backend_name(cfg)
     if name == "dlib":

@@ -249,12 +249,13 @@ def final_path(videos: Path, key: str) -> Path | None:
     return None
 
 
-def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path, limiter: RateLimiter) -> dict:
+def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path, limiter: RateLimiter | None) -> dict:
     """Download, verify and rename one video; returns the status fields (never raises FetchError)."""
     attempts = 0
     while True:
         attempts += 1
-        limiter.wait()
+        if limiter is not None:  # None on a Dask worker: the driver paces the starts
+            limiter.wait()
         folder = tmp_folder(videos, row.key)
         try:
             got = _ytdlp(cfg, row, folder) if row.kind == "remote" else _local(cfg, row, folder, base)

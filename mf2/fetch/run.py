@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+import queue
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,9 +95,39 @@ def _table(rows: list[ManifestRow], results: dict[str, dict], extras: list[str],
         metadata("fetch", cfg.key(), yt_dlp_version=_ytdlp_version()))
 
 
+@contextmanager
+def _executor(cfg: FetchConfig, runner):
+    if runner is None or runner.name == "synchronous":
+        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+            yield pool.submit
+    else:
+        yield lambda fn, *args: runner.submit(fn, *args)
+
+
+def _submit_paced(submit, todo, cfg, videos, base, limiter: RateLimiter, remote: bool):
+    """Yield (future, row) as downloads finish. Locally every thread waits on the shared
+    limiter; on a cluster the driver paces the starts (a limiter cannot cross processes), so
+    a feeder thread submits while finished downloads are already being recorded."""
+    done: queue.Queue = queue.Queue()
+
+    def feed() -> None:
+        for r in todo:
+            if remote:
+                limiter.wait()
+            fut = submit(fetch_one, r, cfg, videos, base, None if remote else limiter)
+            fut.add_done_callback(lambda f, r=r: done.put((f, r)))
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    for _ in range(len(todo)):
+        yield done.get()
+    feeder.join()
+
+
 def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
-              progress=None) -> FetchSummary:
-    """``retry_failed``: None (keep failures), "transient" or "all"."""
+              progress=None, runner=None) -> FetchSummary:
+    """``retry_failed``: None (keep failures), "transient" or "all". ``runner``: a Dask runner
+    (mf2.pipeline.runner) to download on the cluster's workers; default a local thread pool."""
     cfg.validate()
     if retry_failed not in (None, "transient", "all"):
         raise UsageError(f"--retry-failed {retry_failed!r}: expected transient or all")
@@ -139,10 +172,9 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
     write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
     limiter = RateLimiter(cfg.rate_limit)
     last_write = time.monotonic()
-    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-        futures = {pool.submit(fetch_one, r, cfg, videos, base, limiter): r for r in todo}
-        for fut in as_completed(futures):
-            r = futures[fut]
+    with _executor(cfg, runner) as submit:
+        futures = _submit_paced(submit, todo, cfg, videos, base, limiter, remote=runner is not None)
+        for fut, r in futures:
             try:
                 res = fut.result()
             except Exception as e:  # a bug: record it, keep going

@@ -1,0 +1,1 @@
+"""Running the stages over many videos: recipes, Dask execution, resumable per-video tasks."""

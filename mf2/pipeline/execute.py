@@ -1,0 +1,290 @@
+"""Per-video tasks and the driver that consolidates their outputs.
+
+Each video is two tasks: landmarks (asks for a ``GPU`` worker resource when the FAN backend
+runs) and simulate (every job of the run, on whichever worker is free). Both return small
+dicts; the pixels go straight from a worker to files. A video's pairs reach ``pairs.parquet``
+only through its part file, written last and atomically, so a run killed at any moment
+resumes to exactly what a clean run gives. Failures never stop the run: each is recorded
+with its stage, class and message.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from mf2.atomic import clean_stale_tmp, write_parquet_atomic
+from mf2.errors import InputError, UsageError
+from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
+from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, metadata, params_json, read_metadata, upgrade_pairs
+from mf2.simulate import RunSummary, SimulateConfig, Stages, part_is_current, part_path, simulate_video
+from mf2.sources import VideoSource, sha256_file
+
+TIMING_SCHEMA = pa.schema([("video_id", pa.string()), ("job", pa.string()), ("stage", pa.string()),
+                           ("seconds", pa.float64()), ("frames", pa.int32())])
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str  # folder-safe; one dataset folder per job
+    cfg: SimulateConfig
+    out: Path
+
+
+# -- worker side ------------------------------------------------------------------------------
+
+_BACKENDS: dict[str, object] = {}
+
+
+def _backend(cfg: LandmarkConfig):
+    """One landmark model per worker process, loaded on first use."""
+    key = json.dumps([resolve_backend_name(cfg), cfg.fan_weights])
+    if key not in _BACKENDS:
+        _BACKENDS[key] = make_backend(cfg)
+    return _BACKENDS[key]
+
+
+# Failures a re-run retries without being asked: they may not happen again.
+RETRIED_BY_DEFAULT = {"internal-error", "worker-lost"}
+
+
+def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha: str | None = None) -> dict:
+    if isinstance(e, InputError):
+        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": e.error_class,
+                "error": str(e), "video_sha256": sha}
+    try:  # a bug, not the input's fault: keep the traceback for the report
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "failures.log", "a") as log:
+            log.write(f"== {src.video_id} ({src.path}) at {stage}\n{traceback.format_exc()}\n")
+    except OSError:
+        pass
+    return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": "internal-error",
+            "error": f"{type(e).__name__}: {e}", "video_sha256": sha}
+
+
+def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> dict:
+    """Probe, hash and (unless every job already has this video's part) the landmark table."""
+    from mf2.faces.stage import landmarks_for_video
+    from mf2.video import probe
+
+    stages = Stages()
+    stages.current = "hash"
+    sha = None
+    try:
+        sha = _hash(src)
+        stages.enter("probe")
+        info = probe(src.path)
+        if not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg) for j in jobs):
+            stages.enter("landmarks")
+            cfg = jobs[0].cfg.landmarks
+            landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg))
+        return {"sha256": sha, "frames": info.n_frames, "timings": stages.done(), "failure": None}
+    except Exception as e:
+        failure = _failure(src, stages.current, e, cache, sha)
+        return {"sha256": sha, "frames": 0, "timings": stages.done(), "failure": failure}
+
+
+def _hash(src: VideoSource) -> str:
+    if not src.path.is_file():
+        raise InputError(f"{src.path}: no such file", "missing-file")
+    return sha256_file(src.path)
+
+
+def simulate_task(src: VideoSource, prep: dict, jobs: list[Job], cache: Path) -> list[dict]:
+    out = []
+    for job in jobs:
+        rec = {"job": job.name, "video_id": src.video_id, "part": None, "resumed": False, "face_lost": 0,
+               "frames": prep["frames"], "timings": dict(prep["timings"]) if job is jobs[0] else {}, "failure": None}
+        if prep["failure"]:
+            rec["failure"] = prep["failure"]
+            out.append(rec)
+            continue
+        stages = Stages()
+        try:
+            res = simulate_video(src, job.out, job.cfg, _backend(job.cfg.landmarks), None, cache, prep["sha256"], stages)
+            rec.update(part=str(part_path(job.out, job.cfg, src.video_id)), resumed=res.resumed,
+                       face_lost=res.windows_face_lost)
+        except Exception as e:
+            rec["failure"] = _failure(src, stages.current, e, job.out, prep["sha256"])
+        for k, v in stages.done().items():
+            if k not in ("probe", "hash") or not rec["timings"]:
+                rec["timings"][k] = rec["timings"].get(k, 0.0) + v
+        out.append(rec)
+    return out
+
+
+# -- driver side ------------------------------------------------------------------------------
+
+def _removed(out: Path) -> set[str]:
+    from mf2.share.dataset import removed_ids
+
+    return removed_ids(out)
+
+
+def _previous_failures(job: Job) -> dict[str, dict]:
+    path = job.out / "failures.parquet"
+    if not path.is_file():
+        return {}
+    t = upgrade_failures(pq.read_table(path))
+    return {r["video_id"]: r for r in t.to_pylist()}
+
+
+def upgrade_failures(t: pa.Table) -> pa.Table:
+    for f in FAILURE_SCHEMA:
+        if f.name not in t.column_names:
+            t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
+    return t.select(FAILURE_SCHEMA.names)
+
+
+def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, show_progress: bool | None = None,
+             echo: Callable[[str], None] | None = None, retry_failed: bool = False) -> dict[str, RunSummary]:
+    """``retry_failed``: redo videos that failed before; otherwise a video whose earlier failure
+    was its input's fault is skipped (its record kept) while its file is unchanged."""
+    if not jobs:
+        raise UsageError("nothing to run: no simulate job")
+    for j in jobs:
+        j.cfg.validate()
+    lcfg = jobs[0].cfg.landmarks
+    if any(j.cfg.landmarks != lcfg for j in jobs):
+        raise UsageError("all jobs of a run share one landmark configuration")
+    names = [j.name for j in jobs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"job names must be distinct: {names}")
+    cache.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(cache)
+    for j in jobs:
+        j.out.mkdir(parents=True, exist_ok=True)
+        if j.out != cache:
+            clean_stale_tmp(j.out)
+    if runner.name == "synchronous":
+        _backend(lcfg)  # a missing model is a usage error before any video, not a failure per video
+    gpu = {"GPU": 1} if check_backend(lcfg) == "fan" and runner.name != "synchronous" else None
+    taken_down = {j.name: _removed(j.out) for j in jobs}
+    before = {j.name: ({} if retry_failed else _previous_failures(j)) for j in jobs}
+    carried: list[dict] = []
+    sha_now: dict[str, str | None] = {}
+
+    def still_failing(j: Job, src: VideoSource) -> dict | None:
+        old = before[j.name].get(src.video_id)
+        if not old or old["error_class"] in RETRIED_BY_DEFAULT:
+            return None
+        if src.video_id not in sha_now:
+            sha_now[src.video_id] = sha256_file(src.path) if src.path.is_file() else None
+        return old if sha_now[src.video_id] == old["video_sha256"] else None
+
+    futures, order = [], {}
+    token = uuid.uuid4().hex[:8]
+    for i, src in enumerate(sources):
+        order[src.video_id] = i
+        mine = []
+        for j in jobs:
+            if src.video_id in taken_down[j.name]:
+                continue
+            old = still_failing(j, src)
+            if old:
+                carried.append({"job": j.name, "video_id": src.video_id, "part": None, "resumed": False,
+                                "face_lost": 0, "frames": 0, "timings": {}, "failure": {**old, "path": str(src.path)},
+                                "carried": True})
+            else:
+                mine.append(j)
+        if not mine:
+            continue
+        lm = runner.submit(landmark_task, src, cache, mine, resources=gpu, key=f"landmarks-{src.video_id}-{token}")
+        futures.append((runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"),
+                        src, mine))
+    by_future = {id(f): (src, mine) for f, src, mine in futures}
+    records: list[dict] = []
+    bar = tqdm(total=len(futures), unit="video", disable=None if show_progress is None else not show_progress)
+    for fut in runner.as_completed([f for f, _, _ in futures]):
+        src, mine = by_future[id(fut)]
+        try:
+            recs = fut.result()
+        except Exception as e:  # a worker died (segfault, out of memory) or the task could not run
+            cls = "worker-lost" if type(e).__name__ == "KilledWorker" else "internal-error"
+            recs = [{"job": j.name, "video_id": src.video_id, "part": None, "resumed": False, "face_lost": 0,
+                     "frames": 0, "timings": {}, "failure": {"video_id": src.video_id, "path": str(src.path),
+                     "stage": "task", "error_class": cls, "error": f"{type(e).__name__}: {e}"[:500],
+                     "video_sha256": None}}
+                    for j in mine]
+        records += recs
+        bar.set_description(src.video_id[:24])
+        bar.update(1)
+    bar.close()
+    records += carried
+    if carried and echo:
+        echo(f"{len(carried)} earlier failure(s) kept (unchanged input); --retry-failed redoes them")
+
+    summaries = {}
+    for j in jobs:
+        mine = sorted((r for r in records if r["job"] == j.name), key=lambda r: order[r["video_id"]])
+        summaries[j.name] = _consolidate(j, mine, {s.video_id: s for s in sources}, len(taken_down[j.name] &
+                                         {s.video_id for s in sources}))
+    _write_timings(cache, records)
+    return summaries
+
+
+def _consolidate(job: Job, recs: list[dict], srcs: dict[str, VideoSource], n_removed: int) -> RunSummary:
+    parts, failures = [], []
+    stage_seconds: dict[str, float] = defaultdict(float)
+    lost = resumed = 0
+    for r in recs:
+        for k, v in r["timings"].items():
+            stage_seconds[k] += v
+        if r["failure"]:
+            failures.append(r["failure"])
+            continue
+        parts.append(_finish_part(pq.read_table(r["part"]), srcs[r["video_id"]], job.cfg))
+        lost += r["face_lost"]
+        resumed += r["resumed"]
+    pairs_path, failures_path = job.out / "pairs.parquet", job.out / "failures.parquet"
+    pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
+    write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, job.cfg))
+    write_parquet_atomic(failures_path, pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
+                         .replace_schema_metadata(metadata("failures", job.cfg.params())))
+    return RunSummary(len(recs), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path,
+                      n_removed, {k: round(v, 3) for k, v in stage_seconds.items()},
+                      dict(Counter(f["error_class"] for f in failures)))
+
+
+def _finish_part(part: pa.Table, src: VideoSource, cfg: SimulateConfig) -> pa.Table:
+    """A part (of any 1.x schema) with the columns that are not pixels filled in: identity
+    comes from the source (it may change without touching the images), params from cfg."""
+    part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
+    n = part.num_rows
+    part = part.set_column(part.schema.get_field_index("identity"), "identity",
+                           pa.array([src.identity] * n, pa.string()))
+    if part["params"].null_count:
+        part = part.set_column(part.schema.get_field_index("params"), "params",
+                               pa.array([params_json(cfg.params())] * n, pa.string()))
+    return part
+
+
+def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.Table:
+    """The job's manifest; a split made earlier by `mf2 split` is applied again to the new rows."""
+    from mf2.share.dataset import pairs_metadata
+    from mf2.share.split import SplitConfig, assign
+    from mf2.video import ffmpeg_version
+
+    extra = {"ffmpeg": ffmpeg_version()}
+    if pairs_path.is_file():
+        split = read_metadata(pairs_path).get("mf2.split")
+        if split:
+            pairs = assign(pairs, SplitConfig.from_key(json.loads(split)))
+            extra["split"] = split
+    return pairs.replace_schema_metadata(pairs_metadata(pairs, cfg.params(), **extra))
+
+
+def _write_timings(cache: Path, records: list[dict]) -> None:
+    rows = [{"video_id": r["video_id"], "job": r["job"], "stage": k, "seconds": float(v), "frames": int(r["frames"] or 0)}
+            for r in records for k, v in r["timings"].items()]
+    write_parquet_atomic(cache / "timings.parquet", pa.Table.from_pylist(rows, schema=TIMING_SCHEMA)
+                         .replace_schema_metadata(metadata("timings")))

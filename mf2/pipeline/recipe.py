@@ -1,0 +1,242 @@
+"""Recipes: a whole run described in YAML (what `mf2 run` executes), validated with errors
+that name the file and the key, with command-line overrides and a resolved copy saved with
+the output so a run can be repeated exactly.
+
+Precedence, lowest first: built-in defaults, the recipe file, ``--set KEY=VALUE``, dedicated
+flags (``--workers``, ``--landmarks``...).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mf2.blur.kernels import SyntheticConfig
+from mf2.blur.vla import VlaConfig
+from mf2.errors import UsageError
+from mf2.faces.select import LandmarkConfig
+from mf2.fetch.download import FetchConfig
+from mf2.flow import FlowConfig
+from mf2.simulate import SimulateConfig
+
+_OPT = type(None)
+# key -> (accepted types, default). Job keys are `mf2 simulate`'s options, with underscores.
+JOB_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
+    "name": ((str, _OPT), None), "mode": ((str,), "pravg"), "L": ((int,), 7), "stride": ((int,), 1),
+    "crf": ((str,), "srgb"), "crop_size": ((int,), 256), "margin": ((float,), 0.25),
+    "keep_duplicates": ((bool,), False),
+    "min_L": ((int,), 3), "max_L": ((int,), 21), "direction": ((str,), "forward"),
+    "min_overlap": ((float,), 0.5), "min_quality": ((float,), 0.75), "max_fb_bad": ((float,), 0.25),
+    "osc_frac": ((float,), 0.005), "dup_jaccard": ((float,), 0.5),
+    "flow": ((str,), "dis"), "flow_preset": ((str,), "medium"), "flow_size": ((int,), 128),
+    "kernel_size": ((int,), 31), "seed": ((int,), 0), "noise_sigma": ((float,), 0.0),
+}
+SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "landmarks": {"backend": ((str,), "auto"), "fan_weights": ((str, _OPT), None),
+                  "keyframe_interval": ((int,), 10)},
+    "fetch": {"max_height": ((int,), 720), "rate_limit": ((float,), 0.0), "sleep_requests": ((float,), 0.0),
+              "retries": ((int,), 3), "backoff": ((float,), 2.0), "timeout": ((float,), 30.0),
+              "workers": ((int,), 2), "link": ((bool,), False)},
+    "dask": {"workers": ((int, _OPT), None), "scheduler": ((str, _OPT), None)},
+}
+TOP_KEYS = {"name": ((str,), "run"), "description": ((str, _OPT), None), "defaults": None, "jobs": None,
+            **{k: None for k in SECTIONS}}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", _OPT: "null"}
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _where(path: Path | str, key: str) -> str:
+    return f"{path}: {key}" if key else str(path)
+
+
+def _unknown(src, where: str, key: str, allowed) -> UsageError:
+    hint = difflib.get_close_matches(key, list(allowed), n=1)
+    tip = f" (did you mean {hint[0]!r}?)" if hint else f" (expected one of: {', '.join(sorted(allowed))})"
+    return UsageError(f"{_where(src, where + key)}: unknown key{tip}")
+
+
+def _check_value(src, key: str, value: Any, types: tuple[type, ...]) -> Any:
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    elif float in types and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        want = " or ".join(_TYPE_NAMES[t] for t in types)
+        raise UsageError(f"{_where(src, key)}: expected {want}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_mapping(src, prefix: str, d: Any, spec: dict) -> dict:
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise UsageError(f"{_where(src, prefix.rstrip('.'))}: expected a mapping, got {type(d).__name__}")
+    out = {}
+    for k, v in d.items():
+        if k not in spec:
+            raise _unknown(src, prefix, str(k), spec)
+        out[k] = _check_value(src, prefix + k, v, spec[k][0])
+    return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str | None
+    landmarks: dict
+    fetch: dict
+    dask: dict
+    jobs: list[dict]  # fully resolved: defaults applied, every key present
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "landmarks": self.landmarks,
+                "fetch": self.fetch, "dask": self.dask, "jobs": self.jobs}
+
+    def landmark_config(self) -> LandmarkConfig:
+        lm = self.landmarks
+        return LandmarkConfig(backend=lm["backend"], fan_weights=lm["fan_weights"],
+                              keyframe_interval=lm["keyframe_interval"])
+
+    def simulate_configs(self) -> list[tuple[str, SimulateConfig]]:
+        lcfg = self.landmark_config()
+        out = []
+        for i, j in enumerate(self.jobs):
+            cfg = SimulateConfig(
+                mode=j["mode"], L=j["L"], stride=j["stride"], crf=j["crf"], out_size=j["crop_size"],
+                margin=j["margin"], skip_duplicates=not j["keep_duplicates"], landmarks=lcfg,
+                vla=VlaConfig(min_L=j["min_L"], max_L=j["max_L"], min_overlap=j["min_overlap"],
+                              min_quality=j["min_quality"], max_fb_bad=j["max_fb_bad"], osc_frac=j["osc_frac"],
+                              direction=j["direction"], dup_jaccard=j["dup_jaccard"]),
+                flow=FlowConfig(method=j["flow"], preset=j["flow_preset"], work_size=j["flow_size"], margin=j["margin"]),
+                synthetic=SyntheticConfig(kernel_size=j["kernel_size"], seed=j["seed"], noise_sigma=j["noise_sigma"]))
+            try:
+                cfg.validate()
+            except UsageError as e:
+                raise UsageError(f"recipe {self.name}: jobs[{i}] ({j['name']}): {e}") from None
+            out.append((j["name"], cfg))
+        return out
+
+    def fetch_config(self) -> FetchConfig:
+        f = self.fetch
+        cfg = FetchConfig(max_height=f["max_height"], rate_limit=f["rate_limit"], sleep_requests=f["sleep_requests"],
+                          retries=f["retries"], backoff=f["backoff"], timeout=f["timeout"], workers=f["workers"],
+                          link=f["link"])
+        cfg.validate()
+        return cfg
+
+
+def _job_name(j: dict) -> str:
+    if j["mode"] == "pravg":
+        return f"pravg_L{j['L']}"
+    if j["mode"] == "synthetic":
+        return f"synthetic_k{j['kernel_size']}"
+    return "vla" if j["direction"] == "forward" else f"vla_{j['direction']}"
+
+
+def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise UsageError(f"{src}: a recipe is a YAML mapping (name, landmarks, defaults, jobs, ...)")
+    for k in data:
+        if k not in TOP_KEYS:
+            raise _unknown(src, "", str(k), TOP_KEYS)
+    name = _check_value(src, "name", data.get("name", "run"), (str,))
+    if not _NAME.match(name):
+        raise UsageError(f"{_where(src, 'name')}: {name!r} must match {_NAME.pattern}")
+    desc = _check_value(src, "description", data.get("description"), (str, _OPT))
+    sections = {}
+    for sec, spec in SECTIONS.items():
+        given = _check_mapping(src, f"{sec}.", data.get(sec), spec)
+        sections[sec] = {k: given.get(k, d) for k, (_, d) in spec.items()}
+    defaults = _check_mapping(src, "defaults.", data.get("defaults"), JOB_KEYS)
+    if "name" in defaults:
+        raise UsageError(f"{_where(src, 'defaults.name')}: a name belongs to one job")
+    jobs_in = data.get("jobs")
+    if not isinstance(jobs_in, list) or not jobs_in:
+        raise UsageError(f"{_where(src, 'jobs')}: expected a non-empty list of jobs")
+    jobs = []
+    for i, j in enumerate(jobs_in):
+        given = _check_mapping(src, f"jobs[{i}].", j, JOB_KEYS)
+        full = {k: d for k, (_, d) in JOB_KEYS.items()}
+        full.update(defaults)
+        full.update(given)
+        full["name"] = full["name"] or _job_name(full)
+        if not _NAME.match(full["name"]):
+            raise UsageError(f"{_where(src, f'jobs[{i}].name')}: {full['name']!r} must match {_NAME.pattern}")
+        jobs.append(full)
+    names = [j["name"] for j in jobs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UsageError(f"{_where(src, 'jobs')}: job names must be distinct ({', '.join(dup)} repeated); set name:")
+    return Recipe(name, desc, sections["landmarks"], sections["fetch"], sections["dask"], jobs)
+
+
+def _set(data: dict, dotted: str, value: Any, src: str) -> None:
+    """``a.b.0.c`` into nested dicts/lists; a job index may also be written ``jobs[0]``."""
+    parts = [p for p in re.split(r"\.|\[|\]", dotted) if p != ""]
+    if not parts:
+        raise UsageError(f"--set {dotted!r}: empty key")
+    cur: Any = data
+    for i, p in enumerate(parts[:-1]):
+        nxt_is_index = parts[i + 1].isdigit()
+        if isinstance(cur, list):
+            if not p.isdigit() or int(p) >= len(cur):
+                raise UsageError(f"--set {dotted}: {p!r} is not an index of this list (0..{len(cur) - 1})")
+            cur = cur[int(p)]
+        else:
+            if p == "jobs" and "jobs" not in cur:
+                raise UsageError(f"--set {dotted}: the recipe has no jobs")
+            cur = cur.setdefault(p, [] if nxt_is_index else {})
+        if not isinstance(cur, (dict, list)):
+            raise UsageError(f"--set {dotted}: {p!r} is a value, not a section")
+    last = parts[-1]
+    if isinstance(cur, list):
+        if not last.isdigit() or int(last) >= len(cur):
+            raise UsageError(f"--set {dotted}: {last!r} is not an index of this list")
+        cur[int(last)] = value
+    else:
+        cur[last] = value
+
+
+def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any] | None = None) -> Recipe:
+    """``sets``: KEY=VALUE strings (VALUE parsed as YAML); ``overrides``: dotted keys from the
+    dedicated flags, applied last. ``jobs.*.KEY`` applies to every job."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})") from None
+    data = copy.deepcopy(data) if isinstance(data, dict) else data
+    items: list[tuple[str, Any]] = []
+    for s in sets:
+        key, sep, raw = s.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {s!r}: expected KEY=VALUE, e.g. jobs.0.L=9 or landmarks.backend=dlib")
+        try:
+            items.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
+        except yaml.YAMLError:
+            items.append((key.strip(), raw))
+    items += list((overrides or {}).items())
+    if isinstance(data, dict):
+        for key, value in items:
+            if key.startswith("jobs.*."):
+                for i in range(len(data.get("jobs") or [])):
+                    _set(data, f"jobs.{i}.{key[7:]}", value, str(p))
+            else:
+                _set(data, key, value, str(p))
+    return parse_recipe(data, p)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, default_flow_style=False)

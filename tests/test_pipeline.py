@@ -1,0 +1,237 @@
+"""`mf2 run` and Dask execution: recipes, a real LocalCluster, crash and resume, failures,
+streaming memory, Docker files. Real clips, real ffmpeg, real Parquet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO, ffmpeg, run_mf2
+
+CLIPS = ("fomm_08.mp4", "fomm_10.mp4", "lp_d18.mp4")
+RECIPE = REPO / "pipelines" / "2mf2.yaml"
+
+
+def _key(path: Path) -> list[tuple]:
+    t = pq.read_table(path, columns=["pair_id", "blurry_sha256", "sharp_sha256"])
+    return sorted(zip(*(t[c].to_pylist() for c in t.column_names)))
+
+
+@pytest.fixture(scope="module")
+def clips(videos, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("clips")
+    for name in CLIPS:
+        shutil.copy(videos / name, d / name)
+    return d
+
+
+@pytest.fixture(scope="module")
+def synchronous_run(clips, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sync") / "run"
+    res = run_mf2("run", str(RECIPE), "--videos", str(clips), "--out", str(out), "--scheduler", "synchronous")
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_local_cluster_equals_single_process(clips, synchronous_run, tmp_path):
+    out = tmp_path / "dask"
+    res = run_mf2("run", str(RECIPE), "--videos", str(clips), "--out", str(out), "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert "LocalCluster, 2 workers x 1 thread, dashboard http" in res.stderr
+    dask_pairs, sync_pairs = out / "vla" / "pairs.parquet", synchronous_run / "vla" / "pairs.parquet"
+    assert len(_key(sync_pairs)) > 20
+    assert _key(dask_pairs) == _key(sync_pairs)
+    # the consolidated manifest keeps the input order whatever order the workers finished in
+    assert pq.read_table(dask_pairs)["pair_id"].to_pylist() == pq.read_table(sync_pairs)["pair_id"].to_pylist()
+    directions = set(pq.read_table(dask_pairs)["direction"].to_pylist())
+    assert directions == {"forward", "reverse"}  # the recipe's forward and reverse passes
+
+    import json
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["videos"] == 3 and run["jobs"]["vla"]["pairs"] == len(_key(dask_pairs))
+    assert {"landmarks", "flow", "thumbs", "render"} <= set(run["stage_seconds"])
+    timings = pq.read_table(out / "cache" / "timings.parquet").to_pylist()
+    assert {t["video_id"] for t in timings} == {Path(c).stem for c in CLIPS}
+    resolved = (out / "recipe.yaml").read_text()
+    assert "direction: both" in resolved and "min_overlap: 0.5" in resolved
+
+    # a second run resumes everything
+    res = run_mf2("run", str(RECIPE), "--videos", str(clips), "--out", str(out), "--workers", "2")
+    assert res.returncode == 0 and "3 ok (3 resumed)" in res.stderr, res.stderr
+
+
+def test_sigkill_mid_run_then_resume_equals_a_clean_run(clips, synchronous_run, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "mf2", "run", str(RECIPE), "--videos", str(clips), "--out", str(out),
+            "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list((out / "vla" / "blurry").rglob("*.png")):
+        time.sleep(0.05)
+    time.sleep(0.3)  # mid-render of at least one video
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its worker processes, as a crash would
+    proc.wait()
+    assert not (out / "vla" / "pairs.parquet").exists()
+    res = run_mf2("run", str(RECIPE), "--videos", str(clips), "--out", str(out), "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    assert not list(out.rglob(".*.tmp"))
+    assert _key(out / "vla" / "pairs.parquet") == _key(synchronous_run / "vla" / "pairs.parquet")
+    rows = pq.read_table(out / "vla" / "pairs.parquet")["pair_id"].to_pylist()
+    assert len(rows) == len(set(rows))
+
+
+def test_corrupt_video_is_recorded_and_the_others_complete(clips, tmp_path):
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    shutil.copy(clips / "fomm_08.mp4", vids / "good.mp4")
+    data = (clips / "lp_d18.mp4").read_bytes()
+    (vids / "cut.mp4").write_bytes(data[: len(data) // 3])
+    (vids / "noise.mp4").write_bytes(os.urandom(20000))
+    out = tmp_path / "run"
+    args = ["run", str(REPO / "pipelines" / "pravg.yaml"), "--videos", str(vids), "--out", str(out),
+            "--set", "jobs=[{L: 7, stride: 4}]", "--workers", "2"]
+    res = run_mf2(*args)
+    assert res.returncode == 0, res.stderr
+    assert "3 videos: 1 ok (0 resumed), 2 failed" in res.stderr and "Traceback" not in res.stderr
+    fails = {r["video_id"]: r for r in pq.read_table(out / "pravg_L7" / "failures.parquet").to_pylist()}
+    assert set(fails) == {"cut", "noise"}
+    assert fails["noise"]["stage"] == "probe" and fails["noise"]["error_class"] == "not-a-video"
+    assert fails["cut"]["error_class"] in ("not-a-video", "decode-error") and fails["cut"]["video_sha256"]
+    assert set(pq.read_table(out / "pravg_L7" / "pairs.parquet")["video_id"].to_pylist()) == {"good"}
+
+    # a re-run keeps the failures of unchanged files without redoing them ...
+    res = run_mf2(*args)
+    assert res.returncode == 0 and "2 earlier failure(s) kept" in res.stderr and "1 resumed" in res.stderr
+    # ... redoes them when asked, or when the file changed
+    shutil.copy(clips / "fomm_10.mp4", vids / "noise.mp4")
+    res = run_mf2(*args)
+    assert res.returncode == 0 and "1 earlier failure(s) kept" in res.stderr, res.stderr
+    assert set(pq.read_table(out / "pravg_L7" / "pairs.parquet")["video_id"].to_pylist()) == {"good", "noise"}
+    res = run_mf2(*args, "--retry-failed")
+    assert res.returncode == 0 and "kept" not in res.stderr and "1 failed" in res.stderr
+
+
+def test_run_with_a_manifest_fetches_first(tmp_path):
+    out = tmp_path / "run"
+    res = run_mf2("run", str(REPO / "pipelines" / "synthetic.yaml"), "--manifest",
+                  str(REPO / "manifests" / "sample.csv"), "--out", str(out), "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    assert "fetch: 1 ok" in res.stderr
+    fetched = pq.read_table(out / "data" / "fetch.parquet").to_pylist()
+    assert fetched[0]["status"] == "ok"
+    pairs = pq.read_table(out / "synthetic_k31" / "pairs.parquet")
+    assert pairs.num_rows > 5 and set(pairs["video_id"].to_pylist()) == {fetched[0]["key"]}
+
+
+def _recipe(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("name: x\njobs:\n  - {mode: pravg, Ll: 7}\n", "jobs[0].Ll: unknown key (did you mean 'L'?)"),
+    ("name: x\njobs:\n  - {mode: pravg, L: seven}\n", "jobs[0].L: expected an integer, got 'seven'"),
+    ("name: x\njobs:\n  - {mode: pravg, L: 4}\n", "jobs[0] (pravg_L4): --L 4"),
+    ("name: x\nlandmarks: {backend: dlib, keyframes: 3}\njobs: [{mode: vla}]\n", "landmarks.keyframes: unknown key"),
+    ("name: x\njobs: []\n", "jobs: expected a non-empty list"),
+    ("name: x\njobs:\n  - {mode: pravg}\n  - {mode: pravg}\n", "pravg_L7 repeated"),
+    ("name: x\njobs: [{mode: pravg\n", "not valid YAML"),
+    ("name: x\nfetch: {retries: true}\njobs: [{mode: vla}]\n", "fetch.retries: expected an integer, got True"),
+    ("nmae: x\njobs: [{mode: vla}]\n", "nmae: unknown key (did you mean 'name'?)"),
+])
+def test_recipe_validation_errors_name_the_file_and_key(tmp_path, text, needle):
+    p = _recipe(tmp_path, text)
+    res = run_mf2("run", str(p), "--videos", str(tmp_path), "--out", str(tmp_path / "o"))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert needle in lines[0] and (str(p) in lines[0] or "recipe x" in lines[0])
+    assert not (tmp_path / "o").exists()
+
+
+def test_override_precedence():
+    from mf2.pipeline.recipe import load_recipe
+
+    base = load_recipe(REPO / "pipelines" / "pravg.yaml")
+    assert [j["L"] for j in base.jobs] == [7, 9, 11, 15, 21] and {j["crop_size"] for j in base.jobs} == {256}
+    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.0.L=5", "jobs.*.crop_size=128", "landmarks.backend=dlib"])
+    assert [j["L"] for j in r.jobs] == [5, 9, 11, 15, 21] and {j["crop_size"] for j in r.jobs} == {128}
+    assert r.jobs[0]["name"] == "pravg_L5" and r.landmarks["backend"] == "dlib"
+    # dedicated flags come after --set
+    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.*.crop_size=128", "dask.workers=3"],
+                    {"jobs.*.crop_size": 64, "dask.workers": 1})
+    assert {j["crop_size"] for j in r.jobs} == {64} and r.dask["workers"] == 1
+    # the resolved recipe round-trips
+    from mf2.pipeline.recipe import dump_recipe, parse_recipe
+    import yaml
+
+    assert parse_recipe(yaml.safe_load(dump_recipe(r))) == r
+
+
+def test_every_shipped_recipe_is_valid():
+    from mf2.pipeline.recipe import load_recipe
+
+    names = {}
+    for p in sorted((REPO / "pipelines").glob("*.yaml")):
+        r = load_recipe(p)
+        names[p.name] = [n for n, _ in r.simulate_configs()]
+    assert names == {"2mf2.yaml": ["vla"], "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
+                     "synthetic.yaml": ["synthetic_k31"]}
+
+
+def _peak_rss_kb(args: list[str]) -> int:
+    code = ("import resource, sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return int(res.stderr.split("MAXRSS")[-1].split()[0])
+
+
+@pytest.mark.parametrize("mode", ["pravg", "vla"])
+def test_memory_does_not_grow_with_video_length(clips, tmp_path, mode):
+    long = tmp_path / "long.mp4"
+    ffmpeg("-stream_loop", "3", "-i", str(clips / "fomm_10.mp4"), "-c", "copy", str(long))
+    short = clips / "fomm_10.mp4"
+    from mf2.video import probe
+
+    assert probe(long).n_frames >= 4 * probe(short).n_frames - 4
+    rss = {}
+    for name, clip in (("short", short), ("long", long)):
+        rss[name] = _peak_rss_kb(["simulate", "--videos", str(clip), "--out", str(tmp_path / name), "--mode", mode,
+                                  "--workers", "0", "--no-contact-sheet"])
+    assert rss["long"] <= 1.10 * rss["short"], rss
+
+
+def test_docker_files_lint_clean_and_match_the_project():
+    import yaml
+
+    docker = REPO / "docker"
+    hadolint = Path(sys.executable).parent / "hadolint"
+    res = subprocess.run([str(hadolint), str(docker / "Dockerfile.cpu"), str(docker / "Dockerfile.cuda")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    torch_pin = setup.split("MF2_TORCH_VERSION:-")[1].split("}")[0]
+    for f in ("Dockerfile.cpu", "Dockerfile.cuda"):
+        text = (docker / f).read_text()
+        assert f"torch=={torch_pin}" in text and "docker/constraints.txt" in text
+    compose = yaml.safe_load((docker / "compose.yaml").read_text())
+    assert {"scheduler", "cpu-worker", "gpu-worker"} <= set(compose["services"])
+    assert "GPU=1" in compose["services"]["gpu-worker"]["command"]
+    pins = dict(line.split("==") for line in (docker / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for d in deps:
+        name = d.split(">")[0].split("[")[0].split("=")[0].strip()
+        assert any(k.lower().replace("_", "-") == name.lower() for k in pins), f"{name} not pinned in constraints.txt"
