@@ -163,15 +163,17 @@ def compute_flow(
 def flow_for_video(
     video_id: str, info: VideoInfo, sha256: str, landmarks: np.ndarray, valid: np.ndarray, landmark_key: dict,
     cfg: FlowConfig, out_dir: Path, progress: Callable[[int], None] | None = None,
+    frames: Iterable[np.ndarray] | None = None,
 ) -> pa.Table:
-    """Read OUT/flow/<video_id>.parquet if it matches, else compute and cache it."""
+    """Read OUT/flow/<video_id>.parquet if it matches, else compute and cache it. ``frames``:
+    a decoder already open (another stage may share the pass); by default one is opened."""
     path = out_dir / "flow" / f"{video_id}.parquet"
     params = {"flow": cfg.key(), "landmarks": landmark_key}
     if path.is_file():
         md = read_metadata(path)
         if md.get("mf2.video_sha256") == sha256 and md.get("mf2.params") == params_json(params):
             return pq.read_table(path)
-    table = compute_flow(video_id, iter_frames(info), landmarks, valid, cfg, progress)
+    table = compute_flow(video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress)
     table = table.replace_schema_metadata(metadata("flow", params, video_sha256=sha256, video=info.to_json()))
     write_parquet_atomic(path, table)
     return table

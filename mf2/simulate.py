@@ -106,26 +106,36 @@ def _png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _thumbnails(info: VideoInfo, scale: float, folder: Path, progress: Callable[[int], None] | None) -> np.ndarray:
-    """Grey thumbnails of every frame in a disk-backed array: random access for VLA's
-    quality rule (both directions) without holding the video in memory."""
-    tw, th = max(8, int(round(info.width * scale))), max(8, int(round(info.height * scale)))
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".thumbs-", suffix=".tmp", dir=folder)
-    os.close(fd)
-    n = max(1, info.n_frames)
-    arr = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=(n, th, tw))
-    os.unlink(name)  # the mapping keeps the data; nothing is left behind on a crash
-    count = 0
-    for i, frame in enumerate(iter_frames(info)):
-        if i >= n:
-            break
-        g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        arr[i] = g if scale == 1.0 else cv2.resize(g, (tw, th), interpolation=cv2.INTER_AREA)
-        count += 1
-        if progress:
-            progress(1)
-    return arr[:count]
+class _Thumbnails:
+    """Grey thumbnails of every frame in a disk-backed array: random access for VLA's quality
+    rule (both directions) without holding the video in memory. It wraps the frame stream so
+    the flow stage's decoding pass fills it (one decode for both)."""
+
+    def __init__(self, info: VideoInfo, scale: float, folder: Path, progress: Callable[[int], None] | None) -> None:
+        tw, th = max(8, int(round(info.width * scale))), max(8, int(round(info.height * scale)))
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".thumbs-", suffix=".tmp", dir=folder)
+        os.close(fd)
+        self.n = max(1, info.n_frames)
+        self.arr = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=(self.n, th, tw))
+        os.unlink(name)  # the mapping keeps the data; nothing is left behind on a crash
+        self.size, self.scale, self.count = (tw, th), scale, 0
+        self._frames = iter_frames(info)
+        self._progress = progress
+
+    def __iter__(self):
+        for frame in self._frames:
+            if self.count < self.n:
+                g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+                self.arr[self.count] = g if self.scale == 1.0 else cv2.resize(g, self.size, interpolation=cv2.INTER_AREA)
+                self.count += 1
+            yield frame
+
+    def finish(self) -> np.ndarray:
+        """Decode whatever the flow stage did not need (or all of it, when flow was cached)."""
+        for _ in self:
+            pass
+        return self.arr[: self.count]
 
 
 @dataclass
@@ -143,12 +153,13 @@ def _plan_pravg(cfg: SimulateConfig, lms, valid, dup) -> Plan:
 
 def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, out: Path, lms, valid, dup,
               progress, stages: Stages) -> Plan:
-    stages.enter("flow")
-    flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress)
-    flow = FlowArrays.from_table(flow_table)
-    stages.enter("thumbs")
+    stages.enter("flow")  # flow and the quality rule's thumbnails share one decoding pass
     scale = thumb_scale(lms, valid, cfg.vla.thumb_face)
-    thumbs = Thumbs(_thumbnails(info, scale, out / "tmp", progress), scale)
+    tee = _Thumbnails(info, scale, out / "tmp", progress)
+    flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress,
+                                frames=iter(tee))
+    flow = FlowArrays.from_table(flow_table)
+    thumbs = Thumbs(tee.finish(), scale)
     stages.enter("plan")
     n = min(len(valid), len(thumbs.frames), len(flow.valid))
     vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,

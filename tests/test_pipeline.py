@@ -58,7 +58,7 @@ def test_local_cluster_equals_single_process(clips, synchronous_run, tmp_path):
 
     run = json.loads((out / "run.json").read_text())
     assert run["videos"] == 3 and run["jobs"]["vla"]["pairs"] == len(_key(dask_pairs))
-    assert {"landmarks", "flow", "thumbs", "render"} <= set(run["stage_seconds"])
+    assert {"landmarks", "flow", "render"} <= set(run["stage_seconds"])
     timings = pq.read_table(out / "cache" / "timings.parquet").to_pylist()
     assert {t["video_id"] for t in timings} == {Path(c).stem for c in CLIPS}
     resolved = (out / "recipe.yaml").read_text()

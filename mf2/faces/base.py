@@ -24,8 +24,9 @@ class LandmarkBackend(Protocol):
     name: str
     batch_size: int  # frames the backend wants per fit call (1 on CPU, larger on GPU)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """All faces in an RGB uint8 image."""
+    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Detection]:
+        """All faces in an RGB uint8 image; ``min_face``: smallest face side (pixels) to find,
+        which bounds the detector's work (default: the backend's own)."""
         ...
 
     def fit(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:

@@ -31,14 +31,15 @@ class DlibBackend:
         self.detect_max_side = detect_max_side
         self.min_face = min_face
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Detection]:
+        min_face = self.min_face if min_face is None else min_face
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_max_side / max(h, w))
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
             grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         upsample = 0
-        while 80 / (2**upsample) > self.min_face * scale and upsample < 2:
+        while 80 / (2**upsample) > min_face * scale and upsample < 2:
             upsample += 1
         rects, scores, _ = self._detector.run(grey, upsample, 0.0)
         return [

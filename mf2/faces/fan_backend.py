@@ -51,8 +51,8 @@ class FanBackend:
         self._net = net.to(self.device).eval()
         self._detector = DlibBackend()
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        return self._detector.detect(image)
+    def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Detection]:
+        return self._detector.detect(image, min_face)
 
     def fit(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:
         from face_alignment.utils import CENTER_Y_OFFSET, REFERENCE_SCALE, crop, get_preds_fromhm

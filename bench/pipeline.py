@@ -1,0 +1,142 @@
+"""The pipeline's speed and memory against issue 5's targets, measured in one run.
+
+Prints JSON:
+- decode-only frames/s over the clips (ffmpeg -> RGB frames, nothing else): the physical limit;
+- end-to-end frames/s of `mf2 run` (LocalCluster, one worker per core) for the 2mf2 recipe
+  (VLA, both directions) and for PrAvg L = 7, and their ratio to decode-only (target >= 0.5);
+- each stage's frames/s (worker time per stage, from timings.parquet);
+- 1 vs 2 workers on a multi-video PrAvg job (target >= 1.8x);
+- peak RSS of `mf2 simulate` on a clip and on the same clip looped to 4x its length
+  (target: within 10 %).
+Every figure is the median of ``--repeats`` runs, each in a fresh folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from mf2 import __version__
+from mf2.pipeline.recipe import load_recipe
+from mf2.pipeline.run import run_pipeline
+from mf2.pipeline.runner import default_workers, make_runner
+from mf2.video import iter_frames, probe
+
+REPO = Path(__file__).resolve().parents[1]
+E2E_CLIPS = ["lp_d9.mp4", "ffpp_youtube_634.mp4", "fomm_10.mp4", "lp_d3.mp4"]
+SCALE_CLIPS = ["sadtalker_RD_Radio2_000.mp4", "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
+               "sadtalker_WDA_KatieHill_000.mp4", "lp_d11.mp4"]
+RSS_CLIP = "fomm_10.mp4"
+
+
+def _folder(videos: Path, names: list[str], tmp: Path) -> Path:
+    d = tmp / "in"
+    d.mkdir(exist_ok=True)
+    for n in names:
+        (d / n).symlink_to(videos / n)
+    return d
+
+
+def _decode_fps(paths: list[Path]) -> float:
+    frames, t = 0, time.perf_counter()
+    for p in paths:
+        frames += sum(1 for _ in iter_frames(probe(p)))
+    return frames / (time.perf_counter() - t)
+
+
+def _run(recipe: str, sets: list[str], videos: Path, out: Path, workers: int) -> dict:
+    rec = load_recipe(REPO / "pipelines" / recipe, sets, {"landmarks.backend": "dlib"})
+    with make_runner(workers) as runner:
+        s = run_pipeline(rec, out, runner, videos=str(videos), show_progress=False)
+    timings = pq.read_table(out / "cache" / "timings.parquet").to_pylist()
+    frames = sum({t["video_id"]: t["frames"] for t in timings}.values())
+    per_stage: dict[str, float] = {}
+    for t in timings:
+        per_stage[t["stage"]] = per_stage.get(t["stage"], 0.0) + t["seconds"]
+    return {"wall_s": s.wall_s, "frames": frames, "stage_seconds": per_stage,
+            "pairs": sum(j.n_pairs for j in s.jobs.values())}
+
+
+def _peak_rss_mb(args: list[str]) -> float:
+    code = ("import resource, sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return int(res.stderr.split("MAXRSS")[-1].split()[0]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--videos", type=Path, default=REPO.parent / "shared" / "data" / "videos")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip", nargs="*", default=[], choices=["e2e", "scaling", "rss"])
+    args = ap.parse_args()
+    cores = default_workers()
+    med = statistics.median
+    out: dict = {"bench": "pipeline", "mf2": __version__, "python": platform.python_version(),
+                 "machine": platform.machine(), "cores": cores, "repeats": args.repeats, "backend": "dlib"}
+
+    if "e2e" not in args.skip:
+        paths = [args.videos / c for c in E2E_CLIPS]
+        dec = [_decode_fps(paths) for _ in range(args.repeats)]
+        out["decode_only_fps"] = round(med(dec), 1)
+        out["e2e_clips"] = E2E_CLIPS
+        for label, recipe, sets in (("2mf2_vla_both", "2mf2.yaml", []), ("pravg_L7", "pravg.yaml", ["jobs=[{L: 7}]"])):
+            runs = []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as tmp:
+                    vids = _folder(args.videos, E2E_CLIPS, Path(tmp))
+                    runs.append(_run(recipe, sets, vids, Path(tmp) / "run", cores))
+            fps = med([r["frames"] / r["wall_s"] for r in runs])
+            stage = {k: round(runs[0]["frames"] / med([r["stage_seconds"].get(k, 0) for r in runs]), 1)
+                     for k in runs[0]["stage_seconds"] if med([r["stage_seconds"].get(k, 0) for r in runs]) > 0}
+            out[label] = {"frames": runs[0]["frames"], "pairs": runs[0]["pairs"], "e2e_fps": round(fps, 1),
+                          "e2e_over_decode": round(fps / out["decode_only_fps"], 3), "stage_fps": stage,
+                          "stage_share": {k: round(med([r["stage_seconds"].get(k, 0) for r in runs]) /
+                                                   sum(med([r["stage_seconds"].get(s, 0) for r in runs])
+                                                       for s in runs[0]["stage_seconds"]), 3)
+                                          for k in runs[0]["stage_seconds"]}}
+
+    if "scaling" not in args.skip:
+        res = {}
+        for w in (1, 2):
+            walls = []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as tmp:
+                    vids = _folder(args.videos, SCALE_CLIPS, Path(tmp))
+                    walls.append(_run("pravg.yaml", ["jobs=[{L: 7}]"], vids, Path(tmp) / "run", w)["wall_s"])
+            res[w] = med(walls)
+        out["scaling"] = {"clips": SCALE_CLIPS, "one_worker_s": round(res[1], 2), "two_workers_s": round(res[2], 2),
+                          "speedup": round(res[1] / res[2], 2)}
+
+    if "rss" not in args.skip:
+        rss = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            long = tmp / "long.mp4"
+            subprocess.run(["ffmpeg", "-y", "-nostdin", "-loglevel", "error", "-stream_loop", "3", "-i",
+                            str(args.videos / RSS_CLIP), "-c", "copy", str(long)], check=True)
+            for mode in ("pravg", "vla"):
+                for label, clip in (("1x", args.videos / RSS_CLIP), ("4x", long)):
+                    vals = [_peak_rss_mb(["simulate", "--videos", str(clip), "--out", str(tmp / f"{mode}{label}{i}"),
+                                          "--mode", mode, "--workers", "0", "--no-contact-sheet",
+                                          "--landmarks", "dlib"]) for i in range(args.repeats)]
+                    rss[f"{mode}_{label}_mb"] = round(med(vals), 1)
+                rss[f"{mode}_4x_over_1x"] = round(rss[f"{mode}_4x_mb"] / rss[f"{mode}_1x_mb"], 3)
+        out["peak_rss"] = {"clip": RSS_CLIP, **rss}
+
+    json.dump(out, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
