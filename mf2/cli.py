@@ -65,7 +65,8 @@ def _echo_err(line: str) -> None:
     click.echo(line, err=True)
 
 
-def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None) -> None:
+def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
+              retry_failed: bool = False) -> None:
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.simulate import run_simulate
@@ -77,7 +78,7 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers
     with make_runner(min(n, max(1, len(sources))) if n > 0 else 0, scheduler, gpu, _echo_err) as runner:
-        summary = run_simulate(sources, Path(out), cfg, runner=runner)
+        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed)
     if contact:
         from mf2.viz import contact_sheet
 
@@ -134,10 +135,11 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
               help="Write OUT/contact_sheet.png.")
 @_landmark_options
 @_dask_options
+@click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
 def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, min_L, max_L, direction,
              min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
              kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval, workers,
-             scheduler) -> None:
+             scheduler, retry_failed) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
     from mf2.blur.kernels import SyntheticConfig
     from mf2.blur.vla import VlaConfig
@@ -154,7 +156,7 @@ def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicat
         synthetic=SyntheticConfig(kernel_size=kernel_size, seed=seed, noise_sigma=noise_sigma),
     )
     cfg.validate()
-    _simulate(videos, out, cfg, contact_sheet, workers, scheduler)
+    _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed)
 
 
 @cli.command(name="run")
@@ -223,8 +225,10 @@ def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_si
               type=click.Choice(["transient", "all"]),
               help="Retry failures of the previous run: transient classes only (bare flag) or all.")
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
+@click.option("--scheduler", default=None,
+              help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
 def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backoff, timeout, cookies, workers, link,
-          retry_failed, validate_only) -> None:
+          retry_failed, validate_only, scheduler) -> None:
     """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet."""
     from mf2.fetch.download import FetchConfig
     from mf2.fetch.manifest import read_manifest
@@ -246,7 +250,13 @@ def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backof
         msg = res["status"] if res["status"] == "ok" else f"{res['status']} ({res['error_class']}: {res['error']})"
         click.echo(f"{row.key}: {msg}", err=True)
 
-    summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
+    if scheduler and scheduler != "synchronous":
+        from mf2.pipeline.runner import make_runner
+
+        with make_runner(None, scheduler, echo=_echo_err) as runner:
+            summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, runner=runner)
+    else:
+        summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
 
 

@@ -329,10 +329,11 @@ class RunSummary:
 
 
 def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
-                 runner=None) -> RunSummary:
+                 runner=None, retry_failed: bool = False) -> RunSummary:
     """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
     per-video tasks run, in this process by default."""
     from mf2.pipeline.execute import Job, run_jobs
     from mf2.pipeline.runner import SyncRunner
 
-    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress)["simulate"]
+    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
+                    retry_failed=retry_failed)["simulate"]

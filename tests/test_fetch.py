@@ -237,3 +237,26 @@ def test_segment_manifest_built_from_the_shared_list_validates(tmp_path):
     rows = read_manifest(out)
     assert len(rows) == 19764 and all(r.end > r.start for r in rows)
     assert rows[0].key.startswith(rows[0].video_id + "__") and rows[0].start == pytest.approx(993 / 25)
+
+
+def test_fetch_on_a_dask_local_cluster_matches_the_thread_pool(videos, server, tmp_path):
+    from mf2.pipeline.runner import make_runner
+
+    m = _csv(tmp_path / "m.csv", [
+        ("okv", server.url("ok", "fomm_08.mp4")), ("other", server.url("ok", "lp_d18.mp4")),
+        ("missing", server.url("404", "fomm_08.mp4")), ("flaky", server.url("flaky", "fomm_10.mp4")),
+    ])
+    with make_runner(2) as runner:
+        assert runner.name == "dask"
+        s = run_fetch(m, tmp_path / "dask", FetchConfig(retries=2, rate_limit=120, **FAST), runner=runner)
+    s2 = run_fetch(m, tmp_path / "threads", FetchConfig(retries=2, **FAST))
+    a, b = _table(tmp_path / "dask"), _table(tmp_path / "threads")
+    keys = ("status", "error_class", "sha256", "bytes", "n_frames", "path")
+    assert {v: tuple(r[k] for k in keys) for v, r in a.items()} == {v: tuple(r[k] for k in keys) for v, r in b.items()}
+    assert s.counts == s2.counts == {"ok": 3, "failed": 1}
+    assert (tmp_path / "dask" / a["other"]["path"]).read_bytes() == (videos / "lp_d18.mp4").read_bytes()
+    # on the cluster the driver paces the starts: 120/min is one every 0.5 s (the thread-pool
+    # run came after, so the first request per URL is the Dask run's)
+    firsts = sorted(min(server.requests_for(u)) for u in ("/ok/fomm_08.mp4", "/ok/lp_d18.mp4", "/404/", "/flaky/"))
+    gaps = [b - a for a, b in zip(firsts, firsts[1:])]
+    assert all(g >= 0.45 for g in gaps), gaps

@@ -235,3 +235,27 @@ def test_docker_files_lint_clean_and_match_the_project():
     for d in deps:
         name = d.split(">")[0].split("[")[0].split("=")[0].strip()
         assert any(k.lower().replace("_", "-") == name.lower() for k in pins), f"{name} not pinned in constraints.txt"
+
+
+def test_fan_landmark_tasks_run_on_gpu_resourced_workers(clips, tmp_path):
+    """RANDOM FAN weights (none can be downloaded here) on CPU: checks that the landmark tasks,
+    which ask for a GPU resource with this backend, are scheduled on the LocalCluster's
+    GPU-resourced workers and the run completes; not accuracy."""
+    torch = pytest.importorskip("torch")
+    from face_alignment.models import FAN
+
+    torch.manual_seed(0)
+    weights = tmp_path / "fan_random.pth"
+    torch.save({f"module.{k}": v for k, v in FAN(1).state_dict().items()}, weights)
+    vids = tmp_path / "vids"
+    vids.mkdir()
+    ffmpeg("-i", str(clips / "fomm_08.mp4"), "-frames:v", "12", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(vids / "short.mp4"))
+    out = tmp_path / "run"
+    res = run_mf2("run", str(REPO / "pipelines" / "pravg.yaml"), "--videos", str(vids), "--out", str(out),
+                  "--set", "jobs=[{L: 3, stride: 3}]", "--landmarks", "fan", "--fan-weights", str(weights),
+                  "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    assert "GPU=1 resource for the FAN landmark tasks" in res.stderr
+    lm = pq.read_table(out / "cache" / "landmarks" / "short.parquet")
+    assert set(lm["backend"].to_pylist()) == {"fan"} and lm.num_rows == 12

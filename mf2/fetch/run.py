@@ -14,7 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 import queue
-import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import UsageError
-from mf2.fetch.download import (FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
+from mf2.fetch.download import (ClusterRateLimiter, FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
                                 verify_video)
 from mf2.fetch.errors import is_transient
 from mf2.fetch.manifest import ManifestRow, read_manifest
@@ -104,24 +104,14 @@ def _executor(cfg: FetchConfig, runner):
         yield lambda fn, *args: runner.submit(fn, *args)
 
 
-def _submit_paced(submit, todo, cfg, videos, base, limiter: RateLimiter, remote: bool):
-    """Yield (future, row) as downloads finish. Locally every thread waits on the shared
-    limiter; on a cluster the driver paces the starts (a limiter cannot cross processes), so
-    a feeder thread submits while finished downloads are already being recorded."""
+def _submit_all(submit, todo, cfg, videos, base, limiter):
+    """Yield (future, row) as downloads finish, for thread-pool and Dask futures alike."""
     done: queue.Queue = queue.Queue()
-
-    def feed() -> None:
-        for r in todo:
-            if remote:
-                limiter.wait()
-            fut = submit(fetch_one, r, cfg, videos, base, None if remote else limiter)
-            fut.add_done_callback(lambda f, r=r: done.put((f, r)))
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
+    for r in todo:
+        fut = submit(fetch_one, r, cfg, videos, base, limiter)
+        fut.add_done_callback(lambda f, r=r: done.put((f, r)))
     for _ in range(len(todo)):
         yield done.get()
-    feeder.join()
 
 
 def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
@@ -170,10 +160,13 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
             todo.append(r)
 
     write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
-    limiter = RateLimiter(cfg.rate_limit)
+    remote = runner is not None and runner.name != "synchronous"
+    # On a cluster a lock-and-variable limiter paces starts across processes.
+    limiter = ClusterRateLimiter(cfg.rate_limit, f"mf2-fetch-{uuid.uuid4().hex}") if remote \
+        else RateLimiter(cfg.rate_limit)
     last_write = time.monotonic()
     with _executor(cfg, runner) as submit:
-        futures = _submit_paced(submit, todo, cfg, videos, base, limiter, remote=runner is not None)
+        futures = _submit_all(submit, todo, cfg, videos, base, limiter)
         for fut, r in futures:
             try:
                 res = fut.result()

@@ -107,7 +107,8 @@ def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: b
     client = Client(cluster)
     runner = DaskRunner(client, cluster)
     if echo:
-        echo(f"dask: LocalCluster, {n} workers x 1 thread, dashboard {runner.dashboard_link}")
+        gpu_note = ", each with a GPU=1 resource for the FAN landmark tasks" if gpu else ""
+        echo(f"dask: LocalCluster, {n} workers x 1 thread{gpu_note}, dashboard {runner.dashboard_link}")
     try:
         yield runner
     finally:
