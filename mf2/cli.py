@@ -419,6 +419,51 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
 
 
 @cli.command()
+@click.option("--pairs", "pairs", multiple=True, required=True, type=click.Path(),
+              help="Pair dataset(s) (folder or pairs.parquet), any mode; repeatable.")
+@click.option("--stage", default="all", show_default=True, type=click.Choice(["hg", "cgan", "all"]),
+              help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.")
+@click.option("--config", "config", default="paper", show_default=True,
+              help="paper, tiny, or a YAML file (preset: ... plus overrides).")
+@click.option("--max-steps", default=None, type=int, help="Steps per stage (overrides the configured epochs).")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumable).")
+def train(pairs, stage, config, max_steps, device, out) -> None:
+    """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU)."""
+    from mf2.train.config import load_config
+    from mf2.train.trainer import train as run_train
+
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps}: must be >= 1")
+    cfg = load_config(config)
+    results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device, echo=_echo_err)
+    for st, r in results.items():
+        val = ", ".join(f"{k} {v:.4f}" for k, v in r.val.items())
+        click.echo(f"{st}: {r.steps} steps, {r.images_per_s:.1f} images/s; val {val}", err=True)
+    if "cgan" in results:
+        click.echo(f"mf2 train: model -> {Path(out) / 'model.pt'}", err=True)
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="RUN/model.pt from mf2 train.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "crop", "frame"]),
+              help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.")
+@click.option("--margin", default=0.25, show_default=True, type=float, help="Face crop margin, as in simulate.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
+    """Restore face images, folders of them, and videos with a trained model."""
+    from mf2.train.deblur import deblur as run_deblur
+    from mf2.video import require_ffmpeg
+
+    require_ffmpeg()
+    r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device)
+    click.echo(f"mf2 deblur: {r.images} images, {r.videos} videos ({r.frames} frames); {r.faces} faces restored, "
+               f"{r.no_face} without a face left as they were -> {out}", err=True)
+
+
+@cli.command()
 @click.option("--pairs", "pairs", multiple=True, type=click.Path(),
               help="A pair dataset (folder or pairs.parquet); repeatable. Its blur settings become table columns.")
 @click.option("--stills", type=click.Path(file_okay=False), default=None,

@@ -8,6 +8,7 @@ A failing video is recorded in failures.parquet and never stops the others.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -106,36 +107,73 @@ def _png(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+class ThumbFile:
+    """Grey thumbnails of every frame in an unlinked temporary file, read back one frame at a
+    time with pread (a few recent ones cached): random access for VLA's quality rule in both
+    directions while the process's memory stays flat whatever the video's length (a memory
+    map would keep every touched page resident)."""
+
+    def __init__(self, shape: tuple[int, int], folder: Path, cache: int = 64) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".thumbs-", suffix=".tmp", dir=folder)
+        os.unlink(name)  # the descriptor keeps the data; nothing is left behind on a crash
+        self.fd, self.shape, self.n = fd, shape, 0
+        self.nbytes = shape[0] * shape[1]
+        self._cache: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+        self._cache_size = cache
+
+    def append(self, thumb: np.ndarray) -> None:
+        os.pwrite(self.fd, np.ascontiguousarray(thumb, dtype=np.uint8).tobytes(), self.n * self.nbytes)
+        self.n += 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = int(i)
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        hit = self._cache.get(i)
+        if hit is not None:
+            self._cache.move_to_end(i)
+            return hit
+        arr = np.frombuffer(os.pread(self.fd, self.nbytes, i * self.nbytes), np.uint8).reshape(self.shape)
+        self._cache[i] = arr
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return arr
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class _Thumbnails:
-    """Grey thumbnails of every frame in a disk-backed array: random access for VLA's quality
-    rule (both directions) without holding the video in memory. It wraps the frame stream so
-    the flow stage's decoding pass fills it (one decode for both)."""
+    """Fills a ThumbFile while passing the frames on, so the flow stage's decoding pass makes
+    the thumbnails too (one decode for both)."""
 
     def __init__(self, info: VideoInfo, scale: float, folder: Path, progress: Callable[[int], None] | None) -> None:
         tw, th = max(8, int(round(info.width * scale))), max(8, int(round(info.height * scale)))
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".thumbs-", suffix=".tmp", dir=folder)
-        os.close(fd)
-        self.n = max(1, info.n_frames)
-        self.arr = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=(self.n, th, tw))
-        os.unlink(name)  # the mapping keeps the data; nothing is left behind on a crash
-        self.size, self.scale, self.count = (tw, th), scale, 0
+        self.file = ThumbFile((th, tw), folder)
+        self.size, self.scale, self.n = (tw, th), scale, max(1, info.n_frames)
         self._frames = iter_frames(info)
-        self._progress = progress
 
     def __iter__(self):
         for frame in self._frames:
-            if self.count < self.n:
+            if len(self.file) < self.n:
                 g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-                self.arr[self.count] = g if self.scale == 1.0 else cv2.resize(g, self.size, interpolation=cv2.INTER_AREA)
-                self.count += 1
+                self.file.append(g if self.scale == 1.0 else cv2.resize(g, self.size, interpolation=cv2.INTER_AREA))
             yield frame
 
-    def finish(self) -> np.ndarray:
+    def finish(self) -> ThumbFile:
         """Decode whatever the flow stage did not need (or all of it, when flow was cached)."""
         for _ in self:
             pass
-        return self.arr[: self.count]
+        return self.file
 
 
 @dataclass
@@ -159,11 +197,14 @@ def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, 
     flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress,
                                 frames=iter(tee))
     flow = FlowArrays.from_table(flow_table)
-    thumbs = Thumbs(tee.finish(), scale)
-    stages.enter("plan")
-    n = min(len(valid), len(thumbs.frames), len(flow.valid))
-    vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
-                          cfg.skip_duplicates)
+    try:
+        thumbs = Thumbs(tee.finish(), scale)
+        stages.enter("plan")
+        n = min(len(valid), len(thumbs.frames), len(flow.valid))
+        vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
+                              cfg.skip_duplicates)
+    finally:
+        tee.file.close()
     extras = []
     for vw in vws:
         st = vw.stop

@@ -1,0 +1,185 @@
+"""Typed training configuration with two presets: ``paper`` (256x256, Table 3's layers) and
+``tiny`` (64x64, narrow layers: CPU tests and smoke runs). A YAML file may start from a preset
+(``preset: tiny``) and override any field; the resolved configuration is saved with each run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mf2.errors import UsageError
+
+# A layer: (kernel, out channels, stride, batch norm); decoder layers add the keep probability
+# of dropout (the paper's Table 3 gives it as "the probability that this layer is kept").
+Layer = tuple[int, int, int, bool]
+DecLayer = tuple[int, int, int, bool, float]
+
+PAPER_ENCODER: list[Layer] = [(4, 64, 1, False), (4, 128, 2, True), (4, 256, 2, True), (4, 512, 2, True),
+                              (4, 512, 2, True), (4, 512, 2, True), (4, 512, 2, True), (1, 256, 2, True)]
+PAPER_DECODER: list[DecLayer] = [(1, 1024, 2, True, 0.5), (4, 512, 2, True, 0.5), (4, 512, 2, True, 0.5),
+                                 (4, 512, 2, True, 1.0), (4, 256, 2, True, 1.0), (4, 128, 2, True, 1.0),
+                                 (4, 64, 2, True, 1.0), (4, 3, 1, False, 1.0)]
+TINY_ENCODER: list[Layer] = [(4, 8, 1, False), (4, 16, 2, True), (4, 32, 2, True), (4, 32, 2, True),
+                             (4, 32, 2, True), (4, 32, 2, True), (4, 32, 1, True), (1, 16, 1, True)]
+TINY_DECODER: list[DecLayer] = [(1, 64, 1, True, 0.5), (4, 32, 1, True, 0.5), (4, 32, 2, True, 0.5),
+                                (4, 32, 2, True, 1.0), (4, 32, 2, True, 1.0), (4, 16, 2, True, 1.0),
+                                (4, 8, 2, True, 1.0), (4, 3, 1, False, 1.0)]
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    stacks: int = 2
+    features: int = 128
+    depth: int = 4  # downsamplings inside each hourglass
+
+
+@dataclass(frozen=True)
+class CganConfig:
+    encoder: tuple = tuple(PAPER_ENCODER)
+    decoder: tuple = tuple(PAPER_DECODER)
+    residual_encoder: tuple = (1, 3, 5)  # 1-based: these layers' outputs skip two layers
+    residual_decoder: tuple = (1, 3)
+    unet_skips: tuple = ((2, 6), (4, 4))  # (encoder layer, decoder layer): concat after that decoder layer
+    disc_channels: tuple = (64, 128, 256, 512)  # then a 1-channel layer: 5 layers
+    latent_match: float = 0.0  # RoCGAN-style L1 between the pathways' codes; off as in the paper
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    adv: float = 1.0
+    content_image: float = 100.0  # lambda_ci
+    content_grad: float = 100.0  # lambda_cg
+    reconstruction: float = 100.0  # lambda_r
+    projection: float = 8.0  # lambda_p
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    epochs: int = 60
+    max_steps: int = 0  # 0: epochs decide
+    lr: float = 2e-4
+    betas: tuple = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "paper"
+    image_size: int = 256
+    batch_size: int = 16
+    num_workers: int = 4
+    val_fraction: float = 0.1
+    seed: int = 0
+    flip: bool = True
+    crop_jitter: float = 0.05  # random crops keep >= 1 - this of the side, then resize back
+    checkpoint_every: int = 500  # steps
+    log_every: int = 20
+    val_max_batches: int = 50
+    deterministic: bool = False
+    hourglass: HourglassConfig = field(default_factory=HourglassConfig)
+    cgan: CganConfig = field(default_factory=CganConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    hg_stage: StageConfig = field(default_factory=lambda: StageConfig(epochs=20))
+    cgan_stage: StageConfig = field(default_factory=lambda: StageConfig(epochs=60))
+
+    def validate(self) -> None:
+        if self.image_size < 16 or self.batch_size < 1:
+            raise UsageError(f"config: image_size {self.image_size} / batch_size {self.batch_size} out of range")
+        down = 1
+        for _, _, s, _ in self.cgan.encoder:
+            down *= s
+        if self.image_size % down:
+            raise UsageError(f"config: image_size {self.image_size} is not divisible by the encoder's "
+                             f"total stride {down}")
+        if self.image_size % (2 ** self.hourglass.depth):
+            raise UsageError(f"config: image_size {self.image_size} not divisible by 2^hourglass.depth")
+        if len(self.cgan.encoder) != len(self.cgan.decoder):
+            raise UsageError("config: encoder and decoder need the same number of layers")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"config: val_fraction {self.val_fraction} must be in [0, 1)")
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "paper": TrainConfig(),
+    "tiny": TrainConfig(
+        preset="tiny", image_size=64, batch_size=8, num_workers=0, checkpoint_every=100, log_every=10,
+        val_max_batches=4, hourglass=HourglassConfig(stacks=1, features=16, depth=3),
+        cgan=CganConfig(encoder=tuple(TINY_ENCODER), decoder=tuple(TINY_DECODER), disc_channels=(8, 16, 32, 32)),
+        hg_stage=StageConfig(epochs=2), cgan_stage=StageConfig(epochs=2)),
+}
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in fields:
+            raise UsageError(f"{where}.{k}: unknown key (expected one of: {', '.join(fields)})")
+        sub = fields[k].type
+        if k in ("hourglass", "cgan", "loss", "hg_stage", "cgan_stage"):
+            target = {"hourglass": HourglassConfig, "cgan": CganConfig, "loss": LossConfig,
+                      "hg_stage": StageConfig, "cgan_stage": StageConfig}[k]
+            kwargs[k] = _build(target, v, f"{where}.{k}")
+        elif isinstance(v, list):
+            kwargs[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        else:
+            kwargs[k] = v
+        del sub
+    return cls(**kwargs)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def load_config(spec: str, overrides: dict | None = None) -> TrainConfig:
+    """``paper``, ``tiny``, or a YAML file (``preset:`` picks the base, other keys override)."""
+    if spec in PRESETS:
+        data = PRESETS[spec].to_dict()
+        src = spec
+    else:
+        p = Path(spec)
+        if not p.is_file():
+            raise UsageError(f"--config {spec}: not a preset ({', '.join(PRESETS)}) nor a file")
+        try:
+            user = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UsageError(f"{p}: not valid YAML ({e})") from None
+        if not isinstance(user, dict):
+            raise UsageError(f"{p}: expected a mapping")
+        base = user.get("preset", "paper")
+        if base not in PRESETS:
+            raise UsageError(f"{p}: preset {base!r}: expected one of {', '.join(PRESETS)}")
+        data = _merge(PRESETS[base].to_dict(), user)
+        src = str(p)
+    if overrides:
+        data = _merge(data, overrides)
+    cfg = _build(TrainConfig, data, src)
+    cfg.validate()
+    return cfg
+
+
+def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
+    """A configuration saved with a run or a checkpoint (``TrainConfig.to_dict``)."""
+    cfg = _build(TrainConfig, data, where)
+    cfg.validate()
+    return cfg

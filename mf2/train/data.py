@@ -1,0 +1,129 @@
+"""Pairs from mf2 manifests as a PyTorch dataset, with identity-safe train/val splits.
+
+The split comes from the manifest's ``split`` column when `mf2 split` wrote one (``train``
+trains; ``val``, or else ``test``, validates); otherwise videos are grouped by shared identity
+(as `mf2 split` does) and a hash of each group picks validation with ``val_fraction``, so no
+person is in both. Augmentation (a horizontal flip and a small random crop, the same for both
+images) is drawn from a generator seeded by (seed, epoch, index): the order and the crops of a
+run are identical whatever the number of loader workers, which makes resume exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mf2.errors import UsageError
+from mf2.share.dataset import load, safe_rel
+from mf2.share.split import groups
+
+
+@dataclass(frozen=True)
+class PairRef:
+    pair_id: str
+    video_id: str
+    blurry: Path
+    sharp: Path
+
+
+def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str]:
+    gs = sorted(set(group_of.values()))
+    if fraction <= 0 or len(gs) < 2:
+        return set()
+    score = {g: int.from_bytes(hashlib.sha256(f"mf2-val:{seed}:{g}".encode()).digest()[:8], "big") for g in gs}
+    n = max(1, round(fraction * len(gs)))
+    return set(sorted(gs, key=score.get)[:n])
+
+
+def split_pairs(manifests: list[str | Path], val_fraction: float, seed: int) -> tuple[list[PairRef], list[PairRef], str]:
+    """(train, val, how the split was made)."""
+    rows, how = [], ""
+    for m in manifests:
+        ds = load(m)
+        if not ds.has_images:
+            raise UsageError(f"{ds.path}: a manifest without images; mf2 materialize it first")
+        for r in ds.table.select(["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path"]).to_pylist():
+            r["_root"] = ds.root
+            rows.append(r)
+    if not rows:
+        raise UsageError(f"{', '.join(map(str, manifests))}: no pairs")
+    ref = [PairRef(r["pair_id"], r["video_id"], r["_root"] / safe_rel(r["blurry_path"]),
+                   r["_root"] / safe_rel(r["sharp_path"])) for r in rows]
+    splits = [r["split"] for r in rows]
+    if any(splits):
+        val_name = "val" if "val" in splits else "test"
+        train = [p for p, s in zip(ref, splits) if s == "train"]
+        val = [p for p, s in zip(ref, splits) if s == val_name]
+        how = f"manifest split column (train / {val_name})"
+    else:
+        g = groups([r["video_id"] for r in rows], [r["identity"] for r in rows])
+        val_g = _val_groups(g, val_fraction, seed)
+        train = [p for p in ref if g[p.video_id] not in val_g]
+        val = [p for p in ref if g[p.video_id] in val_g]
+        how = f"{len(val_g)} of {len(set(g.values()))} identity/video groups held out (val_fraction {val_fraction})"
+    if not train:
+        raise UsageError("no training pairs after the split")
+    return train, val, how
+
+
+def _read(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UsageError(f"{path}: missing or unreadable image (run mf2 verify on the dataset)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float CxHxW in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """float CxHxW in [-1, 1] -> uint8 HxWx3."""
+    return ((t.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class PairDataset(Dataset):
+    def __init__(self, pairs: list[PairRef], size: int, augment: bool, seed: int = 0, flip: bool = True,
+                 crop_jitter: float = 0.05) -> None:
+        self.pairs, self.size, self.augment = pairs, size, augment
+        self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _resize(self, img: np.ndarray) -> np.ndarray:
+        if img.shape[0] == self.size and img.shape[1] == self.size:
+            return img
+        interp = cv2.INTER_AREA if img.shape[0] > self.size else cv2.INTER_CUBIC
+        return cv2.resize(img, (self.size, self.size), interpolation=interp)
+
+    def __getitem__(self, i: int) -> dict:
+        p = self.pairs[i]
+        blurry, sharp = _read(p.blurry), _read(p.sharp)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            h, w = sharp.shape[:2]
+            keep = 1.0 - rng.uniform(0, self.crop_jitter)
+            ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
+            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            blurry, sharp = blurry[y0:y0 + ch, x0:x0 + cw], sharp[y0:y0 + ch, x0:x0 + cw]
+            if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
+                blurry, sharp = blurry[:, ::-1], sharp[:, ::-1]
+        return {"blurry": to_tensor(self._resize(blurry)), "sharp": to_tensor(self._resize(sharp)),
+                "pair_id": p.pair_id, "index": i}
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
+    """The samples of one epoch, for this rank: a permutation seeded by (seed, epoch), dealt
+    round-robin across ranks and trimmed to equal length (DDP needs equal step counts)."""
+    perm = np.random.default_rng([seed, epoch, 7]).permutation(n).tolist()
+    per = len(perm) // world if world > 1 else len(perm)
+    return perm[rank::world][:per]

@@ -1,0 +1,408 @@
+"""`mf2 train`: step 1 (hourglass, L1) then step 2 (two-pathway cGAN with the hourglass
+frozen), with checkpoints that resume exactly: weights, optimiser moments, RNG states and the
+position in the epoch's sample order, which is itself a function of (seed, epoch)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from mf2.atomic import write_atomic, write_bytes_atomic
+from mf2.errors import UsageError
+from mf2.evaluate.quality import psnr, ssim
+from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weights
+from mf2.train.archs.hourglass import StackedHourglass
+from mf2.train.config import TrainConfig
+from mf2.train.data import PairDataset, epoch_order, split_pairs, to_uint8
+from mf2.train.losses import adversarial_d, adversarial_g, content_loss, projection_loss
+
+STAGES = ("hg", "cgan")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: one process per GPU, gradients all-reduced."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    d = Dist(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(d.local_rank)
+    return d
+
+
+def pick_device(dist: Dist, want: str = "auto") -> torch.device:
+    if want == "cpu" or (want == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device visible")
+    return torch.device("cuda", dist.local_rank)
+
+
+def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
+    torch.manual_seed(cfg.seed)
+    hg = StackedHourglass(cfg.hourglass.stacks, cfg.hourglass.features, cfg.hourglass.depth)
+    gen, disc = TwoPathwayGenerator(cfg.cgan), Discriminator(cfg.cgan.disc_channels)
+    for m in (hg, gen, disc):
+        m.apply(init_weights)
+    return {"hg": hg, "gen": gen, "disc": disc}
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
+            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
+            "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate((3, tuple(s["python"]), s["python_pos"]))
+    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+@dataclass
+class Progress:
+    stage: str
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # batches of this epoch already done
+    done: bool = False
+    hg_step: int = 0  # cgan: the hourglass checkpoint it trains on
+
+
+@dataclass
+class StageResult:
+    stage: str
+    steps: int
+    images_per_s: float
+    last_losses: dict = field(default_factory=dict)
+    val: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, manifests: list[str], out: Path, device: str = "auto",
+                 echo: Callable[[str], None] | None = None, show_progress: bool | None = None) -> None:
+        cfg.validate()
+        self.cfg, self.out, self.echo = cfg, out, echo or (lambda s: None)
+        self.dist = setup_distributed()
+        self.device = pick_device(self.dist, device)
+        self.show_progress = show_progress
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        train, val, how = split_pairs(manifests, cfg.val_fraction, cfg.seed)
+        self.split_note = f"{len(train)} train / {len(val)} val pairs: {how}"
+        self.train_ds = PairDataset(train, cfg.image_size, True, cfg.seed, cfg.flip, cfg.crop_jitter)
+        self.val_ds = PairDataset(val or train[: cfg.batch_size], cfg.image_size, False)
+        self.models = {k: m.to(self.device) for k, m in build_models(cfg).items()}
+        self.opt = {
+            "hg": torch.optim.Adam(self.models["hg"].parameters(), lr=cfg.hg_stage.lr, betas=tuple(cfg.hg_stage.betas)),
+            "gen": torch.optim.Adam(self.models["gen"].parameters(), lr=cfg.cgan_stage.lr,
+                                    betas=tuple(cfg.cgan_stage.betas)),
+            "disc": torch.optim.Adam(self.models["disc"].parameters(), lr=cfg.cgan_stage.lr,
+                                     betas=tuple(cfg.cgan_stage.betas)),
+        }
+        self.ddp = {}
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = {k: DDP(m, device_ids=ids) for k, m in self.models.items()}
+        self.autocast = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the format
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        self._tb = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _m(self, name: str) -> torch.nn.Module:
+        return self.ddp.get(name, self.models[name])
+
+    def ckpt_path(self, stage: str) -> Path:
+        return self.out / "checkpoints" / f"{stage}_last.pt"
+
+    def save(self, prog: Progress) -> None:
+        if not self.dist.main:
+            return
+        state = {"format": "mf2-train-1", "config": self.cfg.to_dict(), "stage": prog.stage, "step": prog.step,
+                 "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
+                 "models": {k: m.state_dict() for k, m in self.models.items()},
+                 "optim": {k: o.state_dict() for k, o in self.opt.items()},
+                 "scaler": self.scaler.state_dict(), "rng": _rng_state()}
+        write_atomic(self.ckpt_path(prog.stage), lambda tmp: torch.save(state, tmp))
+
+    def load(self, stage: str) -> Progress | None:
+        p = self.ckpt_path(stage)
+        if not p.is_file():
+            return None
+        state = torch.load(p, map_location=self.device, weights_only=True)
+        if state.get("format") != "mf2-train-1":
+            raise UsageError(f"{p}: not an mf2 training checkpoint")
+        if state["config"] != self.cfg.to_dict():
+            raise UsageError(f"{p}: made with another configuration; use another --out or the same --config")
+        for k, m in self.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in self.opt.items():
+            o.load_state_dict(state["optim"][k])
+        self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        return Progress(stage, state["step"], state["epoch"], state["pos"], state["done"], state.get("hg_step", 0))
+
+    def _log(self, row: dict) -> None:
+        if not self.dist.main:
+            return
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        fields = ["time", "stage", "kind", "step", "epoch", "name", "value"]
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            if new:
+                w.writeheader()
+            for k, v in row["values"].items():
+                w.writerow({"time": round(time.time(), 3), "stage": row["stage"], "kind": row["kind"],
+                            "step": row["step"], "epoch": row["epoch"], "name": k, "value": v})
+        tb = self._tensorboard()
+        if tb is not None:
+            for k, v in row["values"].items():
+                tb.add_scalar(f"{row['stage']}/{row['kind']}/{k}", v, row["step"])
+
+    def _tensorboard(self):
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "tensorboard"))
+            except Exception:  # tensorboard not installed: metrics.csv only
+                self._tb = False
+        return self._tb or None
+
+    def _loader(self, order: list[int], start: int) -> tuple[DataLoader, int]:
+        bs = self.cfg.batch_size
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        if len(batches) > 1 and len(batches[-1]) < bs:
+            batches = batches[:-1]  # equal batches: batch norm statistics stay comparable
+        g = torch.Generator()
+        g.manual_seed(self.cfg.seed)
+        return DataLoader(self.train_ds, batch_sampler=batches[start:], num_workers=self.cfg.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=g,
+                          persistent_workers=False), len(batches)
+
+    def steps_per_epoch(self) -> int:
+        n = len(epoch_order(len(self.train_ds), self.cfg.seed, 0, self.dist.rank, self.dist.world))
+        return max(1, n // self.cfg.batch_size) if n >= self.cfg.batch_size else 1
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _hg_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+        hg = self._m("hg")
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            outs = hg(blurry)
+            loss = sum(F.l1_loss(o.float(), sharp) for o in outs) / len(outs)
+        self.opt["hg"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt["hg"].step()
+        return {"l1": float(F.l1_loss(outs[-1].detach().float(), sharp))}
+
+    def _cgan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+        w = self.cfg.loss
+        gen, disc = self._m("gen"), self._m("disc")
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            hg_out = self.models["hg"](blurry)[-1].float()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            fake, code_bl, rec, code_s = gen(blurry, hg_out, sharp)
+            # discriminator
+            real_logits, _ = disc(blurry, sharp)
+            fake_logits, _ = disc(blurry, fake.detach())
+            loss_d = adversarial_d(real_logits.float(), fake_logits.float())
+        self.opt["disc"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt["disc"].step()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            fake_logits, fake_f = disc(blurry, fake)
+            with torch.no_grad():
+                _, real_f = disc(blurry, sharp)
+            fake32, rec32 = fake.float(), rec.float()
+            adv = adversarial_g(fake_logits.float())
+            content = content_loss(fake32, sharp, w.content_image, w.content_grad)
+            proj = projection_loss(fake_f.float(), real_f.float())
+            recon = F.l1_loss(rec32, sharp)
+            loss = w.adv * adv + content + w.projection * proj + w.reconstruction * recon
+            if self.cfg.cgan.latent_match > 0:
+                loss = loss + self.cfg.cgan.latent_match * F.l1_loss(code_bl.float(), code_s.float().detach())
+        self.opt["gen"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt["gen"].step()
+        vals = {"loss_g": loss, "loss_d": loss_d, "adv": adv, "content": content, "projection": proj,
+                "reconstruction": recon, "l1": F.l1_loss(fake32, sharp)}
+        return {k: float(v.detach()) for k, v in vals.items()}
+
+    # -- validation and samples ----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for m in self.models.values():
+            m.eval()
+        hg_out = self.models["hg"](blurry)[-1].float()
+        fake, *_ = self.models["gen"](blurry, hg_out)
+        return hg_out, fake.float()
+
+    def validate(self, stage: str, prog: Progress) -> dict:
+        # its own generator: creating a loader must not draw from the global RNG (exact resume)
+        loader = DataLoader(self.val_ds, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        scores = {"ssim": [], "psnr": [], "ssim_blurred": []}
+        grid = []
+        for b, batch in enumerate(loader):
+            if b >= self.cfg.val_max_batches:
+                break
+            blurry, sharp = batch["blurry"].to(self.device), batch["sharp"].to(self.device)
+            hg_out, fake = self.predict(blurry)
+            out = hg_out if stage == "hg" else fake
+            for i in range(blurry.shape[0]):
+                o, s, bl = to_uint8(out[i]), to_uint8(sharp[i]), to_uint8(blurry[i])
+                scores["ssim"].append(ssim(o, s))
+                p = psnr(o, s)
+                scores["psnr"].append(p if math.isfinite(p) else 100.0)
+                scores["ssim_blurred"].append(ssim(bl, s))
+                if len(grid) < 4:
+                    grid.append(np.concatenate([bl, to_uint8(hg_out[i]), to_uint8(fake[i]), s], axis=1))
+        for m in self.models.values():
+            m.train()
+        if stage == "cgan":
+            self.models["hg"].eval()
+        res = {k: float(np.mean(v)) for k, v in scores.items() if v}
+        if self.dist.main and grid:
+            import cv2
+
+            img = cv2.cvtColor(np.concatenate(grid, axis=0), cv2.COLOR_RGB2BGR)
+            write_bytes_atomic(self.out / "samples" / f"{stage}_epoch{prog.epoch:03d}_step{prog.step:07d}.png",
+                               cv2.imencode(".png", img)[1].tobytes())
+        self._log({"stage": stage, "kind": "val", "step": prog.step, "epoch": prog.epoch, "values": res})
+        return res
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run_stage(self, stage: str, max_steps: int | None = None) -> StageResult:
+        from tqdm import tqdm
+
+        sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
+        if stage == "cgan":
+            hg_prog = self.load("hg")
+            if hg_prog is None:
+                raise UsageError(f"--stage cgan: no trained hourglass in {self.ckpt_path('hg')} (run --stage hg first)")
+        prog = self.load(stage) or Progress(stage, hg_step=hg_prog.step if stage == "cgan" else 0)
+        if stage == "cgan" and prog.hg_step != hg_prog.step:
+            raise UsageError(f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
+                             f"which has since been trained to step {hg_prog.step}; use a new --out")
+        if prog.done and (max_steps is None or prog.step >= max_steps):
+            self.echo(f"{stage}: already trained ({prog.step} steps)")
+            return StageResult(stage, prog.step, 0.0)
+        total = max_steps or sc.max_steps or sc.epochs * self.steps_per_epoch()
+        for m in self.models.values():
+            m.train()
+        if stage == "cgan":
+            self.models["hg"].eval()
+            for p in self.models["hg"].parameters():
+                p.requires_grad_(False)
+        step_fn = self._hg_step if stage == "hg" else self._cgan_step
+        bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step",
+                   disable=(None if self.show_progress is None else not self.show_progress) or not self.dist.main)
+        images, t0, losses, val = 0, time.perf_counter(), {}, {}
+        while prog.step < total:
+            self.train_ds.epoch = prog.epoch
+            order = epoch_order(len(self.train_ds), self.cfg.seed, prog.epoch, self.dist.rank, self.dist.world)
+            loader, n_batches = self._loader(order, prog.pos)
+            for batch in loader:
+                blurry = batch["blurry"].to(self.device, non_blocking=True)
+                sharp = batch["sharp"].to(self.device, non_blocking=True)
+                losses = step_fn(blurry, sharp)
+                images += blurry.shape[0] * self.dist.world
+                prog.step += 1
+                prog.pos += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:3]})
+                if prog.step % self.cfg.log_every == 0 or prog.step == total:
+                    self._log({"stage": stage, "kind": "train", "step": prog.step, "epoch": prog.epoch,
+                               "values": {**losses, "images_per_s": images / max(1e-9, time.perf_counter() - t0)}})
+                if prog.step % self.cfg.checkpoint_every == 0 and prog.step < total:
+                    self.save(prog)
+                if prog.step >= total:
+                    break
+            if prog.pos >= n_batches:  # the epoch is complete
+                val = self.validate(stage, prog)
+                prog.epoch += 1
+                prog.pos = 0
+        bar.close()
+        prog.done = True
+        if not val:
+            val = self.validate(stage, prog)
+        self.save(prog)
+        rate = images / max(1e-9, time.perf_counter() - t0)
+        return StageResult(stage, prog.step, rate, losses, val)
+
+    def export(self) -> Path:
+        """The prediction checkpoint (hourglass + G_bl's encoder and the shared decoder) that
+        `mf2 deblur` and `mf2 evaluate` load with weights_only=True."""
+        path = self.out / "model.pt"
+        if self.dist.main:
+            gen = self.models["gen"]
+            state = {"format": "mf2-deblur-1", "config": self.cfg.to_dict(), "hg": self.models["hg"].state_dict(),
+                     "enc_bl": gen.enc_bl.state_dict(), "decoder": gen.decoder.state_dict()}
+            write_atomic(path, lambda tmp: torch.save(state, tmp))
+        return path
+
+
+def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all", max_steps: int | None = None,
+          device: str = "auto", echo: Callable[[str], None] | None = None,
+          show_progress: bool | None = None) -> dict[str, StageResult]:
+    if stage not in ("hg", "cgan", "all"):
+        raise UsageError(f"--stage {stage!r}: expected hg, cgan or all")
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "config.yaml"
+    import yaml
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    if resolved.is_file() and resolved.read_text() != text and any((out / "checkpoints").glob("*.pt")):
+        raise UsageError(f"--out {out}: holds a run with another configuration (see {resolved})")
+    write_bytes_atomic(resolved, text.encode())
+    tr = Trainer(cfg, manifests, out, device, echo, show_progress)
+    (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}")
+    results = {}
+    for st in (STAGES if stage == "all" else (stage,)):
+        results[st] = tr.run_stage(st, max_steps)
+    if "cgan" in results:
+        tr.export()
+    write_bytes_atomic(out / "train_summary.json", json.dumps(
+        {k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "last_losses": r.last_losses, "val": r.val}
+         for k, r in results.items()}, indent=2).encode())
+    return results
+
+
+__all__ = ["Trainer", "train", "build_models"]
