@@ -148,6 +148,7 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     assert "train /" in res.stderr and "images/s" in res.stderr
     for name in ("model.pt", "config.yaml", "metrics.csv", "train_summary.json"):
         assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert list((run / "samples").glob("cgan_*.png")) and list((run / "samples").glob("hg_*.png"))
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 6 and summary["cgan"]["steps"] == 6 and 0 < summary["cgan"]["val"]["ssim"] <= 1
@@ -202,3 +203,11 @@ def test_config_errors_are_one_line(tmp_path, pairs_dir):
     res = run_mf2("train", "--pairs", str(pairs_dir), "--stage", "cgan", "--config", "tiny", "--out",
                   str(tmp_path / "fresh"), "--device", "cpu")
     assert res.returncode == 2 and "no trained hourglass" in res.stderr
+
+
+def test_shipped_configs_are_the_presets():
+    from mf2.train.config import PRESETS, load_config
+    from conftest import REPO
+
+    for name in PRESETS:
+        assert load_config(str(REPO / "configs" / f"{name}.yaml")) == PRESETS[name]
