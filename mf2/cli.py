@@ -470,6 +470,8 @@ def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
               help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
                    "against the human ground truth.")
 @click.option("--restored", multiple=True, help="NAME=DIR: a method's restored images named <pair_id>.png; repeatable.")
+@click.option("--checkpoint", "checkpoints", multiple=True,
+              help="[NAME=]RUN/model.pt: an mf2 model from mf2 train, run on every blurry crop; repeatable.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
 @click.option("--landmarks", default="dlib", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
               help="Localiser run on every method's images.")
@@ -486,12 +488,12 @@ def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
               help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
-def evaluate(pairs, stills, restored, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
+def evaluate(pairs, stills, restored, checkpoints, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
              kernel_sizes, seed, make_html) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity."""
     from tqdm import tqdm
 
-    from mf2.evaluate.methods import Method, parse_restored
+    from mf2.evaluate.methods import Method, parse_checkpoint, parse_restored
     from mf2.evaluate.report import write_report
     from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
 
@@ -499,7 +501,11 @@ def evaluate(pairs, stills, restored, out, landmarks, fan_weights, gt, init, no_
         raise UsageError("mf2 evaluate: give --pairs DIR and/or --stills DIR")
     cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html)
     cfg.validate()
-    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored]
+    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
+        + [parse_checkpoint(c) for c in checkpoints]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise UsageError(f"method names must be distinct: {names}")
     manifests = list(pairs)
     report_dir = Path(out)
     if stills:

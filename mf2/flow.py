@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
-from mf2.blur.crop import Crop, face_crop
+from mf2.blur.crop import face_crop
 from mf2.errors import UsageError
 from mf2.schema import metadata, params_json, read_metadata
 from mf2.video import VideoInfo, iter_frames

@@ -11,11 +11,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import json
 import os
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,9 +22,9 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
-from mf2.atomic import clean_stale_tmp, write_bytes_atomic, write_parquet_atomic
+from mf2.pngs import encode_png
+from mf2.atomic import write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
 from mf2.blur.crop import face_crop
@@ -34,11 +32,10 @@ from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel, pair_se
 from mf2.blur.vla import Thumbs, VlaConfig, plan_vla, thumb_scale
 from mf2.blur.windows import Window, plan_pravg
 from mf2.flow import FlowArrays, FlowConfig, flow_for_video
-from mf2.errors import InputError, UsageError
-from mf2.faces.select import LandmarkConfig, make_backend
+from mf2.errors import UsageError
+from mf2.faces.select import LandmarkConfig
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import (FAILURE_SCHEMA, PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json,
-                        read_metadata, upgrade_pairs)
+from mf2.schema import PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_metadata
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
 
@@ -100,11 +97,6 @@ class VideoResult:
     failure: dict | None = None
 
 
-def _png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 class ThumbFile:
@@ -322,7 +314,7 @@ def simulate_video(
             pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg)
             rel_b = f"blurry/{src.video_id}/{pair_id}.png"
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
-            b_bytes, s_bytes = _png(blurry), _png(sharp)
+            b_bytes, s_bytes = encode_png(blurry), encode_png(sharp)
             write_bytes_atomic(out / rel_b, b_bytes)
             write_bytes_atomic(out / rel_s, s_bytes)
             row = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,14 @@ def videos() -> Path:
 @pytest.fixture(scope="session")
 def landmark_data() -> Path:
     return _require(SHARED / "data" / "landmarks")
+
+
+def copy_clips(videos: Path, names, dest: Path) -> Path:
+    """Copies of some shared clips in a folder of their own (a test's input folder)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(videos / name, dest / name)
+    return dest
 
 
 def ffmpeg(*args: str) -> None:

@@ -12,14 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import run_mf2
+from conftest import copy_clips, run_mf2
 
 
 @pytest.fixture(scope="module")
 def pairs_dir(videos, tmp_path_factory) -> Path:
-    vids = tmp_path_factory.mktemp("clips")
-    for name in ("fomm_08.mp4", "lp_d18.mp4"):
-        shutil.copy(videos / name, vids / name)
+    vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
     res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "6",
                   "--no-contact-sheet")

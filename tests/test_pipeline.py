@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, ffmpeg, run_mf2
+from conftest import REPO, copy_clips, ffmpeg, run_mf2
 
 CLIPS = ("fomm_08.mp4", "fomm_10.mp4", "lp_d18.mp4")
 RECIPE = REPO / "pipelines" / "2mf2.yaml"
@@ -27,10 +27,7 @@ def _key(path: Path) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def clips(videos, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("clips")
-    for name in CLIPS:
-        shutil.copy(videos / name, d / name)
-    return d
+    return copy_clips(videos, CLIPS, tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")

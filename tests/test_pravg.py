@@ -12,7 +12,6 @@ import pytest
 from conftest import decode_reference
 from mf2.blur.crf import decode_lut, encode
 from mf2.blur.windows import plan_pravg
-from mf2.faces.select import LandmarkConfig
 from mf2.schema import landmarks_to_numpy, read_metadata
 from mf2.simulate import SimulateConfig, run_simulate
 from mf2.sources import resolve_videos

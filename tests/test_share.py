@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, ffmpeg, run_mf2
+from conftest import REPO, copy_clips, ffmpeg, run_mf2
 
 CLIPS = ("fomm_08.mp4", "lp_d18.mp4")
 
@@ -26,10 +26,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def clips(videos, tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("clips")
-    for name in CLIPS:
-        shutil.copy(videos / name, d / name)
-    return d
+    return copy_clips(videos, CLIPS, tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module", params=["pravg", "synthetic", "vla"])

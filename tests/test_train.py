@@ -4,23 +4,20 @@ overfit), exact resume, and restoring images, folders and a real video."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import run_mf2
+from conftest import copy_clips, run_mf2
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture(scope="module")
 def pairs_dir(videos, tmp_path_factory) -> Path:
-    vids = tmp_path_factory.mktemp("clips")
-    for name in ("fomm_08.mp4", "lp_d18.mp4"):
-        shutil.copy(videos / name, vids / name)
+    vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
     res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "4",
                   "--crop-size", "64", "--no-contact-sheet", "--workers", "0")
@@ -188,6 +185,14 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     v_in, v_out = probe(clip), probe(out / "clip.mp4")
     assert (v_out.width, v_out.height, v_out.n_frames) == (v_in.width, v_in.height, v_in.n_frames)
     assert v_out.fps == v_in.fps
+
+    # the model as a row of mf2 evaluate
+    rep = tmp_path / "report"
+    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--checkpoint", f"tiny={run / 'model.pt'}", "--limit", "4",
+                  "--no-identity", "--out", str(rep))
+    assert res.returncode == 0, res.stderr
+    rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
+    assert set(rows) == {"Blurred", "Oracle", "tiny"} and 0 < rows["tiny"]["ssim"] < 1
 
     bad = run_mf2("deblur", str(crop), "--checkpoint", str(crop), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "not a loadable checkpoint" in bad.stderr and "Traceback" not in bad.stderr

@@ -17,7 +17,6 @@ from mf2.blur.vla import VlaConfig, VlaWindow, VlaStop, drop_reverse_duplicates,
 from mf2.blur.windows import Window
 from mf2.blur.crop import Crop
 from mf2.faces.select import LandmarkConfig, make_backend
-from mf2.faces.track import FaceTracker
 from mf2.flow import FlowConfig, iter_flow
 from mf2.schema import landmarks_to_numpy, read_metadata
 from mf2.simulate import SimulateConfig, run_simulate

@@ -25,8 +25,21 @@ RESERVED = ("Blurred", "Oracle")
 @dataclass(frozen=True)
 class Method:
     name: str
-    kind: str  # blurred | oracle | folder
-    folder: Path | None = None
+    kind: str  # blurred | oracle | folder | checkpoint
+    folder: Path | None = None  # folder: the restored images; checkpoint: the model file
+
+
+def parse_checkpoint(spec: str) -> Method:
+    """[NAME=]RUN/model.pt: an mf2 model restores each blurry crop in this process."""
+    name, sep, path = spec.rpartition("=")
+    p = Path(path)
+    if not sep:
+        name = p.parent.name or "mf2"
+    if not _NAME.match(name) or name in RESERVED:
+        raise UsageError(f"--checkpoint {spec!r}: method name must match {_NAME.pattern} and not be Blurred/Oracle")
+    if not p.is_file():
+        raise UsageError(f"--checkpoint {path}: no such file")
+    return Method(name, "checkpoint", p)
 
 
 def parse_restored(spec: str) -> Method:

@@ -99,15 +99,7 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
             ax.plot(grid, ced(errs, grid), label=m)
         ax.set(xlabel="normalised point-to-point error", ylabel="images proportion", title=f"CED — {s}",
                xlim=(0, ev.config.max_error), ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        name = f"ced_{_slug(s)}.png"
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
-        write_bytes_atomic(out / name, buf.getvalue())
-        written.append(name)
+        written.append(_save(plt, fig, ax, out, f"ced_{_slug(s)}.png", "lower right"))
         if not ev.config.identity:
             continue
         fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -118,16 +110,19 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
                 ax.step(cos, np.arange(1, cos.size + 1) / cos.size, where="post", label=m)
         ax.set(xlabel="cosine similarity to the sharp target", ylabel="cumulative share of images",
                title=f"Identity — {s}", xlim=(None, 1.003), ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=8)
-        name = f"identity_{_slug(s)}.png"
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-        plt.close(fig)
-        write_bytes_atomic(out / name, buf.getvalue())
-        written.append(name)
+        written.append(_save(plt, fig, ax, out, f"identity_{_slug(s)}.png", "upper left"))
     return written
+
+
+def _save(plt, fig, ax, out: Path, name: str, legend: str) -> str:
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend, fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    write_bytes_atomic(out / name, buf.getvalue())
+    return name
 
 
 def write_report(ev: Evaluation, out: Path) -> list[Path]:

@@ -176,6 +176,12 @@ def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateCo
     else:
         backend = make_backend(lcfg)
     embedder = IdentityEmbedder() if cfg.identity else None
+    models = {}
+    for m in methods:
+        if m.kind == "checkpoint":
+            from mf2.train.deblur import Deblurrer
+
+            models[m.name] = Deblurrer(m.folder)
     scores: list[PairScore] = []
     gt_sources: dict[str, str] = {}
     refit_dist: dict[str, list[float]] = defaultdict(list)
@@ -209,6 +215,8 @@ def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateCo
                     img = sharp
                 elif m.kind == "blurred":
                     img = blurry
+                elif m.kind == "checkpoint":
+                    img = models[m.name]([blurry])[0]
                 else:
                     img = read_rgb(restored_path(m, row["pair_id"], row["blurry_path"]))
                     if img.shape != sharp.shape:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
+from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
 from mf2.blur.crop import face_crop, resize_to
 from mf2.blur.kernels import apply_kernel, make_kernel, pair_seed
@@ -62,11 +63,6 @@ def find_stills(folder: Path) -> list[tuple[Path, Path]]:
     return found
 
 
-def _png(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list[str]]:
@@ -97,14 +93,14 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
         crop = face_crop(gt, cfg.margin)
         sharp = resize_to(crop.take(rgb), cfg.out_size)
         lm = crop.landmarks_to_output(gt, cfg.out_size)
-        s_bytes = _png(sharp)
+        s_bytes = encode_png(sharp)
         for k in cfg.kernel_sizes:
             seed = pair_seed(cfg.seed, sha, k)
             kernel = make_kernel(seed, k, cfg.iterations)
             blurry = apply_kernel(sharp, kernel, cfg.crf, cfg.noise_sigma, np.random.default_rng([seed, 1]))
             pid = f"{vid}_synthetic_k{k}_c000000"
             rel_b, rel_s = f"blurry/{vid}/{pid}.png", f"sharp/{vid}/{pid}.png"
-            b_bytes = _png(blurry)
+            b_bytes = encode_png(blurry)
             write_bytes_atomic(out / rel_b, b_bytes)
             write_bytes_atomic(out / rel_s, s_bytes)
             rows.append({"pair_id": pid, "video_id": vid, "video_sha256": sha, "mode": "synthetic", "L": 1,

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
 from mf2.blur.crop import Crop
 from mf2.blur.kernels import apply_kernel
@@ -56,13 +57,6 @@ class MaterializeSummary:
                 f"-> {self.pairs_path}")
 
 
-def _png(img: np.ndarray) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def _window(row: dict) -> Window:
@@ -89,7 +83,7 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[bytes, 
                     kernel = np.asarray(r["kernel"], dtype=np.float32).reshape(k, k)
                     blurry = apply_kernel(sharp, kernel, crf, float(r["noise_sigma"] or 0.0),
                                           np.random.default_rng([int(r["seed"]), 1]))
-                out[r["pair_id"]] = (_png(blurry), _png(sharp))
+                out[r["pair_id"]] = (encode_png(blurry), encode_png(sharp))
     return out
 
 

@@ -122,6 +122,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         train, val, how = split_pairs(manifests, cfg.val_fraction, cfg.seed)
         self.split_note = f"{len(train)} train / {len(val)} val pairs: {how}"
+        if not val:
+            self.split_note += " (nothing held out: validation uses training pairs)"
         self.train_ds = PairDataset(train, cfg.image_size, True, cfg.seed, cfg.flip, cfg.crop_jitter)
         self.val_ds = PairDataset(val or train[: cfg.batch_size], cfg.image_size, False)
         self.models = {k: m.to(self.device) for k, m in build_models(cfg).items()}
@@ -332,8 +334,9 @@ class Trainer:
             for p in self.models["hg"].parameters():
                 p.requires_grad_(False)
         step_fn = self._hg_step if stage == "hg" else self._cgan_step
-        bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step",
-                   disable=(None if self.show_progress is None else not self.show_progress) or not self.dist.main)
+        # None lets tqdm decide (a bar on a terminal only); other ranks never draw one
+        disable = True if not self.dist.main else (None if self.show_progress is None else not self.show_progress)
+        bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step", disable=disable)
         images, t0, losses, val = 0, time.perf_counter(), {}, {}
         while prog.step < total:
             self.train_ds.epoch = prog.epoch
