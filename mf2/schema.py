@@ -159,7 +159,20 @@ def upgrade_pairs(table: pa.Table) -> pa.Table:
 
 
 def landmarks_column(values: list[np.ndarray | None]) -> pa.Array:
-    return pa.array([None if v is None else v.astype(np.float32).tolist() for v in values], type=LANDMARKS)
+    """(68, 2) arrays (None: no face) as one Arrow column, built from one contiguous buffer:
+    no per-point Python objects (a list per point costs ~8 KB a row, the largest transient
+    allocation when a long video's table is written)."""
+    n = len(values)
+    flat = np.zeros((n, 68, 2), dtype=np.float32)
+    valid = np.zeros(n, dtype=bool)
+    for i, v in enumerate(values):
+        if v is not None:
+            flat[i] = v
+            valid[i] = True
+    points = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), 2)
+    if valid.all():
+        return pa.FixedSizeListArray.from_arrays(points, 68).cast(LANDMARKS)
+    return pa.FixedSizeListArray.from_arrays(points, 68, mask=pa.array(~valid)).cast(LANDMARKS)
 
 
 def landmarks_to_numpy(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
