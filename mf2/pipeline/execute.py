@@ -14,7 +14,7 @@ import json
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -83,11 +83,12 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> dict:
         sha = _hash(src)
         stages.enter("probe")
         info = probe(src.path)
+        cfg = jobs[0].cfg.landmarks
+        name = resolve_backend_name(cfg)
         if not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg) for j in jobs):
             stages.enter("landmarks")
-            cfg = jobs[0].cfg.landmarks
             landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg))
-        return {"sha256": sha, "frames": info.n_frames, "timings": stages.done(), "failure": None}
+        return {"sha256": sha, "frames": info.n_frames, "timings": stages.done(), "failure": None, "backend": name}
     except Exception as e:
         failure = _failure(src, stages.current, e, cache, sha)
         return {"sha256": sha, "frames": 0, "timings": stages.done(), "failure": failure}
@@ -109,8 +110,12 @@ def simulate_task(src: VideoSource, prep: dict, jobs: list[Job], cache: Path) ->
             out.append(rec)
             continue
         stages = Stages()
+        # The landmark task (perhaps on a GPU worker) made the table: name its backend so this
+        # worker reads it from the cache instead of loading a model of its own.
+        cfg = replace(job.cfg, landmarks=replace(job.cfg.landmarks, backend=prep.get("backend") or
+                                                 job.cfg.landmarks.backend))
         try:
-            res = simulate_video(src, job.out, job.cfg, _backend(job.cfg.landmarks), None, cache, prep["sha256"], stages)
+            res = simulate_video(src, job.out, cfg, None, None, cache, prep["sha256"], stages)
             rec.update(part=str(part_path(job.out, job.cfg, src.video_id)), resumed=res.resumed,
                        face_lost=res.windows_face_lost)
         except Exception as e:
