@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -436,7 +437,11 @@ def train(pairs, stage, config, max_steps, device, out) -> None:
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps {max_steps}: must be >= 1")
     cfg = load_config(config)
-    results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device, echo=_echo_err)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device,
+                        echo=_echo_err if main_rank else (lambda line: None))
+    if not main_rank:
+        return
     for st, r in results.items():
         val = ", ".join(f"{k} {v:.4f}" for k, v in r.val.items())
         click.echo(f"{st}: {r.steps} steps, {r.images_per_s:.1f} images/s; val {val}", err=True)

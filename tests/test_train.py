@@ -216,3 +216,20 @@ def test_shipped_configs_are_the_presets():
 
     for name in PRESETS:
         assert load_config(str(REPO / "configs" / f"{name}.yaml")) == PRESETS[name]
+
+
+def test_two_process_ddp_training_on_cpu(pairs_dir, tmp_path):
+    """torchrun with 2 processes (gloo on CPU): the data is dealt across ranks, gradients are
+    all-reduced, rank 0 alone writes, and no rank reads a checkpoint before it exists."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "mf2", "train", "--pairs", str(pairs_dir), "--config", "tiny", "--max-steps", "4",
+                          "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("mf2 train: model ->") == 1  # one report, from rank 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["hg"]["steps"] == 4 and summary["cgan"]["steps"] == 4
+    assert (out / "model.pt").is_file()

@@ -153,9 +153,19 @@ class Trainer:
     def ckpt_path(self, stage: str) -> Path:
         return self.out / "checkpoints" / f"{stage}_last.pt"
 
+    def _barrier(self) -> None:
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def save(self, prog: Progress) -> None:
-        if not self.dist.main:
-            return
+        """Rank 0 writes; every rank waits, so none reads a checkpoint before it exists."""
+        if self.dist.main:
+            self._write_checkpoint(prog)
+        self._barrier()
+
+    def _write_checkpoint(self, prog: Progress) -> None:
         state = {"format": "mf2-train-1", "config": self.cfg.to_dict(), "stage": prog.stage, "step": prog.step,
                  "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
                  "models": {k: m.state_dict() for k, m in self.models.items()},
@@ -398,10 +408,17 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
     tr = Trainer(cfg, manifests, out, device, echo, show_progress)
     (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}")
     results = {}
-    for st in (STAGES if stage == "all" else (stage,)):
-        results[st] = tr.run_stage(st, max_steps)
-    if "cgan" in results:
-        tr.export()
+    try:
+        for st in (STAGES if stage == "all" else (stage,)):
+            results[st] = tr.run_stage(st, max_steps)
+        if "cgan" in results:
+            tr.export()
+    finally:
+        if tr.dist.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
     write_bytes_atomic(out / "train_summary.json", json.dumps(
         {k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "last_losses": r.last_losses, "val": r.val}
          for k, r in results.items()}, indent=2).encode())
