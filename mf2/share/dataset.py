@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
-from mf2.schema import REMOVED_SCHEMA, SCHEMA_VERSION, metadata, read_metadata, upgrade_pairs
+from mf2.schema import REMOVED_SCHEMA, metadata, read_metadata, upgrade_pairs
 
 PAIR_KINDS = ("pairs", "pairs-export")
 
@@ -132,5 +132,5 @@ def write_removed(root: Path, rows: list[dict]) -> None:
                          .replace_schema_metadata(metadata("removed")))
 
 
-__all__ = ["Dataset", "SCHEMA_VERSION", "load", "manifest_path", "pairs_metadata", "read_removed", "removed_ids",
+__all__ = ["Dataset", "load", "manifest_path", "pairs_metadata", "read_removed", "removed_ids",
            "rewrite", "safe_rel", "videos_of", "write", "write_removed"]

@@ -131,7 +131,6 @@ def _build(cls, data: dict, where: str):
     for k, v in data.items():
         if k not in fields:
             raise UsageError(f"{where}.{k}: unknown key (expected one of: {', '.join(fields)})")
-        sub = fields[k].type
         if k in ("hourglass", "cgan", "loss", "hg_stage", "cgan_stage"):
             target = {"hourglass": HourglassConfig, "cgan": CganConfig, "loss": LossConfig,
                       "hg_stage": StageConfig, "cgan_stage": StageConfig}[k]
@@ -140,7 +139,6 @@ def _build(cls, data: dict, where: str):
             kwargs[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         else:
             kwargs[k] = v
-        del sub
     return cls(**kwargs)
 
 

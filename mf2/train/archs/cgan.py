@@ -10,8 +10,6 @@ decoder. At prediction time only the hourglass and ``G_bl`` run.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -166,4 +164,4 @@ def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-__all__ = ["Discriminator", "Decoder", "Encoder", "TwoPathwayGenerator", "init_weights", "n_params", "math"]
+__all__ = ["Discriminator", "Decoder", "Encoder", "TwoPathwayGenerator", "init_weights", "n_params"]
