@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader (or a resumed run) never sees a half-written file."""
+"""Atomic file writes: a reader (or a resumed run) never sees a half-written file.
+
+The temporary file gets the mode a plain ``open()`` would have given the target
+(0666 less the umask): ``mkstemp`` makes 0600 files, and a dataset on a group server or
+written from a container must stay readable by the people it is shared with.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; set it straight back. Read on each call
+    # (cheap) because a library user may change it between writes.
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    """What ``open(path, "w")`` would give a new file now."""
+    return 0o666 & ~_current_umask()
+
+
 def _tmp_beside(path: Path) -> Path:
     # Same directory as the target so os.replace is a rename on one filesystem.
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     return Path(name)
 
 
@@ -44,6 +65,7 @@ def clean_stale_tmp(folder: Path) -> int:
     n = 0
     if folder.is_dir():
         for p in folder.rglob(".*.tmp"):
-            p.unlink(missing_ok=True)
-            n += 1
+            if p.is_file() or p.is_symlink():
+                p.unlink(missing_ok=True)
+                n += 1
     return n

@@ -10,14 +10,24 @@ from pathlib import Path
 import click
 
 from mf2 import __version__
-from mf2.errors import InputError, Mf2Error, UsageError
+from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
+
+
+class AbsPath(click.Path):
+    """A path made absolute once, here at the boundary: relative paths mean the user's working
+    directory whatever a library (yt-dlp, ffmpeg, a Dask worker) later takes as its own.
+    Symlinks are kept (a linked video keeps its name, hence its video_id)."""
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
 
 
 def _landmark_options(f):
     f = click.option("--landmarks", "landmarks", default="auto", show_default=True,
                      type=click.Choice(["auto", "dlib", "fan"]),
                      help="Landmark backend: fan (GPU, face-alignment) when CUDA and its weights exist, else dlib.")(f)
-    f = click.option("--fan-weights", type=click.Path(dir_okay=False), default=None,
+    f = click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None,
                      help="2D FAN state dict (default: face-alignment's torch-hub cache).")(f)
     f = click.option("--keyframe-interval", type=click.IntRange(min=1), default=10, show_default=True,
                      help="Frames between forced face re-detections; landmarks are tracked in between.")(f)
@@ -37,7 +47,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("videos", nargs=-1, required=True, type=click.Path())
+@click.argument("videos", nargs=-1, required=True, type=AbsPath())
 def probe(videos: tuple[str, ...]) -> None:
     """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines."""
     from mf2.video import probe as probe_video
@@ -57,7 +67,7 @@ def _dask_options(f):
     f = click.option("--scheduler", default=None,
                      help="Dask scheduler address (tcp://host:8786) of a running cluster, or 'synchronous' to run "
                           "in this process. Default: a LocalCluster.")(f)
-    f = click.option("--workers", default=None, type=int,
+    f = click.option("--workers", default=None, type=click.IntRange(min=0),
                      help="LocalCluster worker processes (one thread each); default: the CPU cores; 0: in this process.")(f)
     return f
 
@@ -67,7 +77,7 @@ def _echo_err(line: str) -> None:
 
 
 def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
-              retry_failed: bool = False) -> None:
+              retry_failed: bool = False, replace: bool = False) -> None:
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.simulate import run_simulate
@@ -76,24 +86,51 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
 
     require_ffmpeg()
     sources = resolve_videos(videos)
+    out = str(check_writable_dir(Path(out)))
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers
     with make_runner(min(n, max(1, len(sources))) if n > 0 else 0, scheduler, gpu, _echo_err) as runner:
-        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed)
+        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed, replace=replace)
     if contact:
         from mf2.viz import contact_sheet
 
         sheet = contact_sheet(Path(out))
         if sheet:
             click.echo(f"contact sheet: {sheet}", err=True)
+    _report_videos(summary)
     click.echo(f"mf2 simulate: {summary.line()}", err=True)
+    _stop_on_environment(summary)
+
+
+_ENVIRONMENT = ("disk-full", "read-only", "permission-denied")
+
+
+def _stop_on_environment(summary) -> None:
+    """A full or read-only disk is no video's fault and stops every video alike: one line,
+    exit 1. Finished videos are kept; the next run resumes with the rest."""
+    hit = [f for f in summary.failures if f["error_class"] in _ENVIRONMENT]
+    if hit:
+        raise Mf2Error(f"{len(hit)} video(s) stopped: {hit[0]['error']}")
+
+
+def _report_videos(summary, prefix: str = "") -> None:
+    """Each failed video and each video without pairs, with its reason, before the summary
+    line: a user should not have to open failures.parquet to learn what went wrong."""
+    shown = 10
+    for f in summary.failures[:shown]:
+        click.echo(f"{prefix}{f['video_id']}: failed at {f['stage']} ({f['error_class']}): {f['error']}", err=True)
+    for vid, note in list(summary.notes.items())[:shown]:
+        click.echo(f"{prefix}{vid}: no pairs: {note}", err=True)
+    more = max(0, len(summary.failures) - shown) + max(0, len(summary.notes) - shown)
+    if more:
+        click.echo(f"{prefix}... and {more} more", err=True)
     if summary.n_failed:
-        click.echo(f"failures recorded in {summary.failures_path}", err=True)
+        click.echo(f"{prefix}failures recorded in {summary.failures_path}", err=True)
 
 
 @cli.command()
-@click.option("--videos", required=True, type=click.Path(), help="A video file or a folder of videos.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder (resumable).")
+@click.option("--videos", required=True, type=AbsPath(), help="A video file or a folder of videos.")
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
 @click.option("--mode", default="pravg", show_default=True, type=click.Choice(["pravg", "vla", "synthetic"]),
               help="pravg: average a fixed number L of frames; vla: variable-length averaging stopped by "
                    "the paper's overlap/quality/flow rules; synthetic: random camera-shake kernels on single frames.")
@@ -137,10 +174,12 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
 @_landmark_options
 @_dask_options
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
+@click.option("--replace", is_flag=True,
+              help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
 def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, min_L, max_L, direction,
              min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
              kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval, workers,
-             scheduler, retry_failed) -> None:
+             scheduler, retry_failed, replace) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
     from mf2.blur.kernels import SyntheticConfig
     from mf2.blur.vla import VlaConfig
@@ -157,26 +196,27 @@ def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicat
         synthetic=SyntheticConfig(kernel_size=kernel_size, seed=seed, noise_sigma=noise_sigma),
     )
     cfg.validate()
-    _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed)
+    _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
 
 
 @cli.command(name="run")
-@click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+@click.argument("recipe", type=AbsPath(dir_okay=False))
+@click.option("--manifest", type=AbsPath(dir_okay=False), default=None,
               help="Video manifest CSV: fetch the videos first (into OUT/data).")
-@click.option("--videos", type=click.Path(), default=None,
+@click.option("--videos", type=AbsPath(), default=None,
               help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumable).")
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: jobs.0.L=9, jobs.*.crop_size=128, landmarks.backend=dlib (repeatable).")
 @click.option("--landmarks", default=None, type=click.Choice(["auto", "dlib", "fan"]), help="Overrides landmarks.backend.")
-@click.option("--fan-weights", type=click.Path(dir_okay=False), default=None, help="Overrides landmarks.fan_weights.")
+@click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None, help="Overrides landmarks.fan_weights.")
 @click.option("--crop-size", default=None, type=int, help="Overrides every job's crop_size.")
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run.")
-@click.option("--cookies", type=click.Path(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
+@click.option("--replace", is_flag=True, help="A job folder holds pairs made with other settings: start it over.")
+@click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_dask_options
-def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_size, retry_failed, cookies, workers,
-            scheduler) -> None:
+def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_size, retry_failed, replace, cookies,
+            workers, scheduler) -> None:
     """Run a recipe (pipelines/*.yaml) end to end: fetch, landmarks, flow, every simulate job."""
     from mf2.faces.select import check_backend
     from mf2.pipeline.recipe import load_recipe
@@ -190,23 +230,26 @@ def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_si
     rec = load_recipe(recipe, list(sets), overrides)
     rec.simulate_configs()
     require_ffmpeg()
+    check_writable_dir(Path(out))
     gpu = check_backend(rec.landmark_config()) == "fan"
     n = rec.dask["workers"]
     n = default_workers() if n is None else n
     with make_runner(n, rec.dask["scheduler"], gpu, _echo_err) as runner:
-        summary = run_pipeline(rec, Path(out), runner, manifest, videos, retry_failed, cookies, echo=_echo_err)
+        summary = run_pipeline(rec, Path(out), runner, manifest, videos, retry_failed, cookies, echo=_echo_err,
+                               replace=replace)
     for name, s in summary.jobs.items():
+        _report_videos(s, f"{name}: ")
         click.echo(f"{name}: {s.line()}", err=True)
-        if s.n_failed:
-            click.echo(f"{name}: failures {s.failures_by_class} in {s.failures_path}", err=True)
+    for s in summary.jobs.values():
+        _stop_on_environment(s)
     rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
     click.echo(f"mf2 run {rec.name}: {summary.n_videos} videos in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
                err=True)
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False),
+@click.argument("manifest", type=AbsPath())
+@click.option("--out", required=True, type=AbsPath(file_okay=False),
               help="Folder for videos/ and fetch.parquet (resumable).")
 @click.option("--max-height", default=720, show_default=True, type=int,
               help="Highest resolution wanted; the highest frame rate is preferred first.")
@@ -219,12 +262,12 @@ def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_si
 @click.option("--backoff", default=2.0, show_default=True, type=float,
               help="Seconds before the first retry; doubles each time, with jitter.")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Socket timeout in seconds.")
-@click.option("--cookies", type=click.Path(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
+@click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @click.option("--workers", default=2, show_default=True, type=int, help="Downloads in parallel.")
 @click.option("--link", is_flag=True, help="Hard-link local files instead of copying them.")
 @click.option("--retry-failed", "retry_failed", is_flag=False, flag_value="transient", default=None,
               type=click.Choice(["transient", "all"]),
-              help="Retry failures of the previous run: transient classes only (bare flag) or all.")
+              help="Retry failures of the previous run: transient and mf2-side ones (bare flag) or all.")
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
 @click.option("--scheduler", default=None,
               help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
@@ -246,6 +289,8 @@ def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backof
                    f"{len({r.identity for r in rows if r.identity})} identities: valid")
         return
     require_ffmpeg()
+    read_manifest(manifest)  # a bad manifest is named before --out is touched
+    check_writable_dir(Path(out))
 
     def report(row, res) -> None:
         msg = res["status"] if res["status"] == "ok" else f"{res['status']} ({res['error_class']}: {res['error']})"
@@ -262,7 +307,7 @@ def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backof
 
 
 @cli.command()
-@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("out", type=AbsPath(file_okay=False))
 def stats(out: str) -> None:
     """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video)."""
     from mf2.stats import run_stats
@@ -273,7 +318,7 @@ def stats(out: str) -> None:
 
 
 @cli.command()
-@click.option("--out", default="demo_out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="demo_out", show_default=True, type=AbsPath(file_okay=False))
 def demo(out: str) -> None:
     """Run the whole slice (PrAvg, L=7) on the embedded sample video and write a contact sheet."""
     from mf2.sample import sample_video
@@ -291,7 +336,7 @@ def sample() -> None:
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path())
+@click.argument("dataset", type=AbsPath())
 @click.option("--no-hashes", is_flag=True, help="Skip re-hashing the images (presence and sizes still checked).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
@@ -299,6 +344,9 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
     from mf2.share.verify import verify as run_verify
 
     rep = run_verify(dataset, hashes=not no_hashes)
+    if rep.unreadable and not as_json:
+        click.echo(f"mf2: error: {rep.problems[0]}", err=True)
+        sys.exit(1)
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2))
     else:
@@ -314,8 +362,8 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path())
-@click.option("--out", required=True, type=click.Path(),
+@click.argument("dataset", type=AbsPath())
+@click.option("--out", required=True, type=AbsPath(),
               help="A .parquet file with --no-images, else a new dataset folder.")
 @click.option("--no-images", is_flag=True, help="Write only the manifest (to share; rebuild with mf2 materialize).")
 @click.option("--split", "splits", multiple=True, help="Export only these splits (repeatable).")
@@ -324,15 +372,16 @@ def export(dataset: str, out: str, no_images: bool, splits: tuple[str, ...], lin
     """Export a dataset's manifest without pixels, or a self-contained copy (optionally of some splits)."""
     from mf2.share.export import export as run_export
 
+    check_writable_dir(Path(out).parent if no_images else Path(out), "--out")
     res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
     click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
 
 
 @cli.command()
-@click.argument("manifest", type=click.Path())
-@click.option("--videos", required=True, type=click.Path(),
+@click.argument("manifest", type=AbsPath())
+@click.option("--videos", required=True, type=AbsPath(),
               help="Local copies of the videos: a folder (<video_id>.<ext>) or DATA/fetch.parquet.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Dataset folder to build (resumable).")
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="Dataset folder to build (resumable).")
 @click.option("--keep-mismatched", is_flag=True,
               help="Keep pairs whose pixels differ (e.g. a re-encoded video), with their new hashes.")
 def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> None:
@@ -341,6 +390,7 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
+    check_writable_dir(Path(out))
     res = run_materialize(manifest, videos, Path(out), keep_mismatched=keep_mismatched)
     click.echo(f"mf2 materialize: {res.line()} ({res.seconds:.1f} s)", err=True)
     if res.n_mismatched or res.n_missing:
@@ -349,13 +399,13 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path())
+@click.argument("dataset", type=AbsPath())
 @click.option("--by", default="identity", show_default=True, type=click.Choice(["identity", "video"]),
               help="Group by identity (videos sharing a person stay together; falls back to the video) or by video.")
 @click.option("--ratios", default="train=0.8,val=0.1,test=0.1", show_default=True,
               help="Split names and weights (of groups, not pairs).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--identities", type=click.Path(dir_okay=False), default=None,
+@click.option("--identities", type=AbsPath(dir_okay=False), default=None,
               help="CSV or fetch.parquet with video_id (or key) and identity columns: fills the identity column.")
 def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None) -> None:
     """Assign train/val/test deterministically so that no identity (or video) is in two splits."""
@@ -408,7 +458,7 @@ def _with_identities(table, path: Path):
 
 
 @cli.command()
-@click.argument("dataset", type=click.Path())
+@click.argument("dataset", type=AbsPath())
 @click.option("--video-id", "video_ids", multiple=True, required=True, help="Video to take down (repeatable).")
 @click.option("--reason", default="", help="Recorded in removed.parquet (e.g. a takedown request's reference).")
 def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
@@ -420,7 +470,7 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
 
 
 @cli.command()
-@click.option("--pairs", "pairs", multiple=True, required=True, type=click.Path(),
+@click.option("--pairs", "pairs", multiple=True, required=True, type=AbsPath(),
               help="Pair dataset(s) (folder or pairs.parquet), any mode; repeatable.")
 @click.option("--stage", default="all", show_default=True, type=click.Choice(["hg", "cgan", "all"]),
               help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.")
@@ -428,8 +478,11 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
               help="paper, tiny, or a YAML file (preset: ... plus overrides).")
 @click.option("--max-steps", default=None, type=int, help="Steps per stage (overrides the configured epochs).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (resumable).")
-def train(pairs, stage, config, max_steps, device, out) -> None:
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
+@click.option("--restart-cgan", is_flag=True,
+              help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
+                   "(the old cGAN checkpoint is kept).")
+def train(pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU)."""
     from mf2.train.config import load_config
     from mf2.train.trainer import train as run_train
@@ -437,9 +490,10 @@ def train(pairs, stage, config, max_steps, device, out) -> None:
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps {max_steps}: must be >= 1")
     cfg = load_config(config)
+    check_writable_dir(Path(out))
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device,
-                        echo=_echo_err if main_rank else (lambda line: None))
+                        echo=_echo_err if main_rank else (lambda line: None), restart_cgan=restart_cgan)
     if not main_rank:
         return
     for st, r in results.items():
@@ -450,9 +504,9 @@ def train(pairs, stage, config, max_steps, device, out) -> None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="RUN/model.pt from mf2 train.")
-@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=AbsPath())
+@click.option("--checkpoint", required=True, type=AbsPath(dir_okay=False), help="RUN/model.pt from mf2 train.")
+@click.option("--out", required=True, type=AbsPath(file_okay=False))
 @click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "crop", "frame"]),
               help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.")
 @click.option("--margin", default=0.25, show_default=True, type=float, help="Face crop margin, as in simulate.")
@@ -463,24 +517,29 @@ def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
+    check_writable_dir(Path(out))
     r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device)
+    for line in r.skipped:
+        click.echo(f"skipped: {line}", err=True)
+    if r.skipped and not (r.images or r.videos):
+        raise InputError(f"none of the {len(r.skipped)} input(s) could be read; nothing restored")
     click.echo(f"mf2 deblur: {r.images} images, {r.videos} videos ({r.frames} frames); {r.faces} faces restored, "
                f"{r.no_face} without a face left as they were -> {out}", err=True)
 
 
 @cli.command()
-@click.option("--pairs", "pairs", multiple=True, type=click.Path(),
+@click.option("--pairs", "pairs", multiple=True, type=AbsPath(),
               help="A pair dataset (folder or pairs.parquet); repeatable. Its blur settings become table columns.")
-@click.option("--stills", type=click.Path(file_okay=False), default=None,
+@click.option("--stills", type=AbsPath(file_okay=False), default=None,
               help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
                    "against the human ground truth.")
 @click.option("--restored", multiple=True, help="NAME=DIR: a method's restored images named <pair_id>.png; repeatable.")
 @click.option("--checkpoint", "checkpoints", multiple=True,
               help="[NAME=]RUN/model.pt: an mf2 model from mf2 train, run on every blurry crop; repeatable.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder.")
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
 @click.option("--landmarks", default="dlib", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
               help="Localiser run on every method's images.")
-@click.option("--fan-weights", type=click.Path(dir_okay=False), default=None)
+@click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None)
 @click.option("--gt", default="auto", show_default=True, type=click.Choice(["auto", "refit", "recorded"]),
               help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
                    "sharp target (auto/refit) or as recorded.")
@@ -512,7 +571,7 @@ def evaluate(pairs, stills, restored, checkpoints, out, landmarks, fan_weights, 
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be distinct: {names}")
     manifests = list(pairs)
-    report_dir = Path(out)
+    report_dir = check_writable_dir(Path(out))
     if stills:
         from mf2.evaluate.stills import StillsConfig, build_stills
 
@@ -545,4 +604,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except Mf2Error as e:
         click.echo(f"mf2: error: {e}", err=True)
+        sys.exit(1)
+    except OSError as e:  # the environment's (read-only, full, permissions), not a bug: one line
+        click.echo(f"mf2: error: {os_error_line(e)}", err=True)
         sys.exit(1)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
+from pathlib import Path
+
 
 class Mf2Error(Exception):
     """Base of every failure mf2 reports to the user as one line."""
@@ -21,3 +26,54 @@ class InputError(Mf2Error):
     def __init__(self, message: str, error_class: str = "input-error") -> None:
         super().__init__(message)
         self.error_class = error_class
+
+
+# OS failures that are the environment's, not mf2's: each gets one line and what to do.
+_OS_HINTS = {
+    errno.EROFS: "the file system is read-only; choose another --out",
+    errno.ENOSPC: "no space left on the device; free some space and re-run (finished work is kept)",
+    errno.EDQUOT: "disk quota exceeded; free some space and re-run (finished work is kept)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "is a folder, a file was expected",
+    errno.ENOENT: "no such file or folder",
+    errno.ENAMETOOLONG: "the path is too long",
+    errno.EMFILE: "too many open files (raise ulimit -n)",
+}
+
+
+def os_error_reason(e: OSError) -> str:
+    return _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e))
+
+
+def os_error_line(e: OSError) -> str:
+    """One line naming the path and what to do, for an OSError that reached the CLI."""
+    what = os_error_reason(e)
+    return f"{e.filename}: {what}" if e.filename is not None else what
+
+
+def check_writable_dir(path: Path, option: str = "--out") -> Path:
+    """Make ``path`` (absolute) and prove a file can be created in it, before any work starts:
+    a read-only or full disk must fail now, not after the first video has been processed."""
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{option} {path}: exists and is not a folder")
+    created = [d for d in (p, *p.parents) if not d.exists()]  # removed again: a check leaves no trace
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".mf2-write-check-", suffix=".tmp", dir=p)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write here ({os_error_reason(e)})") from None
+    finally:
+        for d in created:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+    return p

@@ -23,12 +23,11 @@ from typing import Callable, Iterable, Iterator
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.blur.crop import face_crop
 from mf2.errors import UsageError
-from mf2.schema import metadata, params_json, read_metadata
+from mf2.schema import metadata, read_cached
 from mf2.video import VideoInfo, iter_frames
 
 FLOW_METHODS = ("dis", "farneback")
@@ -169,10 +168,9 @@ def flow_for_video(
     a decoder already open (another stage may share the pass); by default one is opened."""
     path = out_dir / "flow" / f"{video_id}.parquet"
     params = {"flow": cfg.key(), "landmarks": landmark_key}
-    if path.is_file():
-        md = read_metadata(path)
-        if md.get("mf2.video_sha256") == sha256 and md.get("mf2.params") == params_json(params):
-            return pq.read_table(path)
+    cached = read_cached(path, sha256, params)
+    if cached is not None:
+        return cached
     table = compute_flow(video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress)
     table = table.replace_schema_metadata(metadata("flow", params, video_sha256=sha256, video=info.to_json()))
     write_parquet_atomic(path, table)

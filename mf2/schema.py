@@ -131,7 +131,12 @@ def metadata(kind: str, params: dict[str, Any] | None = None, **extra: Any) -> d
 
 
 def read_metadata(path: Path) -> dict[str, str]:
-    md = pq.read_schema(path).metadata or {}
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) and e.errno is not None:
+            raise  # the disk's problem (permissions, I/O), not the file's
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(e)})", "corrupt-file") from None
     out = {k.decode(): v.decode() for k, v in md.items() if k.startswith(b"mf2.")}
     major = out.get("mf2.schema_version", SCHEMA_VERSION).split(".")[0]
     if int(major) > int(SCHEMA_VERSION.split(".")[0]):
@@ -139,6 +144,47 @@ def read_metadata(path: Path) -> dict[str, str]:
             f"{path}: written with mf2 schema {out['mf2.schema_version']}, newer than this mf2 "
             f"({SCHEMA_VERSION}); upgrade mf2", "schema-version")
     return out
+
+
+def try_read_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata of a cache or part file, or None when it is missing or unreadable (a
+    zero-byte or truncated file left by a full disk is rebuilt, never trusted)."""
+    try:
+        return read_metadata(path) if Path(path).is_file() else None
+    except InputError as e:
+        if e.error_class == "schema-version":
+            raise
+        return None
+
+
+def read_cached(path: Path, video_sha256: str, params: dict[str, Any]) -> pa.Table | None:
+    """A per-video cache or part file, if it was made from this very video with these
+    parameters and reads back whole; None means "compute it again". One rule for the
+    landmark, flow and part files."""
+    md = try_read_metadata(path)
+    if md is None or md.get("mf2.video_sha256") != video_sha256 or md.get("mf2.params") != params_json(params):
+        return None
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) and e.errno is not None:
+            raise
+        return None
+
+
+def read_table_checked(path: Path, **kwargs: Any) -> pa.Table:
+    """``pq.read_table`` with a corrupt file reported as one line naming it."""
+    try:
+        return pq.read_table(path, **kwargs)
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) and e.errno is not None:
+            raise
+        raise InputError(f"{path}: not a readable Parquet file ({_first_line(e)})", "corrupt-file") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:200]
 
 
 def upgrade_pairs(table: pa.Table) -> pa.Table:

@@ -21,7 +21,6 @@ from typing import Callable
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic, write_parquet_atomic
@@ -35,7 +34,8 @@ from mf2.flow import FlowArrays, FlowConfig, flow_for_video
 from mf2.errors import UsageError
 from mf2.faces.select import LandmarkConfig
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_metadata
+from mf2.schema import (PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_cached,
+                        read_metadata, try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
 
@@ -95,6 +95,7 @@ class VideoResult:
     windows_face_lost: int = 0
     resumed: bool = False
     failure: dict | None = None
+    note: str | None = None  # why a video that was processed gave no pairs
 
 
 
@@ -258,10 +259,8 @@ def part_path(out: Path, cfg: SimulateConfig, video_id: str) -> Path:
 
 
 def part_is_current(path: Path, sha: str, cfg: SimulateConfig) -> bool:
-    if not path.is_file():
-        return False
-    md = read_metadata(path)
-    return md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params())
+    md = try_read_metadata(path)
+    return md is not None and md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params())
 
 
 def simulate_video(
@@ -283,10 +282,11 @@ def simulate_video(
     stages.enter("hash")
     sha = sha or sha256_file(src.path)
     ppath = part_path(out, cfg, src.video_id)
-    if part_is_current(ppath, sha, cfg):
+    part = read_cached(ppath, sha, cfg.params())
+    if part is not None:
         md = read_metadata(ppath)
-        part = pq.read_table(ppath)
-        return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True)
+        return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True,
+                           note=md.get("mf2.note"))
 
     stages.enter("landmarks")
     lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, cache, backend, progress)
@@ -336,9 +336,33 @@ def simulate_video(
         metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
                  windows_face_lost=str(plan.face_lost), plan=plan.info)
     )
+    note = None if part.num_rows else why_no_pairs(cfg, info, valid, dup, plan)
+    part = part.replace_schema_metadata({**part.schema.metadata, **({b"mf2.note": note.encode()} if note else {})})
     stages.enter("write")
     write_parquet_atomic(ppath, part)
-    return VideoResult(src.video_id, part, plan.face_lost)
+    return VideoResult(src.video_id, part, plan.face_lost, note=note)
+
+
+def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: np.ndarray, plan: Plan) -> str:
+    """One line a user can act on when a video gave nothing."""
+    n = len(valid)
+    exposures = int((~dup).sum()) if cfg.skip_duplicates else n
+    need = cfg.L if cfg.mode == "pravg" else (cfg.vla.min_L if cfg.mode == "vla" else 1)
+    dup_note = f" ({n - exposures} repeated frames not counted; --keep-duplicates counts them)" \
+        if cfg.skip_duplicates and exposures < n else ""
+    if exposures < need:
+        what = "--L" if cfg.mode == "pravg" else "--min-L"
+        return f"{exposures} distinct frames{dup_note}, fewer than {what} {need}"
+    if not valid.any():
+        return f"no face found in any of its {n} frames"
+    if plan.face_lost:
+        return f"the face is lost in every window ({plan.face_lost} skipped; found in {int(valid.sum())} of {n} frames)"
+    if cfg.mode == "vla":
+        reasons = plan.info.get("stop_reasons") or {}
+        short = plan.info.get("too_short", 0)
+        return (f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
+                + (f"; stop reasons {dict(reasons)}" if reasons else "") + ")")
+    return f"no window could be planned ({n} frames)"
 
 
 @dataclass
@@ -354,19 +378,24 @@ class RunSummary:
     n_removed_skipped: int = 0  # taken down earlier (removed.parquet): not rebuilt
     stage_seconds: dict = field(default_factory=dict)  # summed over videos (worker time, not wall time)
     failures_by_class: dict = field(default_factory=dict)
+    n_pairs_total: int | None = None  # the folder's manifest: this run's pairs and earlier runs'
+    failures: list = field(default_factory=list)  # this run's failure records
+    notes: dict = field(default_factory=dict)  # video_id -> why it gave no pairs
 
     def line(self) -> str:
         gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
+        total = self.n_pairs if self.n_pairs_total is None else self.n_pairs_total
+        kept = f" ({total} in the dataset)" if total != self.n_pairs else ""
         return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{gone}; "
-                f"{self.n_pairs} pairs, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
+                f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
 
 
 def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
-                 runner=None, retry_failed: bool = False) -> RunSummary:
+                 runner=None, retry_failed: bool = False, replace: bool = False) -> RunSummary:
     """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
     per-video tasks run, in this process by default."""
     from mf2.pipeline.execute import Job, run_jobs
     from mf2.pipeline.runner import SyncRunner
 
     return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
-                    retry_failed=retry_failed)["simulate"]
+                    retry_failed=retry_failed, replace=replace)["simulate"]

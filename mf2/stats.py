@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import InputError
-from mf2.schema import read_metadata
 
 
 @dataclass
@@ -58,15 +56,12 @@ def run_stats(out: Path) -> StatsReport:
     path = out / "pairs.parquet"
     if not path.is_file():
         raise InputError(f"{out}: no pairs.parquet here (run `mf2 simulate --out {out}` first)", "missing-file")
-    try:
-        md = read_metadata(path)
-        t = pq.read_table(path, columns=["video_id", "mode", "L", "stop_reason", "path_px", "displacement_px"])
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"{path}: not an mf2 pairs table ({type(e).__name__}: {e})", "not-a-manifest") from e
-    if md.get("mf2.kind") != "pairs":
-        raise InputError(f"{path}: not an mf2 pairs table (kind {md.get('mf2.kind')!r})", "not-a-manifest")
+    from mf2.share.dataset import load
+
+    ds = load(path)  # reads every page: a corrupt manifest is an error, never plausible counts
+    if ds.meta.get("mf2.kind") != "pairs":
+        raise InputError(f"{path}: not an mf2 pairs table (kind {ds.meta.get('mf2.kind')!r})", "not-a-manifest")
+    t = ds.table.select(["video_id", "mode", "L", "stop_reason", "path_px", "displacement_px"])
     d = t.to_pydict()
     L = np.asarray(d["L"], dtype=float)
     modes = dict(Counter(d["mode"]))

@@ -137,9 +137,9 @@ def test_repeated_frames_add_no_exposure(videos, tmp_path):
     assert rows
     assert all(not any(dup[f] for f in r["frames"]) for r in rows)
     assert sum(r["n_duplicates_skipped"] for r in rows) > len(rows)  # many windows spanned repeats
-    # --keep-duplicates: plain consecutive frames; the landmark table is reused (same OUT)
+    # --keep-duplicates: plain consecutive frames; the landmark table is reused (same OUT, pairs replaced)
     run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(L=7, stride=4, skip_duplicates=False),
-                 show_progress=False)
+                 show_progress=False, replace=True)
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
     assert all(r["frames"] == list(range(r["start_frame"], r["end_frame"] + 1)) for r in rows)
 

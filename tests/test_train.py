@@ -131,10 +131,17 @@ def test_resume_is_exact(pairs_dir, tmp_path):
     assert a.keys() == b.keys()
     diff = [k for k in a if not torch.equal(a[k], b[k])]
     assert not diff, diff[:5]
-    # the hourglass trained further under a started cGAN is refused, not silently mixed
-    assert run_mf2(*args, "--stage", "hg", "--max-steps", "14", "--out", str(halves)).returncode == 0
-    res = run_mf2(*args, "--stage", "cgan", "--max-steps", "14", "--out", str(halves))
-    assert res.returncode == 2 and "use a new --out" in res.stderr
+    # training the hourglass past the one the cGAN was trained on is refused before any step...
+    ckpts = {p.name: p.read_bytes() for p in (halves / "checkpoints").iterdir()}
+    res = run_mf2(*args, "--stage", "hg", "--max-steps", "14", "--out", str(halves))
+    assert res.returncode == 2 and "--restart-cgan" in res.stderr and "Traceback" not in res.stderr
+    assert {p.name: p.read_bytes() for p in (halves / "checkpoints").iterdir()} == ckpts
+    # ...and --restart-cgan goes on: the cGAN retrains on the longer hourglass, the old one is kept
+    res = run_mf2(*args, "--stage", "hg", "--max-steps", "14", "--out", str(halves), "--restart-cgan")
+    assert res.returncode == 0, res.stderr
+    assert (halves / "checkpoints" / "cgan_hg12.pt").read_bytes() == ckpts["cgan_last.pt"]
+    res = run_mf2(*args, "--stage", "cgan", "--max-steps", "2", "--out", str(halves))
+    assert res.returncode == 0 and "cgan: 2 steps" in res.stderr, res.stderr
 
 
 def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_path):

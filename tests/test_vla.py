@@ -51,9 +51,9 @@ def _write_video(frames: list[np.ndarray], path: Path, fps: int = 25) -> Path:
     return path
 
 
-def _vla(path: Path, out: Path, **vla) -> list[dict]:
+def _vla(path: Path, out: Path, replace: bool = False, **vla) -> list[dict]:
     cfg = SimulateConfig(mode="vla", vla=VlaConfig(**vla), landmarks=LandmarkConfig(backend="dlib"))
-    s = run_simulate(resolve_videos(path), out, cfg, show_progress=False)
+    s = run_simulate(resolve_videos(path), out, cfg, show_progress=False, replace=replace)
     assert s.n_failed == 0
     return sorted(pq.read_table(out / "pairs.parquet").to_pylist(), key=lambda r: r["start_frame"])
 
@@ -91,7 +91,8 @@ def test_flow_table_is_cached_and_reused(videos, tmp_path):
     md = read_metadata(flow)
     assert json.loads(md["mf2.params"])["flow"]["method"] == "dis"
     mtime = flow.stat().st_mtime_ns
-    _vla(videos / "fomm_08.mp4", out, max_L=9)  # other VLA settings: same flow table
+    # other VLA settings (the folder's pairs replaced): the same flow table is reused
+    _vla(videos / "fomm_08.mp4", out, replace=True, max_L=9)
     assert flow.stat().st_mtime_ns == mtime
 
 

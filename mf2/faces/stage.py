@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.track import FaceTracker
-from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, params_json, read_metadata
+from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
 from mf2.video import DuplicateDetector, VideoInfo, iter_frames
 
 
@@ -67,10 +66,9 @@ def landmarks_for_video(
     """Read the cached table if it matches this video and these settings, else compute it."""
     path = out_dir / "landmarks" / f"{video_id}.parquet"
     params = {**cfg.key(), "backend": backend.name if backend else resolve_backend_name(cfg)}
-    if path.is_file():
-        md = read_metadata(path)
-        if md.get("mf2.video_sha256") == sha256 and md.get("mf2.params") == params_json(params):
-            return pq.read_table(path)
+    cached = read_cached(path, sha256, params)
+    if cached is not None:
+        return cached
     table = compute_landmarks(video_id, info, cfg, backend, progress)
     table = table.replace_schema_metadata(
         metadata("landmarks", params, video_sha256=sha256, video=info.to_json())

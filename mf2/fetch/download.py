@@ -130,11 +130,14 @@ class _Log:
 def ytdlp_params(cfg: FetchConfig, row: ManifestRow, folder: Path, log: _Log) -> dict:
     """The options for yt-dlp: best frame rate first, then resolution up to max-height, H.264/mp4."""
     h = cfg.max_height
+    # yt-dlp joins outtmpl onto paths.home: the template holds the file name only and home the
+    # absolute folder, so a relative --out cannot be applied twice (DATA/DATA/...).
+    folder = Path(os.path.abspath(folder))
     params = {
         # Video only: blur simulation needs no audio, and a single stream needs no merge.
         "format": f"bv*[height<=?{h}]/b[height<=?{h}]/bv*/b",
         "format_sort": ["fps", f"res:{h}", "vcodec:h264", "ext:mp4"],
-        "outtmpl": {"default": str(folder / "video.%(ext)s")},
+        "outtmpl": {"default": "video.%(ext)s"},
         "paths": {"home": str(folder), "temp": str(folder)},
         "noplaylist": True,
         "quiet": True,
@@ -199,8 +202,8 @@ def _ytdlp(cfg: FetchConfig, row: ManifestRow, folder: Path) -> Path:
         msg = log.errors[-1] if log.errors else f"yt-dlp returned {rc}"
         raise FetchError(_one_line(msg), classify(msg))
     files = [p for p in folder.iterdir() if p.is_file() and p.name.startswith("video.") and not p.name.endswith(".part")]
-    if not files:
-        raise FetchError("yt-dlp finished without writing a file", "download-error")
+    if not files:  # yt-dlp said it succeeded: the file went elsewhere, which is mf2's fault
+        raise FetchError("yt-dlp finished without writing a file", "internal-error")
     return max(files, key=lambda p: p.stat().st_size)
 
 
@@ -238,16 +241,18 @@ def _local(cfg: FetchConfig, row: ManifestRow, folder: Path, base: Path) -> Path
     return dst
 
 
-def verify_video(path: Path) -> dict:
+def verify_video(path: Path, name: str | None = None) -> dict:
     """ffprobe finds a video stream with frames, every packet lies inside the file, and as many
     packets are there as the container's index lists (a truncated mp4 with its index at the
-    front still probes, but comes up short). Demuxing reads no pixels: far cheaper than a decode."""
+    front still probes, but comes up short). Demuxing reads no pixels: far cheaper than a decode. ``name``: what messages call the
+    file (the manifest's url, not the temporary copy being checked)."""
+    shown = name or path.name
     try:
         info = probe(path)
     except InputError as e:
-        raise FetchError(_one_line(str(e)), "not-a-video") from None
+        raise FetchError(_one_line(str(e).replace(str(path), shown)), "not-a-video") from None
     if info.n_frames <= 0:
-        raise FetchError(f"{path.name}: no video frames", "not-a-video")
+        raise FetchError(f"{shown}: no video frames", "not-a-video")
     r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size",
                         "-of", "csv=p=0", str(path.resolve())], capture_output=True, text=True)
     end = 0
@@ -256,12 +261,12 @@ def verify_video(path: Path) -> dict:
         if pos.isdigit() and size.isdigit():
             end = max(end, int(pos) + int(size))
     if r.returncode != 0 or end > path.stat().st_size:
-        raise FetchError(f"{path.name}: truncated (packets reach byte {end}, the file has {path.stat().st_size})",
+        raise FetchError(f"{shown}: truncated (packets reach byte {end}, the file has {path.stat().st_size})",
                          "not-a-video")
     declared = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames",
                                "-of", "csv=p=0", str(path.resolve())], capture_output=True, text=True).stdout.strip()
     if declared.isdigit() and int(declared) > info.n_frames:  # the index (mp4) promises frames the file lacks
-        raise FetchError(f"{path.name}: truncated ({info.n_frames} of the {declared} frames its index lists)",
+        raise FetchError(f"{shown}: truncated ({info.n_frames} of the {declared} frames its index lists)",
                          "not-a-video")
     return {"fps": float(info.fps), "width": info.width, "height": info.height, "n_frames": info.n_frames,
             "duration": info.duration}
@@ -308,7 +313,7 @@ def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path,
         folder = tmp_folder(videos, row.key)
         try:
             got = _ytdlp(cfg, row, folder) if row.kind == "remote" else _local(cfg, row, folder, base)
-            meta = verify_video(got)
+            meta = verify_video(got, row.url if row.kind != "remote" else None)
             sha = sha256_file(got)
             size = got.stat().st_size
             dst = videos / f"{row.key}{got.suffix.lower()}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 TRANSIENT = frozenset({"http-5xx", "http-429", "network", "timeout"})
+# Retried by a bare --retry-failed too: not the video's fault, so worth another try.
+RETRY_BY_DEFAULT = TRANSIENT | {"internal-error", "disk-full"}
 
 # (class, pattern) in order: the first match wins. Lower-cased message.
 _RULES: list[tuple[str, str]] = [
@@ -42,3 +44,12 @@ def classify(message: str) -> str:
 
 def is_transient(error_class: str | None) -> bool:
     return error_class in TRANSIENT
+
+
+def retried_by_default(error_class: str | None, error: str | None = None, by_version: str | None = None) -> bool:
+    """Whether a bare ``--retry-failed`` redoes a recorded failure: transient and mf2-side
+    classes, and failures an older mf2 recorded for what this one knows to be its own bug
+    (a relative --out once made every download "finish without writing a file")."""
+    if error_class in RETRY_BY_DEFAULT:
+        return True
+    return "finished without writing a file" in (error or "")

@@ -10,6 +10,7 @@ status table untouched.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +102,9 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 CSV file ({e.reason} at byte {e.start})", "bad-manifest") from None
-    reader = csv.reader(text.splitlines())
+    # The csv module's own line handling: a quoted field may hold a newline, which must reach
+    # the checks below rather than be dropped (splitting lines first glued "a\nb" into "ab").
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
@@ -118,12 +121,23 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     rows: list[ManifestRow] = []
     seen: dict[tuple, int] = {}
     url_of: dict[str, tuple[str, int]] = {}
-    for lineno, rec in enumerate(reader, start=2):
+    while True:
+        lineno = reader.line_num + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise InputError(f"{path}:{lineno}: not valid CSV ({e})", "bad-manifest") from None
         if not rec or all(not c.strip() for c in rec):
             continue
         where = f"{path}:{lineno}"
         if len(rec) != len(header):
             raise InputError(f"{where}: {len(rec)} fields, the header has {len(header)}", "bad-manifest")
+        for h, v in zip(header, rec):
+            if h in ("video_id", "url", "identity", "start", "end") and any(ord(c) < 32 or ord(c) == 127 for c in v):
+                raise InputError(f"{where}: column {h}: {v[:60]!r} contains a control character (a newline?)",
+                                 "bad-manifest")
         d = {h: v.strip() for h, v in zip(header, rec)}
         vid, url = d.get("video_id", ""), d.get("url", "")
         if url.startswith("-"):

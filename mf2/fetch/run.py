@@ -26,9 +26,9 @@ from mf2.atomic import write_parquet_atomic
 from mf2.errors import UsageError
 from mf2.fetch.download import (ClusterRateLimiter, FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
                                 verify_video)
-from mf2.fetch.errors import is_transient
+from mf2.fetch.errors import retried_by_default
 from mf2.fetch.manifest import ManifestRow, read_manifest
-from mf2.schema import metadata, read_metadata
+from mf2.schema import metadata, try_read_metadata
 from mf2.sources import sha256_file
 
 STATUS_FIELDS = [
@@ -71,10 +71,12 @@ class FetchSummary:
 
 
 def _previous(table_path: Path) -> dict[str, dict]:
-    if not table_path.is_file():
+    if try_read_metadata(table_path) is None:  # absent, or a corrupt table: files on disk are re-adopted
         return {}
-    read_metadata(table_path)  # refuses newer schemas
-    t = pq.read_table(table_path, columns=["key", *RESULT_FIELDS])
+    try:
+        t = pq.read_table(table_path, columns=["key", *RESULT_FIELDS])
+    except Exception:
+        return {}
     return {r["key"]: r for r in t.to_pylist()}
 
 
@@ -144,7 +146,8 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
             results[key] = p
             reused += 1
         elif p and p["status"] == "failed" and not (
-                retry_failed == "all" or (retry_failed == "transient" and is_transient(p["error_class"]))):
+                retry_failed == "all" or (retry_failed == "transient" and retried_by_default(p["error_class"],
+                                                                                           p["error"]))):
             results[key] = p
         elif have is not None:
             try:  # renamed by a run killed before it could record it: adopt after checking

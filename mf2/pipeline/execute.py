@@ -10,6 +10,7 @@ with its stage, class and message.
 
 from __future__ import annotations
 
+import errno
 import json
 import traceback
 import uuid
@@ -23,9 +24,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mf2.atomic import clean_stale_tmp, write_parquet_atomic
-from mf2.errors import InputError, UsageError
+from mf2.errors import InputError, UsageError, os_error_line
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
-from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, metadata, params_json, read_metadata, upgrade_pairs
+from mf2.pipeline.consolidate import current_parts, dataset_lock, identities_in, prepare
+from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.simulate import RunSummary, SimulateConfig, Stages, part_is_current, part_path, simulate_video
 from mf2.sources import VideoSource, sha256_file
 
@@ -54,13 +56,18 @@ def _backend(cfg: LandmarkConfig):
 
 
 # Failures a re-run retries without being asked: they may not happen again.
-RETRIED_BY_DEFAULT = {"internal-error", "worker-lost"}
+RETRIED_BY_DEFAULT = {"internal-error", "worker-lost", "disk-full", "read-only", "permission-denied"}
+_OS_CLASSES = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
+               errno.EACCES: "permission-denied", errno.EPERM: "permission-denied"}
 
 
 def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha: str | None = None) -> dict:
     if isinstance(e, InputError):
         return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": e.error_class,
                 "error": str(e), "video_sha256": sha}
+    if isinstance(e, OSError) and e.errno in _OS_CLASSES:  # the machine's state, not the video's
+        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": _OS_CLASSES[e.errno],
+                "error": os_error_line(e), "video_sha256": sha}
     try:  # a bug, not the input's fault: keep the traceback for the report
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "failures.log", "a") as log:
@@ -117,7 +124,7 @@ def simulate_task(src: VideoSource, prep: dict, jobs: list[Job], cache: Path) ->
         try:
             res = simulate_video(src, job.out, cfg, None, None, cache, prep["sha256"], stages)
             rec.update(part=str(part_path(job.out, job.cfg, src.video_id)), resumed=res.resumed,
-                       face_lost=res.windows_face_lost)
+                       face_lost=res.windows_face_lost, note=res.note)
         except Exception as e:
             rec["failure"] = _failure(src, stages.current, e, job.out, prep["sha256"])
         for k, v in stages.done().items():
@@ -137,9 +144,12 @@ def _removed(out: Path) -> set[str]:
 
 def _previous_failures(job: Job) -> dict[str, dict]:
     path = job.out / "failures.parquet"
-    if not path.is_file():
+    if try_read_metadata(path) is None:
         return {}
-    t = upgrade_failures(pq.read_table(path))
+    try:
+        t = upgrade_failures(pq.read_table(path))
+    except (pa.ArrowException, OSError):
+        return {}
     return {r["video_id"]: r for r in t.to_pylist()}
 
 
@@ -151,9 +161,12 @@ def upgrade_failures(t: pa.Table) -> pa.Table:
 
 
 def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, show_progress: bool | None = None,
-             echo: Callable[[str], None] | None = None, retry_failed: bool = False) -> dict[str, RunSummary]:
+             echo: Callable[[str], None] | None = None, retry_failed: bool = False,
+             replace: bool = False) -> dict[str, RunSummary]:
     """``retry_failed``: redo videos that failed before; otherwise a video whose earlier failure
-    was its input's fault is skipped (its record kept) while its file is unchanged."""
+    was its input's fault is skipped (its record kept) while its file is unchanged.
+    ``replace``: a job folder holding pairs made with other settings is cleared first
+    (otherwise such a run is refused before any work)."""
     if not jobs:
         raise UsageError("nothing to run: no simulate job")
     for j in jobs:
@@ -164,6 +177,8 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise UsageError(f"job names must be distinct: {names}")
+    for j in jobs:
+        prepare(j.out, j.cfg.params(), replace)
     cache.mkdir(parents=True, exist_ok=True)
     clean_stale_tmp(cache)
     for j in jobs:
@@ -238,35 +253,51 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
 
 
 def _consolidate(job: Job, recs: list[dict], srcs: dict[str, VideoSource], n_removed: int) -> RunSummary:
-    parts, failures = [], []
+    """Write the job's manifest: every current part in the folder (this run's and earlier
+    runs'), and the failures of this run plus earlier ones not since fixed."""
+    failures = [r["failure"] for r in recs if r["failure"]]
+    failed_now = {f["video_id"] for f in failures}
     stage_seconds: dict[str, float] = defaultdict(float)
-    lost = resumed = 0
+    lost = resumed = n_ok = 0
     for r in recs:
         for k, v in r["timings"].items():
             stage_seconds[k] += v
-        if r["failure"]:
-            failures.append(r["failure"])
-            continue
-        parts.append(_finish_part(pq.read_table(r["part"]), srcs[r["video_id"]], job.cfg))
-        lost += r["face_lost"]
-        resumed += r["resumed"]
+        if not r["failure"]:
+            n_ok += 1
+            lost += r["face_lost"]
+            resumed += r["resumed"]
     pairs_path, failures_path = job.out / "pairs.parquet", job.out / "failures.parquet"
-    pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
-    write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, job.cfg))
-    write_parquet_atomic(failures_path, pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
-                         .replace_schema_metadata(metadata("failures", job.cfg.params())))
-    return RunSummary(len(recs), len(parts), len(failures), resumed, pairs.num_rows, lost, pairs_path, failures_path,
+    params = job.cfg.params()
+    with dataset_lock(job.out):
+        earlier_identity = identities_in(pairs_path)
+        taken_down = _removed(job.out)
+        parts, n_this_run = [], 0
+        for vid, part in current_parts(job.out, job.cfg.mode, params, failed_now | taken_down):
+            src = srcs.get(vid)
+            identity = src.identity if src is not None else earlier_identity.get(vid)
+            parts.append(_finish_part(part, identity, job.cfg))
+            n_this_run += part.num_rows if src is not None else 0
+        have = {vid for vid, _ in current_parts(job.out, job.cfg.mode, params, set())} - failed_now
+        earlier = [f for vid, f in _previous_failures(job).items()
+                   if vid not in srcs and vid not in have and vid not in taken_down]
+        pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
+        write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, job.cfg))
+        all_failures = sorted(earlier + failures, key=lambda f: f["video_id"])
+        write_parquet_atomic(failures_path, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
+                             .replace_schema_metadata(metadata("failures", params)))
+    return RunSummary(len(recs), n_ok, len(failures), resumed, n_this_run, lost, pairs_path, failures_path,
                       n_removed, {k: round(v, 3) for k, v in stage_seconds.items()},
-                      dict(Counter(f["error_class"] for f in failures)))
+                      dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
+                      failures=failures, notes={r["video_id"]: r["note"] for r in recs if r.get("note")})
 
 
-def _finish_part(part: pa.Table, src: VideoSource, cfg: SimulateConfig) -> pa.Table:
+def _finish_part(part: pa.Table, identity: str | None, cfg: SimulateConfig) -> pa.Table:
     """A part (of any 1.x schema) with the columns that are not pixels filled in: identity
     comes from the source (it may change without touching the images), params from cfg."""
     part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
     n = part.num_rows
     part = part.set_column(part.schema.get_field_index("identity"), "identity",
-                           pa.array([src.identity] * n, pa.string()))
+                           pa.array([identity] * n, pa.string()))
     if part["params"].null_count:
         part = part.set_column(part.schema.get_field_index("params"), "params",
                                pa.array([params_json(cfg.params())] * n, pa.string()))
@@ -280,8 +311,9 @@ def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.
     from mf2.video import ffmpeg_version
 
     extra = {"ffmpeg": ffmpeg_version()}
-    if pairs_path.is_file():
-        split = read_metadata(pairs_path).get("mf2.split")
+    md = try_read_metadata(pairs_path)  # a zero-byte or corrupt manifest is rebuilt from the parts
+    if md is not None:
+        split = md.get("mf2.split")
         if split:
             pairs = assign(pairs, SplitConfig.from_key(json.loads(split)))
             extra["split"] = split

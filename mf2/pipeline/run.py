@@ -11,6 +11,7 @@ from typing import Callable
 
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
+from mf2.pipeline.consolidate import prepare
 from mf2.pipeline.execute import Job, run_jobs
 from mf2.pipeline.recipe import Recipe, dump_recipe
 from mf2.simulate import RunSummary
@@ -33,7 +34,7 @@ class PipelineSummary:
             "recipe": self.recipe, "out": str(self.out), "videos": self.n_videos, "wall_s": round(self.wall_s, 2),
             "frames": self.frames, "frames_per_s": round(self.frames / self.wall_s, 2) if self.wall_s else None,
             "fetch": self.fetch, "stage_seconds": self.stage_seconds,
-            "jobs": {n: {"pairs": s.n_pairs, "ok": s.n_ok, "failed": s.n_failed, "resumed": s.n_resumed,
+            "jobs": {n: {"pairs": s.n_pairs, "pairs_total": s.n_pairs_total, "ok": s.n_ok, "failed": s.n_failed, "resumed": s.n_resumed,
                          "taken_down": s.n_removed_skipped, "failures_by_class": s.failures_by_class,
                          "pairs_path": str(s.pairs_path), "stage_seconds": s.stage_seconds}
                      for n, s in self.jobs.items()},
@@ -42,10 +43,12 @@ class PipelineSummary:
 
 def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None, videos: str | None = None,
                  retry_failed: bool = False, cookies: str | None = None, show_progress: bool | None = None,
-                 echo: Callable[[str], None] | None = None) -> PipelineSummary:
+                 echo: Callable[[str], None] | None = None, replace: bool = False) -> PipelineSummary:
     if (manifest is None) == (videos is None):
         raise UsageError("mf2 run: give exactly one of --manifest CSV (fetch first) or --videos PATH")
     jobs_cfg = recipe.simulate_configs()  # validates every job before anything runs
+    for name, cfg in jobs_cfg:  # a job folder with other settings is refused before any download
+        prepare(out / name, cfg.params(), replace, option=f"--out {out}, job")
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "recipe.yaml", dump_recipe(recipe).encode())
     t0 = time.perf_counter()
@@ -70,7 +73,8 @@ def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None,
     else:
         sources = resolve_videos(videos)
     jobs = [Job(name, cfg, out / name) for name, cfg in jobs_cfg]
-    summaries = run_jobs(sources, jobs, out / "cache", runner, show_progress, echo, retry_failed) if sources else {}
+    summaries = run_jobs(sources, jobs, out / "cache", runner, show_progress, echo, retry_failed,
+                         replace) if sources else {}
     wall = time.perf_counter() - t0
     stage_seconds: dict[str, float] = {}
     for s in summaries.values():
@@ -88,5 +92,8 @@ def _frames(cache: Path) -> int:
     p = cache / "timings.parquet"
     if not p.is_file():
         return 0
-    t = pq.read_table(p, columns=["video_id", "frames"]).to_pylist()
+    try:
+        t = pq.read_table(p, columns=["video_id", "frames"]).to_pylist()
+    except Exception:  # a timings file is a report, never a reason to fail the run
+        return 0
     return sum({r["video_id"]: r["frames"] for r in t}.values())

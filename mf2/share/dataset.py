@@ -13,11 +13,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
-from mf2.schema import REMOVED_SCHEMA, metadata, read_metadata, upgrade_pairs
+from mf2.schema import REMOVED_SCHEMA, metadata, read_metadata, read_table_checked, upgrade_pairs
 
 PAIR_KINDS = ("pairs", "pairs-export")
 
@@ -57,18 +56,18 @@ def manifest_path(path: str | Path) -> Path:
 
 def load(path: str | Path) -> Dataset:
     p = manifest_path(path)
-    try:
-        pq.read_schema(p)
-    except Exception as e:
-        raise InputError(f"{p}: not a readable Parquet file ({type(e).__name__})", "not-a-manifest") from None
-    meta = read_metadata(p)  # refuses a newer major schema version
+    meta = read_metadata(p)  # one line for a corrupt file; refuses a newer major schema version
     kind = meta.get("mf2.kind")
     if kind not in PAIR_KINDS:
         raise InputError(f"{p}: not an mf2 pair manifest (mf2.kind = {kind!r})", "not-a-manifest")
+    table = read_table_checked(p)  # every page: a corrupt body must not pass for a short dataset
     try:
-        table = upgrade_pairs(pq.read_table(p))
+        table = upgrade_pairs(table)
     except InputError as e:
         raise InputError(f"{p}: {e}", e.error_class) from None
+    except (pa.ArrowException, ValueError) as e:
+        raise InputError(f"{p}: not an mf2 pair manifest ({type(e).__name__}: {str(e)[:120]})",
+                         "not-a-manifest") from None
     return Dataset(table, meta, p, p.parent)
 
 
@@ -120,7 +119,7 @@ def read_removed(root: Path) -> list[dict]:
     p = removed_path(root)
     if not p.is_file():
         return []
-    return pq.read_table(p).to_pylist()
+    return read_table_checked(p).to_pylist()
 
 
 def removed_ids(root: Path) -> set[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mf2.atomic import write_atomic
 from mf2.errors import UsageError
 from mf2.share.dataset import load, pairs_metadata, safe_rel, write
 
@@ -51,17 +52,27 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
         return ExportSummary(table.num_rows, 0, out)
     if not ds.has_images:
         raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
-    if out.exists() and any(out.iterdir()):
+    marker = out / _INCOMPLETE
+    if out.exists() and any(out.iterdir()) and not marker.exists():
         raise UsageError(f"--out {out}: exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.touch()  # an export stopped half-way (disk full, killed) is finished by re-running it
     n = 0
     for kind in ("blurry", "sharp"):
         for rel in table[f"{kind}_path"].to_pylist():
             src, dst = ds.root / safe_rel(rel), out / safe_rel(rel)
+            n += 1
+            if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+                continue  # copied by the earlier, interrupted export
             dst.parent.mkdir(parents=True, exist_ok=True)
             if link:
+                dst.unlink(missing_ok=True)
                 os.link(src, dst)
             else:
-                shutil.copyfile(src, dst)
-            n += 1
+                write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
     write(out / "pairs.parquet", table, pairs_metadata(table, ds.params, **extra))
+    marker.unlink()
     return ExportSummary(table.num_rows, n, out / "pairs.parquet")
+
+
+_INCOMPLETE = ".mf2-export-incomplete"

@@ -7,6 +7,7 @@ remains), then the manifest without the rows, then the files. Re-running finishe
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ def remove(dataset: str | Path, video_ids: list[str], reason: str = "") -> Remov
     if unknown:
         raise UsageError(f"--video-id {', '.join(unknown)}: not in {ds.path}")
 
+    targets = _targets(root, video_ids)  # everything is checked before anything changes
     mask = pc.is_in(ds.table["video_id"], pa.array(video_ids, pa.string()))
     n_pairs = int(pc.sum(mask).as_py() or 0)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -57,15 +59,39 @@ def remove(dataset: str | Path, video_ids: list[str], reason: str = "") -> Remov
     if n_pairs:
         rewrite(ds, ds.table.filter(pc.invert(mask)))
     n_files = 0
+    for p in targets:
+        n_files += _delete(p)
+    return RemoveSummary(list(video_ids), n_pairs, n_files)
+
+
+def _targets(root: Path, video_ids: list[str]) -> list[Path]:
+    """The paths to delete, each checked to be deletable (its folder writable) now, so a
+    takedown never stops half-way after the manifest has been rewritten."""
+    found: list[Path] = []
     for vid in video_ids:
         for f in _FOLDERS:
-            d = root / f / vid
-            if d.is_dir():
-                n_files += sum(1 for _ in d.rglob("*") if _.is_file())
-                shutil.rmtree(d)
+            found.append(root / f / vid)
         for t in _TABLES:
-            p = root / t / f"{vid}.parquet"
-            if p.is_file():
-                p.unlink()
-                n_files += 1
-    return RemoveSummary(list(video_ids), n_pairs, n_files)
+            found.append(root / t / f"{vid}.parquet")
+    found = [p for p in found if p.is_symlink() or p.exists()]
+    for p in found:
+        if not os.access(p.parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{p}: cannot be deleted (its folder is not writable); nothing was changed")
+        if p.is_dir() and not p.is_symlink():
+            for d, dirs, _ in os.walk(p):
+                if not os.access(d, os.W_OK | os.X_OK):
+                    raise UsageError(f"{d}: cannot be deleted from (not writable); nothing was changed")
+    return found
+
+
+def _delete(p: Path) -> int:
+    """Delete one target; a symlink (to a folder or a file) is unlinked, never followed: the
+    files it points to belong to someone else."""
+    if p.is_symlink() or p.is_file():
+        p.unlink(missing_ok=True)
+        return 1
+    if p.is_dir():
+        n = sum(1 for q in p.rglob("*") if q.is_file() or q.is_symlink())
+        shutil.rmtree(p)
+        return n
+    return 0

@@ -30,13 +30,14 @@ class VerifyReport:
     n_files_checked: int = 0
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unreadable: bool = False  # the manifest itself is corrupt or not a manifest
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_json(self) -> dict:
-        return {"manifest": str(self.manifest), "ok": self.ok, "n_pairs": self.n_pairs,
+        return {"manifest": str(self.manifest), "ok": self.ok, "unreadable": self.unreadable, "n_pairs": self.n_pairs,
                 "n_files_checked": self.n_files_checked, "problems": self.problems, "warnings": self.warnings}
 
 
@@ -150,7 +151,15 @@ def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:
 
 
 def verify(path: str | Path, hashes: bool = True) -> VerifyReport:
-    ds = load(path)
+    """A manifest that cannot be read at all is itself the problem found, not a crash."""
+    try:
+        ds = load(path)
+    except InputError as e:
+        if e.error_class != "corrupt-file":  # a newer schema, or not a pair manifest: a usage mistake
+            raise
+        rep = VerifyReport(Path(path), unreadable=True)
+        rep.problems.append(str(e))
+        return rep
     rep = VerifyReport(ds.path, ds.table.num_rows)
     _check_rows(ds, rep)
     if ds.has_images:

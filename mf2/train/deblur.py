@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -114,6 +114,7 @@ class DeblurResult:
     frames: int = 0
     faces: int = 0
     no_face: int = 0
+    skipped: list = field(default_factory=list)  # "path: why" of inputs that could not be read
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -184,35 +185,37 @@ def deblur_image(model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: st
 
 
 def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: DeblurResult, batch: int = 16) -> None:
-    from fractions import Fraction
-
+    """Restore every frame's face; the output keeps each input frame's timestamp (variable
+    frame rates included) and, when present, the audio (stream-copied)."""
     from mf2.faces.select import LandmarkConfig
     from mf2.faces.stage import compute_landmarks
+    from mf2.schema import landmarks_to_numpy
     from mf2.video import iter_frames, probe
+    from mf2.video.probe import frame_timestamps
+    from mf2.video.writer import TimedWriter
 
     info = probe(src)
-    fps = Fraction(info.fps).limit_denominator(1_000_000)
+    pts, time_base = frame_timestamps(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    video_tmp = dst.with_name(f".{dst.name}.video.tmp.mp4")
     tmp = dst.with_name(f".{dst.name}.tmp{dst.suffix}")
     # Landmarks stream in step with the frames (the table keeps only small arrays).
     lm_table = compute_landmarks(src.stem, info, LandmarkConfig(backend="dlib"), None)
-    from mf2.schema import landmarks_to_numpy
-
     lms, valid = landmarks_to_numpy(lm_table["landmarks"])
-    args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-            "-s", f"{info.width}x{info.height}", "-r", f"{fps.numerator}/{fps.denominator}", "-i", "pipe:",
-            "-i", str(src), "-map", "0:v", "-map", "1:a?", "-c:v", "libx264", "-crf", "16", "-pix_fmt", "yuv420p",
-            "-c:a", "copy", "-shortest", str(tmp)]
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = TimedWriter(video_tmp, info.width, info.height, time_base, info.fps)
     try:
-        pending: list[tuple[np.ndarray, Crop | None]] = []
+        pending: list[tuple[np.ndarray, Crop | None, int]] = []
+        last_pts = [pts[0] - 1 if pts else -1]
 
         def flush() -> None:
-            crops = [f_c[1].take(f_c[0]) for f_c in pending if f_c[1] is not None]
+            crops = [c.take(f) for f, c, _ in pending if c is not None]
             restored = iter(model(crops))
-            for frame, c in pending:
+            for frame, c, i in pending:
                 out = paste(frame, c, next(restored)) if c is not None else frame
-                proc.stdin.write(np.ascontiguousarray(out).tobytes())
+                # a decoder may emit more frames than packets (rare): continue the last step
+                t = pts[i] if i < len(pts) else last_pts[0] + max(1, pts[-1] - pts[-2] if len(pts) > 1 else 1)
+                writer.write(out, t)
+                last_pts[0] = t
             pending.clear()
 
         with contextlib.closing(iter_frames(info)) as frames:
@@ -220,20 +223,23 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
                 c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
                 res.faces += c is not None
                 res.no_face += c is None
-                pending.append((frame, c))
+                pending.append((frame, c, i))
                 res.frames += 1
                 if len(pending) >= batch:
                     flush()
             flush()
-        proc.stdin.close()
-        err = proc.stderr.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise InputError(f"{dst}: ffmpeg could not write the video ({err.strip().splitlines()[-1:]})",
+        writer.close()
+        args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video_tmp.absolute()),
+                "-i", str(src.absolute()), "-map", "0:v", "-map", "1:a?", "-c", "copy", str(tmp.absolute())]
+        r = subprocess.run(args, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise InputError(f"{dst}: ffmpeg could not write the video ({r.stderr.strip().splitlines()[-1:]})",
                              "encode-error")
         shutil.move(tmp, dst)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        with contextlib.suppress(Exception):
+            writer.container.close()
+        video_tmp.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
     res.videos += 1
 
@@ -261,8 +267,11 @@ def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", ma
     res = DeblurResult()
     faces = _Faces()
     for src, dst in files:
-        if src.suffix.lower() in VIDEO_EXT:
-            deblur_video(model, src, dst.with_suffix(".mp4"), margin, res)
-        else:
-            deblur_image(model, faces, src, dst, mode, margin, res)
+        try:
+            if src.suffix.lower() in VIDEO_EXT:
+                deblur_video(model, src, dst.with_suffix(".mp4"), margin, res)
+            else:
+                deblur_image(model, faces, src, dst, mode, margin, res)
+        except InputError as e:  # one bad file never costs the others
+            res.skipped.append(f"{src}: {e}" if str(src) not in str(e) else str(e))
     return res

@@ -173,22 +173,79 @@ class Trainer:
                  "scaler": self.scaler.state_dict(), "rng": _rng_state()}
         write_atomic(self.ckpt_path(prog.stage), lambda tmp: torch.save(state, tmp))
 
-    def load(self, stage: str) -> Progress | None:
+    def _read(self, stage: str) -> dict | None:
+        """A stage's checkpoint, checked: a truncated, foreign or hostile file (weights_only
+        refuses pickled code) is one line naming it, never a traceback."""
         p = self.ckpt_path(stage)
         if not p.is_file():
             return None
-        state = torch.load(p, map_location=self.device, weights_only=True)
-        if state.get("format") != "mf2-train-1":
+        try:
+            state = torch.load(p, map_location=self.device, weights_only=True)
+        except Exception as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise UsageError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to "
+                             f"start the {stage} stage over") from None
+        if not isinstance(state, dict) or state.get("format") != "mf2-train-1" or \
+                not {"config", "models", "optim", "step"} <= set(state):
             raise UsageError(f"{p}: not an mf2 training checkpoint")
         if state["config"] != self.cfg.to_dict():
             raise UsageError(f"{p}: made with another configuration; use another --out or the same --config")
-        for k, m in self.models.items():
-            m.load_state_dict(state["models"][k])
-        for k, o in self.opt.items():
-            o.load_state_dict(state["optim"][k])
-        self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        return state
+
+    def peek(self, stage: str) -> Progress | None:
+        """Where a stage stands, without touching the models."""
+        state = self._read(stage)
+        if state is None:
+            return None
+        return Progress(stage, state["step"], state.get("epoch", 0), state.get("pos", 0), bool(state.get("done")),
+                        state.get("hg_step", 0))
+
+    def load(self, stage: str) -> Progress | None:
+        state = self._read(stage)
+        if state is None:
+            return None
+        p = self.ckpt_path(stage)
+        try:
+            for k, m in self.models.items():
+                m.load_state_dict(state["models"][k])
+            for k, o in self.opt.items():
+                o.load_state_dict(state["optim"][k])
+            self.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise UsageError(f"{p}: does not fit this model ({type(e).__name__}: {why})") from None
         return Progress(stage, state["step"], state["epoch"], state["pos"], state["done"], state.get("hg_step", 0))
+
+    def target_steps(self, stage: str, max_steps: int | None) -> int:
+        sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
+        return max_steps or sc.max_steps or sc.epochs * self.steps_per_epoch()
+
+    def preflight(self, stage: str, max_steps: int | None, restart_cgan: bool) -> None:
+        """Before any step: would this run leave the cGAN trained on an hourglass that no longer
+        exists? Refuse, naming the ways on; or, with ``restart_cgan``, set the old cGAN aside
+        (kept as cgan_hg<step>.pt) so the cGAN retrains on the hourglass as it will be."""
+        hg, cgan = self.peek("hg"), self.peek("cgan")
+        if cgan is None:
+            return
+        hg_final = hg.step if hg is not None else 0
+        if stage in ("hg", "all") and (hg is None or not hg.done or (max_steps is not None and hg.step < max_steps)):
+            hg_final = self.target_steps("hg", max_steps)
+        if cgan.hg_step == hg_final:
+            return
+        kept = self.ckpt_path("cgan").with_name(f"cgan_hg{cgan.hg_step}.pt")
+        if restart_cgan:
+            if self.dist.main:
+                os.replace(self.ckpt_path("cgan"), kept)
+            self._barrier()
+            self.echo(f"cgan: retraining on the hourglass at step {hg_final}; the cGAN trained on step "
+                      f"{cgan.hg_step} is kept as {kept}")
+            return
+        now = f"is at step {hg.step}" if hg is not None else "is missing"
+        plan = f" and this run would train it to step {hg_final}" if hg is None or hg_final != hg.step else ""
+        raise UsageError(f"{self.out}: the cGAN was trained on the hourglass at step {cgan.hg_step}, which {now}"
+                         f"{plan}; add --restart-cgan to retrain the cGAN on it (the old cGAN is kept), "
+                         f"or use a new --out")
 
     def _log(self, row: dict) -> None:
         if not self.dist.main:
@@ -324,19 +381,18 @@ class Trainer:
     def run_stage(self, stage: str, max_steps: int | None = None) -> StageResult:
         from tqdm import tqdm
 
-        sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
         if stage == "cgan":
             hg_prog = self.load("hg")
             if hg_prog is None:
                 raise UsageError(f"--stage cgan: no trained hourglass in {self.ckpt_path('hg')} (run --stage hg first)")
         prog = self.load(stage) or Progress(stage, hg_step=hg_prog.step if stage == "cgan" else 0)
-        if stage == "cgan" and prog.hg_step != hg_prog.step:
+        if stage == "cgan" and prog.hg_step != hg_prog.step:  # preflight() catches this before any work
             raise UsageError(f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
-                             f"which has since been trained to step {hg_prog.step}; use a new --out")
+                             f"which has since been trained to step {hg_prog.step}; add --restart-cgan")
         if prog.done and (max_steps is None or prog.step >= max_steps):
             self.echo(f"{stage}: already trained ({prog.step} steps)")
             return StageResult(stage, prog.step, 0.0)
-        total = max_steps or sc.max_steps or sc.epochs * self.steps_per_epoch()
+        total = self.target_steps(stage, max_steps)
         for m in self.models.values():
             m.train()
         if stage == "cgan":
@@ -394,7 +450,7 @@ class Trainer:
 
 def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all", max_steps: int | None = None,
           device: str = "auto", echo: Callable[[str], None] | None = None,
-          show_progress: bool | None = None) -> dict[str, StageResult]:
+          show_progress: bool | None = None, restart_cgan: bool = False) -> dict[str, StageResult]:
     if stage not in ("hg", "cgan", "all"):
         raise UsageError(f"--stage {stage!r}: expected hg, cgan or all")
     out.mkdir(parents=True, exist_ok=True)
@@ -409,6 +465,7 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
     (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}")
     results = {}
     try:
+        tr.preflight(stage, max_steps, restart_cgan)
         for st in (STAGES if stage == "all" else (stage,)):
             results[st] = tr.run_stage(st, max_steps)
         if "cgan" in results:

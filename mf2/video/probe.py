@@ -38,11 +38,15 @@ class VideoInfo:
     color_range: str | None
     codec: str
     vfr: bool
+    # Sample (pixel) aspect ratio of the stored frames. Frames are decoded to square pixels
+    # (width scaled by it), so width above is the display width, as a viewer shows it.
+    sar: Fraction = Fraction(1)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         d["fps_float"] = float(self.fps)
+        d["sar"] = f"{self.sar.numerator}:{self.sar.denominator}"
         return d
 
 
@@ -138,7 +142,10 @@ def probe(path: str | Path) -> VideoInfo:
 
     rotation = _rotation(s)
     cw, ch = int(s["width"]), int(s["height"])
-    w, h = (ch, cw) if rotation in (90, 270) else (cw, ch)
+    sar = _fraction((s.get("sample_aspect_ratio") or "").replace(":", "/")) or Fraction(1)
+    # ffmpeg's scale=iw*sar:ih, rounded to an even width as libswscale's -2 would not be asked
+    sw = square_width(cw, sar)
+    w, h = (ch, sw) if rotation in (90, 270) else (sw, ch)
     return VideoInfo(
         path=str(path),
         width=w,
@@ -153,4 +160,23 @@ def probe(path: str | Path) -> VideoInfo:
         color_range=s.get("color_range"),
         codec=str(s.get("codec_name", "")),
         vfr=vfr,
+        sar=sar,
     )
+
+
+def square_width(coded_width: int, sar: Fraction) -> int:
+    """Stored width in square pixels (the decoder's scale filter uses the same rounding)."""
+    return coded_width if sar == 1 else max(2, int(round(coded_width * sar)))
+
+
+def frame_timestamps(path: str | Path) -> tuple[list[int], Fraction]:
+    """Each frame's presentation timestamp in the stream's time base, in display order: what
+    a writer needs to give restored frames the input's timing, variable frame rate included.
+    From the demuxed packets (no decoding), sorted as the decoder emits frames."""
+    path = Path(path)
+    meta = json.loads(_run_ffprobe(["-select_streams", "v:0", "-show_entries", "stream=time_base", "-of", "json"],
+                                   path))
+    tb = _fraction((meta.get("streams") or [{}])[0].get("time_base")) or Fraction(1, 90000)
+    text = _run_ffprobe(["-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path)
+    pts = sorted(int(t) for t in text.split() if t.lstrip("-").isdigit())
+    return pts, tb

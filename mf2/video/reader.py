@@ -34,8 +34,18 @@ def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
     info = video if isinstance(video, VideoInfo) else probe(video)
     w, h = info.width, info.height
     frame_bytes = w * h * 3
+    stream = ffmpeg.input(str(Path(info.path).resolve()))
+    if info.sar != 1:  # non-square pixels (anamorphic DV, some broadcast): decode to square ones
+        # scale runs after autorotate, so it acts on the displayed axes: stretch the stored
+        # width axis, which is the height once rotated by 90/270 degrees.
+        from mf2.video.probe import square_width
+
+        if info.rotation in (90, 270):
+            stream = stream.filter("scale", info.width, square_width(info.coded_width, info.sar)).filter("setsar", 1)
+        else:
+            stream = stream.filter("scale", square_width(info.coded_width, info.sar), info.height).filter("setsar", 1)
     proc = (
-        ffmpeg.input(str(Path(info.path).resolve()))
+        stream
         .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
         .global_args("-nostdin", "-loglevel", "error")
         .run_async(pipe_stdout=True, pipe_stderr=True)

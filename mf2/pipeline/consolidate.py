@@ -1,0 +1,123 @@
+"""A dataset folder grows by runs: its manifest is the union of its part files.
+
+Each finished video leaves ``parts/<mode>/<video_id>.parquet``. ``pairs.parquet`` is rebuilt
+from every part on disk whose parameters are the dataset's, not only from the videos of the
+run that writes it, so ``simulate --videos A`` then ``--videos B`` into one folder gives A and
+B, in the same rows as one run over both (rows are ordered by video id). Runs that would mix
+settings are refused before any work, naming the setting; ``--replace`` starts the folder
+over. Two runs writing one folder at once take turns on a lock file while they rebuild the
+manifest, and each rebuild reads every part already on disk, so neither loses the other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mf2.errors import UsageError
+from mf2.schema import params_json, try_read_metadata
+
+LOCK_NAME = ".mf2.lock"
+# What --replace clears. The landmark and flow caches stay: they are keyed by their own
+# parameters and the video's hash, so they are reused or recomputed as needed.
+_DATASET_FILES = ("pairs.parquet", "failures.parquet", "contact_sheet.png")
+_DATASET_DIRS = ("parts", "blurry", "sharp", "stats")
+
+
+@contextlib.contextmanager
+def dataset_lock(out: Path) -> Iterator[None]:
+    """Exclusive while held, across processes on this machine (and on NFS with lockd)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_NAME, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def dataset_params(out: Path) -> dict[str, Any] | None:
+    """The settings the folder's pairs were made with: from its manifest, or (a run killed
+    before it wrote one) from any part file. None for a new or empty folder."""
+    md = try_read_metadata(out / "pairs.parquet")
+    if md is not None and md.get("mf2.kind") == "pairs" and md.get("mf2.params"):
+        return json.loads(md["mf2.params"])
+    for p in sorted((out / "parts").glob("*/*.parquet")):
+        md = try_read_metadata(p)
+        if md is not None and md.get("mf2.params"):
+            return json.loads(md["mf2.params"])
+    return None
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every setting that differs, dotted for nested ones."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def prepare(out: Path, params: dict[str, Any], replace: bool, option: str = "--out") -> None:
+    """Refuse (before any work) a run whose settings differ from the folder's pairs, or clear
+    the folder when asked to replace it."""
+    old = dataset_params(out)
+    if old is None or params_json(old) == params_json(params):
+        return
+    diff = differences(old, params)
+    if not replace:
+        shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+        raise UsageError(f"{option} {out}: holds pairs made with other settings ({shown}); use the same "
+                         "settings to add videos, another folder, or --replace to start this one over")
+    with dataset_lock(out):
+        for name in _DATASET_FILES:
+            (out / name).unlink(missing_ok=True)
+        for name in _DATASET_DIRS:
+            d = out / name
+            if d.is_symlink():
+                d.unlink()
+            elif d.is_dir():
+                shutil.rmtree(d)
+
+
+def identities_in(pairs_path: Path) -> dict[str, str | None]:
+    """video_id -> identity recorded in an existing manifest (for parts of earlier runs)."""
+    if try_read_metadata(pairs_path) is None:
+        return {}
+    try:
+        t = pq.read_table(pairs_path, columns=["video_id", "identity"])
+    except (pa.ArrowException, OSError, KeyError):
+        return {}
+    return dict(zip(t["video_id"].to_pylist(), t["identity"].to_pylist()))
+
+
+def current_parts(out: Path, mode: str, params: dict[str, Any], exclude: set[str]) -> list[tuple[str, pa.Table]]:
+    """(video_id, part) for every readable part made with ``params``, sorted by video id."""
+    want = params_json(params)
+    found = []
+    for p in sorted((out / "parts" / mode).glob("*.parquet")):
+        if p.stem in exclude:
+            continue
+        md = try_read_metadata(p)
+        if md is None or md.get("mf2.params") != want:
+            continue
+        try:
+            found.append((p.stem, pq.read_table(p)))
+        except (pa.ArrowException, OSError):
+            continue  # unreadable: its video is redone by the next run, as if never finished
+    return found
