@@ -271,13 +271,13 @@ def _consolidate(job: Job, recs: list[dict], srcs: dict[str, VideoSource], n_rem
     with dataset_lock(job.out):
         earlier_identity = identities_in(pairs_path)
         taken_down = _removed(job.out)
-        parts, n_this_run = [], 0
+        parts, n_this_run, have = [], 0, set()
         for vid, part in current_parts(job.out, job.cfg.mode, params, failed_now | taken_down):
             src = srcs.get(vid)
             identity = src.identity if src is not None else earlier_identity.get(vid)
             parts.append(_finish_part(part, identity, job.cfg))
             n_this_run += part.num_rows if src is not None else 0
-        have = {vid for vid, _ in current_parts(job.out, job.cfg.mode, params, set())} - failed_now
+            have.add(vid)
         earlier = [f for vid, f in _previous_failures(job).items()
                    if vid not in srcs and vid not in have and vid not in taken_down]
         pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
