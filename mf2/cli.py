@@ -143,6 +143,10 @@ def _report_videos(summary, prefix: str = "") -> None:
 @click.option("--margin", default=0.25, show_default=True, type=float,
               help="Crop margin around the landmarks, as a share of their extent on each side.")
 @click.option("--keep-duplicates", is_flag=True, help="Count repeated frames as exposures (default: skip them).")
+@click.option("--face", default="largest", show_default=True, type=click.Choice(["largest", "centre", "longest"]),
+              help="The face each shot's pairs are made of (by landmark size, nearness to the centre, or frames).")
+@click.option("--faces", default="main", show_default=True, type=click.Choice(["main", "all"]),
+              help="all: pairs of every face of the video, each its own face_id (more pairs from group shots).")
 @click.option("--min-L", "min_L", default=3, show_default=True, type=int, help="vla: shortest sub-sequence kept (odd).")
 @click.option("--max-L", "max_L", default=21, show_default=True, type=int, help="vla: longest sub-sequence.")
 @click.option("--direction", default="forward", show_default=True,
@@ -176,7 +180,8 @@ def _report_videos(summary, prefix: str = "") -> None:
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
-def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, min_L, max_L, direction,
+def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, face, faces, min_L, max_L,
+             direction,
              min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
              kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval, workers,
              scheduler, retry_failed, replace) -> None:
@@ -188,7 +193,7 @@ def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicat
 
     cfg = SimulateConfig(
         mode=mode, L=L, stride=stride, crf=crf, out_size=crop_size, margin=margin,
-        skip_duplicates=not keep_duplicates,
+        skip_duplicates=not keep_duplicates, face=face, faces=faces,
         landmarks=_landmark_config(landmarks, fan_weights, keyframe_interval),
         vla=VlaConfig(min_L=min_L, max_L=max_L, min_overlap=min_overlap, min_quality=min_quality,
                       max_fb_bad=max_fb_bad, osc_frac=osc_frac, direction=direction, dup_jaccard=dup_jaccard),

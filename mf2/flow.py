@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
-from mf2.blur.crop import face_crop
+from mf2.blur.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
 from mf2.schema import metadata, read_cached
 from mf2.video import VideoInfo, iter_frames
@@ -129,17 +129,23 @@ _EMPTY = {"valid": False, "dx": None, "dy": None, "mag_p50": None, "mag_p90": No
 
 
 def iter_flow(
-    frames: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray, cfg: FlowConfig
+    frames: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray, cfg: FlowConfig,
+    run: np.ndarray | None = None,
 ) -> Iterator[dict]:
-    """One row per frame, streaming: only the previous frame is kept."""
+    """One row per frame, streaming: only the previous frame is kept. No flow across two
+    runs (``run``: a shot and a track) or from a crop larger than the frame's diagonal."""
     est = FlowEstimator(cfg)
     prev = None
     for i, frame in enumerate(frames):
         if i >= len(valid):
             break
-        if prev is not None and valid[i - 1] and valid[i]:
-            row = pair_flow(est, prev, frame, landmarks[i - 1])
-        else:
+        row = None
+        if prev is not None and valid[i - 1] and valid[i] and (run is None or run[i] == run[i - 1]):
+            try:
+                row = pair_flow(est, prev, frame, landmarks[i - 1])
+            except CropTooLarge:
+                row = None
+        if row is None:
             row = dict(_EMPTY)
         prev = frame
         yield {"frame": i, **row}
@@ -147,10 +153,10 @@ def iter_flow(
 
 def compute_flow(
     video_id: str, frames: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray, cfg: FlowConfig,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, run: np.ndarray | None = None,
 ) -> pa.Table:
     rows = []
-    for r in iter_flow(frames, landmarks, valid, cfg):
+    for r in iter_flow(frames, landmarks, valid, cfg, run):
         rows.append(r)
         if progress:
             progress(1)
@@ -162,16 +168,19 @@ def compute_flow(
 def flow_for_video(
     video_id: str, info: VideoInfo, sha256: str, landmarks: np.ndarray, valid: np.ndarray, landmark_key: dict,
     cfg: FlowConfig, out_dir: Path, progress: Callable[[int], None] | None = None,
-    frames: Iterable[np.ndarray] | None = None,
+    frames: Iterable[np.ndarray] | None = None, run: np.ndarray | None = None, face: str | int = "largest",
 ) -> pa.Table:
     """Read OUT/flow/<video_id>.parquet if it matches, else compute and cache it. ``frames``:
-    a decoder already open (another stage may share the pass); by default one is opened."""
-    path = out_dir / "flow" / f"{video_id}.parquet"
-    params = {"flow": cfg.key(), "landmarks": landmark_key}
+    a decoder already open (another stage may share the pass); by default one is opened.
+    ``face``: whose face (mf2.faces.series); a face_id gets a file of its own."""
+    name = video_id if isinstance(face, str) else f"{video_id}_f{int(face)}"
+    path = out_dir / "flow" / f"{name}.parquet"
+    params = {"flow": cfg.key(), "landmarks": landmark_key, "face": face if isinstance(face, str) else int(face)}
     cached = read_cached(path, sha256, params)
     if cached is not None:
         return cached
-    table = compute_flow(video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress)
+    table = compute_flow(video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress,
+                         run)
     table = table.replace_schema_metadata(metadata("flow", params, video_sha256=sha256, video=info.to_json()))
     write_parquet_atomic(path, table)
     return table

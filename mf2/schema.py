@@ -19,13 +19,14 @@ import pyarrow.parquet as pq
 from mf2 import __version__
 from mf2.errors import InputError
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
     "1.0": "video -> landmarks -> PrAvg pairs",
     "1.1": "VLA and synthetic columns (direction, stop_*, displacement_px, path_px, seed, kernel_size, kernel, noise_sigma)",
     "1.2": "identity, split and params columns; mf2.videos (video_id -> sha256) in the metadata",
+    "1.3": "face tracks: landmark rows per (frame, track) with shot, track, face_id and reason; pairs get shot and face_id",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -35,11 +36,15 @@ LANDMARK_SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),
         ("frame", pa.int32()),
+        ("shot", pa.int32()),  # shots are numbered from 0 in each video
+        ("track", pa.int32()),  # one face followed within one shot; null on a no-face row
+        ("face_id", pa.int32()),  # the person: tracks clustered by identity across the video's shots
         ("box", BOX),
-        ("landmarks", LANDMARKS),
+        ("landmarks", LANDMARKS),  # null where the track is lost
         ("score", pa.float32()),
-        ("fit_iou", pa.float32()),
+        ("fit_iou", pa.float32()),  # track quality: the fit's agreement with the box it was given
         ("source", pa.string()),
+        ("reason", pa.string()),  # ok (usable), a flag (light-change, short-shot), why it was lost, or no-face
         ("backend", pa.string()),
         ("is_duplicate", pa.bool_()),
         ("dup_mad", pa.float32()),
@@ -90,6 +95,9 @@ PAIR_SCHEMA = pa.schema(
         ("identity", pa.string()),
         ("split", pa.string()),
         ("params", pa.string()),
+        # which face: the shot of the window and the face (mf2 face_id within the video)
+        ("shot", pa.int32()),
+        ("face_id", pa.int32()),
     ]
 )
 

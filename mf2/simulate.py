@@ -29,13 +29,14 @@ from mf2.blur.render import render_windows
 from mf2.blur.crop import face_crop
 from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel, pair_seed
 from mf2.blur.vla import Thumbs, VlaConfig, plan_vla, thumb_scale
-from mf2.blur.windows import Window, plan_pravg
+from mf2.blur.windows import Window, crop_fits, plan_pravg
 from mf2.flow import FlowArrays, FlowConfig, flow_for_video
 from mf2.errors import UsageError
 from mf2.faces.select import LandmarkConfig
+from mf2.faces.series import FACE_CHOICES, FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import (PAIR_SCHEMA, landmarks_column, landmarks_to_numpy, metadata, params_json, read_cached,
-                        read_metadata, try_read_metadata)
+from mf2.schema import (PAIR_SCHEMA, landmarks_column, metadata, params_json, read_cached, read_metadata,
+                        try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
 
@@ -51,6 +52,8 @@ class SimulateConfig:
     out_size: int = 256
     margin: float = 0.25
     skip_duplicates: bool = True
+    face: str = "largest"  # the face of each shot: largest | centre | longest (mf2.faces.series)
+    faces: str = "main"  # main: that face only; all: every face of the video, each its own face_id
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     vla: VlaConfig = field(default_factory=VlaConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -69,6 +72,11 @@ class SimulateConfig:
             raise UsageError(f"--crop-size {self.out_size}: must be between 16 and 4096")
         if not 0 <= self.margin <= 2:
             raise UsageError(f"--margin {self.margin}: must be between 0 and 2")
+        if self.face not in FACE_CHOICES:
+            raise UsageError(f"--face {self.face!r}: expected one of {', '.join(FACE_CHOICES)}")
+        if self.faces not in ("main", "all"):
+            raise UsageError(f"--faces {self.faces!r}: expected main or all")
+        self.landmarks.validate()
         self.vla.validate()
         self.flow.validate()
         self.synthetic.validate()
@@ -78,7 +86,8 @@ class SimulateConfig:
     def params(self) -> dict:
         """Everything that changes this mode's pairs: the resume key and the provenance record."""
         d = {"mode": self.mode, "crf": self.crf, "out_size": self.out_size, "margin": self.margin,
-             "skip_duplicates": self.skip_duplicates, "landmarks": self.landmarks.key()}
+             "skip_duplicates": self.skip_duplicates, "landmarks": self.landmarks.key(),
+             "faces": self.faces if self.faces == "all" else self.face}
         if self.mode == "pravg":
             d.update(L=self.L, stride=self.stride)
         elif self.mode == "vla":
@@ -173,29 +182,40 @@ class _Thumbnails:
 class Plan:
     windows: list[Window]
     extras: list[dict]  # mode-specific columns per window
-    face_lost: int = 0
+    face_lost: int = 0  # windows skipped, every reason
     info: dict = field(default_factory=dict)  # per-video counters for the part's metadata
+    series: FaceSeries | None = None
 
 
-def _plan_pravg(cfg: SimulateConfig, lms, valid, dup) -> Plan:
-    windows, stats = plan_pravg(lms, valid, dup, cfg.L, cfg.stride, cfg.margin, cfg.skip_duplicates)
-    return Plan(windows, [{} for _ in windows], stats.skipped_face_lost)
+def _skipped(info: dict, plan_skipped: dict) -> dict:
+    out = dict(info.get("skipped") or {})
+    for k, v in plan_skipped.items():
+        out[k] = out.get(k, 0) + v
+    return out
 
 
-def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, out: Path, lms, valid, dup,
+def _plan_pravg(cfg: SimulateConfig, ser: FaceSeries, size: tuple[int, int]) -> Plan:
+    windows, stats = plan_pravg(ser.landmarks, ser.usable, ser.is_duplicate, cfg.L, cfg.stride, cfg.margin,
+                                cfg.skip_duplicates, ser.run, ser.reason, size)
+    return Plan(windows, [{} for _ in windows], stats.skipped_face_lost, {"skipped": stats.skipped}, ser)
+
+
+def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, out: Path, ser: FaceSeries,
               progress, stages: Stages) -> Plan:
+    lms, valid, dup = ser.landmarks, ser.usable, ser.is_duplicate
     stages.enter("flow")  # flow and the quality rule's thumbnails share one decoding pass
     scale = thumb_scale(lms, valid, cfg.vla.thumb_face)
     tee = _Thumbnails(info, scale, out / "tmp", progress)
     flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress,
-                                frames=iter(tee))
+                                frames=iter(tee), run=ser.run,
+                                face=cfg.face if isinstance(ser.face, str) else int(ser.face))
     flow = FlowArrays.from_table(flow_table)
     try:
         thumbs = Thumbs(tee.finish(), scale)
         stages.enter("plan")
         n = min(len(valid), len(thumbs.frames), len(flow.valid))
         vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
-                              cfg.skip_duplicates)
+                              cfg.skip_duplicates, ser.run[:n], (info.width, info.height))
     finally:
         tee.file.close()
     extras = []
@@ -204,30 +224,71 @@ def _plan_vla(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, 
         extras.append({"direction": vw.direction, "stop_reason": st.reason, "stop_overlap": st.overlap,
                        "stop_quality": st.quality, "stop_fb_bad": st.fb_bad, "stop_osc_px": st.osc_px,
                        "displacement_px": vw.displacement_px, "path_px": vw.path_px})
-    return Plan([vw.window for vw in vws], extras, 0,
+    skipped = {"crop-too-large": stats.too_large} if stats.too_large else {}
+    return Plan([vw.window for vw in vws], extras, stats.too_large,
                 {"too_short": stats.too_short, "reverse_duplicates": stats.reverse_duplicates,
-                 "stop_reasons": stats.stop_reasons})
+                 "stop_reasons": stats.stop_reasons, "skipped": skipped}, ser)
 
 
 def _cut(flow: FlowArrays, n: int) -> FlowArrays:
     return FlowArrays(flow.valid[:n], flow.d[:n], flow.fb_err[:n], flow.fb_bad[:n], flow.mag_p90[:n])
 
 
-def _plan_synthetic(cfg: SimulateConfig, sha: str, lms, valid, dup) -> Plan:
+def _plan_synthetic(cfg: SimulateConfig, sha: str, ser: FaceSeries, size: tuple[int, int]) -> Plan:
     syn = cfg.synthetic
-    exposures = np.flatnonzero(~dup) if cfg.skip_duplicates else np.arange(len(valid))
-    windows, extras = [], []
+    valid = ser.usable
+    exposures = np.flatnonzero(~ser.is_duplicate) if cfg.skip_duplicates else np.arange(len(valid))
+    windows, extras, skipped = [], [], {}
     for f in exposures[:: cfg.stride]:
         f = int(f)
-        if not valid[f]:
+        crop = face_crop(ser.landmarks[f], cfg.margin) if valid[f] else None
+        why = str(ser.reason[f]) if not valid[f] else (None if crop_fits(crop, size) else "crop-too-large")
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
             continue
         seed = pair_seed(syn.seed, sha, f)
-        windows.append(Window((f,), f, face_crop(lms[f], cfg.margin), 0))
+        windows.append(Window((f,), f, crop, 0))
         extras.append({"seed": seed, "kernel_size": syn.kernel_size, "noise_sigma": syn.noise_sigma})
-    return Plan(windows, extras, int((~valid[exposures]).sum()))
+    return Plan(windows, extras, sum(skipped.values()), {"skipped": skipped}, ser)
 
 
-def _pair_id(video_id: str, mode: str, w: Window, extra: dict, cfg: SimulateConfig) -> str:
+def plan_video(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, cache: Path, lm_table: pa.Table,
+               progress, stages: Stages) -> list[Plan]:
+    """One plan per face: the chosen face of each shot, or (``--faces all``) every face_id."""
+    size = (info.width, info.height)
+    faces: list[str | int] = [cfg.face] if cfg.faces == "main" else list(face_ids(lm_table))
+    plans = []
+    for face in faces:
+        ser = face_series(lm_table, face, size)
+        if cfg.mode == "pravg":
+            plans.append(_plan_pravg(cfg, ser, size))
+        elif cfg.mode == "vla":
+            plans.append(_plan_vla(cfg, src, info, sha, cache, ser, progress, stages))
+        else:
+            plans.append(_plan_synthetic(cfg, sha, ser, size))
+    return plans
+
+
+def merge_plans(plans: list[Plan]) -> Plan:
+    """The plans of several faces as one (counters added up), for the part's metadata."""
+    if len(plans) == 1:
+        return plans[0]
+    info: dict = {}
+    for p in plans:
+        for k, v in p.info.items():
+            if isinstance(v, dict):
+                d = info.setdefault(k, {})
+                for kk, vv in v.items():
+                    d[kk] = d.get(kk, 0) + vv
+            else:
+                info[k] = info.get(k, 0) + v
+    return Plan([w for p in plans for w in p.windows], [e for p in plans for e in p.extras],
+                sum(p.face_lost for p in plans), info, plans[0].series if plans else None)
+
+
+def _pair_id(video_id: str, mode: str, w: Window, extra: dict, cfg: SimulateConfig, face_id: int = -1) -> str:
+    if cfg.faces == "all":  # two faces can share a centre frame: the face is part of the id
+        video_id = f"{video_id}_f{face_id}"
     if mode == "pravg":
         return f"{video_id}_pravg_L{cfg.L}_c{w.center:06d}"
     if mode == "vla":
@@ -290,28 +351,25 @@ def simulate_video(
 
     stages.enter("landmarks")
     lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, cache, backend, progress)
-    lms, valid = landmarks_to_numpy(lm_table["landmarks"])
-    dup = np.asarray(lm_table["is_duplicate"].to_numpy(zero_copy_only=False), dtype=bool)
     stages.enter("plan")
-    if cfg.mode == "pravg":
-        plan = _plan_pravg(cfg, lms, valid, dup)
-    elif cfg.mode == "vla":
-        plan = _plan_vla(cfg, src, info, sha, cache, lms, valid, dup, progress, stages)
-    else:
-        plan = _plan_synthetic(cfg, sha, lms, valid, dup)
+    plans = plan_video(cfg, src, info, sha, cache, lm_table, progress, stages)
+    plan = merge_plans(plans)
     stages.enter("render")
-    extra_of = {id(w): e for w, e in zip(plan.windows, plan.extras)}
+    extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
+    windows = sorted(plan.windows, key=lambda w: (w.end, w.center))
 
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     with contextlib.closing(iter_frames(info)) as frames:
-        for w, blurry, sharp in render_windows(frames, plan.windows, cfg.crf, cfg.out_size):
-            extra = dict(extra_of[id(w)])
+        for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
+            extra, ser = extra_of[id(w)]
+            extra = dict(extra)
+            face_id = int(ser.face_id[w.center])
             if cfg.mode == "synthetic":
                 kernel = make_kernel(extra["seed"], cfg.synthetic.kernel_size, cfg.synthetic.iterations)
                 blurry = apply_kernel(sharp, kernel, cfg.crf, cfg.synthetic.noise_sigma,
                                       np.random.default_rng([extra["seed"], 1]))
                 extra["kernel"] = kernel.ravel().tolist()
-            pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg)
+            pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
             rel_b = f"blurry/{src.video_id}/{pair_id}.png"
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
             b_bytes, s_bytes = encode_png(blurry), encode_png(sharp)
@@ -325,8 +383,9 @@ def simulate_video(
                 "sharp_path": rel_s, "blurry_sha256": hashlib.sha256(b_bytes).hexdigest(),
                 "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": w.crop.x0,
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
-                "landmarks": w.crop.landmarks_to_output(lms[w.center], cfg.out_size),
-                "crf": cfg.crf, "fps": float(info.fps), "params": params_json(cfg.params()), **extra,
+                "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
+                "crf": cfg.crf, "fps": float(info.fps), "params": params_json(cfg.params()),
+                "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None, **extra,
             }
             for k in PAIR_SCHEMA.names:
                 rows[k].append(row.get(k))
@@ -336,7 +395,8 @@ def simulate_video(
         metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
                  windows_face_lost=str(plan.face_lost), plan=plan.info)
     )
-    note = None if part.num_rows else why_no_pairs(cfg, info, valid, dup, plan)
+    ser0 = plan.series
+    note = None if part.num_rows or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
     part = part.replace_schema_metadata({**part.schema.metadata, **({b"mf2.note": note.encode()} if note else {})})
     stages.enter("write")
     write_parquet_atomic(ppath, part)
@@ -356,7 +416,9 @@ def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: n
     if not valid.any():
         return f"no face found in any of its {n} frames"
     if plan.face_lost:
-        return f"the face is lost in every window ({plan.face_lost} skipped; found in {int(valid.sum())} of {n} frames)"
+        why = ", ".join(f"{k} {v}" for k, v in sorted((plan.info.get("skipped") or {}).items(), key=lambda kv: -kv[1]))
+        return (f"every window was skipped ({plan.face_lost}: {why}); the face is usable in {int(valid.sum())} "
+                f"of {n} frames")
     if cfg.mode == "vla":
         reasons = plan.info.get("stop_reasons") or {}
         short = plan.info.get("too_short", 0)
@@ -387,7 +449,7 @@ class RunSummary:
         total = self.n_pairs if self.n_pairs_total is None else self.n_pairs_total
         kept = f" ({total} in the dataset)" if total != self.n_pairs else ""
         return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{gone}; "
-                f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (face lost) -> {self.pairs_path}")
+                f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (no usable face; `mf2 stats` says why) -> {self.pairs_path}")
 
 
 def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,

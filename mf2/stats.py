@@ -27,10 +27,11 @@ class StatsReport:
     stop_reasons: dict
     pairs_per_video: dict
     plots: list[str] = field(default_factory=list)
+    tracks: dict = field(default_factory=dict)  # video_id -> mf2.track_audit.video_audit (+ sheet)
 
     def to_json(self) -> dict:
         return {"n_pairs": self.n_pairs, "modes": self.modes, "L": self.L, "stop_reasons": self.stop_reasons,
-                "pairs_per_video": self.pairs_per_video, "plots": self.plots}
+                "pairs_per_video": self.pairs_per_video, "plots": self.plots, "tracks": self.tracks}
 
     def text(self) -> str:
         lines = [f"{self.n_pairs} pairs; modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items())]
@@ -41,6 +42,13 @@ class StatsReport:
         ppv = self.pairs_per_video
         lines.append(f"{len(ppv)} videos; pairs per video: min {min(ppv.values(), default=0)}, "
                      f"median {float(np.median(list(ppv.values()))) if ppv else 0:g}, max {max(ppv.values(), default=0)}")
+        for vid, a in self.tracks.items():
+            why = ", ".join(f"{k} {v}" for k, v in a["reasons"].items())
+            skip = ", ".join(f"{k} {v}" for k, v in a["windows_skipped"].items())
+            lines.append(f"{vid}: {a['frames']} frames, {a['shots']} shots, {a['faces']} faces; detected "
+                         f"{a['detected']:.0%}, tracked {a['tracked']:.0%}, lost {a['lost']:.0%}"
+                         + (f" ({why})" if why else "") + (f"; windows skipped: {skip}" if skip else "")
+                         + (f"; worst frames: stats/{a['sheet']}" if a.get("sheet") else ""))
         return "\n".join(lines)
 
 
@@ -120,5 +128,9 @@ def run_stats(out: Path) -> StatsReport:
             ax.tick_params(axis="y", labelsize=7)
         figure("pairs_per_video.png", per_video)
 
+    from mf2.track_audit import audit_folder
+
+    vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
+    report.tracks = audit_folder(out, vids, folder)
     write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
     return report

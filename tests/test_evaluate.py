@@ -91,7 +91,7 @@ def test_auc_and_failure_rate_against_a_hand_computed_ced():
 
 def test_identity_same_image_is_one_and_different_people_clearly_lower(videos):
     from mf2.blur.crop import face_crop, resize_to
-    from mf2.evaluate.identity import IdentityEmbedder, cosine
+    from mf2.faces.identity import IdentityEmbedder, cosine
     from mf2.faces.dlib_backend import DlibBackend
     from mf2.video import iter_frames, probe
 

@@ -15,7 +15,8 @@ from mf2.faces.dlib_backend import DlibBackend
 from mf2.faces.pts import normalised_error, read_pts
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.stage import compute_landmarks
-from mf2.faces.track import FaceTracker
+from mf2.faces.shots import ShotConfig, ShotDetector
+from mf2.faces.track import FaceTracker, TrackFrame
 from mf2.schema import landmarks_to_numpy
 from mf2.video import DuplicateDetector, iter_frames, probe
 
@@ -75,18 +76,23 @@ def test_tracker_redetects_after_a_cut(videos, dlib_backend):
     a = itertools.islice(iter_frames(videos / "fomm_04.mp4"), 30)
     b = [np.ascontiguousarray(np.roll(f, -50, axis=1)) for f in itertools.islice(iter_frames(videos / "fomm_10.mp4"), 30)]
     dup = DuplicateDetector()
+    frames_ = list(itertools.chain(a, b))
+    shots = ShotDetector(ShotConfig(), 30.0)
+    cuts = [c for i, f in enumerate(frames_) for c in shots.push(i, f)]
+    assert cuts == [30]  # PySceneDetect finds the cut on its frame
 
     def frames():
-        for i, f in enumerate(itertools.chain(a, b)):
-            yield (i, f, *dup(f))
+        for i, f in enumerate(frames_):
+            yield TrackFrame(i, f, *dup(f), i in cuts)
 
-    res = list(FaceTracker(dlib_backend, LandmarkConfig(keyframe_interval=25)).run(frames()))
+    res = [rows for rows in FaceTracker(dlib_backend, LandmarkConfig(keyframe_interval=25)).run(frames())]
     fresh = dlib_backend.detect(b[1])
     ref, _ = dlib_backend.fit([b[1]], [fresh[0].box])[0]
-    after = res[31]
-    assert after.landmarks is not None
-    assert normalised_error(after.landmarks, ref) < 0.05
-    assert res[30].source == "detect"  # re-detected on the cut, not at the keyframe (frame 50)
+    after = [r for r in res[31] if r.landmarks is not None]
+    assert len(after) == 1
+    assert normalised_error(after[0].landmarks, ref) < 0.05
+    assert [r.source for r in res[30]] == ["detect"]  # re-detected on the cut, not at the keyframe (frame 50)
+    assert res[30][0].track != res[29][0].track and res[30][0].shot == res[29][0].shot + 1
 
 
 def test_auto_picks_dlib_without_cuda():

@@ -14,14 +14,24 @@ import cv2
 import numpy as np
 
 
+class CropTooLarge(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Crop:
     x0: int
     y0: int
     size: int
 
-    def take(self, frame: np.ndarray) -> np.ndarray:
-        """The (size, size, C) region, zero-padded where it leaves the frame."""
+    def take(self, frame: np.ndarray, picture: tuple[int, ...] | None = None) -> np.ndarray:
+        """The (size, size, C) region, zero-padded where it leaves the frame. A crop larger
+        than the frame's diagonal is refused before anything is allocated: its size came
+        from landmarks no face can have, and honouring it could take the machine's memory.
+        ``picture``: the shape of the whole frame when ``frame`` is a region cut from it."""
+        ph, pw = (picture or frame.shape)[:2]
+        if self.size > np.hypot(ph, pw) + 1:
+            raise CropTooLarge(f"crop of {self.size} px on a {pw}x{ph} frame (larger than its diagonal)")
         h, w = frame.shape[:2]
         x1, y1 = self.x0 + self.size, self.y0 + self.size
         if self.x0 >= 0 and self.y0 >= 0 and x1 <= w and y1 <= h:

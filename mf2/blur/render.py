@@ -44,7 +44,7 @@ def render_windows(
             lin = lut[frame[y0:y1, x0:x1]] if x1 > x0 and y1 > y0 else np.zeros((1, 1, 3), np.float32)
         for wi in wis or ():
             w = windows[wi]
-            region = Crop(w.crop.x0 - x0, w.crop.y0 - y0, w.crop.size).take(lin)
+            region = Crop(w.crop.x0 - x0, w.crop.y0 - y0, w.crop.size).take(lin, frame.shape)
             if wi in acc:
                 acc[wi] += region
             else:

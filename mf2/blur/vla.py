@@ -30,14 +30,14 @@ import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
 from mf2.blur.crop import Crop, face_crop
-from mf2.blur.windows import Window
+from mf2.blur.windows import Window, crop_fits
 from mf2.errors import UsageError
 from mf2.flow import FlowArrays
 
 PARTS: dict[str, slice] = {
     "jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48), "mouth": slice(48, 68),
 }
-STOP_REASONS = ("overlap", "quality", "flow-failure", "oscillation", "max-L", "end-of-clip")
+STOP_REASONS = ("overlap", "quality", "flow-failure", "oscillation", "max-L", "end-of-clip", "shot-cut")
 DIRECTIONS = ("forward", "reverse", "both")
 
 
@@ -129,6 +129,7 @@ class VlaWindow:
 class VlaStats:
     windows: int = 0
     too_short: int = 0
+    too_large: int = 0  # crops larger than the frame's diagonal
     reverse_duplicates: int = 0
     stop_reasons: dict = field(default_factory=dict)
 
@@ -148,8 +149,11 @@ def thumb_scale(landmarks: np.ndarray, valid: np.ndarray, thumb_face: int) -> fl
 
 
 class _Planner:
-    def __init__(self, lms, valid, dup, flow: FlowArrays, thumbs: Thumbs, cfg: VlaConfig, margin: float, crf: str):
+    def __init__(self, lms, valid, dup, flow: FlowArrays, thumbs: Thumbs, cfg: VlaConfig, margin: float, crf: str,
+                 run: np.ndarray | None = None, frame_size: tuple[int, int] | None = None):
         self.lms, self.valid, self.dup, self.flow, self.thumbs = lms, valid, dup, flow, thumbs
+        self.run_id = run if run is not None else np.zeros(len(valid), np.int64)
+        self.frame_size = frame_size
         self.cfg, self.margin, self.crf = cfg, margin, crf
         self.lut = decode_lut(crf)
         d = np.where(flow.valid[:, None], flow.d, 0.0)
@@ -170,6 +174,8 @@ class _Planner:
 
     def quality(self, acc: np.ndarray, n: int, middle: int) -> float:
         c = face_crop(self.lms[middle], self.margin)
+        if not crop_fits(c, self.frame_size):
+            return -1.0  # no believable face this large: the quality rule stops here
         s = self.thumbs.scale
         x0, y0 = int(round(c.x0 * s)), int(round(c.y0 * s))
         size = max(8, int(round(c.size * s)))
@@ -200,6 +206,9 @@ class _Planner:
                 if j >= len(order):
                     break
                 f = order[j]
+                if self.run_id[f] != self.run_id[s]:  # another shot or another track
+                    stop = VlaStop("shot-cut")
+                    break
                 v, flow_ok, fb = self.step(seq[-1], f)
                 lost = not (self.valid[f] and flow_ok)
                 st = VlaStop("", fb_bad=fb)
@@ -233,10 +242,13 @@ class _Planner:
                 v = self.step(seq[-2], seq.pop())[0]
                 disp, path = disp - v, path - float(np.hypot(*v))
             stats.stop_reasons[stop.reason] = stats.stop_reasons.get(stop.reason, 0) + 1
-            if len(seq) >= cfg.min_L:
-                frames = tuple(sorted(int(x) for x in seq))
+            frames = tuple(sorted(int(x) for x in seq))
+            crop = face_crop(self.lms[frames[len(frames) // 2]], self.margin)
+            if len(seq) >= cfg.min_L and not crop_fits(crop, self.frame_size):
+                stats.too_large += 1
+            elif len(seq) >= cfg.min_L:
                 c = frames[len(frames) // 2]
-                w = Window(frames=frames, center=c, crop=face_crop(self.lms[c], self.margin),
+                w = Window(frames=frames, center=c, crop=crop,
                            n_duplicates_skipped=int(self.dup[frames[0] : frames[-1] + 1].sum()))
                 out.append(VlaWindow(w, direction, stop, float(np.hypot(*disp)), path))
             else:
@@ -268,11 +280,12 @@ def drop_reverse_duplicates(forward: list[VlaWindow], reverse: list[VlaWindow], 
 def plan_vla(
     landmarks: np.ndarray, valid: np.ndarray, is_duplicate: np.ndarray, flow: FlowArrays, thumbs: Thumbs,
     cfg: VlaConfig, margin: float = 0.25, crf: str = "srgb", skip_duplicates: bool = True,
+    run: np.ndarray | None = None, frame_size: tuple[int, int] | None = None,
 ) -> tuple[list[VlaWindow], VlaStats]:
     """Plan VLA windows over a whole clip; forward, reverse or both (duplicates dropped)."""
     n = len(valid)
     exposures = [int(x) for x in (np.flatnonzero(~is_duplicate) if skip_duplicates else np.arange(n))]
-    planner = _Planner(landmarks, valid, is_duplicate, flow, thumbs, cfg, margin, crf)
+    planner = _Planner(landmarks, valid, is_duplicate, flow, thumbs, cfg, margin, crf, run, frame_size)
     windows: list[VlaWindow] = []
     stats = VlaStats()
     fwd: list[VlaWindow] = []
@@ -292,5 +305,6 @@ def plan_vla(
 
 def _merge(total: VlaStats, st: VlaStats) -> None:
     total.too_short += st.too_short
+    total.too_large += st.too_large
     for k, v in st.stop_reasons.items():
         total.stop_reasons[k] = total.stop_reasons.get(k, 0) + v

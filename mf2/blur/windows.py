@@ -6,7 +6,7 @@ accumulators of windows that are open, and makes the plan itself testable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,7 +32,34 @@ class Window:
 @dataclass
 class PlanStats:
     windows: int = 0
-    skipped_face_lost: int = 0
+    skipped_face_lost: int = 0  # every skipped window, whatever the reason
+    skipped: dict = field(default_factory=dict)  # reason -> windows skipped for it
+
+
+def window_problem(frames, usable: np.ndarray, run: np.ndarray | None, reason: np.ndarray | None) -> str | None:
+    """Why the frames ``frames[0]..frames[-1]`` cannot make one window, or None. A window
+    needs every frame in its span usable and in one run (one shot, one track): it never
+    averages across a cut or two faces."""
+    lo, hi = int(frames[0]), int(frames[-1]) + 1
+    ok = usable[lo:hi]
+    if not ok.all():
+        if reason is None:
+            return "face-lost"
+        return str(reason[lo + int(np.argmin(ok))])
+    if run is not None and (run[lo:hi] != run[lo]).any():
+        return "shot-cut"
+    return None
+
+
+def crop_fits(crop: Crop, frame_size: tuple[int, int] | None) -> bool:
+    """A crop is never larger than the frame's diagonal: beyond that no landmark set is
+    believable, and the render would allocate whatever the landmarks asked for."""
+    return frame_size is None or crop.size <= float(np.hypot(*frame_size))
+
+
+def _count(stats: PlanStats, why: str) -> None:
+    stats.skipped_face_lost += 1
+    stats.skipped[why] = stats.skipped.get(why, 0) + 1
 
 
 def plan_pravg(
@@ -43,13 +70,17 @@ def plan_pravg(
     stride: int = 1,
     margin: float = 0.25,
     skip_duplicates: bool = True,
+    run: np.ndarray | None = None,
+    reason: np.ndarray | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> tuple[list[Window], PlanStats]:
     """Windows of L consecutive exposures with the middle one as the sharp target.
 
     With ``skip_duplicates`` a repeated frame is not an exposure: windows are taken over the
     sequence of distinct frames, so each averages L real exposures and no two windows share
-    a centre picture. A window is skipped (and counted) when the face is lost in any of its
-    frames.
+    a centre picture. A window is skipped, and counted by reason, when a frame of its span
+    is not usable (``reason`` says why), when it spans two runs (``run``: shot and track),
+    or when its crop is larger than the frame's diagonal (``frame_size``, w x h).
     """
     if L < 3 or L % 2 == 0:
         raise ValueError(f"L must be odd and >= 3, got {L}")
@@ -59,15 +90,20 @@ def plan_pravg(
     windows: list[Window] = []
     for s in range(0, len(exposures) - L + 1, max(1, stride)):
         fr = exposures[s : s + L]
-        if not valid[fr[0] : fr[-1] + 1].all():
-            stats.skipped_face_lost += 1
+        why = window_problem(fr, valid, run, reason)
+        if why is not None:
+            _count(stats, why)
             continue
         c = int(fr[L // 2])
+        crop = face_crop(landmarks[c], margin)
+        if not crop_fits(crop, frame_size):
+            _count(stats, "crop-too-large")
+            continue
         windows.append(
             Window(
                 frames=tuple(int(f) for f in fr),
                 center=c,
-                crop=face_crop(landmarks[c], margin),
+                crop=crop,
                 n_duplicates_skipped=int(fr[-1] - fr[0] + 1 - L),
             )
         )

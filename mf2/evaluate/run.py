@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from mf2.errors import InputError, UsageError
-from mf2.evaluate.identity import IdentityEmbedder, cosine
+from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.evaluate.landmarks import auc_and_failure_rate, nme
 from mf2.evaluate.methods import Method, check_folders, read_rgb, restored_path
 from mf2.evaluate.quality import psnr, ssim

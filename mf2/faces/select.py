@@ -2,40 +2,54 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mf2.errors import UsageError
 from mf2.faces.base import LandmarkBackend
 from mf2.faces.models import fan_weights_path
+from mf2.faces.shots import ShotConfig
 
 
 @dataclass(frozen=True)
 class LandmarkConfig:
+    """How faces are found and followed (mf2.faces.track says why each check exists).
+    Thresholds were measured on the 22 shared clips and the constructed multi-shot videos
+    of tests/footage.py (issue 13 note): none of the checks fires on a shared clip's
+    correctly tracked frames except where named."""
+
     backend: str = "auto"  # auto | dlib | fan
     fan_weights: str | None = None
-    keyframe_interval: int = 10  # frames between forced re-detections
-    # A tracked fit whose landmarks disagree with its input box (IoU below track_iou) is
-    # re-detected on that frame; if the detector finds nothing there (profile, blur) the fit
-    # is still kept down to track_iou_min. Measured on shared clips: natural tracking gives
-    # IoU >= 0.89 on 95% of frames; a cut to another face in view gave 0.71.
-    track_iou: float = 0.8
-    track_iou_min: float = 0.5
+    keyframe_interval: int = 10  # frames between detections near each track
+    discover_interval: int = 30  # frames between whole-frame searches for new faces
     duplicate_threshold: float = 0.3  # see mf2.video.duplicates
-    # A frame this different from its predecessor (grey MAD at 320 px) is a cut: the track is
-    # not carried over it, the face must be re-detected. Natural motion in the 22 shared
-    # clips stays below 18.3 (sadtalker KatieHill); a cut to black or another clip is 30-110.
-    cut_mad: float = 40.0
+    min_face: int = 40  # smallest face side (pixels) the whole-frame search looks for
+    max_faces: int = 8  # tracks alive at once (bounds the work per frame)
+    match_iou: float = 0.3  # a detection belongs to a track above this IoU with its box
+    max_missed: int = 3  # keyframes in a row without a detection before a track ends
+    max_scale_step: float = 1.25  # landmark extent ratio between consecutive frames
+    max_shift: float = 0.35  # centre motion between consecutive frames, in face sizes
+    max_outside: float = 0.05  # share of the 68 points allowed outside the picture
+    min_contrast: float = 6.0  # grey std of the face region: below it the fit is on nothing
+    max_light_change: float = 0.2  # face brightness change over 3 frames, relative (fades)
+    identity_interval: int = 0  # frames between identity checks (0: off)
+    identity_threshold: float = 0.6  # dlib embedding distance: dlib's same-person threshold
+    shots: ShotConfig = field(default_factory=ShotConfig)
+
+    def validate(self) -> None:
+        for name in ("keyframe_interval", "discover_interval", "min_face", "max_faces"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"landmarks: {name} must be >= 1")
+        if self.max_scale_step <= 1:
+            raise UsageError("landmarks: max_scale_step must be > 1")
+        self.shots.validate()
 
     def key(self) -> dict:
         """The parameters that change the landmark table (the cache key)."""
-        return {
-            "keyframe_interval": self.keyframe_interval,
-            "track_iou": self.track_iou,
-            "track_iou_min": self.track_iou_min,
-            "duplicate_threshold": self.duplicate_threshold,
-            "cut_mad": self.cut_mad,
-        }
+        d = asdict(self)
+        d.pop("backend")
+        d.pop("fan_weights")
+        return d
 
 
 def _cuda_available() -> bool:

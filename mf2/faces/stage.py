@@ -1,30 +1,83 @@
 """The landmark stage: one streaming decode of a video into its landmark table.
 
+Per frame, one row for each face track alive on it (and one ``no-face`` row when none is),
+with the shot the frame belongs to and why a row is not usable. Shots are found on the same
+decoded frames (mf2.faces.shots); the frames are held back by the shot detector's lag (2
+frames) so each track ends exactly at a cut.
+
 The table is cached under OUT/landmarks/<video_id>.parquet, keyed by the video's sha256
-and the parameters that change it, so later simulate runs (other modes, other L) reuse it.
+and the parameters that change it, so later simulate runs (other modes, other L, another
+--face choice) reuse it.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
-from mf2.faces.track import FaceTracker
+from mf2.faces.shots import ShotDetector, shot_index
+from mf2.faces.track import FaceRow, FaceTracker, TrackFrame
 from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
 from mf2.video import DuplicateDetector, VideoInfo, iter_frames
 
 
-def _frames_with_duplicates(info: VideoInfo, threshold: float, progress: Callable[[int], None] | None):
-    dup = DuplicateDetector(threshold)
+def _frames(info: VideoInfo, cfg: LandmarkConfig, shots: ShotDetector,
+            progress: Callable[[int], None] | None) -> Iterator[TrackFrame]:
+    dup = DuplicateDetector(cfg.duplicate_threshold)
+    held: deque[TrackFrame] = deque()
+    cuts: set[int] = set()
     for i, frame in enumerate(iter_frames(info)):
         is_dup, mad = dup(frame)
+        cuts.update(shots.push(i, frame))
+        held.append(TrackFrame(i, frame, is_dup, mad, False))
         if progress:
             progress(1)
-        yield i, frame, is_dup, mad
+        while len(held) > shots.lag:
+            f = held.popleft()
+            f.shot_start = f.index in cuts
+            yield f
+    while held:
+        f = held.popleft()
+        f.shot_start = f.index in cuts
+        yield f
+
+
+def cluster_tracks(embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int, int]],
+                   threshold: float) -> dict[int, int]:
+    """face_id per track: average-linkage clustering of the tracks' embeddings (dlib's
+    same-person distance), never joining two tracks seen in the same frame. face_ids are
+    numbered by first appearance; a track without an embedding is its own face."""
+    ids = sorted(spans, key=lambda t: spans[t])
+    clusters: list[list[int]] = [[t] for t in ids]
+
+    def overlap(a: list[int], b: list[int]) -> bool:
+        return any(spans[x][0] <= spans[y][1] and spans[y][0] <= spans[x][1] for x in a for y in b)
+
+    def dist(a: list[int], b: list[int]) -> float:
+        ds = [float(np.linalg.norm(embeddings[x] - embeddings[y])) for x in a for y in b
+              if x in embeddings and y in embeddings]
+        return float(np.mean(ds)) if len(ds) == len(a) * len(b) else float("inf")
+
+    if len(ids) <= 400:  # beyond that (hours of crowd shots) every track stays its own face
+        while True:
+            best = None
+            for i in range(len(clusters)):
+                for j in range(i + 1, len(clusters)):
+                    d = dist(clusters[i], clusters[j])
+                    if d <= threshold and (best is None or d < best[0]) and not overlap(clusters[i], clusters[j]):
+                        best = (d, i, j)
+            if best is None:
+                break
+            _, i, j = best
+            clusters[i] += clusters.pop(j)
+    clusters.sort(key=lambda c: min(spans[t][0] for t in c))
+    return {t: fid for fid, c in enumerate(clusters) for t in c}
 
 
 def compute_landmarks(
@@ -33,25 +86,66 @@ def compute_landmarks(
     cfg: LandmarkConfig,
     backend=None,
     progress: Callable[[int], None] | None = None,
+    embedder=None,
 ) -> pa.Table:
+    cfg.validate()
     backend = backend or make_backend(cfg)
-    tracker = FaceTracker(backend, cfg)
-    rows = list(tracker.run(_frames_with_duplicates(info, cfg.duplicate_threshold, progress)))
+    if embedder is None:
+        from mf2.faces.identity import shared_embedder
+
+        embedder = shared_embedder()
+    shots = ShotDetector(cfg.shots, info.fps)
+    tracker = FaceTracker(backend, cfg, embedder)
+    rows: list[FaceRow] = [r for frame_rows in tracker.run(_frames(info, cfg, shots, progress)) for r in frame_rows]
+    n = (rows[-1].frame + 1) if rows else 0
+    boundaries = shots.finish()
+    shot = shot_index(n, boundaries)
+    # Late boundaries (fades) split any track that spans them: a track never crosses a shot.
+    first_shot: dict[int, int] = {}
+    moved: dict[tuple[int, int], int] = {}
+    next_id = max([r.track for r in rows if r.track is not None], default=-1) + 1
+    for r in rows:
+        r.shot = int(shot[r.frame])
+        if r.track is None:
+            continue
+        first = first_shot.setdefault(r.track, r.shot)
+        if r.shot != first:
+            if (r.track, r.shot) not in moved:
+                moved[(r.track, r.shot)] = next_id
+                if r.track in tracker.embeddings:
+                    tracker.embeddings[next_id] = tracker.embeddings[r.track]
+                next_id += 1
+            r.track = moved[(r.track, r.shot)]
+    # Shots too short to hold a window (a dissolve's inside, a flash) are flagged.
+    lengths = np.bincount(shot, minlength=int(shot.max(initial=0)) + 1) if n else np.zeros(0, int)
+    for r in rows:
+        if r.reason == "ok" and lengths[r.shot] < cfg.shots.min_shot:
+            r.reason = "short-shot"
+    spans: dict[int, tuple[int, int]] = {}
+    for r in rows:
+        if r.track is not None and r.landmarks is not None:
+            a, b = spans.get(r.track, (r.frame, r.frame))
+            spans[r.track] = (min(a, r.frame), max(b, r.frame))
+    face_of = cluster_tracks(tracker.embeddings, spans, cfg.identity_threshold)
     return pa.table(
         {
             "video_id": pa.array([video_id] * len(rows), pa.string()),
             "frame": pa.array([r.frame for r in rows], pa.int32()),
+            "shot": pa.array([r.shot for r in rows], pa.int32()),
+            "track": pa.array([r.track if r.track in spans else None for r in rows], pa.int32()),
+            "face_id": pa.array([face_of.get(r.track) if r.track is not None else None for r in rows], pa.int32()),
             "box": pa.array([None if r.box is None else [float(v) for v in r.box] for r in rows], BOX),
             "landmarks": landmarks_column([r.landmarks for r in rows]),
             "score": pa.array([r.score for r in rows], pa.float32()),
             "fit_iou": pa.array([r.fit_iou for r in rows], pa.float32()),
             "source": pa.array([r.source for r in rows], pa.string()),
+            "reason": pa.array([r.reason for r in rows], pa.string()),
             "backend": pa.array([backend.name] * len(rows), pa.string()),
             "is_duplicate": pa.array([r.is_duplicate for r in rows], pa.bool_()),
             "dup_mad": pa.array([r.dup_mad for r in rows], pa.float32()),
         },
         schema=LANDMARK_SCHEMA,
-    )
+    ).replace_schema_metadata({b"mf2.shots": ",".join(str(b) for b in boundaries).encode()})
 
 
 def landmarks_for_video(
@@ -70,8 +164,9 @@ def landmarks_for_video(
     if cached is not None:
         return cached
     table = compute_landmarks(video_id, info, cfg, backend, progress)
+    shots = (table.schema.metadata or {}).get(b"mf2.shots", b"").decode()
     table = table.replace_schema_metadata(
-        metadata("landmarks", params, video_sha256=sha256, video=info.to_json())
+        metadata("landmarks", params, video_sha256=sha256, video=info.to_json(), shots=shots)
     )
     write_parquet_atomic(path, table)
     return table

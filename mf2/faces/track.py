@@ -1,16 +1,41 @@
-"""Keyframe detection plus tracking: one main face track per video.
+"""Face tracks that stay honest: one per face, within one shot, while the face is there.
 
 Detection (HOG) is ~50x slower than fitting landmarks in a given box, so the detector runs
-on keyframes only. Between them the box for frame t comes from frame t-1's landmarks,
-mapped to the detector's box convention by the offsets measured at the last detection
-(the predictor was trained on detector boxes, not on landmark extents). A fit whose
-landmarks no longer agree with its input box (IoU below ``track_iou``) triggers a
-re-detection on that frame. Repeated frames reuse their predecessor's result.
+on keyframes; between them a track's box for frame t comes from its landmarks at t-1,
+mapped to the detector's box convention by the offsets measured at its last detection (the
+landmark models were trained on detector boxes, not on landmark extents).
+
+A fit is believed only if it passes every check against the track's last accepted fit:
+
+- the landmark extent is finite, at least 4 px and at most the frame's longer side;
+- at most ``max_outside`` of the points lie outside the picture;
+- the extent changes by at most ``max_scale_step`` and the centre moves by at most
+  ``max_shift`` face sizes per frame (a diverging fit grows geometrically: it fails here on
+  its first step, long before its crop could take the machine's memory);
+- the face region is not flat (grey std >= ``min_contrast``): a fit on a black or faded
+  frame lands on nothing;
+- on keyframes the detector is asked near the track; a detection whose own fit passes
+  these checks re-anchors the track (the region searched is clipped to the frame, so it
+  cannot grow with a diverging track); after ``max_missed`` keyframes without one, the
+  track ends (``no-detection``);
+- optionally, every ``identity_interval`` frames, the face still looks like the track's
+  first detection (dlib embedding distance <= ``identity_threshold``).
+
+A failed check asks the detector again on that very frame, near the track; if it finds
+nothing that passes, the track is lost there (the row says why). Tracks never cross a shot
+boundary: at a cut every track ends and the whole frame is searched. The whole frame is
+also searched every ``discover_interval`` frames (new faces entering a shot) and, while no
+track is alive, every ``keyframe_interval`` frames. Repeated frames reuse their
+predecessor's answer.
+
+A steady change of the face's brightness (a fade, a light switched on) keeps the track but
+marks the frame ``light-change``: its landmarks are right, but it should not be averaged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import cv2
@@ -19,167 +44,320 @@ import numpy as np
 from mf2.faces.base import Detection, LandmarkBackend, iou, landmark_box
 from mf2.faces.select import LandmarkConfig
 
-_MAX_MISSED_KEYFRAMES = 3  # keyframes without a detection before a still-healthy track is dropped
 _HOG_WINDOW = 80  # dlib's HOG detector finds faces from 80 px up without upsampling
 _LOCAL_FACE = 120  # face side when re-detecting near a track: room to grow or shrink 1.5x
 
+OK = "ok"
+# Why a row is not usable. Failures end the track; flags keep it.
+FAILURES = ("bad-extent", "outside", "scale-jump", "shift-jump", "no-contrast", "no-detection",
+            "identity-change", "merged")
+FLAGS = ("light-change", "short-shot")
+NO_FACE = "no-face"
+
 
 @dataclass
-class FrameLandmarks:
+class FaceRow:
     frame: int
+    shot: int
+    track: int | None
     box: np.ndarray | None  # (4,) detector-convention box, x0 y0 x1 y1
-    landmarks: np.ndarray | None  # (68, 2) float32, image pixels
+    landmarks: np.ndarray | None  # (68, 2) float32, image pixels; None when lost
     score: float  # detector score of the detection this track came from
-    fit_iou: float  # agreement between the fit's input box and its landmarks
+    fit_iou: float  # agreement between the fit's input box and its landmarks (track quality)
     source: str  # detect | track | duplicate | none
+    reason: str  # ok, a failure (the track ended here), a flag, or no-face
     is_duplicate: bool
     dup_mad: float
 
 
 @dataclass
-class _Frame:
+class TrackFrame:
     index: int
     image: np.ndarray
     is_duplicate: bool
     mad: float
+    shot_start: bool
+
+
+@dataclass
+class _Track:
+    id: int
+    box: np.ndarray  # detector-convention box for the next fit
+    rel: np.ndarray  # detector box offsets relative to the landmark extent
+    lm: np.ndarray  # last accepted landmarks
+    score: float
+    light: float  # mean grey of the face region at the last accepted frame
+    lights: deque = field(default_factory=lambda: deque(maxlen=3))  # the accepted frames' before it
+    since_detect: int = 0
+    missed: int = 0
+    age: int = 0
+    embedding: np.ndarray | None = None
+
+
+def _extent(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lb = landmark_box(lm)
+    return lb, np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+
+
+def face_stats(image: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
+    """Mean and std of the grey face region (landmark box), sampled on at most 32x32 points,
+    so the cost does not depend on the face's size."""
+    h, w = image.shape[:2]
+    lo, hi = np.floor(lm.min(axis=0)), np.ceil(lm.max(axis=0))
+    x0, y0 = int(max(0, lo[0])), int(max(0, lo[1]))
+    x1, y1 = int(min(w, hi[0] + 1)), int(min(h, hi[1] + 1))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0, 0.0
+    sx, sy = max(1, (x1 - x0) // 32), max(1, (y1 - y0) // 32)
+    patch = image[y0:y1:sy, x0:x1:sx]
+    grey = cv2.cvtColor(np.ascontiguousarray(patch), cv2.COLOR_RGB2GRAY) if patch.ndim == 3 else patch
+    return float(grey.mean()), float(grey.std())
 
 
 class FaceTracker:
-    def __init__(self, backend: LandmarkBackend, cfg: LandmarkConfig) -> None:
+    def __init__(self, backend: LandmarkBackend, cfg: LandmarkConfig, embedder=None) -> None:
+        """``embedder``: something with ``embed(image, landmarks)`` (mf2.faces.identity); each
+        track's first detection is embedded for face_id clustering and identity checks."""
         self.backend = backend
         self.cfg = cfg
-        self._box: np.ndarray | None = None
-        self._rel: np.ndarray | None = None
-        self._score = float("nan")
-        self._since_detect = 0
-        self._missed = 0
-        self._prev: FrameLandmarks | None = None
+        self.embedder = embedder
+        self.tracks: list[_Track] = []
+        self.embeddings: dict[int, np.ndarray] = {}  # track id -> embedding of its first detection
+        self.track_shot: dict[int, int] = {}
+        self._next_id = 0
+        self._shot = -1
+        self._since_discover = 0
+        self._fresh_shot = True
+        self._prev_rows: list[FaceRow] | None = None
 
-    # -- helpers -------------------------------------------------------------------------
-    @staticmethod
-    def _extent(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Landmark box and its (w, h, w, h), the frame the detector offsets are measured in."""
-        lb = landmark_box(lm)
-        return lb, np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+    # -- checks --------------------------------------------------------------------------
+    def _sane(self, lm: np.ndarray, shape: tuple[int, ...], prev: np.ndarray | None) -> str:
+        cfg = self.cfg
+        if not np.isfinite(lm).all():
+            return "bad-extent"
+        h, w = shape[:2]
+        lo, hi = lm.min(axis=0), lm.max(axis=0)
+        ext = float(max(hi - lo))
+        if not 4.0 <= ext <= max(h, w):
+            return "bad-extent"
+        outside = ((lm[:, 0] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] < 0) | (lm[:, 1] > h - 1)).mean()
+        if outside > cfg.max_outside:
+            return "outside"
+        if prev is not None:
+            plo, phi = prev.min(axis=0), prev.max(axis=0)
+            pext = float(max(phi - plo))
+            ratio = ext / max(pext, 1e-6)
+            if not 1.0 / cfg.max_scale_step <= ratio <= cfg.max_scale_step:
+                return "scale-jump"
+            if float(np.hypot(*((lo + hi) / 2 - (plo + phi) / 2))) > cfg.max_shift * pext:
+                return "shift-jump"
+        return OK
 
-    def _box_from_landmarks(self, lm: np.ndarray) -> np.ndarray:
-        lb, size = self._extent(lm)
-        return lb + self._rel * size
+    def _check(self, lm: np.ndarray, image: np.ndarray, prev: np.ndarray | None) -> tuple[str, float]:
+        why = self._sane(lm, image.shape, prev)
+        if why != OK:
+            return why, float("nan")
+        light, contrast = face_stats(image, lm)
+        if contrast < self.cfg.min_contrast:
+            return "no-contrast", light
+        return OK, light
 
-    def _choose(self, dets: list[Detection]) -> Detection | None:
-        if not dets:
-            return None
-        if self._box is not None:
-            best = max(dets, key=lambda d: iou(d.box, self._box))
-            if iou(best.box, self._box) >= 0.2:
-                return best
-            if self._missed < _MAX_MISSED_KEYFRAMES:
-                return None  # faces elsewhere, not ours: keep tracking ours for now
-        return max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-
-    def _detect(self, f: _Frame) -> list[Detection]:
-        """The whole frame without a track or at a cut; otherwise only a region three face
-        sizes wide around the tracked box, scaled so the face is ~_LOCAL_FACE px. HOG over a
-        whole upsampled frame was 85 ms a keyframe on 512 px video (the profile's largest
-        item); the region costs a few ms, and faces elsewhere are not this track anyway."""
-        if self._box is None or self._is_cut(f):
-            return self.backend.detect(f.image)
-        x0, y0, x1, y1 = (float(v) for v in self._box)
-        side = max(x1 - x0, y1 - y0)
-        if side < 8:
-            return self.backend.detect(f.image)
-        h, w = f.image.shape[:2]
+    # -- detection -----------------------------------------------------------------------
+    def _detect_near(self, image: np.ndarray, box: np.ndarray) -> list[Detection]:
+        """Only a region three face sizes wide around ``box``, scaled so the face is
+        ~_LOCAL_FACE px: a few ms where HOG over a whole upsampled frame costs ~85 ms. The
+        region is clipped to the frame, so its cost is bounded whatever the box says."""
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        side = min(max(x1 - x0, y1 - y0), float(max(h, w)))
+        if not np.isfinite(side) or side < 8:
+            return []
         cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 1.5 * side
-        rx0, ry0 = max(0, int(cx - half)), max(0, int(cy - half))
-        rx1, ry1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+        rx0, ry0 = int(np.clip(cx - half, 0, w)), int(np.clip(cy - half, 0, h))
+        rx1, ry1 = int(np.clip(np.ceil(cx + half), 0, w)), int(np.clip(np.ceil(cy + half), 0, h))
         if rx1 - rx0 < 16 or ry1 - ry0 < 16:
-            return self.backend.detect(f.image)
+            return []
         scale = _LOCAL_FACE / side
-        region = f.image[ry0:ry1, rx0:rx1]
+        region = image[ry0:ry1, rx0:rx1]
         size = (max(1, round((rx1 - rx0) * scale)), max(1, round((ry1 - ry0) * scale)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         offset = np.array([rx0, ry0, rx0, ry0], dtype=np.float32)
         return [Detection((d.box / scale + offset).astype(np.float32), d.score)
                 for d in self.backend.detect(region, min_face=_HOG_WINDOW)]
 
-    def _detect_and_fit(self, f: _Frame) -> FrameLandmarks | None:
-        det = self._choose(self._detect(f))
-        self._since_detect = 0
-        if det is None:
-            self._missed += 1
-            return None
-        self._missed = 0
+    def _detect_all(self, image: np.ndarray) -> list[Detection]:
+        dets = [d for d in self.backend.detect(image, min_face=self.cfg.min_face)
+                if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= self.cfg.min_face * 0.8]
+        return sorted(dets, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+
+    def _match(self, dets: list[Detection], box: np.ndarray) -> Detection | None:
+        best = max(dets, key=lambda d: iou(d.box, box), default=None)
+        return best if best is not None and iou(best.box, box) >= self.cfg.match_iou else None
+
+    # -- track lifecycle -----------------------------------------------------------------
+    def _start(self, f: TrackFrame, det: Detection) -> FaceRow | None:
         lm, _ = self.backend.fit([f.image], [det.box])[0]
-        lb, size = self._extent(lm)
-        if size[0] < 2 or size[1] < 2:
+        why, light = self._check(lm, f.image, None)
+        if why != OK:
             return None
-        self._rel = (det.box - lb) / size
-        self._box = det.box.astype(np.float32)
-        self._score = det.score
-        return FrameLandmarks(f.index, self._box.copy(), lm, det.score, 1.0, "detect", f.is_duplicate, f.mad)
+        lb, size = _extent(lm)
+        tr = _Track(self._next_id, det.box.astype(np.float32), (det.box - lb) / size, lm, det.score, light)
+        self._next_id += 1
+        if self.embedder is not None:
+            tr.embedding = self.embedder.embed(f.image, lm)
+            self.embeddings[tr.id] = tr.embedding
+        self.track_shot[tr.id] = self._shot
+        self.tracks.append(tr)
+        return self._row(f, tr, lm, tr.box, 1.0, "detect", OK)
 
-    def _lost(self, f: _Frame) -> FrameLandmarks:
-        if self._missed >= _MAX_MISSED_KEYFRAMES or self._rel is None:
-            self._box = None
-        return FrameLandmarks(f.index, None, None, float("nan"), float("nan"), "none", f.is_duplicate, f.mad)
+    def _row(self, f: TrackFrame, tr: _Track | None, lm, box, fit_iou: float, source: str, reason: str) -> FaceRow:
+        return FaceRow(f.index, self._shot, None if tr is None else tr.id, None if box is None else box.copy(), lm,
+                       float("nan") if tr is None else tr.score, fit_iou, source, reason, f.is_duplicate, f.mad)
 
-    def _is_cut(self, f: _Frame) -> bool:
-        return bool(f.mad >= self.cfg.cut_mad)  # NaN (first frame) is not a cut
+    def _accept(self, f: TrackFrame, tr: _Track, lm: np.ndarray, light: float, source: str, fit_iou: float,
+                det: Detection | None = None) -> FaceRow:
+        # A fade scales the face's brightness steadily (1/12 of it per frame for a half-second
+        # fade); natural motion and lighting on the shared clips changed it by at most ~10 %
+        # over 3 frames, and not steadily. So: the change over the last 3 frames, relative.
+        tr.lights.append(tr.light)
+        ref = tr.lights[0]
+        jump = len(tr.lights) == 3 and abs(light - ref) > self.cfg.max_light_change * max(ref, light, 16.0)
+        lb, size = _extent(lm)
+        if det is not None:
+            tr.rel, tr.score, tr.since_detect, tr.missed = (det.box - lb) / size, det.score, 0, 0
+        tr.box = (lb + tr.rel * size).astype(np.float32)
+        tr.lm, tr.light = lm, light
+        tr.age += 1
+        return self._row(f, tr, lm, tr.box, fit_iou, source, "light-change" if jump else OK)
 
-    # -- main loop -----------------------------------------------------------------------
-    def _process_chunk(self, chunk: list[_Frame]) -> list[FrameLandmarks]:
-        results: list[FrameLandmarks | None] = [None] * len(chunk)
-        todo = [i for i, f in enumerate(chunk) if not (f.is_duplicate and (i > 0 or self._prev is not None))]
-        # Keyframes (or no track): detect on each frame that needs it, one at a time.
-        while todo and (self._box is None or self._since_detect >= self.cfg.keyframe_interval):
-            i = todo.pop(0)
-            r = self._detect_and_fit(chunk[i])
-            if r is None and self._box is not None and not self._is_cut(chunk[i]):  # keyframe missed, track alive
-                lm, _ = self.backend.fit([chunk[i].image], [self._box])[0]
-                nb = self._box_from_landmarks(lm)
-                fi = iou(nb, self._box)
-                if fi >= self.cfg.track_iou_min:
-                    r = FrameLandmarks(chunk[i].index, nb, lm, self._score, fi, "track", chunk[i].is_duplicate, chunk[i].mad)
-                    self._box = nb
-            results[i] = r or self._lost(chunk[i])
-            self._since_detect += 1
-        if todo:
-            box = self._box
-            fits = self.backend.fit([chunk[i].image for i in todo], [box] * len(todo))
-            for i, (lm, _) in zip(todo, fits):
-                f = chunk[i]
-                nb = self._box_from_landmarks(lm)
-                fi = iou(nb, box)
-                tracked = FrameLandmarks(f.index, nb, lm, self._score, fi, "track", f.is_duplicate, f.mad)
-                cut = self._is_cut(f)
-                if fi < self.cfg.track_iou or cut:  # the fit may have drifted: re-detect on this very frame
-                    r = self._detect_and_fit(f)
-                    if r is None and fi >= self.cfg.track_iou_min and not cut:
-                        r = tracked  # no detection here, but the fit is still plausible
-                    tracked = r or self._lost(f)
-                if tracked.landmarks is not None and tracked.source == "track":
-                    self._box = nb
-                results[i] = tracked
-                self._since_detect += 1
-        # Repeated frames take their predecessor's answer.
-        prev = self._prev
-        for i, f in enumerate(chunk):
-            r = results[i]
-            if r is None:
-                assert prev is not None
-                r = FrameLandmarks(f.index, prev.box, prev.landmarks, prev.score, prev.fit_iou,
-                                   "duplicate" if prev.landmarks is not None else "none", True, f.mad)
-                results[i] = r
-            prev = r
-        self._prev = prev
-        return results  # type: ignore[return-value]
+    def _identity_changed(self, f: TrackFrame, tr: _Track, lm: np.ndarray) -> bool:
+        n = self.cfg.identity_interval
+        if not n or self.embedder is None or tr.embedding is None or tr.age == 0 or tr.age % n:
+            return False
+        d = float(np.linalg.norm(self.embedder.embed(f.image, lm) - tr.embedding))
+        return d > self.cfg.identity_threshold
 
-    def run(self, frames: Iterable[tuple[int, np.ndarray, bool, float]]) -> Iterator[FrameLandmarks]:
-        chunk: list[_Frame] = []
-        for idx, image, dup, mad in frames:
-            chunk.append(_Frame(idx, image, dup, mad))
-            if len(chunk) >= max(1, self.backend.batch_size):
-                yield from self._process_chunk(chunk)
+    def _update(self, f: TrackFrame, tr: _Track, lm: np.ndarray, keyframe: bool) -> FaceRow:
+        """One track on one frame, given the fit from its predicted box."""
+        pred_box = tr.box
+        fit_iou = iou(landmark_box(lm) + tr.rel * _extent(lm)[1], pred_box) if np.isfinite(lm).all() else 0.0
+        why, light = self._check(lm, f.image, tr.lm)
+        if keyframe or why != OK:
+            det = self._match(self._detect_near(f.image, pred_box), pred_box)
+            if det is not None:
+                dlm, _ = self.backend.fit([f.image], [det.box])[0]
+                dwhy, dlight = self._check(dlm, f.image, tr.lm)
+                if dwhy == OK:  # the detector's fit continues the track: it re-anchors it
+                    if self._identity_changed(f, tr, dlm):
+                        return self._lose(f, tr, "identity-change")
+                    return self._accept(f, tr, dlm, dlight, "detect", 1.0, det)
+            if why != OK:
+                return self._lose(f, tr, why)
+            tr.missed += 1  # a keyframe without a detection that agrees
+            tr.since_detect = 0
+            if tr.missed > self.cfg.max_missed:
+                return self._lose(f, tr, "no-detection")
+        if self._identity_changed(f, tr, lm):
+            return self._lose(f, tr, "identity-change")
+        tr.since_detect += 1
+        return self._accept(f, tr, lm, light, "track", fit_iou)
+
+    def _lose(self, f: TrackFrame, tr: _Track, why: str) -> FaceRow:
+        self.tracks.remove(tr)
+        return self._row(f, tr, None, None, float("nan"), "none", why)
+
+    # -- per frame -----------------------------------------------------------------------
+    def _frame(self, f: TrackFrame, fits: dict[int, np.ndarray]) -> list[FaceRow]:
+        rows: list[FaceRow] = []
+        self._since_discover += 1
+        for tr in list(self.tracks):
+            keyframe = tr.since_detect >= self.cfg.keyframe_interval
+            rows.append(self._update(f, tr, fits[tr.id], keyframe))
+        # Two tracks on one face (a re-detection landed on the other's face): keep the older.
+        alive = sorted(self.tracks, key=lambda t: t.id)
+        for i, a in enumerate(alive):
+            for b in alive[i + 1:]:
+                if b in self.tracks and a in self.tracks and iou(landmark_box(a.lm), landmark_box(b.lm)) > 0.5:
+                    for r in rows:
+                        if r.track == b.id:
+                            rows.remove(r)
+                            break
+                    rows.append(self._lose(f, b, "merged"))
+        discover = (self._fresh_shot or self._since_discover >= self.cfg.discover_interval
+                    or (not self.tracks and self._since_discover >= self.cfg.keyframe_interval))
+        self._fresh_shot = False
+        if discover and len(self.tracks) < self.cfg.max_faces:
+            self._since_discover = 0
+            taken = [t.box for t in self.tracks]
+            for det in self._detect_all(f.image):
+                if len(self.tracks) >= self.cfg.max_faces:
+                    break
+                if any(iou(det.box, b) >= self.cfg.match_iou for b in taken):
+                    continue
+                r = self._start(f, det)
+                if r is not None:
+                    rows.append(r)
+                    taken.append(det.box)
+        if not any(r.landmarks is not None for r in rows):
+            rows.append(self._row(f, None, None, None, float("nan"), "none", NO_FACE))
+        return rows
+
+    def _new_shot(self) -> None:
+        self.tracks = []
+        self._shot += 1
+        self._since_discover = 0
+        self._fresh_shot = True
+
+    def _process(self, chunk: list[TrackFrame]) -> Iterator[list[FaceRow]]:
+        """Frames in order; a chunk (GPU backends) fits every track on every frame from the
+        boxes at its start in one call, then checks frame by frame; whatever follows a
+        change (a re-detection, a lost or new track) is fitted again."""
+        i = 0
+        while i < len(chunk):
+            f = chunk[i]
+            if f.shot_start or self._shot < 0:
+                self._new_shot()
+            if f.is_duplicate and self._prev_rows is not None and not f.shot_start:
+                self._since_discover += 1  # counts every frame: repeats too
+                rows = [FaceRow(f.index, self._shot, r.track, r.box, r.landmarks, r.score, r.fit_iou,
+                                "duplicate" if r.landmarks is not None else "none",
+                                r.reason if r.landmarks is not None else NO_FACE, True, f.mad)
+                        for r in self._prev_rows if r.landmarks is not None or r.reason == NO_FACE]
+                if not rows:
+                    rows = [self._row(f, None, None, None, float("nan"), "none", NO_FACE)]
+                    rows[0].is_duplicate = True
+                self._prev_rows = rows
+                yield rows
+                i += 1
+                continue
+            # the run of frames that can share one batched fit: no shot start, no duplicate
+            j = i + 1
+            while j < len(chunk) and not chunk[j].shot_start and not chunk[j].is_duplicate:
+                j += 1
+            run = chunk[i:j]
+            tracks = list(self.tracks)
+            items = [(fr.image, t.box) for fr in run for t in tracks]
+            fitted = self.backend.fit([a for a, _ in items], [b for _, b in items]) if items else []
+            ids = [t.id for t in tracks]
+            for k, fr in enumerate(run):
+                fits = {tid: fitted[k * len(tracks) + n][0] for n, tid in enumerate(ids)}
+                rows = self._frame(fr, fits)
+                self._prev_rows = rows
+                yield rows
+                i += 1
+                changed = [t.id for t in self.tracks] != ids or any(r.source == "detect" for r in rows)
+                if changed or k + 1 < len(run) and any(t.since_detect >= self.cfg.keyframe_interval
+                                                       for t in self.tracks):
+                    break  # later frames need fits from the new boxes
+
+    def run(self, frames: Iterable[TrackFrame]) -> Iterator[list[FaceRow]]:
+        """Rows per frame, in order; ``frames`` carry the shot starts (mf2.faces.shots)."""
+        chunk: list[TrackFrame] = []
+        size = max(1, self.backend.batch_size)
+        for f in frames:
+            chunk.append(f)
+            if len(chunk) >= size:
+                yield from self._process(chunk)
                 chunk = []
         if chunk:
-            yield from self._process_chunk(chunk)
+            yield from self._process(chunk)

@@ -36,6 +36,7 @@ JOB_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
     "osc_frac": ((float,), 0.005), "dup_jaccard": ((float,), 0.5),
     "flow": ((str,), "dis"), "flow_preset": ((str,), "medium"), "flow_size": ((int,), 128),
     "kernel_size": ((int,), 31), "seed": ((int,), 0), "noise_sigma": ((float,), 0.0),
+    "face": ((str,), "largest"), "faces": ((str,), "main"),
 }
 SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "landmarks": {"backend": ((str,), "auto"), "fan_weights": ((str, _OPT), None),
@@ -111,7 +112,8 @@ class Recipe:
         for i, j in enumerate(self.jobs):
             cfg = SimulateConfig(
                 mode=j["mode"], L=j["L"], stride=j["stride"], crf=j["crf"], out_size=j["crop_size"],
-                margin=j["margin"], skip_duplicates=not j["keep_duplicates"], landmarks=lcfg,
+                margin=j["margin"], skip_duplicates=not j["keep_duplicates"], face=j["face"], faces=j["faces"],
+                landmarks=lcfg,
                 vla=VlaConfig(min_L=j["min_L"], max_L=j["max_L"], min_overlap=j["min_overlap"],
                               min_quality=j["min_quality"], max_fb_bad=j["max_fb_bad"], osc_frac=j["osc_frac"],
                               direction=j["direction"], dup_jaccard=j["dup_jaccard"]),

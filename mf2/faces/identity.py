@@ -1,4 +1,8 @@
-"""Identity preservation: 128-d embeddings from dlib's face-recognition ResNet.
+"""Who a face is: 128-d embeddings from dlib's face-recognition ResNet.
+
+The faces stage uses them to tell tracks of one person from another (face_id) and,
+optionally, to end a track whose face changed identity; evaluation uses them to measure
+identity preservation.
 
 The paper used FaceNet; its weights are not shipped in any package usable here, while dlib's
 ResNet (99.38 % on LFW) ships in face-recognition-models. Both images of a pair are aligned
@@ -11,6 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 from mf2.faces.models import face_recognition_resnet
+
+
+_SHARED: "IdentityEmbedder | None" = None
+
+
+def shared_embedder() -> "IdentityEmbedder":
+    """One model per process (loading it takes ~0.3 s; every video's tracks use it)."""
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = IdentityEmbedder()
+    return _SHARED
 
 
 class IdentityEmbedder:

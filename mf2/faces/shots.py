@@ -1,0 +1,90 @@
+"""Shot boundaries with PySceneDetect, fed the frames the landmark stage already decodes.
+
+Two detectors run side by side on a small copy of each frame (256 px on the long side: a
+cut changes the whole picture, and the detectors' HSV arithmetic then costs ~1 ms a frame):
+
+- AdaptiveDetector: hard cuts, and the two edges of a dissolve (its score is the frame's
+  content change relative to its neighbours, so a steady pan does not trigger it). It
+  confirms a cut ``window_width`` frames late; the landmark stage holds that many frames
+  back so the tracker knows a shot starts *before* it fits landmarks on that frame.
+- ThresholdDetector: fades through black, reported at the fade-in (late and unbounded, so
+  those boundaries are applied after tracking: a track spanning one is split there).
+
+Measured on the 22 shared clips (single shots): no boundary on any; on the constructed
+videos: every hard cut on its frame, a fade through black within 2 frames of its middle,
+both edges of a 12-frame dissolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from mf2.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ShotConfig:
+    adaptive_threshold: float = 3.0  # PySceneDetect's default
+    min_content: float = 15.0  # PySceneDetect's default: the least content change that can be a cut
+    fade_threshold: float = 12.0  # mean 8-bit level under which a frame is black (fades)
+    window: int = 2  # AdaptiveDetector's window: the frames held back
+    min_shot: int = 12  # frames: shorter shots (a dissolve's inside, flashes) give no windows
+    size: int = 256
+
+    def validate(self) -> None:
+        if self.window < 1 or self.min_shot < 1:
+            raise UsageError("shots: window and min_shot must be >= 1")
+
+    def key(self) -> dict:
+        return asdict(self)
+
+
+class ShotDetector:
+    """Streaming shot boundaries: ``push`` each frame, read the cuts it confirms."""
+
+    def __init__(self, cfg: ShotConfig, fps: float) -> None:
+        from scenedetect.common import FrameTimecode
+        from scenedetect.detectors import AdaptiveDetector, ThresholdDetector
+
+        self.cfg, self._fps, self._tc = cfg, float(fps) if fps and fps > 0 else 25.0, FrameTimecode
+        self._adaptive = AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=4,
+                                          window_width=cfg.window, min_content_val=cfg.min_content)
+        self._fade = ThresholdDetector(threshold=cfg.fade_threshold, min_scene_len=4)
+        self.hard: list[int] = []  # confirmed in time for the tracker
+        self.late: list[int] = []  # fades: confirmed after the frames went by
+        self._n = 0
+
+    @property
+    def lag(self) -> int:
+        return self.cfg.window
+
+    def push(self, index: int, frame: np.ndarray) -> list[int]:
+        """Feed one RGB frame; returns the hard cuts (first frames of new shots) now confirmed."""
+        h, w = frame.shape[:2]
+        s = self.cfg.size / max(h, w)
+        small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA) \
+            if s < 1 else frame
+        bgr = np.ascontiguousarray(small[:, :, ::-1])
+        tc = self._tc(index, fps=self._fps)
+        cuts = [int(c.frame_num) for c in self._adaptive.process_frame(tc, bgr)]
+        self.late += [int(c.frame_num) for c in self._fade.process_frame(tc, bgr)]
+        self._n = index + 1
+        self.hard += cuts
+        return cuts
+
+    def finish(self) -> list[int]:
+        """Every boundary, sorted: first frames of shots after the first."""
+        end = self._tc(self._n, fps=self._fps)
+        self.late += [int(c.frame_num) for c in self._fade.post_process(end)]
+        return sorted({c for c in self.hard + self.late if 0 < c < self._n})
+
+
+def shot_index(n: int, boundaries: list[int]) -> np.ndarray:
+    """(n,) int32: the shot each frame belongs to."""
+    shot = np.zeros(n, np.int32)
+    for b in sorted(boundaries):
+        shot[b:] += 1
+    return shot
