@@ -26,6 +26,7 @@ class LandmarkConfig:
     min_face: int = 40  # smallest face side (pixels) the whole-frame search looks for
     max_faces: int = 8  # tracks alive at once (bounds the work per frame)
     match_iou: float = 0.3  # a detection belongs to a track above this IoU with its box
+    reanchor_iou: float = 0.8  # a keyframe detection replaces the tracked fit below this agreement
     max_missed: int = 3  # keyframes in a row without a detection before a track ends
     max_scale_step: float = 1.25  # landmark extent ratio between consecutive frames
     max_shift: float = 0.35  # centre motion between consecutive frames, in face sizes

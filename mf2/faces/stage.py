@@ -116,10 +116,12 @@ def compute_landmarks(
                     tracker.embeddings[next_id] = tracker.embeddings[r.track]
                 next_id += 1
             r.track = moved[(r.track, r.shot)]
-    # Shots too short to hold a window (a dissolve's inside, a flash) are flagged.
+    # A short shot between two boundaries is a transition (a dissolve's inside, a flash): its
+    # frames are flagged. The clip's first and last shots may be short: they are cut by the clip.
     lengths = np.bincount(shot, minlength=int(shot.max(initial=0)) + 1) if n else np.zeros(0, int)
+    last = len(lengths) - 1
     for r in rows:
-        if r.reason == "ok" and lengths[r.shot] < cfg.shots.min_shot:
+        if r.reason == "ok" and 0 < r.shot < last and lengths[r.shot] < cfg.shots.min_shot:
             r.reason = "short-shot"
     spans: dict[int, tuple[int, int]] = {}
     for r in rows:

@@ -247,10 +247,15 @@ class FaceTracker:
             if det is not None:
                 dlm, _ = self.backend.fit([f.image], [det.box])[0]
                 dwhy, dlight = self._check(dlm, f.image, tr.lm)
-                if dwhy == OK:  # the detector's fit continues the track: it re-anchors it
+                if dwhy == OK:  # the detector's fit continues the track
                     if self._identity_changed(f, tr, dlm):
                         return self._lose(f, tr, "identity-change")
-                    return self._accept(f, tr, dlm, dlight, "detect", 1.0, det)
+                    if why != OK or iou(landmark_box(dlm), landmark_box(lm)) < self.cfg.reanchor_iou:
+                        return self._accept(f, tr, dlm, dlight, "detect", 1.0, det)  # re-anchor on it
+                    # the tracked fit agrees with the detector: keep it (re-anchoring a calm face on
+                    # every keyframe moves its landmarks by a few pixels, which VLA reads as motion)
+                    tr.missed, tr.since_detect, tr.score = 0, 0, det.score
+                    return self._accept(f, tr, lm, light, "track", fit_iou)
             if why != OK:
                 return self._lose(f, tr, why)
             tr.missed += 1  # a keyframe without a detection that agrees
