@@ -246,7 +246,10 @@ class FaceTracker:
             det = self._match(self._detect_near(f.image, pred_box), pred_box)
             if det is not None:
                 dlm, _ = self.backend.fit([f.image], [det.box])[0]
-                dwhy, dlight = self._check(dlm, f.image, tr.lm)
+                # The detector is the authority here: its fit is checked on its own, not against a
+                # track that may have been drifting (a slowly shrinking fit passes every per-frame
+                # step check, and the detection that would correct it is a big "jump" from it).
+                dwhy, dlight = self._check(dlm, f.image, None)
                 if dwhy == OK:  # the detector's fit continues the track
                     if self._identity_changed(f, tr, dlm):
                         return self._lose(f, tr, "identity-change")
@@ -254,8 +257,12 @@ class FaceTracker:
                         return self._accept(f, tr, dlm, dlight, "detect", 1.0, det)  # re-anchor on it
                     # the tracked fit agrees with the detector: keep it (re-anchoring a calm face on
                     # every keyframe moves its landmarks by a few pixels, which VLA reads as motion)
+                    # Its box offsets are re-measured only when the detection's box has moved away
+                    # from the predicted one (drift); otherwise the next box stays where it was.
+                    if iou(det.box, pred_box) < self.cfg.reanchor_iou:
+                        return self._accept(f, tr, lm, light, "confirmed", fit_iou, det)
                     tr.missed, tr.since_detect, tr.score = 0, 0, det.score
-                    return self._accept(f, tr, lm, light, "track", fit_iou)
+                    return self._accept(f, tr, lm, light, "confirmed", fit_iou)
             if why != OK:
                 return self._lose(f, tr, why)
             tr.missed += 1  # a keyframe without a detection that agrees
