@@ -2,7 +2,7 @@
 VENV ?= .venv
 DEMO_OUT ?= demo_out
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-fast bench clean
 
 $(VENV)/.mf2-installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -14,6 +14,10 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
+
+# The inner loop: everything but the end-to-end runs on real clips (marked slow).
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests
 
 bench: setup
 	$(VENV)/bin/python bench/slice.py

@@ -19,7 +19,8 @@ from mf2 import __version__
 from mf2.evaluate.methods import Method
 from mf2.evaluate.report import markdown, write_report
 from mf2.evaluate.run import EvaluateConfig, evaluate, to_json
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import resolve_videos
 
 

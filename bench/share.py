@@ -20,7 +20,8 @@ from pathlib import Path
 from mf2 import __version__
 from mf2.share.export import export
 from mf2.share.materialize import materialize
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import VideoSource
 
 DEFAULT_CLIPS = ["fomm_10.mp4", "lp_d9.mp4", "retalking_face_3.mp4"]

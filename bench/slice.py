@@ -18,7 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from mf2 import __version__
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import VideoSource
 from mf2.video import iter_frames, probe
 

@@ -11,7 +11,8 @@ was before issue 13 (bench/legacy_track.py), in one run:
   ground-truth face is gone (mostly off the picture or faded out); precision counts only
   frames whose truth is clear (a whole, plain face or none);
 - frames/s of the landmark stage (decode + shots + tracking), median of ``--repeats``, and
-  the ratio new / legacy;
+  the ratio new / legacy; the same on plain single-shot shared clips (``plain``: every
+  ``--plain-step``-th clip of ``--videos``), where both trackers follow one face;
 - the peak RSS of this process.
 """
 
@@ -131,6 +132,7 @@ def main() -> None:
     ap.add_argument("--videos", type=Path, default=HERE.parents[1] / "shared" / "data" / "videos")
     ap.add_argument("--work", type=Path, default=None, help="where the constructed videos are kept (default: temp)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--plain-step", type=int, default=3, help="time every N-th shared clip too (0: none)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="mf2-tracks-"))
     foot = ft.build(args.videos, work / "in")
@@ -164,6 +166,23 @@ def main() -> None:
                                               "lost_recall")}
         report[label]["fps"] = round(totals[label][1] / totals[label][0], 1)
     report["fps_ratio_new_over_legacy"] = round(report["new"]["fps"] / report["legacy"]["fps"], 3)
+    if args.plain_step > 0:
+        plain: dict = {"clips": {}}
+        spent = {"new": 0.0, "legacy": 0.0}
+        frames = 0
+        for path in sorted(args.videos.glob("*.mp4"))[::args.plain_step]:
+            n = probe(path).n_frames
+            run_new(path, backend)  # warm: the first run of a clip pays the page cache
+            med = {label: statistics.median(fn(path, backend)[1] for _ in range(args.repeats))
+                   for label, fn in (("new", run_new), ("legacy", run_legacy))}
+            plain["clips"][path.stem] = {"frames": n, **{f"{k}_fps": round(n / v, 1) for k, v in med.items()},
+                                         "fps_ratio_new_over_legacy": round(med["legacy"] / med["new"], 3)}
+            frames += n
+            for k in spent:
+                spent[k] += med[k]
+        plain.update({f"{k}_fps": round(frames / v, 1) for k, v in spent.items()})
+        plain["fps_ratio_new_over_legacy"] = round(spent["legacy"] / spent["new"], 3)
+        report["plain"] = plain
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(report, indent=2))
 

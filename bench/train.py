@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mf2 import __version__
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import VideoSource
 from mf2.train.config import load_config
 from mf2.train.data import PairDataset, split_pairs

@@ -80,7 +80,7 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
               retry_failed: bool = False, replace: bool = False) -> None:
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
-    from mf2.simulate import run_simulate
+    from mf2.pipeline.execute import run_simulate
     from mf2.sources import resolve_videos
     from mf2.video import require_ffmpeg
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -57,23 +60,37 @@ def check_writable_dir(path: Path, option: str = "--out") -> Path:
     """Make ``path`` (absolute) and prove a file can be created in it, before any work starts:
     a read-only or full disk must fail now, not after the first video has been processed."""
     p = Path(path).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"{option} {path}: exists and is not a folder")
-    created = [d for d in (p, *p.parents) if not d.exists()]  # removed again: a check leaves no trace
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".mf2-write-check-", suffix=".tmp", dir=p)
+        is_dir = stat.S_ISDIR(p.stat().st_mode)  # one stat: another check may remove the folder meanwhile
+    except (FileNotFoundError, NotADirectoryError):
+        is_dir = True  # not there (yet): made below
+    if not is_dir:
+        raise UsageError(f"{option} {path}: exists and is not a folder")
+    attempts = 20
+    for attempt in range(attempts):
+        created = [d for d in (p, *p.parents) if not d.exists()]  # removed again: a check leaves no trace
         try:
-            os.write(fd, b"x")
-        finally:
-            os.close(fd)
-            os.unlink(name)
-    except OSError as e:
-        raise UsageError(f"{option} {path}: cannot write here ({os_error_reason(e)})") from None
-    finally:
-        for d in created:
+            p.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=".mf2-write-check-", suffix=".tmp", dir=p)
             try:
-                d.rmdir()
-            except OSError:
-                break
+                os.write(fd, b"x")
+            finally:
+                os.close(fd)
+                os.unlink(name)
+            return p
+        except (FileNotFoundError, FileExistsError) as e:
+            # Another process checking the same new folder (DDP ranks, two runs into one
+            # dataset) removed it between our mkdir and our write: check again. (A file in
+            # the folder's place is caught above, before the loop.)
+            if attempt == attempts - 1:
+                raise UsageError(f"{option} {path}: cannot write here ({os_error_reason(e)})") from None
+            time.sleep(random.uniform(0, 0.01))
+        except OSError as e:
+            raise UsageError(f"{option} {path}: cannot write here ({os_error_reason(e)})") from None
+        finally:
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
     return p

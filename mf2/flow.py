@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
-from mf2.blur.crop import CropTooLarge, face_crop
+from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
 from mf2.schema import metadata, read_cached
 from mf2.video import VideoInfo, iter_frames

@@ -26,7 +26,7 @@ from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
-from mf2.blur.crop import face_crop
+from mf2.faces.crop import face_crop
 from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel, pair_seed
 from mf2.blur.vla import Thumbs, VlaConfig, plan_vla, thumb_scale
 from mf2.blur.windows import Window, crop_fits, plan_pravg
@@ -425,39 +425,3 @@ def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: n
         return (f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
                 + (f"; stop reasons {dict(reasons)}" if reasons else "") + ")")
     return f"no window could be planned ({n} frames)"
-
-
-@dataclass
-class RunSummary:
-    n_videos: int
-    n_ok: int
-    n_failed: int
-    n_resumed: int
-    n_pairs: int
-    windows_face_lost: int
-    pairs_path: Path
-    failures_path: Path
-    n_removed_skipped: int = 0  # taken down earlier (removed.parquet): not rebuilt
-    stage_seconds: dict = field(default_factory=dict)  # summed over videos (worker time, not wall time)
-    failures_by_class: dict = field(default_factory=dict)
-    n_pairs_total: int | None = None  # the folder's manifest: this run's pairs and earlier runs'
-    failures: list = field(default_factory=list)  # this run's failure records
-    notes: dict = field(default_factory=dict)  # video_id -> why it gave no pairs
-
-    def line(self) -> str:
-        gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
-        total = self.n_pairs if self.n_pairs_total is None else self.n_pairs_total
-        kept = f" ({total} in the dataset)" if total != self.n_pairs else ""
-        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{gone}; "
-                f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (no usable face; `mf2 stats` says why) -> {self.pairs_path}")
-
-
-def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
-                 runner=None, retry_failed: bool = False, replace: bool = False) -> RunSummary:
-    """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
-    per-video tasks run, in this process by default."""
-    from mf2.pipeline.execute import Job, run_jobs
-    from mf2.pipeline.runner import SyncRunner
-
-    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
-                    retry_failed=retry_failed, replace=replace)["simulate"]

@@ -11,6 +11,7 @@ import pytest
 from conftest import run_mf2
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_recorded_and_the_good_one_still_processed(videos, tmp_path):
     vids = tmp_path / "vids"
     vids.mkdir()
@@ -20,7 +21,7 @@ def test_bad_inputs_are_recorded_and_the_good_one_still_processed(videos, tmp_pa
     (vids / "zero.mp4").touch()
     (vids / "text.mp4").write_text("hello, not a video\n" * 20)
     out = tmp_path / "out"
-    res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "9", "--stride", "3")
+    res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "9", "--stride", "3", "--workers", "0")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     assert "4 videos: 1 ok" in res.stderr and "3 failed" in res.stderr
@@ -53,6 +54,7 @@ def test_usage_errors_are_one_line_and_exit_2(videos, tmp_path, args, needle):
     assert not (tmp_path / "o" / "pairs.parquet").exists()
 
 
+@pytest.mark.slow
 def test_demo_on_embedded_sample_then_resume(tmp_path):
     out = tmp_path / "demo"
     res = run_mf2("demo", "--out", str(out))
@@ -80,6 +82,7 @@ def test_help_lists_commands():
     assert res.returncode == 0 and all(c in res.stdout for c in ("simulate", "demo", "probe", "sample"))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_a_clean_run(videos, tmp_path):
     import os
     import signal

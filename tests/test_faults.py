@@ -31,6 +31,8 @@ import pytest
 from conftest import REPO, ffmpeg, run_mf2
 from video_server import VideoServer
 
+pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
+
 SIM = ("--workers", "0", "--no-contact-sheet")
 
 
@@ -703,3 +705,27 @@ def test_readme_lists_the_failure_classes():
     assert "## When things go wrong" in text
     for cls in ("not-a-video", "disk-full", "internal-error", "--retry-failed", "--replace", "--restart-cgan"):
         assert cls in text, cls
+
+
+def _check_dir(path: str) -> str:
+    from mf2.errors import UsageError, check_writable_dir
+
+    try:
+        check_writable_dir(Path(path))
+        return "ok"
+    except UsageError as e:
+        return str(e)
+
+
+def test_processes_checking_one_new_out_folder_at_once_all_pass(tmp_path):
+    """DDP ranks (and two runs into one new dataset) check the same --out at the same moment;
+    one process's clean-up of the folder it created must not fail the others. Before the fix
+    about 1 check in 100 failed here with 'no such file or folder' or 'File exists'."""
+    import multiprocessing as mp
+
+    bad: list[str] = []
+    with mp.get_context("fork").Pool(8) as pool:
+        for i in range(60):
+            bad += [r for r in pool.map(_check_dir, [str(tmp_path / f"r{i}" / "a" / "b")] * 8) if r != "ok"]
+    assert bad == []
+    assert list(tmp_path.rglob(".mf2-write-check-*")) == []  # (folders another check was in may stay)

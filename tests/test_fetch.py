@@ -39,6 +39,7 @@ def _table(out: Path) -> dict[str, dict]:
     return {r["video_id"]: r for r in pq.read_table(out / "fetch.parquet").to_pylist()}
 
 
+@pytest.mark.slow
 def test_downloads_are_byte_identical_and_faults_are_classified(videos, server, tmp_path):
     m = _csv(tmp_path / "m.csv", [
         ("okv", server.url("ok", "fomm_08.mp4")), ("missing", server.url("404", "fomm_08.mp4")),
@@ -66,6 +67,7 @@ def test_downloads_are_byte_identical_and_faults_are_classified(videos, server, 
     assert md["mf2.kind"] == "fetch" and md["mf2.yt_dlp_version"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_ok_and_retries_only_what_it_is_told(server, tmp_path):
     m = _csv(tmp_path / "m.csv", [("a", server.url("ok", "fomm_08.mp4")), ("gone", server.url("404", "x.mp4")),
                                   ("stalled", server.url("slow", "fomm_04.mp4"))])
@@ -85,6 +87,7 @@ def test_rerun_skips_ok_and_retries_only_what_it_is_told(server, tmp_path):
     assert len(server.requests_for("/ok/")) > n_ok and _table(out)["a"]["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_one_video_under_two_identities_is_fetched_once(videos, server, tmp_path):
     url = server.url("ok", "fomm_10.mp4")
     m = _csv(tmp_path / "m.csv", [("joint", url, "id1", "keep-me"), ("joint", url, "id2", "me-too")],
@@ -120,6 +123,7 @@ def test_bad_manifests_are_one_line_errors_and_nothing_is_fetched(body, needle, 
     assert not Path("/tmp/pwned").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_download_then_resume(videos, tmp_path):
     with VideoServer(videos, throttle_bps=300_000) as srv:
         names = ["fomm_08.mp4", "lp_d0.mp4", "fomm_10.mp4"]  # 0.06, 2.96, 0.17 MB
@@ -148,6 +152,7 @@ def test_sigkill_mid_download_then_resume(videos, tmp_path):
         assert len(srv.requests_for("fomm_08")) <= 2  # finished before the kill: not fetched again
 
 
+@pytest.mark.slow
 def test_rate_limit_spaces_downloads(server, tmp_path):
     m = _csv(tmp_path / "m.csv", [(f"v{i}", server.url("ok", n)) for i, n in
                                   enumerate(["fomm_08.mp4", "fomm_10.mp4", "fomm_04.mp4"])])
@@ -157,6 +162,7 @@ def test_rate_limit_spaces_downloads(server, tmp_path):
     assert all(g >= 0.95 for g in gaps), gaps
 
 
+@pytest.mark.slow
 def test_local_files_sections_and_simulate_from_the_table(videos, tmp_path):
     m = _csv(tmp_path / "m.csv", [("whole", str(videos / "fomm_08.mp4"), "", ""),
                                   ("linked", f"file://{videos / 'fomm_10.mp4'}", "", ""),
@@ -239,6 +245,7 @@ def test_segment_manifest_built_from_the_shared_list_validates(tmp_path):
     assert rows[0].key.startswith(rows[0].video_id + "__") and rows[0].start == pytest.approx(993 / 25)
 
 
+@pytest.mark.slow
 def test_fetch_on_a_dask_local_cluster_matches_the_thread_pool(videos, server, tmp_path):
     from mf2.pipeline.runner import make_runner
 

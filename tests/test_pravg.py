@@ -13,7 +13,8 @@ from conftest import decode_reference
 from mf2.blur.crf import decode_lut, encode
 from mf2.blur.windows import plan_pravg
 from mf2.schema import landmarks_to_numpy, read_metadata
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import resolve_videos
 from mf2 import __version__
 
@@ -49,6 +50,7 @@ def fomm08_run(videos, tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_blurry_is_the_linear_light_mean_of_the_named_frames(videos, fomm08_run):
     out, summary = fomm08_run
     pairs = pq.read_table(out / "pairs.parquet").to_pylist()
@@ -71,6 +73,7 @@ def test_blurry_is_the_linear_light_mean_of_the_named_frames(videos, fomm08_run)
     assert naive_differs >= 2
 
 
+@pytest.mark.slow
 def test_manifest_indices_paths_and_metadata_are_consistent(fomm08_run):
     out, _ = fomm08_run
     table = pq.read_table(out / "pairs.parquet")
@@ -95,6 +98,7 @@ def test_manifest_indices_paths_and_metadata_are_consistent(fomm08_run):
         "video_id", "frame", "box", "landmarks", "score", "backend", "is_duplicate"}
 
 
+@pytest.mark.slow
 def test_blurry_crops_are_less_sharp_than_their_targets(fomm08_run):
     out, _ = fomm08_run
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
@@ -128,6 +132,7 @@ def test_plan_windows_for_each_paper_L(L):
                                           if exposures[s] <= 40 <= exposures[s + L - 1])
 
 
+@pytest.mark.slow
 def test_repeated_frames_add_no_exposure(videos, tmp_path):
     """lp_d19 is ~70% repeats: each window must average L distinct exposures."""
     out = tmp_path / "d19"

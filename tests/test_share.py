@@ -16,6 +16,8 @@ import pytest
 
 from conftest import REPO, copy_clips, ffmpeg, run_mf2
 
+pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
+
 CLIPS = ("fomm_08.mp4", "lp_d18.mp4")
 
 

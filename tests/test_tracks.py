@@ -17,7 +17,7 @@ import pytest
 
 import footage as ft
 from conftest import REPO, run_mf2
-from mf2.blur.crop import Crop, CropTooLarge
+from mf2.faces.crop import Crop, CropTooLarge
 from mf2.blur.render import render_windows
 from mf2.blur.windows import Window, plan_pravg
 from mf2.faces.dlib_backend import DlibBackend
@@ -26,6 +26,8 @@ from mf2.faces.series import face_series
 from mf2.faces.stage import cluster_tracks, compute_landmarks
 from mf2.schema import landmarks_to_numpy
 from mf2.video import probe
+
+pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
 
 W, H = ft.W, ft.H
 

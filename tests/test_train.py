@@ -12,6 +12,8 @@ import pytest
 
 from conftest import copy_clips, run_mf2
 
+pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
+
 torch = pytest.importorskip("torch")
 
 

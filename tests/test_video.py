@@ -22,6 +22,7 @@ def _ffprobe_counted(path) -> tuple[int, Fraction]:
 
 
 @pytest.mark.parametrize("name", ["fomm_08.mp4", "sbr_demo.mp4", "ffpp_youtube_519.mp4", "lp_d13.mp4", "lp_d11.mp4"])
+@pytest.mark.slow
 def test_counts_and_fps_match_ffprobe(videos, name):
     """35 fps, full-range yuvj420p, yuv444p, portrait 720x1280, 25 fps."""
     info = probe(videos / name)

@@ -15,11 +15,12 @@ from conftest import decode_reference, run_mf2
 from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel
 from mf2.blur.vla import VlaConfig, VlaWindow, VlaStop, drop_reverse_duplicates, jaccard, part_overlap
 from mf2.blur.windows import Window
-from mf2.blur.crop import Crop
+from mf2.faces.crop import Crop
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.flow import FlowConfig, iter_flow
 from mf2.schema import landmarks_to_numpy, read_metadata
-from mf2.simulate import SimulateConfig, run_simulate
+from mf2.pipeline.execute import run_simulate
+from mf2.simulate import SimulateConfig
 from mf2.sources import resolve_videos
 from test_pravg import _crop, _linear_to_srgb_u8, _resize, _srgb_to_linear
 
@@ -64,6 +65,7 @@ NO_OVERLAP, NO_QUALITY, NO_FLOW = {"min_overlap": 0.0}, {"min_quality": -1.0}, {
 
 # --- the flow stage ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_flow_recovers_a_known_translation(videos):
     base = _first_frame(videos / "lp_d0.mp4")
     backend = make_backend(LandmarkConfig(backend="dlib"))
@@ -82,6 +84,7 @@ def test_flow_recovers_a_known_translation(videos):
     assert abs(still[1]["dx"]) < 0.05 and abs(still[1]["dy"]) < 0.05
 
 
+@pytest.mark.slow
 def test_flow_table_is_cached_and_reused(videos, tmp_path):
     out = tmp_path / "o"
     _vla(videos / "fomm_08.mp4", out)
@@ -113,6 +116,7 @@ def vla_run(videos, tmp_path_factory):
     return out, pq.read_table(out / "pairs.parquet").to_pylist()
 
 
+@pytest.mark.slow
 def test_vla_length_follows_motion(vla_run):
     _, rows = vla_run
     med = {v: float(np.median([r["L"] for r in rows if r["video_id"] == v])) for v in CALM + FAST}
@@ -121,6 +125,7 @@ def test_vla_length_follows_motion(vla_run):
     assert all(r["mode"] == "vla" and r["L"] % 2 == 1 and 3 <= r["L"] <= 21 for r in rows)
 
 
+@pytest.mark.slow
 def test_vla_records_provenance_of_every_stop(vla_run):
     _, rows = vla_run
     reasons = {r["stop_reason"] for r in rows}
@@ -138,6 +143,7 @@ def test_vla_records_provenance_of_every_stop(vla_run):
             assert r["stop_overlap"] is not None and r["stop_quality"] is not None
 
 
+@pytest.mark.slow
 def test_vla_blurry_is_the_linear_mean_of_the_named_frames(videos, vla_run):
     out, rows = vla_run
     checked = 0
@@ -156,6 +162,7 @@ def test_vla_blurry_is_the_linear_mean_of_the_named_frames(videos, vla_run):
     assert checked == 4
 
 
+@pytest.mark.slow
 def test_reverse_pass_adds_pairs_and_drops_forward_duplicates(vla_run):
     out, rows = vla_run
     fwd = [r for r in rows if r["direction"] == "forward"]
@@ -193,6 +200,7 @@ def base_frame(videos):
     return _first_frame(videos / "lp_d0.mp4")
 
 
+@pytest.mark.slow
 def test_oscillation_stops_at_the_turn(base_frame, tmp_path):
     pos = [3.0 * t for t in range(11)] + [3.0 * (10 - t) for t in range(1, 11)]  # out and back
     path = _write_video([_shifted(base_frame, x, 0) for x in pos], tmp_path / "osc.mp4")
@@ -203,6 +211,7 @@ def test_oscillation_stops_at_the_turn(base_frame, tmp_path):
     assert first["stop_osc_px"] < -2.0
 
 
+@pytest.mark.slow
 def test_overlap_stops_a_fast_translation(base_frame, tmp_path):
     path = _write_video([_shifted(base_frame, 8.0 * t, 2.0 * t) for t in range(20)], tmp_path / "pan.mp4")
     rows = _vla(path, tmp_path / "o", max_L=41, **NO_QUALITY, **NO_FLOW)
@@ -216,6 +225,7 @@ def test_overlap_stops_a_fast_translation(base_frame, tmp_path):
     assert min(min(part_overlap(lm[0], lm[f]).values()) for f in range(first["end_frame"] + 1, nxt + 1)) < 0.5
 
 
+@pytest.mark.slow
 def test_quality_stops_after_a_cut(videos, base_frame, tmp_path):
     other = decode_reference(videos / "fomm_10.mp4")[:30]  # another face, 1 repeat in 444 frames
     other = [cv2.resize(f, (base_frame.shape[1], base_frame.shape[0])) for f in other]
@@ -229,6 +239,7 @@ def test_quality_stops_after_a_cut(videos, base_frame, tmp_path):
     assert all(r["end_frame"] < 12 or r["start_frame"] >= 12 for r in rows)
 
 
+@pytest.mark.slow
 def test_lost_face_is_a_flow_failure(base_frame, tmp_path):
     frames = [_shifted(base_frame, 0.5 * t, 0) for t in range(9)] + [np.zeros_like(base_frame)] * 6
     path = _write_video(frames, tmp_path / "lost.mp4")
@@ -252,6 +263,7 @@ def test_kernels_are_seeded_normalised_and_centred():
     assert np.median(extents) >= 5  # blur a user can see, not a few pixels
 
 
+@pytest.mark.slow
 def test_synthetic_mode_is_deterministic_and_preserves_light(videos, tmp_path):
     cfg = SimulateConfig(mode="synthetic", stride=15, landmarks=LandmarkConfig(backend="dlib"),
                          synthetic=SyntheticConfig(seed=7))
@@ -280,6 +292,7 @@ def test_synthetic_mode_is_deterministic_and_preserves_light(videos, tmp_path):
 
 # --- CLI -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_stats_command_writes_plots(vla_run):
     out, rows = vla_run
     r = run_mf2("stats", str(out))

@@ -1,1 +1,1 @@
-"""Blur simulation: camera response, face crops, window planning and streaming averaging."""
+"""Blur simulation: camera response, window planning and streaming averaging (the face crop they share is mf2.faces.crop)."""

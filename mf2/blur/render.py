@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.blur.crop import Crop, resize_to
+from mf2.faces.crop import Crop, resize_to
 from mf2.blur.windows import Window
 
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.blur.crop import Crop, face_crop
+from mf2.faces.crop import Crop, face_crop
 from mf2.blur.windows import Window, crop_fits
 from mf2.errors import UsageError
 from mf2.flow import FlowArrays

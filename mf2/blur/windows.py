@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mf2.blur.crop import Crop, face_crop
+from mf2.faces.crop import Crop, face_crop
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from mf2.errors import InputError, UsageError
 from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.evaluate.landmarks import auc_and_failure_rate, nme
 from mf2.evaluate.methods import Method, check_folders, read_rgb, restored_path
-from mf2.evaluate.quality import psnr, ssim
+from mf2.quality import psnr, ssim
 from mf2.faces.base import iou, landmark_box
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.schema import landmarks_to_numpy

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
-from mf2.blur.crop import face_crop, resize_to
+from mf2.faces.crop import face_crop, resize_to
 from mf2.blur.kernels import apply_kernel, make_kernel, pair_seed
 from mf2.errors import InputError, UsageError
 from mf2.faces.pts import read_pts

@@ -21,7 +21,8 @@ class LandmarkConfig:
     backend: str = "auto"  # auto | dlib | fan
     fan_weights: str | None = None
     keyframe_interval: int = 10  # frames between detections near each track
-    discover_interval: int = 30  # frames between whole-frame searches for new faces
+    discover_interval: int = 60  # frames between whole-frame searches for faces entering a shot
+    discover_min_face: int = 80  # smallest face (pixels) those searches look for (mf2.faces.track)
     duplicate_threshold: float = 0.3  # see mf2.video.duplicates
     min_face: int = 40  # smallest face side (pixels) the whole-frame search looks for
     max_faces: int = 8  # tracks alive at once (bounds the work per frame)
@@ -38,7 +39,7 @@ class LandmarkConfig:
     shots: ShotConfig = field(default_factory=ShotConfig)
 
     def validate(self) -> None:
-        for name in ("keyframe_interval", "discover_interval", "min_face", "max_faces"):
+        for name in ("keyframe_interval", "discover_interval", "min_face", "discover_min_face", "max_faces"):
             if getattr(self, name) < 1:
                 raise UsageError(f"landmarks: {name} must be >= 1")
         if self.max_scale_step <= 1:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from mf2.atomic import write_parquet_atomic
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.shots import ShotDetector, shot_index
-from mf2.faces.track import FaceRow, FaceTracker, TrackFrame
+from mf2.faces.track import MAX_CLUSTERED, FaceRow, FaceTracker, TrackFrame
 from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
 from mf2.video import DuplicateDetector, VideoInfo, iter_frames
 
@@ -48,6 +48,29 @@ def _frames(info: VideoInfo, cfg: LandmarkConfig, shots: ShotDetector,
         yield f
 
 
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def embed_tracks(chips: dict[int, np.ndarray], spans: dict[int, tuple[int, int]], embedder) -> dict[int, np.ndarray]:
+    """Embeddings of the tracks that clustering could join: those with another track not
+    seen in the same frames. A single-shot talking head (one track) or two people side by
+    side (overlapping tracks) needs none, which saves 75 ms of CPU per track. Tracks split
+    at a late boundary share their chip, embedded once."""
+    ids = [t for t in spans if t in chips]
+    if len(spans) > MAX_CLUSTERED or embedder is None:
+        return {}
+    done: dict[int, np.ndarray] = {}
+    out = {}
+    for t in ids:
+        if any(u != t and not _overlap(spans[t], spans[u]) for u in ids):
+            key = id(chips[t])
+            if key not in done:
+                done[key] = embedder.embed_chip(chips[t])
+            out[t] = done[key]
+    return out
+
+
 def cluster_tracks(embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int, int]],
                    threshold: float) -> dict[int, int]:
     """face_id per track: average-linkage clustering of the tracks' embeddings (dlib's
@@ -57,14 +80,14 @@ def cluster_tracks(embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int
     clusters: list[list[int]] = [[t] for t in ids]
 
     def overlap(a: list[int], b: list[int]) -> bool:
-        return any(spans[x][0] <= spans[y][1] and spans[y][0] <= spans[x][1] for x in a for y in b)
+        return any(_overlap(spans[x], spans[y]) for x in a for y in b)
 
     def dist(a: list[int], b: list[int]) -> float:
         ds = [float(np.linalg.norm(embeddings[x] - embeddings[y])) for x in a for y in b
               if x in embeddings and y in embeddings]
         return float(np.mean(ds)) if len(ds) == len(a) * len(b) else float("inf")
 
-    if len(ids) <= 400:  # beyond that (hours of crowd shots) every track stays its own face
+    if len(ids) <= MAX_CLUSTERED:  # beyond that (hours of crowd shots) every track stays its own face
         while True:
             best = None
             for i in range(len(clusters)):
@@ -112,8 +135,8 @@ def compute_landmarks(
         if r.shot != first:
             if (r.track, r.shot) not in moved:
                 moved[(r.track, r.shot)] = next_id
-                if r.track in tracker.embeddings:
-                    tracker.embeddings[next_id] = tracker.embeddings[r.track]
+                if r.track in tracker.chips:
+                    tracker.chips[next_id] = tracker.chips[r.track]
                 next_id += 1
             r.track = moved[(r.track, r.shot)]
     # A short shot between two boundaries is a transition (a dissolve's inside, a flash): its
@@ -128,7 +151,7 @@ def compute_landmarks(
         if r.track is not None and r.landmarks is not None:
             a, b = spans.get(r.track, (r.frame, r.frame))
             spans[r.track] = (min(a, r.frame), max(b, r.frame))
-    face_of = cluster_tracks(tracker.embeddings, spans, cfg.identity_threshold)
+    face_of = cluster_tracks(embed_tracks(tracker.chips, spans, embedder), spans, cfg.identity_threshold)
     return pa.table(
         {
             "video_id": pa.array([video_id] * len(rows), pa.string()),

@@ -24,9 +24,13 @@ A fit is believed only if it passes every check against the track's last accepte
 A failed check asks the detector again on that very frame, near the track; if it finds
 nothing that passes, the track is lost there (the row says why). Tracks never cross a shot
 boundary: at a cut every track ends and the whole frame is searched. The whole frame is
-also searched every ``discover_interval`` frames (new faces entering a shot) and, while no
-track is alive, every ``keyframe_interval`` frames. Repeated frames reuse their
-predecessor's answer.
+also searched while no track is alive, every ``keyframe_interval`` frames, and, while
+tracks are alive, every ``discover_interval`` frames for faces of at least
+``discover_min_face`` px entering the shot. That last search is the tracker's main cost on
+a plain talking-head clip (HOG over a whole 640x480 frame upsampled for 40 px faces: ~70 ms;
+for 80 px faces: ~17 ms), so it looks less often and for larger faces; faces smaller than
+that which enter mid-shot are found at the next shot or once the shot's tracks are gone.
+Repeated frames reuse their predecessor's answer.
 
 A steady change of the face's brightness (a fade, a light switched on) keeps the track but
 marks the frame ``light-change``: its landmarks are right, but it should not be averaged.
@@ -46,6 +50,7 @@ from mf2.faces.select import LandmarkConfig
 
 _HOG_WINDOW = 80  # dlib's HOG detector finds faces from 80 px up without upsampling
 _LOCAL_FACE = 120  # face side when re-detecting near a track: room to grow or shrink 1.5x
+MAX_CLUSTERED = 400  # tracks per video that face_id clustering considers (and whose faces are kept)
 
 OK = "ok"
 # Why a row is not usable. Failures end the track; flags keep it.
@@ -91,7 +96,8 @@ class _Track:
     since_detect: int = 0
     missed: int = 0
     age: int = 0
-    embedding: np.ndarray | None = None
+    chip: np.ndarray | None = None  # aligned face of its first detection (for its embedding)
+    embedding: np.ndarray | None = None  # computed from ``chip`` when first needed
 
 
 def _extent(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,13 +122,15 @@ def face_stats(image: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
 
 class FaceTracker:
     def __init__(self, backend: LandmarkBackend, cfg: LandmarkConfig, embedder=None) -> None:
-        """``embedder``: something with ``embed(image, landmarks)`` (mf2.faces.identity); each
-        track's first detection is embedded for face_id clustering and identity checks."""
+        """``embedder``: something with ``chip(image, landmarks)`` and ``embed_chip(chip)``
+        (mf2.faces.identity). Each track keeps the aligned face of its first detection; its
+        embedding (75 ms on a CPU core) is computed only when needed: by an identity check,
+        or by face_id clustering when another track could be the same person."""
         self.backend = backend
         self.cfg = cfg
         self.embedder = embedder
         self.tracks: list[_Track] = []
-        self.embeddings: dict[int, np.ndarray] = {}  # track id -> embedding of its first detection
+        self.chips: dict[int, np.ndarray] = {}  # track id -> aligned face of its first detection
         self.track_shot: dict[int, int] = {}
         self._next_id = 0
         self._shot = -1
@@ -185,9 +193,9 @@ class FaceTracker:
         return [Detection((d.box / scale + offset).astype(np.float32), d.score)
                 for d in self.backend.detect(region, min_face=_HOG_WINDOW)]
 
-    def _detect_all(self, image: np.ndarray) -> list[Detection]:
-        dets = [d for d in self.backend.detect(image, min_face=self.cfg.min_face)
-                if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= self.cfg.min_face * 0.8]
+    def _detect_all(self, image: np.ndarray, min_face: int) -> list[Detection]:
+        dets = [d for d in self.backend.detect(image, min_face=min_face)
+                if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face * 0.8]
         return sorted(dets, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
 
     def _match(self, dets: list[Detection], box: np.ndarray) -> Detection | None:
@@ -204,8 +212,9 @@ class FaceTracker:
         tr = _Track(self._next_id, det.box.astype(np.float32), (det.box - lb) / size, lm, det.score, light)
         self._next_id += 1
         if self.embedder is not None:
-            tr.embedding = self.embedder.embed(f.image, lm)
-            self.embeddings[tr.id] = tr.embedding
+            tr.chip = self.embedder.chip(f.image, lm)
+            if len(self.chips) < MAX_CLUSTERED:
+                self.chips[tr.id] = tr.chip
         self.track_shot[tr.id] = self._shot
         self.tracks.append(tr)
         return self._row(f, tr, lm, tr.box, 1.0, "detect", OK)
@@ -232,8 +241,10 @@ class FaceTracker:
 
     def _identity_changed(self, f: TrackFrame, tr: _Track, lm: np.ndarray) -> bool:
         n = self.cfg.identity_interval
-        if not n or self.embedder is None or tr.embedding is None or tr.age == 0 or tr.age % n:
+        if not n or self.embedder is None or tr.chip is None or tr.age == 0 or tr.age % n:
             return False
+        if tr.embedding is None:
+            tr.embedding = self.embedder.embed_chip(tr.chip)
         d = float(np.linalg.norm(self.embedder.embed(f.image, lm) - tr.embedding))
         return d > self.cfg.identity_threshold
 
@@ -295,13 +306,14 @@ class FaceTracker:
                             rows.remove(r)
                             break
                     rows.append(self._lose(f, b, "merged"))
-        discover = (self._fresh_shot or self._since_discover >= self.cfg.discover_interval
-                    or (not self.tracks and self._since_discover >= self.cfg.keyframe_interval))
+        full = self._fresh_shot or (not self.tracks and self._since_discover >= self.cfg.keyframe_interval)
+        discover = full or self._since_discover >= self.cfg.discover_interval
         self._fresh_shot = False
         if discover and len(self.tracks) < self.cfg.max_faces:
             self._since_discover = 0
             taken = [t.box for t in self.tracks]
-            for det in self._detect_all(f.image):
+            min_face = self.cfg.min_face if full else max(self.cfg.min_face, self.cfg.discover_min_face)
+            for det in self._detect_all(f.image, min_face):
                 if len(self.tracks) >= self.cfg.max_faces:
                     break
                 if any(iou(det.box, b) >= self.cfg.match_iou for b in taken):

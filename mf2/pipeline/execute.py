@@ -28,7 +28,9 @@ from mf2.errors import InputError, UsageError, os_error_line
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
 from mf2.pipeline.consolidate import current_parts, dataset_lock, identities_in, prepare
 from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
-from mf2.simulate import RunSummary, SimulateConfig, Stages, part_is_current, part_path, simulate_video
+from mf2.pipeline.runner import SyncRunner
+from mf2.pipeline.summary import RunSummary
+from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
 from mf2.sources import VideoSource, sha256_file
 
 TIMING_SCHEMA = pa.schema([("video_id", pa.string()), ("job", pa.string()), ("stage", pa.string()),
@@ -325,3 +327,11 @@ def _write_timings(cache: Path, records: list[dict]) -> None:
             for r in records for k, v in r["timings"].items()]
     write_parquet_atomic(cache / "timings.parquet", pa.Table.from_pylist(rows, schema=TIMING_SCHEMA)
                          .replace_schema_metadata(metadata("timings")))
+
+
+def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
+                 runner=None, retry_failed: bool = False, replace: bool = False) -> RunSummary:
+    """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
+    per-video tasks run, in this process by default."""
+    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
+                    retry_failed=retry_failed, replace=replace)["simulate"]

@@ -14,7 +14,7 @@ from mf2.errors import UsageError
 from mf2.pipeline.consolidate import prepare
 from mf2.pipeline.execute import Job, run_jobs
 from mf2.pipeline.recipe import Recipe, dump_recipe
-from mf2.simulate import RunSummary
+from mf2.pipeline.summary import RunSummary
 from mf2.sources import VideoSource, resolve_videos
 
 

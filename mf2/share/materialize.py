@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
-from mf2.blur.crop import Crop
+from mf2.faces.crop import Crop
 from mf2.blur.kernels import apply_kernel
 from mf2.blur.render import render_windows
 from mf2.blur.windows import Window

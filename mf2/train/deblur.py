@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mf2.atomic import write_bytes_atomic
-from mf2.blur.crop import Crop, face_crop
+from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
 from mf2.train.archs.cgan import Decoder, Encoder
 from mf2.train.archs.hourglass import StackedHourglass

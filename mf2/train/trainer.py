@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import UsageError
-from mf2.evaluate.quality import psnr, ssim
+from mf2.quality import psnr, ssim
 from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weights
 from mf2.train.archs.hourglass import StackedHourglass
 from mf2.train.config import TrainConfig

@@ -1,0 +1,73 @@
+"""A digest of what simulate makes, to prove a refactor changed nothing (issue 15).
+
+Runs every blur mode (PrAvg L 7, VLA both directions, synthetic) on a few shared clips in
+one process (``--workers 0``), then prints JSON: per mode, the number of pairs and one
+sha256 over every pair's row (every column but the ``params`` JSON, whose keys may be
+renamed by a refactor, and ``split``), with the PNG hashes inside; plus a digest per
+landmark table. Run it before and after a change and diff the two files:
+
+    .venv/bin/python bench/outputs_digest.py > before.json
+    # change the code
+    .venv/bin/python bench/outputs_digest.py > after.json
+    diff before.json after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+CLIPS = ("fomm_08.mp4", "lp_d19.mp4", "sadtalker_WDA_KatieHill_000.mp4")
+MODES = {
+    "pravg": ["--mode", "pravg", "--L", "7"],
+    "vla": ["--mode", "vla", "--direction", "both"],
+    "synthetic": ["--mode", "synthetic", "--seed", "0"],
+}
+SKIP = {"params", "split"}
+
+
+def _digest(rows: list[dict]) -> str:
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(json.dumps({k: v for k, v in r.items() if k not in SKIP}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--videos", type=Path, default=HERE.parents[1] / "shared" / "data" / "videos")
+    ap.add_argument("--clips", nargs="*", default=list(CLIPS))
+    args = ap.parse_args()
+    from click.testing import CliRunner
+
+    from mf2.cli import cli
+
+    report: dict = {"clips": args.clips, "modes": {}, "landmarks": {}}
+    with tempfile.TemporaryDirectory(prefix="mf2-digest-") as tmp:
+        vids = Path(tmp) / "in"
+        vids.mkdir()
+        for c in args.clips:
+            (vids / c).symlink_to((args.videos / c).resolve())
+        for mode, opts in MODES.items():
+            out = Path(tmp) / mode
+            res = CliRunner().invoke(cli, ["simulate", "--videos", str(vids), "--out", str(out), "--workers", "0",
+                                           "--no-contact-sheet", *opts])
+            if res.exit_code != 0:
+                sys.exit(f"simulate {mode} failed: {res.output}")
+            rows = sorted(pq.read_table(out / "pairs.parquet").to_pylist(), key=lambda r: r["pair_id"])
+            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows)}
+            if mode == "pravg":
+                for p in sorted((out / "landmarks").glob("*.parquet")):
+                    report["landmarks"][p.stem] = _digest(pq.read_table(p).to_pylist())
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
