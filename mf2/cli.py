@@ -11,6 +11,7 @@ import click
 
 from mf2 import __version__
 from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
+from mf2.modes import mode_names
 
 
 class AbsPath(click.Path):
@@ -61,6 +62,19 @@ def probe(videos: tuple[str, ...]) -> None:
             failed += 1
     if failed:
         sys.exit(1)
+
+
+def _simulate_options(f):
+    """``mf2 simulate``'s blur options, generated from their one declaration (mf2.params)."""
+    from mf2.params import SIMULATE
+
+    for p in reversed(SIMULATE):
+        if p.type is bool:
+            f = click.option(p.flag, p.key, is_flag=True, default=p.default, help=p.help)(f)
+            continue
+        kind = click.Choice(mode_names()) if p.key == "mode" else (click.Choice(p.choices) if p.choices else p.type)
+        f = click.option(p.flag, p.key, default=p.default, show_default=True, type=kind, help=p.help)(f)
+    return f
 
 
 def _dask_options(f):
@@ -131,48 +145,7 @@ def _report_videos(summary, prefix: str = "") -> None:
 @cli.command()
 @click.option("--videos", required=True, type=AbsPath(), help="A video file or a folder of videos.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
-@click.option("--mode", default="pravg", show_default=True, type=click.Choice(["pravg", "vla", "synthetic"]),
-              help="pravg: average a fixed number L of frames; vla: variable-length averaging stopped by "
-                   "the paper's overlap/quality/flow rules; synthetic: random camera-shake kernels on single frames.")
-@click.option("--L", "L", default=7, show_default=True, type=int, help="pravg: frames per blurry image (odd, >= 3).")
-@click.option("--stride", default=1, show_default=True, type=int,
-              help="pravg, synthetic: exposures between consecutive pairs.")
-@click.option("--crf", default="srgb", show_default=True, type=click.Choice(["srgb", "gamma2.2", "linear"]),
-              help="Camera response inverted before averaging (linear: average stored values).")
-@click.option("--crop-size", default=256, show_default=True, type=int, help="Side of the output crops in pixels.")
-@click.option("--margin", default=0.25, show_default=True, type=float,
-              help="Crop margin around the landmarks, as a share of their extent on each side.")
-@click.option("--keep-duplicates", is_flag=True, help="Count repeated frames as exposures (default: skip them).")
-@click.option("--face", default="largest", show_default=True, type=click.Choice(["largest", "centre", "longest"]),
-              help="The face each shot's pairs are made of (by landmark size, nearness to the centre, or frames).")
-@click.option("--faces", default="main", show_default=True, type=click.Choice(["main", "all"]),
-              help="all: pairs of every face of the video, each its own face_id (more pairs from group shots).")
-@click.option("--min-L", "min_L", default=3, show_default=True, type=int, help="vla: shortest sub-sequence kept (odd).")
-@click.option("--max-L", "max_L", default=21, show_default=True, type=int, help="vla: longest sub-sequence.")
-@click.option("--direction", default="forward", show_default=True,
-              type=click.Choice(["forward", "reverse", "both"]),
-              help="vla: temporal order; both adds reverse pairs that do not duplicate a forward pair.")
-@click.option("--min-overlap", default=0.5, show_default=True, type=float,
-              help="vla rule (i): IoU of each facial part's box, first vs last frame.")
-@click.option("--min-quality", default=0.75, show_default=True, type=float,
-              help="vla rule (ii): SSIM of the running average with the middle frame.")
-@click.option("--max-fb-bad", default=0.25, show_default=True, type=float,
-              help="vla rule (iii): share of face pixels failing the forward-backward flow check.")
-@click.option("--osc-frac", default=0.005, show_default=True, type=float,
-              help="vla rule (iii): flow reversal counted as oscillation above this share of the face size.")
-@click.option("--dup-jaccard", default=0.5, show_default=True, type=float,
-              help="vla: a reverse pair sharing this share of frames with a forward pair is a duplicate.")
-@click.option("--flow", "flow_method", default="dis", show_default=True, type=click.Choice(["dis", "farneback"]),
-              help="Optical flow method (OpenCV).")
-@click.option("--flow-preset", default="medium", show_default=True,
-              type=click.Choice(["ultrafast", "fast", "medium"]), help="DIS preset.")
-@click.option("--flow-size", default=128, show_default=True, type=int,
-              help="Side of the face square the flow is computed on (pixels).")
-@click.option("--kernel-size", default=31, show_default=True, type=int,
-              help="synthetic: kernel side in output-crop pixels (odd).")
-@click.option("--seed", default=0, show_default=True, type=int, help="synthetic: run seed (pairs derive their own).")
-@click.option("--noise-sigma", default=0.0, show_default=True, type=float,
-              help="synthetic: Gaussian noise added after blurring, in 8-bit levels.")
+@_simulate_options
 @click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
               help="Write OUT/contact_sheet.png.")
 @_landmark_options
@@ -180,26 +153,12 @@ def _report_videos(summary, prefix: str = "") -> None:
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
-def simulate(videos, out, mode, L, stride, crf, crop_size, margin, keep_duplicates, face, faces, min_L, max_L,
-             direction,
-             min_overlap, min_quality, max_fb_bad, osc_frac, dup_jaccard, flow_method, flow_preset, flow_size,
-             kernel_size, seed, noise_sigma, contact_sheet, landmarks, fan_weights, keyframe_interval, workers,
-             scheduler, retry_failed, replace) -> None:
+def simulate(videos, out, contact_sheet, landmarks, fan_weights, keyframe_interval, workers, scheduler, retry_failed,
+             replace, **params) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
-    from mf2.blur.kernels import SyntheticConfig
-    from mf2.blur.vla import VlaConfig
-    from mf2.flow import FlowConfig
-    from mf2.simulate import SimulateConfig
+    from mf2.simulate import simulate_config
 
-    cfg = SimulateConfig(
-        mode=mode, L=L, stride=stride, crf=crf, out_size=crop_size, margin=margin,
-        skip_duplicates=not keep_duplicates, face=face, faces=faces,
-        landmarks=_landmark_config(landmarks, fan_weights, keyframe_interval),
-        vla=VlaConfig(min_L=min_L, max_L=max_L, min_overlap=min_overlap, min_quality=min_quality,
-                      max_fb_bad=max_fb_bad, osc_frac=osc_frac, direction=direction, dup_jaccard=dup_jaccard),
-        flow=FlowConfig(method=flow_method, preset=flow_preset, work_size=flow_size, margin=margin),
-        synthetic=SyntheticConfig(kernel_size=kernel_size, seed=seed, noise_sigma=noise_sigma),
-    )
+    cfg = simulate_config(params, _landmark_config(landmarks, fan_weights, keyframe_interval))
     cfg.validate()
     _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
 

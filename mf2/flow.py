@@ -27,6 +27,7 @@ import pyarrow as pa
 from mf2.atomic import write_parquet_atomic
 from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
+from mf2.params import default
 from mf2.schema import metadata, read_cached
 from mf2.video import VideoInfo, iter_frames
 
@@ -53,10 +54,10 @@ FLOW_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class FlowConfig:
-    method: str = "dis"
-    preset: str = "medium"
-    work_size: int = 128
-    margin: float = 0.25
+    method: str = default("flow.method")
+    preset: str = default("flow.preset")
+    work_size: int = default("flow.work_size")
+    margin: float = default("margin")  # not a setting of its own: simulate_config passes the crop margin
 
     def validate(self) -> None:
         if self.method not in FLOW_METHODS:

@@ -99,18 +99,19 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
-    0: ("errors", "atomic", "pngs", "quality"),
+    0: ("errors", "atomic", "pngs", "quality", "params"),
     1: ("schema", "sources", "sample"),
     2: ("video",),
     3: ("faces", "fetch"),
     4: ("flow",),
     5: ("blur",),
-    6: ("simulate", "share", "track_audit"),
-    7: ("train", "stats", "viz"),
-    8: ("evaluate",),
-    9: ("pipeline",),
-    10: ("cli",),
-    11: ("__main__",),
+    6: ("modes",),
+    7: ("simulate", "share", "track_audit"),
+    8: ("train", "stats", "viz"),
+    9: ("evaluate",),
+    10: ("pipeline",),
+    11: ("cli",),
+    12: ("__main__",),
 }
 LAYER = {f"mf2.{name}": rank for rank, names in LAYERS.items() for name in names}
 
@@ -118,6 +119,22 @@ LAYER = {f"mf2.{name}": rank for rank, names in LAYERS.items() for name in names
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_modes_are_found_by_their_files() -> None:
+    from mf2.modes import get_mode, mode_names
+
+    assert mode_names() == ("pravg", "vla", "synthetic")
+    assert all(get_mode(n).name == n for n in mode_names())
+
+
+def test_the_cli_lists_modes_without_importing_them() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, mf2.cli; print(sorted(m for m in sys.modules if m.startswith('mf2.modes.')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_graph_sees_lazy_imports() -> None:
@@ -141,3 +158,39 @@ def test_imports_go_down_the_layers() -> None:
     upward = [(a, b) for a, deps in _packages(import_graph()).items() for b in deps
               if LAYER.get(b, -1) >= LAYER.get(a, -1)]
     assert sorted(upward) == []
+
+
+def _changed(p):
+    if p.type is bool:
+        return not p.default
+    if p.choices:
+        return next(c for c in p.choices if c != p.default)
+    if p.key == "mode":
+        return "vla"
+    return p.default + (2 if p.type is int else 0.125)
+
+
+def test_each_simulate_parameter_is_declared_once() -> None:
+    """mf2.params is the only declaration: the config's defaults, the CLI's options and the
+    recipe's keys all come from it, and each key sets exactly its own target."""
+    from mf2.cli import simulate as command
+    from mf2.params import SIMULATE
+    from mf2.pipeline.recipe import JOB_KEYS
+    from mf2.simulate import SimulateConfig, simulate_config
+
+    def get(cfg, target):
+        for part in target.split("."):
+            cfg = getattr(cfg, part)
+        return cfg
+
+    base = SimulateConfig()
+    options = {o.name: o for o in command.params}
+    for p in SIMULATE:
+        assert get(base, p.target) == ((not p.default) if p.invert else p.default), p.key
+        cfg = simulate_config({p.key: _changed(p)})
+        moved = [q.target for q in SIMULATE if get(cfg, q.target) != get(base, q.target)]
+        assert moved == [p.target], (p.key, moved)
+        assert p.key in options and options[p.key].default == p.default and p.flag in options[p.key].opts, p.key
+        assert JOB_KEYS[p.key] == ((p.type,), p.default)
+    assert set(JOB_KEYS) == {"name"} | {p.key for p in SIMULATE}
+    assert simulate_config({"margin": 0.5}).flow.margin == 0.5  # one margin, not two

@@ -24,13 +24,14 @@ import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
 from mf2.errors import UsageError
+from mf2.params import default
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    kernel_size: int = 31  # pixels of the output crop (default 256): up to ~12% of the crop
-    seed: int = 0
-    noise_sigma: float = 0.0  # Gaussian noise after blurring, in 8-bit code values
+    kernel_size: int = default("synthetic.kernel_size")  # pixels of the output crop: up to ~12% of a 256 crop
+    seed: int = default("synthetic.seed")
+    noise_sigma: float = default("synthetic.noise_sigma")  # Gaussian noise after blurring, in 8-bit code values
     iterations: int = 2000
 
     def validate(self) -> None:
@@ -107,3 +108,11 @@ def apply_kernel(sharp: np.ndarray, kernel: np.ndarray, crf: str = "srgb", noise
         noisy = out.astype(np.float32) + rng.normal(0.0, noise_sigma, size=out.shape).astype(np.float32)
         out = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     return out
+
+
+def synthetic_blur(sharp: np.ndarray, kernel: np.ndarray, seed: int, crf: str = "srgb",
+                   noise_sigma: float = 0.0) -> np.ndarray:
+    """A synthetic pair's blurry image: ``kernel`` in linear light, then noise from the
+    pair's own stream (``[seed, 1]``). simulate, materialize and the stills builder all call
+    this one function, so a rebuilt pair equals the original byte for byte."""
+    return apply_kernel(sharp, kernel, crf, noise_sigma, np.random.default_rng([seed, 1]))

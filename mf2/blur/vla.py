@@ -32,6 +32,7 @@ from mf2.blur.crf import decode_lut, encode
 from mf2.faces.crop import Crop, face_crop
 from mf2.blur.windows import Window, crop_fits
 from mf2.errors import UsageError
+from mf2.params import default
 from mf2.flow import FlowArrays
 
 PARTS: dict[str, slice] = {
@@ -48,14 +49,14 @@ class VlaConfig:
     # the fastest (lp_d11, sadtalker RD_Radio2, KatieHill). max_L 21 caps the exposure at
     # the paper's longest PrAvg; min_L 3 keeps the short windows of fast motion, which carry
     # as much blur as long windows of slow motion.
-    min_L: int = 3
-    max_L: int = 21
-    min_overlap: float = 0.5  # IoU of padded part boxes, every part
-    min_quality: float = 0.75  # SSIM of the running average with the middle frame
-    max_fb_bad: float = 0.25  # typical pairs: < 0.03 at the 99th percentile
-    osc_frac: float = 0.005  # of the face's extent: ~1.3 px on a 256 px face
-    direction: str = "forward"
-    dup_jaccard: float = 0.5
+    min_L: int = default("vla.min_L")
+    max_L: int = default("vla.max_L")
+    min_overlap: float = default("vla.min_overlap")  # IoU of padded part boxes, every part
+    min_quality: float = default("vla.min_quality")  # SSIM of the running average with the middle frame
+    max_fb_bad: float = default("vla.max_fb_bad")  # typical pairs: < 0.03 at the 99th percentile
+    osc_frac: float = default("vla.osc_frac")  # of the face's extent: ~1.3 px on a 256 px face
+    direction: str = default("vla.direction")
+    dup_jaccard: float = default("vla.dup_jaccard")
     thumb_face: int = 64  # face extent in thumbnail pixels, for the quality rule
 
     def validate(self) -> None:

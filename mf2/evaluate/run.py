@@ -110,11 +110,9 @@ class Evaluation:
 
 
 def setting_of(row: dict) -> str:
-    if row["mode"] == "pravg":
-        return f"PrAvg {row['L']}"
-    if row["mode"] == "vla":
-        return "VLA"
-    return f"Synthetic k{row['kernel_size']}"
+    from mf2.modes import get_mode
+
+    return get_mode(row["mode"]).label(row)
 
 
 def _select(rows: list[dict], limit: int) -> list[dict]:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import face_crop, resize_to
-from mf2.blur.kernels import apply_kernel, make_kernel, pair_seed
+from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
 from mf2.errors import InputError, UsageError
 from mf2.faces.pts import read_pts
 from mf2.schema import PAIR_SCHEMA, landmarks_column, params_json
@@ -97,7 +97,7 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
         for k in cfg.kernel_sizes:
             seed = pair_seed(cfg.seed, sha, k)
             kernel = make_kernel(seed, k, cfg.iterations)
-            blurry = apply_kernel(sharp, kernel, cfg.crf, cfg.noise_sigma, np.random.default_rng([seed, 1]))
+            blurry = synthetic_blur(sharp, kernel, seed, cfg.crf, cfg.noise_sigma)
             pid = f"{vid}_synthetic_k{k}_c000000"
             rel_b, rel_s = f"blurry/{vid}/{pid}.png", f"sharp/{vid}/{pid}.png"
             b_bytes = encode_png(blurry)

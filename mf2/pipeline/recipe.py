@@ -17,26 +17,18 @@ from typing import Any
 
 import yaml
 
-from mf2.blur.kernels import SyntheticConfig
-from mf2.blur.vla import VlaConfig
 from mf2.errors import UsageError
 from mf2.faces.select import LandmarkConfig
 from mf2.fetch.download import FetchConfig
-from mf2.flow import FlowConfig
-from mf2.simulate import SimulateConfig
+from mf2.modes import get_mode
+from mf2.params import SIMULATE
+from mf2.simulate import SimulateConfig, simulate_config
 
 _OPT = type(None)
 # key -> (accepted types, default). Job keys are `mf2 simulate`'s options, with underscores.
+# key -> (accepted types, default). Job keys are `mf2 simulate`'s options (mf2.params), plus a name.
 JOB_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
-    "name": ((str, _OPT), None), "mode": ((str,), "pravg"), "L": ((int,), 7), "stride": ((int,), 1),
-    "crf": ((str,), "srgb"), "crop_size": ((int,), 256), "margin": ((float,), 0.25),
-    "keep_duplicates": ((bool,), False),
-    "min_L": ((int,), 3), "max_L": ((int,), 21), "direction": ((str,), "forward"),
-    "min_overlap": ((float,), 0.5), "min_quality": ((float,), 0.75), "max_fb_bad": ((float,), 0.25),
-    "osc_frac": ((float,), 0.005), "dup_jaccard": ((float,), 0.5),
-    "flow": ((str,), "dis"), "flow_preset": ((str,), "medium"), "flow_size": ((int,), 128),
-    "kernel_size": ((int,), 31), "seed": ((int,), 0), "noise_sigma": ((float,), 0.0),
-    "face": ((str,), "largest"), "faces": ((str,), "main"),
+    "name": ((str, _OPT), None), **{p.key: ((p.type,), p.default) for p in SIMULATE},
 }
 SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "landmarks": {"backend": ((str,), "auto"), "fan_weights": ((str, _OPT), None),
@@ -110,15 +102,7 @@ class Recipe:
         lcfg = self.landmark_config()
         out = []
         for i, j in enumerate(self.jobs):
-            cfg = SimulateConfig(
-                mode=j["mode"], L=j["L"], stride=j["stride"], crf=j["crf"], out_size=j["crop_size"],
-                margin=j["margin"], skip_duplicates=not j["keep_duplicates"], face=j["face"], faces=j["faces"],
-                landmarks=lcfg,
-                vla=VlaConfig(min_L=j["min_L"], max_L=j["max_L"], min_overlap=j["min_overlap"],
-                              min_quality=j["min_quality"], max_fb_bad=j["max_fb_bad"], osc_frac=j["osc_frac"],
-                              direction=j["direction"], dup_jaccard=j["dup_jaccard"]),
-                flow=FlowConfig(method=j["flow"], preset=j["flow_preset"], work_size=j["flow_size"], margin=j["margin"]),
-                synthetic=SyntheticConfig(kernel_size=j["kernel_size"], seed=j["seed"], noise_sigma=j["noise_sigma"]))
+            cfg = simulate_config(j, lcfg)
             try:
                 cfg.validate()
             except UsageError as e:
@@ -136,11 +120,7 @@ class Recipe:
 
 
 def _job_name(j: dict) -> str:
-    if j["mode"] == "pravg":
-        return f"pravg_L{j['L']}"
-    if j["mode"] == "synthetic":
-        return f"synthetic_k{j['kernel_size']}"
-    return "vla" if j["direction"] == "forward" else f"vla_{j['direction']}"
+    return get_mode(j["mode"]).job_name(j)
 
 
 def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:

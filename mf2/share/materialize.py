@@ -25,7 +25,7 @@ import pyarrow as pa
 from mf2.pngs import encode_png
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop
-from mf2.blur.kernels import apply_kernel
+from mf2.blur.kernels import synthetic_blur
 from mf2.blur.render import render_windows
 from mf2.blur.windows import Window
 from mf2.errors import InputError, UsageError
@@ -81,8 +81,7 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[bytes, 
                 if r["mode"] == "synthetic":
                     k = int(r["kernel_size"])
                     kernel = np.asarray(r["kernel"], dtype=np.float32).reshape(k, k)
-                    blurry = apply_kernel(sharp, kernel, crf, float(r["noise_sigma"] or 0.0),
-                                          np.random.default_rng([int(r["seed"]), 1]))
+                    blurry = synthetic_blur(sharp, kernel, int(r["seed"]), crf, float(r["noise_sigma"] or 0.0))
                 out[r["pair_id"]] = (encode_png(blurry), encode_png(sharp))
     return out
 

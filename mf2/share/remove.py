@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mf2.errors import UsageError
+from mf2.modes import mode_names
 from mf2.share.dataset import load, read_removed, rewrite, write_removed
 from mf2.sources import is_safe_id
 
 # Per-video artefacts under a dataset folder, by video id.
 _FOLDERS = ("blurry", "sharp")
-_TABLES = ("landmarks", "flow") + tuple(f"parts/{m}" for m in ("pravg", "vla", "synthetic"))
+_TABLES = ("landmarks", "flow") + tuple(f"parts/{m}" for m in mode_names())
 
 
 @dataclass

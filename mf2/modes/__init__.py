@@ -1,0 +1,32 @@
+"""Blur modes as plugins: one module per mode (pravg, vla, synthetic), each defining
+``MODE``, an instance of mf2.modes.base.Mode. A fourth mode is one new module here: it is
+found by its file, listed by ``mode_names()`` and reached through ``get_mode(name)``.
+
+``mode_names()`` reads the folder without importing the modes (their planners pull in
+OpenCV and the flow stage), so the CLI can list them and stay fast to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+from mf2.errors import UsageError
+
+_HERE = Path(__file__).resolve().parent
+_FIRST = ("pravg", "vla", "synthetic")  # the paper's order; others follow by name
+
+
+def mode_names() -> tuple[str, ...]:
+    found = [m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.name != "base" and not m.name.startswith("_")]
+    return tuple(sorted(found, key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n)))
+
+
+def get_mode(name: str):
+    """The mode called ``name`` (mf2.modes.base.Mode); a one-line error for any other name."""
+    if name not in mode_names():
+        raise UsageError(f"--mode {name!r}: expected one of {', '.join(mode_names())}")
+    mode = importlib.import_module(f"mf2.modes.{name}").MODE
+    assert mode.name == name, f"mf2/modes/{name}.py defines the mode {mode.name!r}"
+    return mode

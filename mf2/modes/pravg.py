@@ -1,0 +1,37 @@
+"""PrAvg: a fixed number L of consecutive exposures, the middle one the sharp target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mf2.blur.windows import Window, plan_pravg
+from mf2.faces.series import FaceSeries
+from mf2.modes.base import Mode, Plan, PlanContext
+
+
+class PrAvg(Mode):
+    name = "pravg"
+
+    def params(self, cfg: Any) -> dict:
+        return {"L": cfg.L, "stride": cfg.stride}
+
+    def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
+        cfg = ctx.cfg
+        windows, stats = plan_pravg(ser.landmarks, ser.usable, ser.is_duplicate, cfg.L, cfg.stride, cfg.margin,
+                                    cfg.skip_duplicates, ser.run, ser.reason, ctx.frame_size)
+        return Plan(windows, [{} for _ in windows], stats.skipped_face_lost, {"skipped": stats.skipped}, ser)
+
+    def pair_id(self, video_id: str, w: Window, extra: dict, cfg: Any) -> str:
+        return f"{video_id}_pravg_L{cfg.L}_c{w.center:06d}"
+
+    def label(self, row: dict) -> str:
+        return f"PrAvg {row['L']}"
+
+    def job_name(self, job: dict) -> str:
+        return f"pravg_L{job['L']}"
+
+    def min_exposures(self, cfg: Any) -> tuple[int, str]:
+        return cfg.L, "--L"
+
+
+MODE = PrAvg()
