@@ -131,7 +131,6 @@ class FaceTracker:
         self.embedder = embedder
         self.tracks: list[_Track] = []
         self.chips: dict[int, np.ndarray] = {}  # track id -> aligned face of its first detection
-        self.track_shot: dict[int, int] = {}
         self._next_id = 0
         self._shot = -1
         self._since_discover = 0
@@ -215,7 +214,6 @@ class FaceTracker:
             tr.chip = self.embedder.chip(f.image, lm)
             if len(self.chips) < MAX_CLUSTERED:
                 self.chips[tr.id] = tr.chip
-        self.track_shot[tr.id] = self._shot
         self.tracks.append(tr)
         return self._row(f, tr, lm, tr.box, 1.0, "detect", OK)
 
