@@ -3,7 +3,8 @@
 Runs every blur mode (PrAvg L 7, VLA both directions, synthetic) on a few shared clips in
 one process (``--workers 0``), then prints JSON: per mode, the number of pairs and one
 sha256 over every pair's row (every column but the ``params`` JSON, whose keys may be
-renamed by a refactor, and ``split``), with the PNG hashes inside; plus a digest per
+renamed by a refactor, and ``split``), with the PNG hashes inside; one over the params,
+read through ``mf2.params.upgrade_params`` where the code has it; plus a digest per
 landmark table. Run it before and after a change and diff the two files:
 
     .venv/bin/python bench/outputs_digest.py > before.json
@@ -31,6 +32,25 @@ MODES = {
     "synthetic": ["--mode", "synthetic", "--seed", "0"],
 }
 SKIP = {"params", "split"}
+
+
+def _upgrade(params: dict) -> dict:
+    """Params in today's names; an mf2 older than schema 1.4 has no upgrade_params, and its
+    digest is then of the names it wrote."""
+    try:
+        from mf2.params import upgrade_params
+    except ImportError:
+        return params
+    return upgrade_params(params)
+
+
+def _params_digest(rows: list[dict], table_params: str) -> str:
+    """One sha256 over every row's params and the manifest's, read in today's names: a rename
+    with its alias leaves it unchanged, a changed value does not."""
+    h = hashlib.sha256(json.dumps(_upgrade(json.loads(table_params)), sort_keys=True).encode())
+    for r in rows:
+        h.update(json.dumps(_upgrade(json.loads(r["params"])), sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def _digest(rows: list[dict]) -> str:
@@ -61,8 +81,10 @@ def main() -> None:
                                            "--no-contact-sheet", *opts])
             if res.exit_code != 0:
                 sys.exit(f"simulate {mode} failed: {res.output}")
-            rows = sorted(pq.read_table(out / "pairs.parquet").to_pylist(), key=lambda r: r["pair_id"])
-            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows)}
+            table = pq.read_table(out / "pairs.parquet")
+            rows = sorted(table.to_pylist(), key=lambda r: r["pair_id"])
+            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows),
+                                     "params_sha256": _params_digest(rows, table.schema.metadata[b"mf2.params"])}
             if mode == "pravg":
                 for p in sorted((out / "landmarks").glob("*.parquet")):
                     report["landmarks"][p.stem] = _digest(pq.read_table(p).to_pylist())

@@ -12,6 +12,7 @@ import click
 from mf2 import __version__
 from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
 from mf2.modes import mode_names
+from mf2.params import BY_KEY, DASK, FETCH, LANDMARKS, SIMULATE
 
 
 class AbsPath(click.Path):
@@ -24,21 +25,71 @@ class AbsPath(click.Path):
         return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
 
 
-def _landmark_options(f):
-    f = click.option("--landmarks", "landmarks", default="auto", show_default=True,
-                     type=click.Choice(["auto", "dlib", "fan"]),
-                     help="Landmark backend: fan (GPU, face-alignment) when CUDA and its weights exist, else dlib.")(f)
-    f = click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None,
-                     help="2D FAN state dict (default: face-alignment's torch-hub cache).")(f)
-    f = click.option("--keyframe-interval", type=click.IntRange(min=1), default=10, show_default=True,
-                     help="Frames between forced face re-detections; landmarks are tracked in between.")(f)
+def _options(table, override: bool = False):
+    """Click options generated from a table of mf2.params (the one declaration of each
+    setting). ``override``: every default is None, meaning "keep the recipe's value"."""
+    def deco(f):
+        for p in reversed(table):
+            default = None if override else p.default
+            if p.type is bool and "/" in p.flag:
+                f = click.option(p.flag, p.key, default=default, help=p.help)(f)
+                continue
+            if p.type is bool:
+                f = click.option(p.flag, p.key, is_flag=True, default=default, help=p.help)(f)
+                continue
+            kind = (click.Choice(mode_names()) if p.key == "mode" else click.Choice(p.choices) if p.choices
+                    else AbsPath(dir_okay=False) if p.path else click.IntRange(min=p.min) if p.min is not None
+                    else p.type)
+            f = click.option(p.flag, p.key, default=default, show_default=default is not None, type=kind,
+                             help=p.help)(f)
+        return f
+    return deco
+
+
+def _alias_options(f):
+    """The old flags of renamed settings (mf2.params.ALIASES), hidden; see _take_aliases."""
+    from mf2.params import ALIASES, BY_KEY
+
+    for a in ALIASES:
+        if a.flag:
+            f = click.option(a.flag, f"alias__{a.old}", default=None, type=BY_KEY[a.new].type, hidden=True)(f)
     return f
 
 
-def _landmark_config(landmarks: str, fan_weights: str | None, keyframe_interval: int):
-    from mf2.faces.select import LandmarkConfig
+def _take_aliases(params: dict) -> None:
+    """Old flags given: their value moves to the new key, with a one-line warning."""
+    from mf2.params import ALIAS_BY_OLD, BY_KEY
 
-    return LandmarkConfig(backend=landmarks, fan_weights=fan_weights, keyframe_interval=keyframe_interval)
+    ctx = click.get_current_context()
+    for name in [k for k in params if k.startswith("alias__")]:
+        value = params.pop(name)
+        if value is None:
+            continue
+        a = ALIAS_BY_OLD[name[len("alias__"):]]
+        new = BY_KEY[a.new].flag
+        if ctx.get_parameter_source(a.new) == click.core.ParameterSource.COMMANDLINE:
+            raise UsageError(f"{a.flag} and {new} set one thing; keep {new}")
+        params[a.new] = value
+        click.echo(f"mf2: warning: {a.flag} is deprecated; use {new}", err=True)
+
+
+def _refuse_other_modes(params: dict) -> None:
+    """An option of another blur mode, given on the command line, is a mistake, not a no-op."""
+    from mf2.params import SIMULATE
+
+    ctx = click.get_current_context()
+    mode = params["mode"]
+    for p in SIMULATE:
+        if not p.applies(mode) and ctx.get_parameter_source(p.key) == click.core.ParameterSource.COMMANDLINE:
+            raise UsageError(f"{p.flag} {params[p.key]}: applies to --mode {' or '.join(p.modes)}, not {mode}")
+
+
+def _landmark_config(params: dict):
+    """The landmark settings (mf2.params.LANDMARKS), taken out of a command's keywords."""
+    from mf2.faces.select import LandmarkConfig
+    from mf2.params import LANDMARKS
+
+    return LandmarkConfig(**{p.target: params.pop(p.key) for p in LANDMARKS})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,28 +113,6 @@ def probe(videos: tuple[str, ...]) -> None:
             failed += 1
     if failed:
         sys.exit(1)
-
-
-def _simulate_options(f):
-    """``mf2 simulate``'s blur options, generated from their one declaration (mf2.params)."""
-    from mf2.params import SIMULATE
-
-    for p in reversed(SIMULATE):
-        if p.type is bool:
-            f = click.option(p.flag, p.key, is_flag=True, default=p.default, help=p.help)(f)
-            continue
-        kind = click.Choice(mode_names()) if p.key == "mode" else (click.Choice(p.choices) if p.choices else p.type)
-        f = click.option(p.flag, p.key, default=p.default, show_default=True, type=kind, help=p.help)(f)
-    return f
-
-
-def _dask_options(f):
-    f = click.option("--scheduler", default=None,
-                     help="Dask scheduler address (tcp://host:8786) of a running cluster, or 'synchronous' to run "
-                          "in this process. Default: a LocalCluster.")(f)
-    f = click.option("--workers", default=None, type=click.IntRange(min=0),
-                     help="LocalCluster worker processes (one thread each); default: the CPU cores; 0: in this process.")(f)
-    return f
 
 
 def _echo_err(line: str) -> None:
@@ -145,20 +174,22 @@ def _report_videos(summary, prefix: str = "") -> None:
 @cli.command()
 @click.option("--videos", required=True, type=AbsPath(), help="A video file or a folder of videos.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
-@_simulate_options
+@_options(SIMULATE)
+@_alias_options
 @click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
               help="Write OUT/contact_sheet.png.")
-@_landmark_options
-@_dask_options
+@_options(LANDMARKS)
+@_options(DASK)
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
-def simulate(videos, out, contact_sheet, landmarks, fan_weights, keyframe_interval, workers, scheduler, retry_failed,
-             replace, **params) -> None:
+def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, replace, **params) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
     from mf2.simulate import simulate_config
 
-    cfg = simulate_config(params, _landmark_config(landmarks, fan_weights, keyframe_interval))
+    _take_aliases(params)
+    _refuse_other_modes(params)
+    cfg = simulate_config(params, _landmark_config(params))
     cfg.validate()
     _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
 
@@ -171,16 +202,15 @@ def simulate(videos, out, contact_sheet, landmarks, fan_weights, keyframe_interv
               help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe value: jobs.0.L=9, jobs.*.crop_size=128, landmarks.backend=dlib (repeatable).")
-@click.option("--landmarks", default=None, type=click.Choice(["auto", "dlib", "fan"]), help="Overrides landmarks.backend.")
-@click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None, help="Overrides landmarks.fan_weights.")
-@click.option("--crop-size", default=None, type=int, help="Overrides every job's crop_size.")
+              help="Override a recipe value: jobs.0.L=9, jobs.*.out_size=128, landmarks.backend=dlib (repeatable).")
+@_options([p for p in LANDMARKS if p.key != "keyframe_interval"], override=True)
+@_options([BY_KEY["out_size"]], override=True)
+@_alias_options
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run.")
 @click.option("--replace", is_flag=True, help="A job folder holds pairs made with other settings: start it over.")
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
-@_dask_options
-def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_size, retry_failed, replace, cookies,
-            workers, scheduler) -> None:
+@_options(DASK, override=True)
+def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies, workers, scheduler, **params) -> None:
     """Run a recipe (pipelines/*.yaml) end to end: fetch, landmarks, flow, every simulate job."""
     from mf2.faces.select import check_backend
     from mf2.pipeline.recipe import load_recipe
@@ -188,8 +218,10 @@ def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_si
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.video import require_ffmpeg
 
-    overrides = {k: v for k, v in (("landmarks.backend", landmarks), ("landmarks.fan_weights", fan_weights),
-                                   ("jobs.*.crop_size", crop_size), ("dask.workers", workers),
+    _take_aliases(params)
+    overrides = {k: v for k, v in (("landmarks.backend", params["backend"]),
+                                   ("landmarks.fan_weights", params["fan_weights"]),
+                                   ("jobs.*.out_size", params["out_size"]), ("dask.workers", workers),
                                    ("dask.scheduler", scheduler)) if v is not None}
     rec = load_recipe(recipe, list(sets), overrides)
     rec.simulate_configs()
@@ -215,36 +247,22 @@ def run_cmd(recipe, manifest, videos, out, sets, landmarks, fan_weights, crop_si
 @click.argument("manifest", type=AbsPath())
 @click.option("--out", required=True, type=AbsPath(file_okay=False),
               help="Folder for videos/ and fetch.parquet (resumable).")
-@click.option("--max-height", default=720, show_default=True, type=int,
-              help="Highest resolution wanted; the highest frame rate is preferred first.")
-@click.option("--rate-limit", default=0.0, show_default=True, type=float,
-              help="Downloads started per minute, all workers together (0: no limit).")
-@click.option("--sleep-requests", default=0.0, show_default=True, type=float,
-              help="Seconds yt-dlp sleeps between the requests of one extraction.")
-@click.option("--retries", default=3, show_default=True, type=int,
-              help="Extra attempts for transient failures (5xx, 429, network, timeout), with backoff.")
-@click.option("--backoff", default=2.0, show_default=True, type=float,
-              help="Seconds before the first retry; doubles each time, with jitter.")
-@click.option("--timeout", default=30.0, show_default=True, type=float, help="Socket timeout in seconds.")
+@_options(FETCH)
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
-@click.option("--workers", default=2, show_default=True, type=int, help="Downloads in parallel.")
-@click.option("--link", is_flag=True, help="Hard-link local files instead of copying them.")
 @click.option("--retry-failed", "retry_failed", is_flag=False, flag_value="transient", default=None,
               type=click.Choice(["transient", "all"]),
               help="Retry failures of the previous run: transient and mf2-side ones (bare flag) or all.")
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
 @click.option("--scheduler", default=None,
               help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
-def fetch(manifest, out, max_height, rate_limit, sleep_requests, retries, backoff, timeout, cookies, workers, link,
-          retry_failed, validate_only, scheduler) -> None:
+def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, **params) -> None:
     """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet."""
     from mf2.fetch.download import FetchConfig
     from mf2.fetch.manifest import read_manifest
     from mf2.fetch.run import run_fetch
     from mf2.video import require_ffmpeg
 
-    cfg = FetchConfig(max_height=max_height, rate_limit=rate_limit, sleep_requests=sleep_requests, retries=retries,
-                      backoff=backoff, timeout=timeout, cookies=cookies, workers=workers, link=link)
+    cfg = FetchConfig(cookies=cookies, **{p.target: params[p.key] for p in FETCH})
     cfg.validate()
     if validate_only:
         rows = read_manifest(manifest)

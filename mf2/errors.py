@@ -94,3 +94,11 @@ def check_writable_dir(path: Path, option: str = "--out") -> Path:
                 except OSError:
                     break
     return p
+
+
+def warn(line: str) -> None:
+    """One line on stderr for something the user should change but that did not stop the run
+    (a deprecated name)."""
+    import sys
+
+    print(f"mf2: warning: {line}", file=sys.stderr)

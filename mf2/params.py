@@ -1,12 +1,18 @@
-"""Every user-settable simulate parameter, declared once.
+"""Every user-settable parameter, declared once: simulate, landmarks, fetch and Dask.
 
-One ``Param`` per setting gives its recipe key (also the keyword the CLI passes on), its
-flag, type, default, help text and where it lives in ``SimulateConfig`` (``target``). From
-this table:
-- ``mf2 simulate``'s options are generated (mf2.cli);
-- a recipe job's keys, types and defaults are generated (mf2.pipeline.recipe);
-- the config dataclasses take their defaults (``default(key)``);
-- ``mf2.simulate.simulate_config`` builds the nested config from key -> value.
+One ``Param`` per setting gives its one name (``key``: the recipe key, the keyword the CLI
+passes on and the key in a manifest's ``params``), its flag, type, default, help text, the
+blur modes it applies to and where it lives in its config dataclass (``target``). From
+these tables:
+- the CLI's options are generated (mf2.cli);
+- a recipe's keys, types and defaults are generated (mf2.pipeline.recipe);
+- the config dataclasses take their defaults (``default(target)``);
+- ``mf2.simulate.simulate_config`` builds the nested config, and ``SimulateConfig.params``
+  writes the flat ``params`` record, both by walking ``SIMULATE``.
+
+Names that changed live on only as aliases (``ALIASES``: old recipe keys and flags, read
+with a warning, never written) and in ``upgrade_params`` (the ``params`` of manifests
+written before schema 1.4).
 
 This module imports nothing heavy, so the CLI can build its options without loading the
 stages. A reviewer can check that a parameter is declared once by grepping its key:
@@ -19,70 +25,178 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+VLA = ("vla",)
+
 
 @dataclass(frozen=True)
 class Param:
-    key: str  # recipe key, CLI keyword
-    flag: str  # command-line flag
+    key: str  # the one name: recipe key, CLI keyword, key in ``params``
+    flag: str  # command-line flag ("--on/--off" for a boolean pair)
     type: type  # int, float, str or bool
     default: Any
-    target: str  # attribute path in SimulateConfig: "out_size", "vla.min_L", "flow.work_size"
+    target: str  # attribute path in the config: "out_size", "vla.min_L", "flow.work_size"
     help: str
     choices: tuple[str, ...] | None = None  # None: any value of ``type`` (mode: the modes found)
-    invert: bool = False  # a flag whose target is its negation (--keep-duplicates -> skip_duplicates)
+    modes: tuple[str, ...] | None = None  # the blur modes it changes; None: every mode
+    path: bool = False  # an input file: the CLI makes it absolute
+    min: int | None = None  # the smallest value the CLI accepts (others are checked by the config)
+
+    def applies(self, mode: str) -> bool:
+        return self.modes is None or mode in self.modes
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An old name of a setting: accepted (with a warning) in recipes and, when ``flag`` is
+    set, on the command line; never written."""
+
+    old: str
+    new: str
+    invert: bool = False  # the old setting was the negation of the new one
+    flag: str | None = None
 
 
 SIMULATE: tuple[Param, ...] = (
     Param("mode", "--mode", str, "pravg", "mode",
           "pravg: average a fixed number L of frames; vla: variable-length averaging stopped by the paper's "
           "overlap/quality/flow rules; synthetic: random camera-shake kernels on single frames."),
-    Param("L", "--L", int, 7, "L", "pravg: frames per blurry image (odd, >= 3)."),
-    Param("stride", "--stride", int, 1, "stride", "pravg, synthetic: exposures between consecutive pairs."),
+    Param("L", "--L", int, 7, "L", "pravg: frames per blurry image (odd, >= 3).", modes=("pravg",)),
+    Param("stride", "--stride", int, 1, "stride", "pravg, synthetic: exposures between consecutive pairs.",
+          modes=("pravg", "synthetic")),
     Param("crf", "--crf", str, "srgb", "crf",
           "Camera response inverted before averaging (linear: average stored values).",
           choices=("srgb", "gamma2.2", "linear")),
-    Param("crop_size", "--crop-size", int, 256, "out_size", "Side of the output crops in pixels."),
+    Param("out_size", "--out-size", int, 256, "out_size",
+          "Side of the output images in pixels (the crop is resized to it)."),
     Param("margin", "--margin", float, 0.25, "margin",
           "Crop margin around the landmarks, as a share of their extent on each side."),
-    Param("keep_duplicates", "--keep-duplicates", bool, False, "skip_duplicates",
-          "Count repeated frames as exposures (default: skip them).", invert=True),
+    Param("skip_duplicates", "--skip-duplicates/--keep-duplicates", bool, True, "skip_duplicates",
+          "Repeated frames are not exposures (--keep-duplicates counts them)."),
     Param("face", "--face", str, "largest", "face",
           "The face each shot's pairs are made of (by landmark size, nearness to the centre, or frames).",
           choices=("largest", "centre", "longest")),
     Param("faces", "--faces", str, "main", "faces",
           "all: pairs of every face of the video, each its own face_id (more pairs from group shots).",
           choices=("main", "all")),
-    Param("min_L", "--min-L", int, 3, "vla.min_L", "vla: shortest sub-sequence kept (odd)."),
-    Param("max_L", "--max-L", int, 21, "vla.max_L", "vla: longest sub-sequence."),
+    Param("min_L", "--min-L", int, 3, "vla.min_L", "vla: shortest sub-sequence kept (odd).", modes=VLA),
+    Param("max_L", "--max-L", int, 21, "vla.max_L", "vla: longest sub-sequence.", modes=VLA),
     Param("direction", "--direction", str, "forward", "vla.direction",
           "vla: temporal order; both adds reverse pairs that do not duplicate a forward pair.",
-          choices=("forward", "reverse", "both")),
+          choices=("forward", "reverse", "both"), modes=VLA),
     Param("min_overlap", "--min-overlap", float, 0.5, "vla.min_overlap",
-          "vla rule (i): IoU of each facial part's box, first vs last frame."),
+          "vla rule (i): IoU of each facial part's box, first vs last frame.", modes=VLA),
     Param("min_quality", "--min-quality", float, 0.75, "vla.min_quality",
-          "vla rule (ii): SSIM of the running average with the middle frame."),
+          "vla rule (ii): SSIM of the running average with the middle frame.", modes=VLA),
     Param("max_fb_bad", "--max-fb-bad", float, 0.25, "vla.max_fb_bad",
-          "vla rule (iii): share of face pixels failing the forward-backward flow check."),
+          "vla rule (iii): share of face pixels failing the forward-backward flow check.", modes=VLA),
     Param("osc_frac", "--osc-frac", float, 0.005, "vla.osc_frac",
-          "vla rule (iii): flow reversal counted as oscillation above this share of the face size."),
+          "vla rule (iii): flow reversal counted as oscillation above this share of the face size.", modes=VLA),
     Param("dup_jaccard", "--dup-jaccard", float, 0.5, "vla.dup_jaccard",
-          "vla: a reverse pair sharing this share of frames with a forward pair is a duplicate."),
-    Param("flow", "--flow", str, "dis", "flow.method", "Optical flow method (OpenCV).", choices=("dis", "farneback")),
-    Param("flow_preset", "--flow-preset", str, "medium", "flow.preset", "DIS preset.",
-          choices=("ultrafast", "fast", "medium")),
+          "vla: a reverse pair sharing this share of frames with a forward pair is a duplicate.", modes=VLA),
+    Param("flow", "--flow", str, "dis", "flow.method", "vla: optical flow method (OpenCV).",
+          choices=("dis", "farneback"), modes=VLA),
+    Param("flow_preset", "--flow-preset", str, "medium", "flow.preset", "vla: DIS preset.",
+          choices=("ultrafast", "fast", "medium"), modes=VLA),
     Param("flow_size", "--flow-size", int, 128, "flow.work_size",
-          "Side of the face square the flow is computed on (pixels)."),
+          "vla: side of the face square the flow is computed on (pixels).", modes=VLA),
     Param("kernel_size", "--kernel-size", int, 31, "synthetic.kernel_size",
-          "synthetic: kernel side in output-crop pixels (odd)."),
-    Param("seed", "--seed", int, 0, "synthetic.seed", "synthetic: run seed (pairs derive their own)."),
+          "synthetic: kernel side in output pixels (odd).", modes=("synthetic",)),
+    Param("seed", "--seed", int, 0, "synthetic.seed", "synthetic: run seed (pairs derive their own).",
+          modes=("synthetic",)),
     Param("noise_sigma", "--noise-sigma", float, 0.0, "synthetic.noise_sigma",
-          "synthetic: Gaussian noise added after blurring, in 8-bit levels."),
+          "synthetic: Gaussian noise added after blurring, in 8-bit levels.", modes=("synthetic",)),
 )
+
+LANDMARKS: tuple[Param, ...] = (
+    Param("backend", "--landmarks", str, "auto", "backend",
+          "Landmark backend: fan (GPU, face-alignment) when CUDA and its weights exist, else dlib.",
+          choices=("auto", "dlib", "fan")),
+    Param("fan_weights", "--fan-weights", str, None, "fan_weights",
+          "2D FAN state dict (default: face-alignment's torch-hub cache).", path=True),
+    Param("keyframe_interval", "--keyframe-interval", int, 10, "keyframe_interval",
+          "Frames between forced face re-detections; landmarks are tracked in between.", min=1),
+)
+
+FETCH: tuple[Param, ...] = (
+    Param("max_height", "--max-height", int, 720, "max_height",
+          "Highest resolution wanted; the highest frame rate is preferred first."),
+    Param("rate_limit", "--rate-limit", float, 0.0, "rate_limit",
+          "Downloads started per minute, all workers together (0: no limit)."),
+    Param("sleep_requests", "--sleep-requests", float, 0.0, "sleep_requests",
+          "Seconds yt-dlp sleeps between the requests of one extraction."),
+    Param("retries", "--retries", int, 3, "retries",
+          "Extra attempts for transient failures (5xx, 429, network, timeout), with backoff."),
+    Param("backoff", "--backoff", float, 2.0, "backoff", "Seconds before the first retry; doubles each time, with jitter."),
+    Param("timeout", "--timeout", float, 30.0, "timeout", "Socket timeout in seconds."),
+    Param("workers", "--workers", int, 2, "workers", "Downloads in parallel."),
+    Param("link", "--link", bool, False, "link", "Hard-link local files instead of copying them."),
+)
+
+DASK: tuple[Param, ...] = (
+    Param("workers", "--workers", int, None, "workers",
+          "LocalCluster worker processes (one thread each); default: the CPU cores; 0: in this process.", min=0),
+    Param("scheduler", "--scheduler", str, None, "scheduler",
+          "Dask scheduler address (tcp://host:8786) of a running cluster, or 'synchronous' to run in this "
+          "process. Default: a LocalCluster."),
+)
+
+ALIASES: tuple[Alias, ...] = (
+    Alias("crop_size", "out_size", flag="--crop-size"),  # crop_size is the source-pixel crop column
+    Alias("keep_duplicates", "skip_duplicates", invert=True),  # the flag lives on as --keep-duplicates
+)
+ALIAS_BY_OLD: dict[str, Alias] = {a.old: a for a in ALIASES}
 BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
-BY_TARGET: dict[str, Param] = {p.target: p for p in SIMULATE}
 
 
-def default(target: str) -> Any:
+def default(target: str, table: tuple[Param, ...] = SIMULATE) -> Any:
     """The default of the setting stored at ``target`` (a config dataclass's field default)."""
-    p = BY_TARGET[target]
-    return (not p.default) if p.invert else p.default
+    for p in table:
+        if p.target == target:
+            return p.default
+    raise KeyError(target)
+
+
+def get_path(obj: Any, target: str) -> Any:
+    for attr in target.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def values_of(cfg: Any, table: tuple[Param, ...]) -> dict[str, Any]:
+    """key -> value of every setting of ``table`` in a config (what a recipe writes back)."""
+    return {p.key: get_path(cfg, p.target) for p in table}
+
+
+def resolve_aliases(values: dict[str, Any], where: str = "") -> tuple[dict[str, Any], list[str]]:
+    """``values`` with old keys renamed (and negated where the meaning flipped), and one
+    deprecation line per old key. An old and a new key for one setting is an error (ValueError)."""
+    out = dict(values)
+    notes = []
+    for a in ALIASES:
+        if a.old not in out:
+            continue
+        v = out.pop(a.old)
+        if a.new in values:
+            raise ValueError(f"{where}{a.old} and {a.new} name one setting; keep {a.new}")
+        out[a.new] = (not v) if a.invert and isinstance(v, bool) else v
+        notes.append(f"{where}{a.old} is deprecated; use {a.new}" + (" (its negation)" if a.invert else ""))
+    return out, notes
+
+
+def upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's ``params`` in today's names. Before schema 1.4, the mode's settings were
+    nested (``vla``, ``flow``, ``synthetic``), ``flow`` repeated the crop margin, and
+    ``faces`` held the face choice unless it was "all". Idempotent."""
+    p = dict(params)
+    for section in ("vla", "synthetic"):
+        if isinstance(p.get(section), dict):
+            p.update(p.pop(section))
+    flow = p.get("flow")
+    if isinstance(flow, dict):
+        p["flow"] = flow.get("method")
+        p["flow_preset"] = flow.get("preset")
+        p["flow_size"] = flow.get("work_size")
+    if p.get("faces") not in (None, "main", "all"):
+        p["face"] = p["faces"]
+        p["faces"] = "main"
+    return p

@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 from mf2 import __version__
 from mf2.errors import InputError
+from mf2.params import upgrade_params
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
@@ -27,6 +28,8 @@ SCHEMA_HISTORY = {
     "1.1": "VLA and synthetic columns (direction, stop_*, displacement_px, path_px, seed, kernel_size, kernel, noise_sigma)",
     "1.2": "identity, split and params columns; mf2.videos (video_id -> sha256) in the metadata",
     "1.3": "face tracks: landmark rows per (frame, track) with shot, track, face_id and reason; pairs get shot and face_id",
+    "1.4": "params flat, by the names of mf2.params (the CLI's and recipes' names); older params read through "
+           "mf2.params.upgrade_params",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -165,12 +168,28 @@ def try_read_metadata(path: Path) -> dict[str, str] | None:
         return None
 
 
-def read_cached(path: Path, video_sha256: str, params: dict[str, Any]) -> pa.Table | None:
+def pair_params(md: dict[str, str] | None) -> dict[str, Any] | None:
+    """The ``params`` of a pairs manifest or part, in today's names (before schema 1.4 the
+    mode's settings were nested: mf2.params.upgrade_params)."""
+    if md is None or not md.get("mf2.params"):
+        return None
+    return upgrade_params(json.loads(md["mf2.params"]))
+
+
+def made_with(md: dict[str, str] | None, video_sha256: str, params: dict[str, Any], pairs: bool = False) -> bool:
+    """Whether a file's metadata says it was made from this very video with these parameters
+    (``pairs``: a part, whose stored params may use older names)."""
+    if md is None or md.get("mf2.video_sha256") != video_sha256:
+        return False
+    stored = params_json(pair_params(md)) if pairs else md.get("mf2.params")
+    return stored == params_json(params)
+
+
+def read_cached(path: Path, video_sha256: str, params: dict[str, Any], pairs: bool = False) -> pa.Table | None:
     """A per-video cache or part file, if it was made from this very video with these
     parameters and reads back whole; None means "compute it again". One rule for the
     landmark, flow and part files."""
-    md = try_read_metadata(path)
-    if md is None or md.get("mf2.video_sha256") != video_sha256 or md.get("mf2.params") != params_json(params):
+    if not made_with(try_read_metadata(path), video_sha256, params, pairs):
         return None
     try:
         return pq.read_table(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,11 +29,11 @@ from mf2.flow import FlowConfig
 from mf2.errors import UsageError
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
-from mf2.params import SIMULATE, default
+from mf2.params import SIMULATE, default, get_path
 from mf2.faces.select import LandmarkConfig
 from mf2.faces.series import FACE_CHOICES, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import (PAIR_SCHEMA, landmarks_column, metadata, params_json, read_cached, read_metadata,
+from mf2.schema import (PAIR_SCHEMA, landmarks_column, made_with, metadata, params_json, read_cached, read_metadata,
                         try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
@@ -59,6 +59,11 @@ class SimulateConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
+    def __post_init__(self) -> None:
+        # The crop margin is one setting: the flow stage crops with the same one.
+        if self.flow.margin != self.margin:
+            object.__setattr__(self, "flow", replace(self.flow, margin=self.margin))
+
     def validate(self) -> None:
         get_mode(self.mode)  # a one-line error naming the modes there are
         if self.L < 3 or self.L % 2 == 0:
@@ -68,7 +73,7 @@ class SimulateConfig:
         if self.crf not in CRF_MODES:
             raise UsageError(f"--crf {self.crf!r}: expected one of {', '.join(CRF_MODES)}")
         if not 16 <= self.out_size <= 4096:
-            raise UsageError(f"--crop-size {self.out_size}: must be between 16 and 4096")
+            raise UsageError(f"--out-size {self.out_size}: must be between 16 and 4096")
         if not 0 <= self.margin <= 2:
             raise UsageError(f"--margin {self.margin}: must be between 0 and 2")
         if self.face not in FACE_CHOICES:
@@ -80,30 +85,30 @@ class SimulateConfig:
         self.flow.validate()
         self.synthetic.validate()
         if self.mode == "synthetic" and self.synthetic.kernel_size > self.out_size:
-            raise UsageError(f"--kernel-size {self.synthetic.kernel_size}: larger than --crop-size {self.out_size}")
+            raise UsageError(f"--kernel-size {self.synthetic.kernel_size}: larger than --out-size {self.out_size}")
 
     def params(self) -> dict:
-        """Everything that changes this mode's pairs: the resume key and the provenance record."""
-        d = {"mode": self.mode, "crf": self.crf, "out_size": self.out_size, "margin": self.margin,
-             "skip_duplicates": self.skip_duplicates, "landmarks": self.landmarks.key(),
-             "faces": self.faces if self.faces == "all" else self.face}
+        """Everything that changes this job's pairs, by the names of mf2.params: the resume key
+        and the ``params`` record of every row. A setting of another mode is left out, and so
+        is ``face`` when every face is kept."""
+        d = {p.key: get_path(self, p.target) for p in SIMULATE if p.applies(self.mode)}
+        if self.faces == "all":
+            del d["face"]
+        d["landmarks"] = self.landmarks.key()
         d.update(get_mode(self.mode).params(self))
         return d
 
 
 def simulate_config(values: dict[str, Any], landmarks: LandmarkConfig | None = None) -> SimulateConfig:
     """The config that recipe keys or CLI keywords (mf2.params) describe; keys not given take
-    their defaults, keys that are not parameters (a recipe job's name) are ignored. The
-    crop margin is one setting: the flow stage gets the same one."""
+    their defaults, keys that are not parameters (a recipe job's name) are ignored."""
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {"vla": {}, "flow": {}, "synthetic": {}}
     for p in SIMULATE:
-        v = values.get(p.key, p.default)
         head, _, attr = p.target.rpartition(".")
-        (nested[head] if head else top)[attr] = (not v) if p.invert else v
+        (nested[head] if head else top)[attr] = values.get(p.key, p.default)
     return SimulateConfig(**top, landmarks=landmarks or LandmarkConfig(), vla=VlaConfig(**nested["vla"]),
-                          flow=FlowConfig(**nested["flow"], margin=top["margin"]),
-                          synthetic=SyntheticConfig(**nested["synthetic"]))
+                          flow=FlowConfig(**nested["flow"]), synthetic=SyntheticConfig(**nested["synthetic"]))
 
 
 @dataclass
@@ -175,8 +180,7 @@ def part_path(out: Path, cfg: SimulateConfig, video_id: str) -> Path:
 
 
 def part_is_current(path: Path, sha: str, cfg: SimulateConfig) -> bool:
-    md = try_read_metadata(path)
-    return md is not None and md.get("mf2.video_sha256") == sha and md.get("mf2.params") == params_json(cfg.params())
+    return made_with(try_read_metadata(path), sha, cfg.params(), pairs=True)
 
 
 def simulate_video(
@@ -198,7 +202,7 @@ def simulate_video(
     stages.enter("hash")
     sha = sha or sha256_file(src.path)
     ppath = part_path(out, cfg, src.video_id)
-    part = read_cached(ppath, sha, cfg.params())
+    part = read_cached(ppath, sha, cfg.params(), pairs=True)
     if part is not None:
         md = read_metadata(ppath)
         return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True,

@@ -174,23 +174,60 @@ def test_each_simulate_parameter_is_declared_once() -> None:
     """mf2.params is the only declaration: the config's defaults, the CLI's options and the
     recipe's keys all come from it, and each key sets exactly its own target."""
     from mf2.cli import simulate as command
-    from mf2.params import SIMULATE
+    from mf2.params import SIMULATE, get_path
     from mf2.pipeline.recipe import JOB_KEYS
     from mf2.simulate import SimulateConfig, simulate_config
-
-    def get(cfg, target):
-        for part in target.split("."):
-            cfg = getattr(cfg, part)
-        return cfg
 
     base = SimulateConfig()
     options = {o.name: o for o in command.params}
     for p in SIMULATE:
-        assert get(base, p.target) == ((not p.default) if p.invert else p.default), p.key
+        assert get_path(base, p.target) == p.default, p.key
         cfg = simulate_config({p.key: _changed(p)})
-        moved = [q.target for q in SIMULATE if get(cfg, q.target) != get(base, q.target)]
+        moved = [q.target for q in SIMULATE if get_path(cfg, q.target) != get_path(base, q.target)]
         assert moved == [p.target], (p.key, moved)
-        assert p.key in options and options[p.key].default == p.default and p.flag in options[p.key].opts, p.key
+        assert p.key in options and options[p.key].default == p.default, p.key
+        assert p.flag.split("/")[0] in options[p.key].opts, p.key
         assert JOB_KEYS[p.key] == ((p.type,), p.default)
     assert set(JOB_KEYS) == {"name"} | {p.key for p in SIMULATE}
     assert simulate_config({"margin": 0.5}).flow.margin == 0.5  # one margin, not two
+    assert SimulateConfig(margin=0.5).flow.margin == 0.5  # even when built by hand
+
+
+def test_params_record_uses_the_cli_names() -> None:
+    """A setting has one name: the ``params`` record holds each setting of the mode under its
+    key (no nesting, nothing twice), and a changed setting shows under that very key."""
+    from mf2.params import SIMULATE
+    from mf2.modes import mode_names
+    from mf2.simulate import simulate_config
+
+    for mode in mode_names():
+        base = simulate_config({"mode": mode}).params()
+        want = {p.key for p in SIMULATE if p.applies(mode)}
+        assert want <= set(base), (mode, want - set(base))
+        extra = set(base) - want - {"landmarks"}
+        assert all(not isinstance(base[k], dict) for k in extra), (mode, extra)  # constants only, flat
+        for p in SIMULATE:
+            if p.key == "mode" or not p.applies(mode):
+                continue
+            changed = simulate_config({"mode": mode, p.key: _changed(p)}).params()
+            moved = [k for k in base if base[k] != changed.get(k)]
+            assert moved == (["face", "faces"] if p.key == "faces" else [p.key]), (mode, p.key)  # all: no face
+
+
+def test_landmark_fetch_and_dask_settings_are_declared_once() -> None:
+    from mf2.cli import fetch, run_cmd, simulate
+    from mf2.faces.select import LandmarkConfig
+    from mf2.fetch.download import FetchConfig
+    from mf2.params import DASK, FETCH, LANDMARKS, get_path
+    from mf2.pipeline.recipe import SECTIONS, DaskConfig
+
+    for table, cfg, section, command in ((LANDMARKS, LandmarkConfig(), "landmarks", simulate),
+                                         (FETCH, FetchConfig(), "fetch", fetch), (DASK, DaskConfig(), "dask", simulate)):
+        options = {o.name: o for o in command.params}
+        for p in table:
+            assert get_path(cfg, p.target) == p.default, p.key
+            assert options[p.key].default == p.default and p.flag in options[p.key].opts, p.key
+            assert SECTIONS[section][p.key][1] == p.default, p.key
+        assert set(SECTIONS[section]) == {p.key for p in table}
+    overrides = {o.name: o for o in run_cmd.params}
+    assert all(overrides[k].default is None for k in ("backend", "fan_weights", "out_size", "workers", "scheduler"))

@@ -74,7 +74,7 @@ def _one(clips: Path, name: str, dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def dataset(clips, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ds") / "DS"
-    res = run_mf2("simulate", "--videos", str(clips / "a.mp4"), "--out", str(out), "--crop-size", "64", *SIM)
+    res = run_mf2("simulate", "--videos", str(clips / "a.mp4"), "--out", str(out), "--out-size", "64", *SIM)
     assert res.returncode == 0, res.stderr
     return out
 
@@ -85,7 +85,7 @@ def reference(clips, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ref")
     for n in ("a.mp4", "b.mp4"):
         _one(clips, n, root / "in")
-    res = run_mf2("simulate", "--videos", str(root / "in"), "--out", str(root / "DS"), "--crop-size", "64", *SIM)
+    res = run_mf2("simulate", "--videos", str(root / "in"), "--out", str(root / "DS"), "--out-size", "64", *SIM)
     assert res.returncode == 0, res.stderr
     return root
 
@@ -186,7 +186,7 @@ def run_manifest_relative_out_over_http(c: Ctx) -> None:
         (work / "v.csv").write_text(f"video_id,url\nv1,{srv.url('ok', 'a.mp4')}\n")
         shutil.copy(REPO / "pipelines" / "pravg.yaml", work / "pravg.yaml")
         ok(run_mf2("run", "pravg.yaml", "--manifest", "v.csv", "--out", "RUN", "--workers", "0",
-                   "--set", "jobs.*.crop_size=64", cwd=work))
+                   "--set", "jobs.*.out_size=64", cwd=work))
     assert (work / "RUN" / "data" / "videos" / "v1.mp4").is_file() and not (work / "RUN" / "RUN").exists()
     assert any(pq.read_table(p).num_rows for p in (work / "RUN").glob("*/pairs.parquet"))
 
@@ -214,7 +214,7 @@ def fetch_stuck_failure_is_retried(c: Ctx) -> None:
 def simulate_twice_adds_videos(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")  # the first run: a.mp4
     n_a = _rows(ds)
-    res = ok(run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--crop-size", "64", *SIM))
+    res = ok(run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", *SIM))
     t = pq.read_table(ds / "pairs.parquet")
     assert set(t["video_id"].to_pylist()) == {"a", "b"} and t.num_rows > n_a
     assert f"({t.num_rows} in the dataset)" in res.stderr
@@ -227,7 +227,7 @@ def simulate_twice_adds_videos(c: Ctx) -> None:
 def simulate_other_settings_refused(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")
     before = _sha(ds / "pairs.parquet")
-    res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--crop-size", "64", "--L", "9",
+    res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", "--L", "9",
                   *SIM)
     one_error(res, 2, "L: 7 -> 9")
     assert _sha(ds / "pairs.parquet") == before and not (ds / "parts" / "pravg" / "b.parquet").exists()
@@ -235,7 +235,7 @@ def simulate_other_settings_refused(c: Ctx) -> None:
 
 def simulate_replace(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")
-    ok(run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--crop-size", "64", "--L", "5",
+    ok(run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", "--L", "5",
                "--replace", *SIM))
     t = pq.read_table(ds / "pairs.parquet")
     assert set(t["video_id"].to_pylist()) == {"b"} and set(t["L"].to_pylist()) == {5}
@@ -246,7 +246,7 @@ def simulate_replace(c: Ctx) -> None:
 def concurrent_simulates_keep_both(c: Ctx) -> None:
     ds = c.tmp / "DS"
     procs = [subprocess.Popen([sys.executable, "-m", "mf2", "simulate", "--videos", str(c.clips / n), "--out", str(ds),
-                               "--crop-size", "64", *SIM], stderr=subprocess.PIPE, text=True)
+                               "--out-size", "64", *SIM], stderr=subprocess.PIPE, text=True)
              for n in ("a.mp4", "b.mp4")]
     for p in procs:
         _, err = p.communicate(timeout=120)
@@ -276,10 +276,10 @@ def out_is_a_file_train(c: Ctx) -> None:
 
 def disk_full_simulate(c: Ctx) -> None:
     with tmpfs(c.tmp / "small", "400k") as small:
-        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(small / "DS"), "--crop-size", "64",
+        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(small / "DS"), "--out-size", "64",
                    "--no-contact-sheet", "--workers", "0"))
         before = _sha(small / "DS" / "pairs.parquet")
-        res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(small / "DS"), "--crop-size", "64",
+        res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(small / "DS"), "--out-size", "64",
                       "--workers", "0")
         one_error(res, 1, "no space left")
         # the first run's pairs are still there, and the manifest is consistent with the files
@@ -337,7 +337,7 @@ def zero_byte_manifest_rebuilt_by_simulate(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")
     n = _rows(ds)
     _corrupt(ds, "zero")
-    ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(ds), "--crop-size", "64", *SIM))
+    ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(ds), "--out-size", "64", *SIM))
     assert _rows(ds) == n
 
 
@@ -449,7 +449,7 @@ def deblur_keeps_vfr_timing(c: Ctx) -> None:
 def files_respect_umask(c: Ctx) -> None:
     old = os.umask(0o022)
     try:
-        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "DS"), "--crop-size", "64",
+        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "DS"), "--out-size", "64",
                    "--workers", "0"))
     finally:
         os.umask(old)
@@ -581,7 +581,7 @@ def interrupted_simulate_resumes(sig: int) -> Callable[[Ctx], None]:
     def case(c: Ctx) -> None:
         folder = c.reference / "in"
         out = c.tmp / "O"
-        args = ["simulate", "--videos", str(folder), "--out", str(out), "--crop-size", "64", *SIM]
+        args = ["simulate", "--videos", str(folder), "--out", str(out), "--out-size", "64", *SIM]
         res = _interrupt(c, sig, args, lambda: (out / "parts" / "pravg" / "a.parquet").exists())
         if sig == signal.SIGINT and res.returncode != 0:
             assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr[-2000:]

@@ -161,14 +161,14 @@ def test_override_precedence():
     from mf2.pipeline.recipe import load_recipe
 
     base = load_recipe(REPO / "pipelines" / "pravg.yaml")
-    assert [j["L"] for j in base.jobs] == [7, 9, 11, 15, 21] and {j["crop_size"] for j in base.jobs} == {256}
-    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.0.L=5", "jobs.*.crop_size=128", "landmarks.backend=dlib"])
-    assert [j["L"] for j in r.jobs] == [5, 9, 11, 15, 21] and {j["crop_size"] for j in r.jobs} == {128}
-    assert r.jobs[0]["name"] == "pravg_L5" and r.landmarks["backend"] == "dlib"
+    assert [j.cfg.L for j in base.jobs] == [7, 9, 11, 15, 21] and {j.cfg.out_size for j in base.jobs} == {256}
+    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.0.L=5", "jobs.*.out_size=128", "landmarks.backend=dlib"])
+    assert [j.cfg.L for j in r.jobs] == [5, 9, 11, 15, 21] and {j.cfg.out_size for j in r.jobs} == {128}
+    assert r.jobs[0].name == "pravg_L5" and r.landmarks.backend == "dlib"
     # dedicated flags come after --set
-    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.*.crop_size=128", "dask.workers=3"],
+    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.*.out_size=128", "dask.workers=3"],
                     {"jobs.*.crop_size": 64, "dask.workers": 1})
-    assert {j["crop_size"] for j in r.jobs} == {64} and r.dask["workers"] == 1
+    assert {j.cfg.out_size for j in r.jobs} == {64} and r.dask.workers == 1
     # the resolved recipe round-trips
     from mf2.pipeline.recipe import dump_recipe, parse_recipe
     import yaml

@@ -22,7 +22,7 @@ def pairs_dir(videos, tmp_path_factory) -> Path:
     vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
     res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "4",
-                  "--crop-size", "64", "--no-contact-sheet", "--workers", "0")
+                  "--out-size", "64", "--no-contact-sheet", "--workers", "0")
     assert res.returncode == 0, res.stderr
     return out
 

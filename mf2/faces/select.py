@@ -9,6 +9,7 @@ from mf2.errors import UsageError
 from mf2.faces.base import LandmarkBackend
 from mf2.faces.models import fan_weights_path
 from mf2.faces.shots import ShotConfig
+from mf2.params import LANDMARKS, default
 
 
 @dataclass(frozen=True)
@@ -18,9 +19,9 @@ class LandmarkConfig:
     of tests/footage.py (issue 13 note): none of the checks fires on a shared clip's
     correctly tracked frames except where named."""
 
-    backend: str = "auto"  # auto | dlib | fan
-    fan_weights: str | None = None
-    keyframe_interval: int = 10  # frames between detections near each track
+    backend: str = default("backend", LANDMARKS)  # auto | dlib | fan
+    fan_weights: str | None = default("fan_weights", LANDMARKS)
+    keyframe_interval: int = default("keyframe_interval", LANDMARKS)  # frames between detections near each track
     discover_interval: int = 60  # frames between whole-frame searches for faces entering a shot
     discover_min_face: int = 80  # smallest face (pixels) those searches look for (mf2.faces.track)
     duplicate_threshold: float = 0.3  # see mf2.video.duplicates

@@ -21,21 +21,24 @@ from pathlib import Path
 from mf2.errors import InputError, UsageError
 from mf2.fetch.errors import classify, is_transient
 from mf2.fetch.manifest import ManifestRow, local_path
+from mf2.params import FETCH, default
 from mf2.sources import sha256_file
 from mf2.video import probe
 
 
 @dataclass(frozen=True)
 class FetchConfig:
-    max_height: int = 720
-    rate_limit: float = 0.0  # downloads started per minute, all workers together; 0 = no limit
-    sleep_requests: float = 0.0  # yt-dlp: seconds between the requests of one extraction
-    retries: int = 3  # extra attempts for transient failures
-    backoff: float = 2.0  # seconds before the first retry; doubles, with jitter
-    timeout: float = 30.0  # socket timeout, seconds
-    cookies: str | None = None
-    workers: int = 2
-    link: bool = False  # local files: hard link (falls back to copy across file systems)
+    """How videos are fetched; each setting but ``cookies`` is declared in mf2.params.FETCH."""
+
+    max_height: int = default("max_height", FETCH)
+    rate_limit: float = default("rate_limit", FETCH)  # downloads started per minute, all workers; 0 = no limit
+    sleep_requests: float = default("sleep_requests", FETCH)  # yt-dlp: seconds between one extraction's requests
+    retries: int = default("retries", FETCH)  # extra attempts for transient failures
+    backoff: float = default("backoff", FETCH)  # seconds before the first retry; doubles, with jitter
+    timeout: float = default("timeout", FETCH)  # socket timeout, seconds
+    cookies: str | None = None  # a path to a secret: a flag only, never in a recipe or a record
+    workers: int = default("workers", FETCH)
+    link: bool = default("link", FETCH)  # local files: hard link (falls back to copy across file systems)
 
     def validate(self) -> None:
         if not 144 <= self.max_height <= 4320:

@@ -3,7 +3,7 @@
 A mode turns one face's landmark series into windows (``plan``), may change the blurry
 image the streaming render averaged (``blur``: synthetic replaces it by a kernel blur of the
 sharp target), names its pairs, adds its own columns (``Plan.extras``) and says which of
-SimulateConfig's parameters are its own (``params``: part of the resume key). simulate,
+constants change its pairs (``params``: part of the resume key). simulate,
 materialize, the stills builder, evaluate and recipes reach a mode only through
 ``mf2.modes.get_mode``.
 """
@@ -54,8 +54,9 @@ class Mode:
     name: str = ""
 
     def params(self, cfg: Any) -> dict:
-        """This mode's own parameters (added to SimulateConfig's shared ones)."""
-        raise NotImplementedError
+        """Constants of this mode that change its pairs but are not user settings (those come
+        from mf2.params, by their ``modes``): part of the resume key and the ``params`` record."""
+        return {}
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         raise NotImplementedError

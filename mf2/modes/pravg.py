@@ -12,9 +12,6 @@ from mf2.modes.base import Mode, Plan, PlanContext
 class PrAvg(Mode):
     name = "pravg"
 
-    def params(self, cfg: Any) -> dict:
-        return {"L": cfg.L, "stride": cfg.stride}
-
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         cfg = ctx.cfg
         windows, stats = plan_pravg(ser.landmarks, ser.usable, ser.is_duplicate, cfg.L, cfg.stride, cfg.margin,

@@ -37,7 +37,7 @@ class Synthetic(Mode):
     name = "synthetic"
 
     def params(self, cfg: Any) -> dict:
-        return {"stride": cfg.stride, "synthetic": cfg.synthetic.key()}
+        return {"iterations": cfg.synthetic.iterations}
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         return _plan(ctx, ser)

@@ -128,7 +128,7 @@ class Vla(Mode):
     name = "vla"
 
     def params(self, cfg: Any) -> dict:
-        return {"vla": cfg.vla.key(), "flow": cfg.flow.key()}
+        return {"thumb_face": cfg.vla.thumb_face}
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         return _plan(ctx, ser)

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mf2.errors import UsageError
-from mf2.schema import params_json, try_read_metadata
+from mf2.schema import pair_params, params_json, try_read_metadata
 
 LOCK_NAME = ".mf2.lock"
 # What --replace clears. The landmark and flow caches stay: they are keyed by their own
@@ -48,11 +48,11 @@ def dataset_params(out: Path) -> dict[str, Any] | None:
     before it wrote one) from any part file. None for a new or empty folder."""
     md = try_read_metadata(out / "pairs.parquet")
     if md is not None and md.get("mf2.kind") == "pairs" and md.get("mf2.params"):
-        return json.loads(md["mf2.params"])
+        return pair_params(md)
     for p in sorted((out / "parts").glob("*/*.parquet")):
-        md = try_read_metadata(p)
-        if md is not None and md.get("mf2.params"):
-            return json.loads(md["mf2.params"])
+        params = pair_params(try_read_metadata(p))
+        if params:
+            return params
     return None
 
 
@@ -113,8 +113,7 @@ def current_parts(out: Path, mode: str, params: dict[str, Any], exclude: set[str
     for p in sorted((out / "parts" / mode).glob("*.parquet")):
         if p.stem in exclude:
             continue
-        md = try_read_metadata(p)
-        if md is None or md.get("mf2.params") != want:
+        if params_json(pair_params(try_read_metadata(p))) != want:
             continue
         try:
             found.append((p.stem, pq.read_table(p)))

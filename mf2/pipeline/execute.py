@@ -295,14 +295,14 @@ def _consolidate(job: Job, recs: list[dict], srcs: dict[str, VideoSource], n_rem
 
 def _finish_part(part: pa.Table, identity: str | None, cfg: SimulateConfig) -> pa.Table:
     """A part (of any 1.x schema) with the columns that are not pixels filled in: identity
-    comes from the source (it may change without touching the images), params from cfg."""
+    comes from the source (it may change without touching the images), params from cfg (the
+    part matched them, perhaps under the names of an older schema)."""
     part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
     n = part.num_rows
     part = part.set_column(part.schema.get_field_index("identity"), "identity",
                            pa.array([identity] * n, pa.string()))
-    if part["params"].null_count:
-        part = part.set_column(part.schema.get_field_index("params"), "params",
-                               pa.array([params_json(cfg.params())] * n, pa.string()))
+    part = part.set_column(part.schema.get_field_index("params"), "params",
+                           pa.array([params_json(cfg.params())] * n, pa.string()))
     return part
 
 

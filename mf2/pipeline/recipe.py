@@ -17,31 +17,68 @@ from typing import Any
 
 import yaml
 
-from mf2.errors import UsageError
+from mf2.errors import UsageError, warn
 from mf2.faces.select import LandmarkConfig
 from mf2.fetch.download import FetchConfig
 from mf2.modes import get_mode
-from mf2.params import SIMULATE
+from mf2.params import ALIAS_BY_OLD, DASK, FETCH, LANDMARKS, SIMULATE, Param, default, resolve_aliases, values_of
 from mf2.simulate import SimulateConfig, simulate_config
 
 _OPT = type(None)
-# key -> (accepted types, default). Job keys are `mf2 simulate`'s options, with underscores.
-# key -> (accepted types, default). Job keys are `mf2 simulate`'s options (mf2.params), plus a name.
-JOB_KEYS: dict[str, tuple[tuple[type, ...], Any]] = {
-    "name": ((str, _OPT), None), **{p.key: ((p.type,), p.default) for p in SIMULATE},
-}
-SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "landmarks": {"backend": ((str,), "auto"), "fan_weights": ((str, _OPT), None),
-                  "keyframe_interval": ((int,), 10)},
-    "fetch": {"max_height": ((int,), 720), "rate_limit": ((float,), 0.0), "sleep_requests": ((float,), 0.0),
-              "retries": ((int,), 3), "backoff": ((float,), 2.0), "timeout": ((float,), 30.0),
-              "workers": ((int,), 2), "link": ((bool,), False)},
-    "dask": {"workers": ((int, _OPT), None), "scheduler": ((str, _OPT), None)},
-}
+Spec = dict[str, tuple[tuple[type, ...], Any]]  # key -> (accepted types, default)
+
+
+def _spec(table: tuple[Param, ...] | list[Param]) -> Spec:
+    """A recipe section's keys, from their one declaration in mf2.params."""
+    return {p.key: ((p.type,) if p.default is not None else (p.type, _OPT), p.default) for p in table}
+
+
+# Job keys are `mf2 simulate`'s options (mf2.params), plus a name.
+JOB_KEYS: Spec = {"name": ((str, _OPT), None), **_spec(SIMULATE)}
+SECTIONS: dict[str, Spec] = {"landmarks": _spec(LANDMARKS), "fetch": _spec(FETCH), "dask": _spec(DASK)}
 TOP_KEYS = {"name": ((str,), "run"), "description": ((str, _OPT), None), "defaults": None, "jobs": None,
             **{k: None for k in SECTIONS}}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", _OPT: "null"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    workers: int | None = default("workers", DASK)
+    scheduler: str | None = default("scheduler", DASK)
+
+
+@dataclass(frozen=True)
+class RecipeJob:
+    name: str  # the job's folder under the run's --out
+    cfg: SimulateConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str | None
+    landmarks: LandmarkConfig
+    fetch: FetchConfig  # not validated until a fetch runs (a recipe run on local videos ignores it)
+    dask: DaskConfig
+    jobs: tuple[RecipeJob, ...]  # validated, every setting resolved
+
+    def to_dict(self) -> dict:
+        """The resolved recipe, in the keys a recipe file uses (what run folders save)."""
+        return {"name": self.name, "description": self.description,
+                "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
+                "dask": values_of(self.dask, DASK),
+                "jobs": [{"name": j.name, **values_of(j.cfg, SIMULATE)} for j in self.jobs]}
+
+    def landmark_config(self) -> LandmarkConfig:
+        return self.landmarks
+
+    def simulate_configs(self) -> list[tuple[str, SimulateConfig]]:
+        return [(j.name, j.cfg) for j in self.jobs]
+
+    def fetch_config(self) -> FetchConfig:
+        self.fetch.validate()
+        return self.fetch
 
 
 def _where(path: Path | str, key: str) -> str:
@@ -72,51 +109,19 @@ def _check_mapping(src, prefix: str, d: Any, spec: dict) -> dict:
         d = {}
     if not isinstance(d, dict):
         raise UsageError(f"{_where(src, prefix.rstrip('.'))}: expected a mapping, got {type(d).__name__}")
+    if spec is JOB_KEYS:
+        try:
+            d, notes = resolve_aliases(d, where=f"{src}: {prefix}")
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        for line in notes:
+            warn(line)
     out = {}
     for k, v in d.items():
         if k not in spec:
             raise _unknown(src, prefix, str(k), spec)
         out[k] = _check_value(src, prefix + k, v, spec[k][0])
     return out
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str | None
-    landmarks: dict
-    fetch: dict
-    dask: dict
-    jobs: list[dict]  # fully resolved: defaults applied, every key present
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "landmarks": self.landmarks,
-                "fetch": self.fetch, "dask": self.dask, "jobs": self.jobs}
-
-    def landmark_config(self) -> LandmarkConfig:
-        lm = self.landmarks
-        return LandmarkConfig(backend=lm["backend"], fan_weights=lm["fan_weights"],
-                              keyframe_interval=lm["keyframe_interval"])
-
-    def simulate_configs(self) -> list[tuple[str, SimulateConfig]]:
-        lcfg = self.landmark_config()
-        out = []
-        for i, j in enumerate(self.jobs):
-            cfg = simulate_config(j, lcfg)
-            try:
-                cfg.validate()
-            except UsageError as e:
-                raise UsageError(f"recipe {self.name}: jobs[{i}] ({j['name']}): {e}") from None
-            out.append((j["name"], cfg))
-        return out
-
-    def fetch_config(self) -> FetchConfig:
-        f = self.fetch
-        cfg = FetchConfig(max_height=f["max_height"], rate_limit=f["rate_limit"], sleep_requests=f["sleep_requests"],
-                          retries=f["retries"], backoff=f["backoff"], timeout=f["timeout"], workers=f["workers"],
-                          link=f["link"])
-        cfg.validate()
-        return cfg
 
 
 def _job_name(j: dict) -> str:
@@ -137,6 +142,13 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
     for sec, spec in SECTIONS.items():
         given = _check_mapping(src, f"{sec}.", data.get(sec), spec)
         sections[sec] = {k: given.get(k, d) for k, (_, d) in spec.items()}
+    landmarks = LandmarkConfig(**sections["landmarks"])
+    jobs = _parse_jobs(data, src, name, landmarks)
+    return Recipe(name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs)
+
+
+def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkConfig) -> tuple[RecipeJob, ...]:
+    """Each job: the defaults, then its own keys; named, validated, names distinct."""
     defaults = _check_mapping(src, "defaults.", data.get("defaults"), JOB_KEYS)
     if "name" in defaults:
         raise UsageError(f"{_where(src, 'defaults.name')}: a name belongs to one job")
@@ -145,19 +157,23 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
         raise UsageError(f"{_where(src, 'jobs')}: expected a non-empty list of jobs")
     jobs = []
     for i, j in enumerate(jobs_in):
-        given = _check_mapping(src, f"jobs[{i}].", j, JOB_KEYS)
         full = {k: d for k, (_, d) in JOB_KEYS.items()}
         full.update(defaults)
-        full.update(given)
+        full.update(_check_mapping(src, f"jobs[{i}].", j, JOB_KEYS))
         full["name"] = full["name"] or _job_name(full)
         if not _NAME.match(full["name"]):
             raise UsageError(f"{_where(src, f'jobs[{i}].name')}: {full['name']!r} must match {_NAME.pattern}")
-        jobs.append(full)
-    names = [j["name"] for j in jobs]
+        cfg = simulate_config(full, landmarks)
+        try:
+            cfg.validate()
+        except UsageError as e:
+            raise UsageError(f"recipe {recipe}: jobs[{i}] ({full['name']}): {e}") from None
+        jobs.append(RecipeJob(full["name"], cfg))
+    names = [j.name for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise UsageError(f"{_where(src, 'jobs')}: job names must be distinct ({', '.join(dup)} repeated); set name:")
-    return Recipe(name, desc, sections["landmarks"], sections["fetch"], sections["dask"], jobs)
+    return tuple(jobs)
 
 
 def _set(data: dict, dotted: str, value: Any, src: str) -> None:
@@ -210,6 +226,7 @@ def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any
         except yaml.YAMLError:
             items.append((key.strip(), raw))
     items += list((overrides or {}).items())
+    items = [_current_name(k, v) for k, v in items]
     if isinstance(data, dict):
         for key, value in items:
             if key.startswith("jobs.*."):
@@ -218,6 +235,16 @@ def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any
             else:
                 _set(data, key, value, str(p))
     return parse_recipe(data, p)
+
+
+def _current_name(dotted: str, value: Any) -> tuple[str, Any]:
+    """``jobs.*.crop_size=128`` written with an old setting name: today's name, with a warning."""
+    head, _, last = dotted.rpartition(".")
+    a = ALIAS_BY_OLD.get(last)
+    if a is None or not head:
+        return dotted, value
+    warn(f"--set {dotted}: {a.old} is deprecated; use {a.new}" + (" (its negation)" if a.invert else ""))
+    return f"{head}.{a.new}", (not value) if a.invert and isinstance(value, bool) else value
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
-from mf2.schema import REMOVED_SCHEMA, metadata, read_metadata, read_table_checked, upgrade_pairs
+from mf2.schema import REMOVED_SCHEMA, metadata, pair_params, read_metadata, read_table_checked, upgrade_pairs
 
 PAIR_KINDS = ("pairs", "pairs-export")
 
@@ -30,7 +30,7 @@ class Dataset:
 
     @property
     def params(self) -> dict[str, Any]:
-        return json.loads(self.meta.get("mf2.params", "{}") or "{}")
+        return pair_params(self.meta) or {}
 
     @property
     def has_images(self) -> bool:
