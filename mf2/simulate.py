@@ -214,11 +214,27 @@ def simulate_video(
     plans = plan_video(cfg, src, info, sha, cache, lm_table, progress, stages)
     plan = merge_plans(plans)
     stages.enter("render")
-    extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
-    windows = sorted(plan.windows, key=lambda w: (w.end, w.center))
+    part = _render_part(src, out, cfg, info, sha, plans).replace_schema_metadata(
+        metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
+                 windows_face_lost=str(plan.face_lost), plan=plan.info)
+    )
+    ser0 = plan.series
+    note = None if part.num_rows or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
+    part = part.replace_schema_metadata({**part.schema.metadata, **({b"mf2.note": note.encode()} if note else {})})
+    stages.enter("write")
+    write_parquet_atomic(ppath, part)
+    return VideoResult(src.video_id, part, plan.face_lost, note=note)
 
+
+def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str,
+                 plans: list[Plan]) -> pa.Table:
+    """One more streaming decode turns every planned window into a pair: both PNGs written,
+    one row each (the part, before its metadata)."""
+    extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
+    windows = sorted((w for p in plans for w in p.windows), key=lambda w: (w.end, w.center))
     rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     mode = get_mode(cfg.mode)
+    params = params_json(cfg.params())
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
             extra, ser = extra_of[id(w)]
@@ -240,23 +256,14 @@ def simulate_video(
                 "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": w.crop.x0,
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
                 "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
-                "crf": cfg.crf, "fps": float(info.fps), "params": params_json(cfg.params()),
+                "crf": cfg.crf, "fps": float(info.fps), "params": params,
                 "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None, **extra,
             }
             for k in PAIR_SCHEMA.names:
                 rows[k].append(row.get(k))
     arrays = {k: (landmarks_column(v) if k == "landmarks" else pa.array(v, PAIR_SCHEMA.field(k).type))
               for k, v in rows.items()}
-    part = pa.table(arrays, schema=PAIR_SCHEMA).replace_schema_metadata(
-        metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
-                 windows_face_lost=str(plan.face_lost), plan=plan.info)
-    )
-    ser0 = plan.series
-    note = None if part.num_rows or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
-    part = part.replace_schema_metadata({**part.schema.metadata, **({b"mf2.note": note.encode()} if note else {})})
-    stages.enter("write")
-    write_parquet_atomic(ppath, part)
-    return VideoResult(src.video_id, part, plan.face_lost, note=note)
+    return pa.table(arrays, schema=PAIR_SCHEMA)
 
 
 def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: np.ndarray, plan: Plan) -> str:

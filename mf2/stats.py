@@ -80,6 +80,17 @@ def run_stats(out: Path) -> StatsReport:
     folder.mkdir(parents=True, exist_ok=True)
     report = StatsReport(folder, len(L), modes, Ls, stops, ppv)
 
+    _plots(report, L, stops, np.asarray([np.nan if v is None else v for v in d["path_px"]], dtype=float), ppv)
+    from mf2.track_audit import audit_folder
+
+    vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
+    report.tracks = audit_folder(out, vids, folder)
+    write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
+    return report
+
+
+def _plots(report: StatsReport, L: np.ndarray, stops: dict, motion: np.ndarray, ppv: dict) -> None:
+    """The PNG plots of what the dataset holds, each only when there is something to show."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +99,7 @@ def run_stats(out: Path) -> StatsReport:
     def figure(name: str, draw) -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         draw(ax)
-        _save(fig, folder / name)
+        _save(fig, report.folder / name)
         plt.close(fig)
         report.plots.append(name)
 
@@ -109,7 +120,6 @@ def run_stats(out: Path) -> StatsReport:
             ax.tick_params(axis="x", rotation=30)
         figure("stop_reasons.png", bars)
 
-    motion = np.asarray([np.nan if v is None else v for v in d["path_px"]], dtype=float)
     if np.isfinite(motion).any():
         def scatter(ax):
             ok = np.isfinite(motion)
@@ -127,10 +137,3 @@ def run_stats(out: Path) -> StatsReport:
             ax.set_title("pairs per video" + (" (top 40)" if len(ppv) > 40 else ""))
             ax.tick_params(axis="y", labelsize=7)
         figure("pairs_per_video.png", per_video)
-
-    from mf2.track_audit import audit_folder
-
-    vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
-    report.tracks = audit_folder(out, vids, folder)
-    write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
-    return report

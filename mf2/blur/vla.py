@@ -185,78 +185,100 @@ class _Planner:
         return ssim(mean, crop.take(np.asarray(self.thumbs.frames[middle])))
 
     def run(self, order: Sequence[int], direction: str) -> tuple[list[VlaWindow], VlaStats]:
-        cfg = self.cfg
+        """Sub-sequences over ``order`` (frame indices, in this direction's time order): each
+        grows from the first usable frame until a rule stops it; the next starts after it."""
         stats = VlaStats()
         out: list[VlaWindow] = []
         i = 0
         while i < len(order):
-            s = order[i]
-            if not self.valid[s]:
+            if not self.valid[order[i]]:
                 i += 1
                 continue
-            seq = [s]
-            acc = self.lut[np.asarray(self.thumbs.frames[s])].astype(np.float32)
-            disp = np.zeros(2)
-            path = 0.0
-            stop = VlaStop("end-of-clip")
-            j = i + 1
-            while True:
-                if len(seq) >= cfg.max_L:
-                    stop = VlaStop("max-L")
-                    break
-                if j >= len(order):
-                    break
-                f = order[j]
-                if self.run_id[f] != self.run_id[s]:  # another shot or another track
-                    stop = VlaStop("shot-cut")
-                    break
-                v, flow_ok, fb = self.step(seq[-1], f)
-                lost = not (self.valid[f] and flow_ok)
-                st = VlaStop("", fb_bad=fb)
-                if not lost:
-                    st.overlap = min(part_overlap(self.lms[seq[0]], self.lms[f]).values())
-                    cand_acc = acc + self.lut[np.asarray(self.thumbs.frames[f])]
-                    cand = seq + [f]
-                    st.quality = self.quality(cand_acc, len(cand), cand[(len(cand) - 1) // 2])
-                    nd = float(np.hypot(*disp))
-                    st.osc_px = float(v @ disp / nd) if nd > 0 else 0.0
-                    osc_min = cfg.osc_frac * float(self.face_size[seq[0]])
-                if lost or fb > cfg.max_fb_bad:
-                    st.reason = "flow-failure"
-                elif st.overlap < cfg.min_overlap:
-                    st.reason = "overlap"
-                elif st.quality < cfg.min_quality:
-                    st.reason = "quality"
-                elif float(np.hypot(*disp)) >= osc_min and st.osc_px <= -osc_min:
-                    st.reason = "oscillation"
-                if st.reason:
-                    stop = st
-                    break
-                seq.append(f)
-                acc = cand_acc
-                disp = disp + v
-                path += float(np.hypot(*v))
-                j += 1
-            if len(seq) % 2 == 0:
-                # Trim to odd so the middle frame is the temporal centre; every prefix
-                # passed the rules, so the trimmed one does too.
-                v = self.step(seq[-2], seq.pop())[0]
-                disp, path = disp - v, path - float(np.hypot(*v))
+            seq, disp, path, stop = self._grow(order, i)
             stats.stop_reasons[stop.reason] = stats.stop_reasons.get(stop.reason, 0) + 1
-            frames = tuple(sorted(int(x) for x in seq))
-            crop = face_crop(self.lms[frames[len(frames) // 2]], self.margin)
-            if len(seq) >= cfg.min_L and not crop_fits(crop, self.frame_size):
-                stats.too_large += 1
-            elif len(seq) >= cfg.min_L:
-                c = frames[len(frames) // 2]
-                w = Window(frames=frames, center=c, crop=crop,
-                           n_duplicates_skipped=int(self.dup[frames[0] : frames[-1] + 1].sum()))
-                out.append(VlaWindow(w, direction, stop, float(np.hypot(*disp)), path))
-            else:
-                stats.too_short += 1
+            self._keep(seq, disp, path, stop, direction, stats, out)
             i += max(1, len(seq))
         stats.windows = len(out)
         return out, stats
+
+    def _grow(self, order: Sequence[int], i: int) -> tuple[list[int], np.ndarray, float, VlaStop]:
+        """The frames from ``order[i]`` on that pass every rule (odd in number), their net and
+        path displacement, and what stopped them."""
+        cfg = self.cfg
+        s = order[i]
+        seq = [s]
+        acc = self.lut[np.asarray(self.thumbs.frames[s])].astype(np.float32)
+        disp = np.zeros(2)
+        path = 0.0
+        stop = VlaStop("end-of-clip")
+        j = i + 1
+        while True:
+            if len(seq) >= cfg.max_L:
+                stop = VlaStop("max-L")
+                break
+            if j >= len(order):
+                break
+            f = order[j]
+            if self.run_id[f] != self.run_id[s]:  # another shot or another track
+                stop = VlaStop("shot-cut")
+                break
+            v, st, cand_acc = self._check(seq, f, acc, disp)
+            if st.reason:
+                stop = st
+                break
+            seq.append(f)
+            acc = cand_acc
+            disp = disp + v
+            path += float(np.hypot(*v))
+            j += 1
+        if len(seq) % 2 == 0:
+            # Trim to odd so the middle frame is the temporal centre; every prefix
+            # passed the rules, so the trimmed one does too.
+            v = self.step(seq[-2], seq.pop())[0]
+            disp, path = disp - v, path - float(np.hypot(*v))
+        return seq, disp, path, stop
+
+    def _check(self, seq: list[int], f: int, acc: np.ndarray, disp: np.ndarray
+               ) -> tuple[np.ndarray, VlaStop, np.ndarray | None]:
+        """The paper's three rules for adding frame ``f``: the flow step to it, the measures
+        (with ``reason`` set when a rule fails) and the running sum with it."""
+        cfg = self.cfg
+        v, flow_ok, fb = self.step(seq[-1], f)
+        lost = not (self.valid[f] and flow_ok)
+        st = VlaStop("", fb_bad=fb)
+        cand_acc = None
+        if not lost:
+            st.overlap = min(part_overlap(self.lms[seq[0]], self.lms[f]).values())
+            cand_acc = acc + self.lut[np.asarray(self.thumbs.frames[f])]
+            cand = seq + [f]
+            st.quality = self.quality(cand_acc, len(cand), cand[(len(cand) - 1) // 2])
+            nd = float(np.hypot(*disp))
+            st.osc_px = float(v @ disp / nd) if nd > 0 else 0.0
+            osc_min = cfg.osc_frac * float(self.face_size[seq[0]])
+        if lost or fb > cfg.max_fb_bad:
+            st.reason = "flow-failure"
+        elif st.overlap < cfg.min_overlap:
+            st.reason = "overlap"
+        elif st.quality < cfg.min_quality:
+            st.reason = "quality"
+        elif float(np.hypot(*disp)) >= osc_min and st.osc_px <= -osc_min:
+            st.reason = "oscillation"
+        return v, st, cand_acc
+
+    def _keep(self, seq: list[int], disp: np.ndarray, path: float, stop: VlaStop, direction: str,
+              stats: VlaStats, out: list[VlaWindow]) -> None:
+        """A grown sub-sequence becomes a window when it is long enough and its crop fits."""
+        frames = tuple(sorted(int(x) for x in seq))
+        crop = face_crop(self.lms[frames[len(frames) // 2]], self.margin)
+        if len(seq) >= self.cfg.min_L and not crop_fits(crop, self.frame_size):
+            stats.too_large += 1
+        elif len(seq) >= self.cfg.min_L:
+            c = frames[len(frames) // 2]
+            w = Window(frames=frames, center=c, crop=crop,
+                       n_duplicates_skipped=int(self.dup[frames[0] : frames[-1] + 1].sum()))
+            out.append(VlaWindow(w, direction, stop, float(np.hypot(*disp)), path))
+        else:
+            stats.too_short += 1
 
 
 def jaccard(a: Sequence[int], b: Sequence[int]) -> float:

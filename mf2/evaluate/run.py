@@ -152,6 +152,40 @@ def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateCo
              progress: Callable[[int], None] | None = None) -> Evaluation:
     cfg.validate()
     t0 = time.perf_counter()
+    datasets, selected = _select_pairs(manifests, cfg)
+    check_folders(methods, [r for rows in selected.values() for _, r in rows])
+    scorer = _Scorer(cfg, methods)
+    scores: list[PairScore] = []
+    gt_sources: dict[str, str] = {}
+    refit_dist: dict[str, list[float]] = defaultdict(list)
+    fallbacks = 0
+    examples: dict[str, list[tuple[str, dict[str, bytes]]]] = defaultdict(list)
+    for setting, rows in selected.items():
+        sources = set()
+        show = {int(i) for i in np.linspace(0, len(rows) - 1, min(cfg.examples, len(rows))).round()} if cfg.html else set()
+        for k, (ds, row) in enumerate(rows):
+            res = scorer.score(ds, row, setting, k in show)
+            scores += res.scores
+            sources.add(res.gt_kind)
+            fallbacks += res.init != "detect"
+            if res.refit_nme is not None:
+                refit_dist[setting].append(res.refit_nme)
+            if res.shown:
+                examples[setting].append((row["pair_id"], res.shown))
+            if progress:
+                progress(1)
+        gt_sources[setting] = "+".join(sorted(sources))
+    aggregates = [_summarise(setting, m.name, [s for s in scores if s.setting == setting and s.method == m.name],
+                             cfg.max_error) for setting in selected for m in methods]
+    return Evaluation(cfg, [m.name for m in methods], list(selected), scores, aggregates,
+                      {s: len(r) for s, r in selected.items()}, gt_sources,
+                      {s: float(np.median(v)) for s, v in refit_dist.items()}, fallbacks,
+                      time.perf_counter() - t0, scorer.backend.name, [str(d.path) for d in datasets], dict(examples))
+
+
+def _select_pairs(manifests: list[str | Path], cfg: EvaluateConfig
+                  ) -> tuple[list[Dataset], dict[str, list[tuple[Dataset, dict]]]]:
+    """The manifests, and the pairs to score grouped by blur setting (in the paper's order)."""
     datasets: list[Dataset] = [load(m) for m in manifests]
     for ds in datasets:
         if not ds.has_images:
@@ -162,87 +196,80 @@ def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateCo
             by_setting[setting_of(row)].append((ds, row))
     if not by_setting:
         raise UsageError(f"{', '.join(str(d.path) for d in datasets)}: no pairs to evaluate")
-    selected = {s: _select(rows, cfg.limit) for s, rows in sorted(by_setting.items(), key=lambda kv: _order(kv[0]))}
-    check_folders(methods, [r for rows in selected.values() for _, r in rows])
+    return datasets, {s: _select(rows, cfg.limit) for s, rows in sorted(by_setting.items(), key=lambda kv: _order(kv[0]))}
 
-    lcfg = LandmarkConfig(backend=cfg.landmarks, fan_weights=cfg.fan_weights)
-    if resolve_backend_name(lcfg) == "dlib":
-        from mf2.faces.dlib_backend import DlibBackend
 
-        # Faces fill about 2/3 of a pair's crop: no detector upsampling needed (4x faster).
-        backend = DlibBackend(min_face=64)
-    else:
-        backend = make_backend(lcfg)
-    embedder = IdentityEmbedder() if cfg.identity else None
-    models = {}
-    for m in methods:
-        if m.kind == "checkpoint":
-            from mf2.train.deblur import Deblurrer
+@dataclass
+class _PairResult:
+    scores: list[PairScore]
+    gt_kind: str
+    init: str
+    refit_nme: float | None  # the refit ground truth's distance from the recorded landmarks
+    shown: dict[str, bytes]  # method -> PNG with its landmarks, for the HTML report
 
-            models[m.name] = Deblurrer(m.folder)
-    scores: list[PairScore] = []
-    gt_sources: dict[str, str] = {}
-    refit_dist: dict[str, list[float]] = defaultdict(list)
-    fallbacks = 0
-    examples: dict[str, list[tuple[str, dict[str, bytes]]]] = defaultdict(list)
-    for setting, rows in selected.items():
-        sources = set()
-        show = {int(i) for i in np.linspace(0, len(rows) - 1, min(cfg.examples, len(rows))).round()} if cfg.html else set()
-        for k, (ds, row) in enumerate(rows):
-            shown: dict[str, bytes] = {}
-            manual = ds.meta.get("mf2.landmarks_source") == "manual"
-            use_recorded = manual or cfg.gt == "recorded"
-            gt_kind = "manual" if manual else ("pipeline" if use_recorded else "pipeline-refit")
-            sources.add(gt_kind)
-            sharp = read_rgb(ds.root / safe_rel(row["sharp_path"]))
-            blurry = read_rgb(ds.root / safe_rel(row["blurry_path"]))
-            recorded, valid = landmarks_to_numpy(_one(row["landmarks"]))
-            if not valid[0]:
-                raise InputError(f"{ds.path}: pair {row['pair_id']} has no landmarks", "bad-manifest")
-            recorded = recorded[0]
-            box, init = _init_box(backend, sharp, recorded, cfg.init)
-            fallbacks += init != "detect"
-            if use_recorded:
-                gt = recorded
-            else:
-                gt = backend.fit([sharp], [box])[0][0]
-                refit_dist[setting].append(nme(gt, recorded))
-            sharp_emb = embedder.embed(sharp, gt) if embedder else None
-            for m in methods:
-                if m.kind == "oracle":
-                    img = sharp
-                elif m.kind == "blurred":
-                    img = blurry
-                elif m.kind == "checkpoint":
-                    img = models[m.name]([blurry])[0]
-                else:
-                    img = read_rgb(restored_path(m, row["pair_id"], row["blurry_path"]))
-                    if img.shape != sharp.shape:
-                        raise InputError(f"--restored {m.name}: pair {row['pair_id']} is {img.shape[1]}x{img.shape[0]}, "
-                                         f"expected {sharp.shape[1]}x{sharp.shape[0]}", "bad-image")
-                pred = backend.fit([img], [box])[0][0]
-                if not embedder:
-                    cos = math.nan
-                else:  # the Oracle's image is the sharp target: same input, same descriptor
-                    cos = cosine(sharp_emb if m.kind == "oracle" else embedder.embed(img, gt), sharp_emb)
-                if k in show:
-                    shown[m.name] = _png_with_points(img, pred)
-                scores.append(PairScore(setting, m.name, row["pair_id"], ssim(img, sharp), psnr(img, sharp),
-                                        nme(pred, gt), cos, init, gt_kind))
-            if shown:
-                examples[setting].append((row["pair_id"], shown))
-            if progress:
-                progress(1)
-        gt_sources[setting] = "+".join(sorted(sources))
-    aggregates = []
-    for setting in selected:
+
+class _Scorer:
+    """Scores every method on one pair: SSIM/PSNR against the sharp target, the landmark
+    error of a fit on each method's image, and the identity cosine to the sharp target."""
+
+    def __init__(self, cfg: EvaluateConfig, methods: list[Method]):
+        self.cfg, self.methods = cfg, methods
+        lcfg = LandmarkConfig(backend=cfg.landmarks, fan_weights=cfg.fan_weights)
+        if resolve_backend_name(lcfg) == "dlib":
+            from mf2.faces.dlib_backend import DlibBackend
+
+            # Faces fill about 2/3 of a pair's crop: no detector upsampling needed (4x faster).
+            self.backend = DlibBackend(min_face=64)
+        else:
+            self.backend = make_backend(lcfg)
+        self.embedder = IdentityEmbedder() if cfg.identity else None
+        self.models = {}
         for m in methods:
-            aggregates.append(_summarise(setting, m.name, [s for s in scores if s.setting == setting and s.method == m.name],
-                                         cfg.max_error))
-    return Evaluation(cfg, [m.name for m in methods], list(selected), scores, aggregates,
-                      {s: len(r) for s, r in selected.items()}, gt_sources,
-                      {s: float(np.median(v)) for s, v in refit_dist.items()}, fallbacks,
-                      time.perf_counter() - t0, backend.name, [str(d.path) for d in datasets], dict(examples))
+            if m.kind == "checkpoint":
+                from mf2.train.deblur import Deblurrer
+
+                self.models[m.name] = Deblurrer(m.folder)
+
+    def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
+        manual = ds.meta.get("mf2.landmarks_source") == "manual"
+        use_recorded = manual or self.cfg.gt == "recorded"
+        gt_kind = "manual" if manual else ("pipeline" if use_recorded else "pipeline-refit")
+        sharp = read_rgb(ds.root / safe_rel(row["sharp_path"]))
+        blurry = read_rgb(ds.root / safe_rel(row["blurry_path"]))
+        recorded, valid = landmarks_to_numpy(_one(row["landmarks"]))
+        if not valid[0]:
+            raise InputError(f"{ds.path}: pair {row['pair_id']} has no landmarks", "bad-manifest")
+        recorded = recorded[0]
+        box, init = _init_box(self.backend, sharp, recorded, self.cfg.init)
+        gt = recorded if use_recorded else self.backend.fit([sharp], [box])[0][0]
+        refit = None if use_recorded else nme(gt, recorded)
+        sharp_emb = self.embedder.embed(sharp, gt) if self.embedder else None
+        scores, shown = [], {}
+        for m in self.methods:
+            img = self._image(m, row, sharp, blurry)
+            pred = self.backend.fit([img], [box])[0][0]
+            if not self.embedder:
+                cos = math.nan
+            else:  # the Oracle's image is the sharp target: same input, same descriptor
+                cos = cosine(sharp_emb if m.kind == "oracle" else self.embedder.embed(img, gt), sharp_emb)
+            if show:
+                shown[m.name] = _png_with_points(img, pred)
+            scores.append(PairScore(setting, m.name, row["pair_id"], ssim(img, sharp), psnr(img, sharp),
+                                    nme(pred, gt), cos, init, gt_kind))
+        return _PairResult(scores, gt_kind, init, refit, shown)
+
+    def _image(self, m: Method, row: dict, sharp: np.ndarray, blurry: np.ndarray) -> np.ndarray:
+        if m.kind == "oracle":
+            return sharp
+        if m.kind == "blurred":
+            return blurry
+        if m.kind == "checkpoint":
+            return self.models[m.name]([blurry])[0]
+        img = read_rgb(restored_path(m, row["pair_id"], row["blurry_path"]))
+        if img.shape != sharp.shape:
+            raise InputError(f"--restored {m.name}: pair {row['pair_id']} is {img.shape[1]}x{img.shape[0]}, "
+                             f"expected {sharp.shape[1]}x{sharp.shape[0]}", "bad-image")
+        return img
 
 
 def _png_with_points(img: np.ndarray, pts: np.ndarray | None) -> bytes:

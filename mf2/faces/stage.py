@@ -123,7 +123,22 @@ def compute_landmarks(
     n = (rows[-1].frame + 1) if rows else 0
     boundaries = shots.finish()
     shot = shot_index(n, boundaries)
-    # Late boundaries (fades) split any track that spans them: a track never crosses a shot.
+    _split_tracks_at_shots(rows, shot, tracker.chips)
+    _flag_short_shots(rows, shot, cfg.shots.min_shot)
+    spans: dict[int, tuple[int, int]] = {}
+    for r in rows:
+        if r.track is not None and r.landmarks is not None:
+            a, b = spans.get(r.track, (r.frame, r.frame))
+            spans[r.track] = (min(a, r.frame), max(b, r.frame))
+    face_of = cluster_tracks(embed_tracks(tracker.chips, spans, embedder), spans, cfg.identity_threshold)
+    return _table(video_id, rows, spans, face_of, backend.name).replace_schema_metadata(
+        {b"mf2.shots": ",".join(str(b) for b in boundaries).encode()})
+
+
+def _split_tracks_at_shots(rows: list[FaceRow], shot: np.ndarray, chips: dict) -> None:
+    """Late boundaries (fades) split any track that spans them: a track never crosses a shot.
+    Sets each row's shot; the part of a track in a later shot gets a new track id (and the
+    track's face chip, for clustering)."""
     first_shot: dict[int, int] = {}
     moved: dict[tuple[int, int], int] = {}
     next_id = max([r.track for r in rows if r.track is not None], default=-1) + 1
@@ -135,23 +150,25 @@ def compute_landmarks(
         if r.shot != first:
             if (r.track, r.shot) not in moved:
                 moved[(r.track, r.shot)] = next_id
-                if r.track in tracker.chips:
-                    tracker.chips[next_id] = tracker.chips[r.track]
+                if r.track in chips:
+                    chips[next_id] = chips[r.track]
                 next_id += 1
             r.track = moved[(r.track, r.shot)]
-    # A short shot between two boundaries is a transition (a dissolve's inside, a flash): its
-    # frames are flagged. The clip's first and last shots may be short: they are cut by the clip.
+
+
+def _flag_short_shots(rows: list[FaceRow], shot: np.ndarray, min_shot: int) -> None:
+    """A short shot between two boundaries is a transition (a dissolve's inside, a flash): its
+    frames are flagged. The clip's first and last shots may be short: they are cut by the clip."""
+    n = len(shot)
     lengths = np.bincount(shot, minlength=int(shot.max(initial=0)) + 1) if n else np.zeros(0, int)
     last = len(lengths) - 1
     for r in rows:
-        if r.reason == "ok" and 0 < r.shot < last and lengths[r.shot] < cfg.shots.min_shot:
+        if r.reason == "ok" and 0 < r.shot < last and lengths[r.shot] < min_shot:
             r.reason = "short-shot"
-    spans: dict[int, tuple[int, int]] = {}
-    for r in rows:
-        if r.track is not None and r.landmarks is not None:
-            a, b = spans.get(r.track, (r.frame, r.frame))
-            spans[r.track] = (min(a, r.frame), max(b, r.frame))
-    face_of = cluster_tracks(embed_tracks(tracker.chips, spans, embedder), spans, cfg.identity_threshold)
+
+
+def _table(video_id: str, rows: list[FaceRow], spans: dict[int, tuple[int, int]], face_of: dict[int, int],
+           backend: str) -> pa.Table:
     return pa.table(
         {
             "video_id": pa.array([video_id] * len(rows), pa.string()),
@@ -165,12 +182,12 @@ def compute_landmarks(
             "fit_iou": pa.array([r.fit_iou for r in rows], pa.float32()),
             "source": pa.array([r.source for r in rows], pa.string()),
             "reason": pa.array([r.reason for r in rows], pa.string()),
-            "backend": pa.array([backend.name] * len(rows), pa.string()),
+            "backend": pa.array([backend] * len(rows), pa.string()),
             "is_duplicate": pa.array([r.is_duplicate for r in rows], pa.bool_()),
             "dup_mad": pa.array([r.dup_mad for r in rows], pa.float32()),
         },
         schema=LANDMARK_SCHEMA,
-    ).replace_schema_metadata({b"mf2.shots": ",".join(str(b) for b in boundaries).encode()})
+    )
 
 
 def landmarks_for_video(

@@ -96,27 +96,8 @@ def _num(text: str, where: str) -> float:
 def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Parse and validate the whole file; the first problem is raised with its line and column."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such manifest file", "missing-file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not a UTF-8 CSV file ({e.reason} at byte {e.start})", "bad-manifest") from None
-    # The csv module's own line handling: a quoted field may hold a newline, which must reach
-    # the checks below rather than be dropped (splitting lines first glued "a\nb" into "ab").
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputError(f"{path}: empty manifest (expected a header with video_id and/or url)", "bad-manifest") from None
-    header = [h.strip() for h in header]
-    if "video_id" not in header and "url" not in header:
-        raise InputError(f"{path}:1: the header needs a video_id or a url column (got {', '.join(header)})",
-                         "bad-manifest")
-    dupes = {h for h in header if header.count(h) > 1}
-    if dupes or "" in header:
-        raise InputError(f"{path}:1: header has empty or repeated column names ({', '.join(sorted(dupes)) or 'empty'})",
-                         "bad-manifest")
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    header = _header(path, reader)
     base = path.resolve().parent
     rows: list[ManifestRow] = []
     seen: dict[tuple, int] = {}
@@ -132,47 +113,13 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         if not rec or all(not c.strip() for c in rec):
             continue
         where = f"{path}:{lineno}"
-        if len(rec) != len(header):
-            raise InputError(f"{where}: {len(rec)} fields, the header has {len(header)}", "bad-manifest")
-        for h, v in zip(header, rec):
-            if h in ("video_id", "url", "identity", "start", "end") and any(ord(c) < 32 or ord(c) == 127 for c in v):
-                raise InputError(f"{where}: column {h}: {v[:60]!r} contains a control character (a newline?)",
-                                 "bad-manifest")
-        d = {h: v.strip() for h, v in zip(header, rec)}
-        vid, url = d.get("video_id", ""), d.get("url", "")
-        if url.startswith("-"):
-            raise InputError(f"{where}: column url: {url[:60]!r} starts with '-' (write ./{url[:20]} for a local file)",
-                             "bad-manifest")
-        if url:
-            scheme = urlparse(url).scheme.lower()
-            if url != SAMPLE_URL and scheme not in ("", "http", "https", "file") and not (len(scheme) == 1 and url[1:2] == ":"):
-                raise InputError(f"{where}: column url: scheme {scheme!r} not allowed (http, https, file or a local path)",
-                                 "bad-manifest")
-            if scheme in ("http", "https") and not urlparse(url).hostname:
-                raise InputError(f"{where}: column url: {url[:60]!r} has no host", "bad-manifest")
-        if not vid:
-            if not url:
-                raise InputError(f"{where}: column video_id and url are both empty", "bad-manifest")
-            vid = _youtube_id(url) or (Path(urlparse(url).path).stem if url != SAMPLE_URL else "sample")
-            if not is_safe_id(vid):
-                raise InputError(f"{where}: column url: cannot derive a safe video_id from {url[:60]!r}; "
-                                 "add a video_id column", "bad-manifest")
-        elif not is_safe_id(vid):
-            raise InputError(f"{where}: column video_id: {vid[:70]!r} is not a safe id (^[A-Za-z0-9_-]{{1,64}}$)",
-                             "bad-manifest")
-        if not url:
-            url = f"https://www.youtube.com/watch?v={vid}"
-        start = _num(d["start"], f"{where}: column start") if d.get("start") else None
-        end = _num(d["end"], f"{where}: column end") if d.get("end") else None
-        if start is not None and end is not None and end <= start:
-            raise InputError(f"{where}: column end: {end:g} is not after start {start:g}", "bad-manifest")
-        row = ManifestRow(lineno, vid, url, d.get("identity") or None, d.get("name") or None, d.get("split") or None,
-                          start, end, d.get("license") or None, {h: d[h] for h in header if h not in KNOWN})
+        row = _row(where, lineno, header, rec)
         k = (row.key, row.identity)
         if k in seen:
-            raise InputError(f"{where}: repeats line {seen[k]} (video {vid}, identity {row.identity or '-'})",
+            raise InputError(f"{where}: repeats line {seen[k]} (video {row.video_id}, identity {row.identity or '-'})",
                              "bad-manifest")
         seen[k] = lineno
+        vid, url = row.video_id, row.url
         if vid in url_of and url_of[vid][0] != url:
             raise InputError(f"{where}: column url: video {vid} had url {url_of[vid][0][:60]!r} on line "
                              f"{url_of[vid][1]}", "bad-manifest")
@@ -184,3 +131,81 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     if not rows:
         raise InputError(f"{path}: no rows under the header", "bad-manifest")
     return rows
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise InputError(f"{path}: no such manifest file", "missing-file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 CSV file ({e.reason} at byte {e.start})", "bad-manifest") from None
+
+
+def _header(path: Path, reader) -> list[str]:
+    # The csv module's own line handling: a quoted field may hold a newline, which must reach
+    # the row checks rather than be dropped (splitting lines first glued "a\nb" into "ab").
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(f"{path}: empty manifest (expected a header with video_id and/or url)", "bad-manifest") from None
+    header = [h.strip() for h in header]
+    if "video_id" not in header and "url" not in header:
+        raise InputError(f"{path}:1: the header needs a video_id or a url column (got {', '.join(header)})",
+                         "bad-manifest")
+    dupes = {h for h in header if header.count(h) > 1}
+    if dupes or "" in header:
+        raise InputError(f"{path}:1: header has empty or repeated column names ({', '.join(sorted(dupes)) or 'empty'})",
+                         "bad-manifest")
+    return header
+
+
+def _row(where: str, lineno: int, header: list[str], rec: list[str]) -> ManifestRow:
+    """One CSV record, checked on its own (repeats and local files are checked by the caller)."""
+    if len(rec) != len(header):
+        raise InputError(f"{where}: {len(rec)} fields, the header has {len(header)}", "bad-manifest")
+    for h, v in zip(header, rec):
+        if h in ("video_id", "url", "identity", "start", "end") and any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise InputError(f"{where}: column {h}: {v[:60]!r} contains a control character (a newline?)",
+                             "bad-manifest")
+    d = {h: v.strip() for h, v in zip(header, rec)}
+    url = d.get("url", "")
+    _check_url(where, url)
+    vid = _video_id(where, d.get("video_id", ""), url)
+    if not url:
+        url = f"https://www.youtube.com/watch?v={vid}"
+    start = _num(d["start"], f"{where}: column start") if d.get("start") else None
+    end = _num(d["end"], f"{where}: column end") if d.get("end") else None
+    if start is not None and end is not None and end <= start:
+        raise InputError(f"{where}: column end: {end:g} is not after start {start:g}", "bad-manifest")
+    return ManifestRow(lineno, vid, url, d.get("identity") or None, d.get("name") or None, d.get("split") or None,
+                       start, end, d.get("license") or None, {h: d[h] for h in header if h not in KNOWN})
+
+
+def _check_url(where: str, url: str) -> None:
+    if url.startswith("-"):
+        raise InputError(f"{where}: column url: {url[:60]!r} starts with '-' (write ./{url[:20]} for a local file)",
+                         "bad-manifest")
+    if url:
+        scheme = urlparse(url).scheme.lower()
+        if url != SAMPLE_URL and scheme not in ("", "http", "https", "file") and not (len(scheme) == 1 and url[1:2] == ":"):
+            raise InputError(f"{where}: column url: scheme {scheme!r} not allowed (http, https, file or a local path)",
+                             "bad-manifest")
+        if scheme in ("http", "https") and not urlparse(url).hostname:
+            raise InputError(f"{where}: column url: {url[:60]!r} has no host", "bad-manifest")
+
+
+def _video_id(where: str, vid: str, url: str) -> str:
+    """The row's id: as given (checked safe), or derived from its URL."""
+    if vid:
+        if not is_safe_id(vid):
+            raise InputError(f"{where}: column video_id: {vid[:70]!r} is not a safe id (^[A-Za-z0-9_-]{{1,64}}$)",
+                             "bad-manifest")
+        return vid
+    if not url:
+        raise InputError(f"{where}: column video_id and url are both empty", "bad-manifest")
+    vid = _youtube_id(url) or (Path(urlparse(url).path).stem if url != SAMPLE_URL else "sample")
+    if not is_safe_id(vid):
+        raise InputError(f"{where}: column url: cannot derive a safe video_id from {url[:60]!r}; "
+                         "add a video_id column", "bad-manifest")
+    return vid

@@ -116,25 +116,12 @@ def _submit_all(submit, todo, cfg, videos, base, limiter):
         yield done.get()
 
 
-def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
-              progress=None, runner=None) -> FetchSummary:
-    """``retry_failed``: None (keep failures), "transient" or "all". ``runner``: a Dask runner
-    (mf2.pipeline.runner) to download on the cluster's workers; default a local thread pool."""
-    cfg.validate()
-    if retry_failed not in (None, "transient", "all"):
-        raise UsageError(f"--retry-failed {retry_failed!r}: expected transient or all")
-    rows = read_manifest(manifest)  # raises before anything is downloaded
-    base = Path(manifest).resolve().parent
-    extras = list(dict.fromkeys(k for r in rows for k in r.extra))
+def _triage(first: dict[str, ManifestRow], prev: dict[str, dict], out: Path, retry_failed: str | None
+            ) -> tuple[dict[str, dict], list[ManifestRow], int]:
+    """What an earlier run left: results kept (a file still there and whole, a failure not to
+    retry, a file renamed by a killed run and verified), the rows still to download, and the
+    number of files reused."""
     videos = out / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
-    clean_partials(videos)
-    table_path = out / "fetch.parquet"
-    prev = _previous(table_path)
-
-    first: dict[str, ManifestRow] = {}
-    for r in rows:
-        first.setdefault(r.key, r)
     results: dict[str, dict] = {}
     todo: list[ManifestRow] = []
     reused = 0
@@ -161,7 +148,29 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
                 todo.append(r)
         else:
             todo.append(r)
+    return results, todo, reused
 
+
+def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
+              progress=None, runner=None) -> FetchSummary:
+    """``retry_failed``: None (keep failures), "transient" or "all". ``runner``: a Dask runner
+    (mf2.pipeline.runner) to download on the cluster's workers; default a local thread pool."""
+    cfg.validate()
+    if retry_failed not in (None, "transient", "all"):
+        raise UsageError(f"--retry-failed {retry_failed!r}: expected transient or all")
+    rows = read_manifest(manifest)  # raises before anything is downloaded
+    base = Path(manifest).resolve().parent
+    extras = list(dict.fromkeys(k for r in rows for k in r.extra))
+    videos = out / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    clean_partials(videos)
+    table_path = out / "fetch.parquet"
+    prev = _previous(table_path)
+
+    first: dict[str, ManifestRow] = {}
+    for r in rows:
+        first.setdefault(r.key, r)
+    results, todo, reused = _triage(first, prev, out, retry_failed)
     write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
     remote = runner is not None and runner.name != "synchronous"
     # On a cluster a lock-and-variable limiter paces starts across processes.

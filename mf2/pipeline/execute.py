@@ -2,7 +2,7 @@
 
 Each video is two tasks: landmarks (asks for a ``GPU`` worker resource when the FAN backend
 runs) and simulate (every job of the run, on whichever worker is free). Both return small
-dicts; the pixels go straight from a worker to files. A video's pairs reach ``pairs.parquet``
+records (``Prepared``, ``VideoRecord``); the pixels go straight from a worker to files. A video's pairs reach ``pairs.parquet``
 only through its part file, written last and atomically, so a run killed at any moment
 resumes to exactly what a clean run gives. Failures never stop the run: each is recorded
 with its stage, class and message.
@@ -15,7 +15,7 @@ import json
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -80,7 +80,35 @@ def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha:
             "error": f"{type(e).__name__}: {e}", "video_sha256": sha}
 
 
-def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> dict:
+@dataclass
+class Prepared:
+    """What the landmark task hands to the simulate task of one video."""
+
+    sha256: str | None
+    frames: int
+    timings: dict[str, float]
+    failure: dict | None = None
+    backend: str | None = None  # the landmark backend that made the cached table
+
+
+@dataclass
+class VideoRecord:
+    """What one (video, job) reports to the driver: small and picklable, no pixels. Made by
+    the simulate task, for an earlier failure that is kept, and for a task that died."""
+
+    job: str
+    video_id: str
+    frames: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    failure: dict | None = None
+    part: str | None = None
+    resumed: bool = False
+    face_lost: int = 0
+    note: str | None = None  # why a video that was processed gave no pairs
+    carried: bool = False  # an earlier failure kept because the input is unchanged
+
+
+def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> Prepared:
     """Probe, hash and (unless every job already has this video's part) the landmark table."""
     from mf2.faces.stage import landmarks_for_video
     from mf2.video import probe
@@ -97,10 +125,9 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> dict:
         if not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg) for j in jobs):
             stages.enter("landmarks")
             landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg))
-        return {"sha256": sha, "frames": info.n_frames, "timings": stages.done(), "failure": None, "backend": name}
+        return Prepared(sha, info.n_frames, stages.done(), backend=name)
     except Exception as e:
-        failure = _failure(src, stages.current, e, cache, sha)
-        return {"sha256": sha, "frames": 0, "timings": stages.done(), "failure": failure}
+        return Prepared(sha, 0, stages.done(), _failure(src, stages.current, e, cache, sha))
 
 
 def _hash(src: VideoSource) -> str:
@@ -109,30 +136,27 @@ def _hash(src: VideoSource) -> str:
     return sha256_file(src.path)
 
 
-def simulate_task(src: VideoSource, prep: dict, jobs: list[Job], cache: Path) -> list[dict]:
+def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path) -> list[VideoRecord]:
     out = []
     for job in jobs:
-        rec = {"job": job.name, "video_id": src.video_id, "part": None, "resumed": False, "face_lost": 0,
-               "frames": prep["frames"], "timings": dict(prep["timings"]) if job is jobs[0] else {}, "failure": None}
-        if prep["failure"]:
-            rec["failure"] = prep["failure"]
-            out.append(rec)
+        rec = VideoRecord(job.name, src.video_id, prep.frames, dict(prep.timings) if job is jobs[0] else {})
+        out.append(rec)
+        if prep.failure:
+            rec.failure = prep.failure
             continue
         stages = Stages()
         # The landmark task (perhaps on a GPU worker) made the table: name its backend so this
         # worker reads it from the cache instead of loading a model of its own.
-        cfg = replace(job.cfg, landmarks=replace(job.cfg.landmarks, backend=prep.get("backend") or
-                                                 job.cfg.landmarks.backend))
+        cfg = replace(job.cfg, landmarks=replace(job.cfg.landmarks, backend=prep.backend or job.cfg.landmarks.backend))
         try:
-            res = simulate_video(src, job.out, cfg, None, None, cache, prep["sha256"], stages)
-            rec.update(part=str(part_path(job.out, job.cfg, src.video_id)), resumed=res.resumed,
-                       face_lost=res.windows_face_lost, note=res.note)
+            res = simulate_video(src, job.out, cfg, None, None, cache, prep.sha256, stages)
+            rec.part, rec.resumed = str(part_path(job.out, job.cfg, src.video_id)), res.resumed
+            rec.face_lost, rec.note = res.windows_face_lost, res.note
         except Exception as e:
-            rec["failure"] = _failure(src, stages.current, e, job.out, prep["sha256"])
+            rec.failure = _failure(src, stages.current, e, job.out, prep.sha256)
         for k, v in stages.done().items():
-            if k not in ("probe", "hash") or not rec["timings"]:
-                rec["timings"][k] = rec["timings"].get(k, 0.0) + v
-        out.append(rec)
+            if k not in ("probe", "hash") or not rec.timings:
+                rec.timings[k] = rec.timings.get(k, 0.0) + v
     return out
 
 
@@ -169,6 +193,29 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
     was its input's fault is skipped (its record kept) while its file is unchanged.
     ``replace``: a job folder holding pairs made with other settings is cleared first
     (otherwise such a run is refused before any work)."""
+    lcfg = _check_jobs(jobs)
+    _prepare_folders(jobs, cache, replace)
+    if runner.name == "synchronous":
+        _backend(lcfg)  # a missing model is a usage error before any video, not a failure per video
+    gpu = {"GPU": 1} if check_backend(lcfg) == "fan" and runner.name != "synchronous" else None
+    taken_down = {j.name: _removed(j.out) for j in jobs}
+    kept = _KeptFailures(jobs, retry_failed)
+    futures, carried = _submit(sources, jobs, cache, runner, gpu, taken_down, kept)
+    records = _collect(futures, runner, show_progress) + carried
+    if carried and echo:
+        echo(f"{len(carried)} earlier failure(s) kept (unchanged input); --retry-failed redoes them")
+    order = {s.video_id: i for i, s in enumerate(sources)}
+    srcs = {s.video_id: s for s in sources}
+    summaries = {}
+    for j in jobs:
+        mine = sorted((r for r in records if r.job == j.name), key=lambda r: order[r.video_id])
+        summaries[j.name] = _consolidate(j, mine, srcs, len(taken_down[j.name] & set(srcs)))
+    _write_timings(cache, records)
+    return summaries
+
+
+def _check_jobs(jobs: list[Job]) -> LandmarkConfig:
+    """Every job valid, named once, and sharing one landmark configuration (returned)."""
     if not jobs:
         raise UsageError("nothing to run: no simulate job")
     for j in jobs:
@@ -179,6 +226,12 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise UsageError(f"job names must be distinct: {names}")
+    return lcfg
+
+
+def _prepare_folders(jobs: list[Job], cache: Path, replace: bool) -> None:
+    """Refuse (or clear, with ``replace``) folders of other settings, before any work; then
+    make the folders and drop the temporary files of a killed run."""
     for j in jobs:
         prepare(j.out, j.cfg.params(), replace)
     cache.mkdir(parents=True, exist_ok=True)
@@ -187,35 +240,38 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
         j.out.mkdir(parents=True, exist_ok=True)
         if j.out != cache:
             clean_stale_tmp(j.out)
-    if runner.name == "synchronous":
-        _backend(lcfg)  # a missing model is a usage error before any video, not a failure per video
-    gpu = {"GPU": 1} if check_backend(lcfg) == "fan" and runner.name != "synchronous" else None
-    taken_down = {j.name: _removed(j.out) for j in jobs}
-    before = {j.name: ({} if retry_failed else _previous_failures(j)) for j in jobs}
-    carried: list[dict] = []
-    sha_now: dict[str, str | None] = {}
 
-    def still_failing(j: Job, src: VideoSource) -> dict | None:
-        old = before[j.name].get(src.video_id)
+
+class _KeptFailures:
+    """Earlier failures a run does not retry: the input's fault, and the input unchanged."""
+
+    def __init__(self, jobs: list[Job], retry_failed: bool):
+        self.before = {j.name: ({} if retry_failed else _previous_failures(j)) for j in jobs}
+        self.sha_now: dict[str, str | None] = {}
+
+    def get(self, job: Job, src: VideoSource) -> dict | None:
+        old = self.before[job.name].get(src.video_id)
         if not old or old["error_class"] in RETRIED_BY_DEFAULT:
             return None
-        if src.video_id not in sha_now:
-            sha_now[src.video_id] = sha256_file(src.path) if src.path.is_file() else None
-        return old if sha_now[src.video_id] == old["video_sha256"] else None
+        if src.video_id not in self.sha_now:
+            self.sha_now[src.video_id] = sha256_file(src.path) if src.path.is_file() else None
+        return old if self.sha_now[src.video_id] == old["video_sha256"] else None
 
-    futures, order = [], {}
+
+def _submit(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, gpu: dict | None,
+            taken_down: dict[str, set[str]], kept: _KeptFailures) -> tuple[list, list[VideoRecord]]:
+    """Two tasks per video (landmarks, then every job's simulate) for the jobs that need it;
+    (future, source, jobs) for each, and the records of kept failures."""
+    futures, carried = [], []
     token = uuid.uuid4().hex[:8]
-    for i, src in enumerate(sources):
-        order[src.video_id] = i
+    for src in sources:
         mine = []
         for j in jobs:
             if src.video_id in taken_down[j.name]:
                 continue
-            old = still_failing(j, src)
+            old = kept.get(j, src)
             if old:
-                carried.append({"job": j.name, "video_id": src.video_id, "part": None, "resumed": False,
-                                "face_lost": 0, "frames": 0, "timings": {}, "failure": {**old, "path": str(src.path)},
-                                "carried": True})
+                carried.append(VideoRecord(j.name, src.video_id, failure={**old, "path": str(src.path)}, carried=True))
             else:
                 mine.append(j)
         if not mine:
@@ -223,8 +279,13 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
         lm = runner.submit(landmark_task, src, cache, mine, resources=gpu, key=f"landmarks-{src.video_id}-{token}")
         futures.append((runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"),
                         src, mine))
+    return futures, carried
+
+
+def _collect(futures: list, runner, show_progress: bool | None) -> list[VideoRecord]:
+    """The records of every task as it completes; a task that died is a failure of its video."""
     by_future = {id(f): (src, mine) for f, src, mine in futures}
-    records: list[dict] = []
+    records: list[VideoRecord] = []
     bar = tqdm(total=len(futures), unit="video", disable=None if show_progress is None else not show_progress)
     for fut in runner.as_completed([f for f, _, _ in futures]):
         src, mine = by_future[id(fut)]
@@ -232,65 +293,55 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
             recs = fut.result()
         except Exception as e:  # a worker died (segfault, out of memory) or the task could not run
             cls = "worker-lost" if type(e).__name__ == "KilledWorker" else "internal-error"
-            recs = [{"job": j.name, "video_id": src.video_id, "part": None, "resumed": False, "face_lost": 0,
-                     "frames": 0, "timings": {}, "failure": {"video_id": src.video_id, "path": str(src.path),
-                     "stage": "task", "error_class": cls, "error": f"{type(e).__name__}: {e}"[:500],
-                     "video_sha256": None}}
-                    for j in mine]
+            failure = {"video_id": src.video_id, "path": str(src.path), "stage": "task", "error_class": cls,
+                       "error": f"{type(e).__name__}: {e}"[:500], "video_sha256": None}
+            recs = [VideoRecord(j.name, src.video_id, failure=failure) for j in mine]
         records += recs
         bar.set_description(src.video_id[:24])
         bar.update(1)
     bar.close()
-    records += carried
-    if carried and echo:
-        echo(f"{len(carried)} earlier failure(s) kept (unchanged input); --retry-failed redoes them")
-
-    summaries = {}
-    for j in jobs:
-        mine = sorted((r for r in records if r["job"] == j.name), key=lambda r: order[r["video_id"]])
-        summaries[j.name] = _consolidate(j, mine, {s.video_id: s for s in sources}, len(taken_down[j.name] &
-                                         {s.video_id for s in sources}))
-    _write_timings(cache, records)
-    return summaries
+    return records
 
 
-def _consolidate(job: Job, recs: list[dict], srcs: dict[str, VideoSource], n_removed: int) -> RunSummary:
+def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource], n_removed: int) -> RunSummary:
     """Write the job's manifest: every current part in the folder (this run's and earlier
     runs'), and the failures of this run plus earlier ones not since fixed."""
-    failures = [r["failure"] for r in recs if r["failure"]]
-    failed_now = {f["video_id"] for f in failures}
+    failures = [r.failure for r in recs if r.failure]
+    ok = [r for r in recs if not r.failure]
     stage_seconds: dict[str, float] = defaultdict(float)
-    lost = resumed = n_ok = 0
     for r in recs:
-        for k, v in r["timings"].items():
+        for k, v in r.timings.items():
             stage_seconds[k] += v
-        if not r["failure"]:
-            n_ok += 1
-            lost += r["face_lost"]
-            resumed += r["resumed"]
     pairs_path, failures_path = job.out / "pairs.parquet", job.out / "failures.parquet"
-    params = job.cfg.params()
     with dataset_lock(job.out):
-        earlier_identity = identities_in(pairs_path)
         taken_down = _removed(job.out)
-        parts, n_this_run, have = [], 0, set()
-        for vid, part in current_parts(job.out, job.cfg.mode, params, failed_now | taken_down):
-            src = srcs.get(vid)
-            identity = src.identity if src is not None else earlier_identity.get(vid)
-            parts.append(_finish_part(part, identity, job.cfg))
-            n_this_run += part.num_rows if src is not None else 0
-            have.add(vid)
+        parts, n_this_run = _gather_parts(job, srcs, {f["video_id"] for f in failures} | taken_down)
+        have = set(parts)
         earlier = [f for vid, f in _previous_failures(job).items()
                    if vid not in srcs and vid not in have and vid not in taken_down]
-        pairs = pa.concat_tables(parts) if parts else PAIR_SCHEMA.empty_table()
+        pairs = pa.concat_tables(list(parts.values())) if parts else PAIR_SCHEMA.empty_table()
         write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, job.cfg))
         all_failures = sorted(earlier + failures, key=lambda f: f["video_id"])
         write_parquet_atomic(failures_path, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
-                             .replace_schema_metadata(metadata("failures", params)))
-    return RunSummary(len(recs), n_ok, len(failures), resumed, n_this_run, lost, pairs_path, failures_path,
-                      n_removed, {k: round(v, 3) for k, v in stage_seconds.items()},
+                             .replace_schema_metadata(metadata("failures", job.cfg.params())))
+    return RunSummary(len(recs), len(ok), len(failures), sum(r.resumed for r in ok), n_this_run,
+                      sum(r.face_lost for r in ok), pairs_path, failures_path, n_removed,
+                      {k: round(v, 3) for k, v in stage_seconds.items()},
                       dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
-                      failures=failures, notes={r["video_id"]: r["note"] for r in recs if r.get("note")})
+                      failures=failures, notes={r.video_id: r.note for r in recs if r.note})
+
+
+def _gather_parts(job: Job, srcs: dict[str, VideoSource], exclude: set[str]) -> tuple[dict[str, pa.Table], int]:
+    """video_id -> finished part for every current part in the job's folder (sorted by video
+    id), and the number of pairs that belong to this run's videos."""
+    earlier_identity = identities_in(job.out / "pairs.parquet")
+    parts, n_this_run = {}, 0
+    for vid, part in current_parts(job.out, job.cfg.mode, job.cfg.params(), exclude):
+        src = srcs.get(vid)
+        identity = src.identity if src is not None else earlier_identity.get(vid)
+        parts[vid] = _finish_part(part, identity, job.cfg)
+        n_this_run += part.num_rows if src is not None else 0
+    return parts, n_this_run
 
 
 def _finish_part(part: pa.Table, identity: str | None, cfg: SimulateConfig) -> pa.Table:
@@ -322,9 +373,9 @@ def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.
     return pairs.replace_schema_metadata(pairs_metadata(pairs, cfg.params(), **extra))
 
 
-def _write_timings(cache: Path, records: list[dict]) -> None:
-    rows = [{"video_id": r["video_id"], "job": r["job"], "stage": k, "seconds": float(v), "frames": int(r["frames"] or 0)}
-            for r in records for k, v in r["timings"].items()]
+def _write_timings(cache: Path, records: list[VideoRecord]) -> None:
+    rows = [{"video_id": r.video_id, "job": r.job, "stage": k, "seconds": float(v), "frames": int(r.frames or 0)}
+            for r in records for k, v in r.timings.items()]
     write_parquet_atomic(cache / "timings.parquet", pa.Table.from_pylist(rows, schema=TIMING_SCHEMA)
                          .replace_schema_metadata(metadata("timings")))
 

@@ -15,7 +15,7 @@ import hashlib
 import io
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -94,6 +94,21 @@ def _present(root: Path, r: dict) -> bool:
     return True
 
 
+@dataclass
+class _Tally:
+    """What the rebuild found so far: the rows kept, the report, the counts."""
+
+    kept: list[dict] = field(default_factory=list)
+    report: list[dict] = field(default_factory=list)
+    exact: int = 0
+    reused: int = 0
+    mismatched: int = 0
+    missing: int = 0
+
+    def problem(self, r: dict, status: str, detail: str) -> None:
+        self.report.append({"pair_id": r["pair_id"], "video_id": r["video_id"], "status": status, "detail": detail})
+
+
 def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismatched: bool = False,
                 progress: Callable[[int], None] | None = None) -> MaterializeSummary:
     t0 = time.perf_counter()
@@ -108,62 +123,71 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     by_video: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_video[r["video_id"]].append(r)
-
-    report: list[dict] = []
-    kept: list[dict] = []
-    n_exact = n_reused = n_mismatch = n_missing = 0
+    tally = _Tally()
     for vid, vrows in by_video.items():
         src = sources.get(vid)
         if src is None:
-            report += [{"pair_id": r["pair_id"], "video_id": vid, "status": "missing-video",
-                        "detail": f"no video named {vid}.* in {videos}"} for r in vrows]
-            n_missing += len(vrows)
+            for r in vrows:
+                tally.problem(r, "missing-video", f"no video named {vid}.* in {videos}")
+            tally.missing += len(vrows)
             continue
-        todo = [r for r in vrows if not _present(out, r)]
-        todo_ids = {r["pair_id"] for r in todo}
-        n_reused += len(vrows) - len(todo)
-        n_exact += len(vrows) - len(todo)
-        kept += [r for r in vrows if r["pair_id"] not in todo_ids]
-        if not todo:
-            continue
-        sha = sha256_file(src.path)
-        same_video = all(r["video_sha256"] == sha for r in todo)
-        try:
-            made = _render_video(src, todo)
-        except InputError as e:
-            report += [{"pair_id": r["pair_id"], "video_id": vid, "status": "decode-error", "detail": str(e)}
-                       for r in todo]
-            n_missing += len(todo)
-            continue
-        for r in todo:
-            pngs = made.get(r["pair_id"])
-            if pngs is None:
-                report.append({"pair_id": r["pair_id"], "video_id": vid, "status": "frames-missing",
-                               "detail": f"frames up to {r['end_frame']} not in {src.path.name}"})
-                n_missing += 1
-                continue
-            hb, hs = (hashlib.sha256(b).hexdigest() for b in pngs)
-            exact = hb == r["blurry_sha256"] and hs == r["sharp_sha256"]
-            if not exact:
-                n_mismatch += 1
-                which = [k for k, h in (("blurry", hb), ("sharp", hs)) if h != r[f"{k}_sha256"]]
-                cause = "same video file" if same_video else f"video sha256 {sha[:12]} != {r['video_sha256'][:12]}"
-                report.append({"pair_id": r["pair_id"], "video_id": vid, "status": "mismatch",
-                               "detail": f"{' and '.join(which)} differ ({cause})"})
-                if not keep_mismatched:
-                    continue
-                r = {**r, "blurry_sha256": hb, "sharp_sha256": hs, "video_sha256": sha}
-            else:
-                n_exact += 1
-            write_bytes_atomic(out / safe_rel(r["blurry_path"]), pngs[0])
-            write_bytes_atomic(out / safe_rel(r["sharp_path"]), pngs[1])
-            kept.append(r)
+        _rebuild_video(src, vrows, out, keep_mismatched, tally)
         if progress:
             progress(len(vrows))
-
     order = {r["pair_id"]: i for i, r in enumerate(rows)}
-    kept.sort(key=lambda r: order[r["pair_id"]])
-    table = pa.Table.from_pylist(kept, schema=ds.table.schema.remove_metadata())
+    tally.kept.sort(key=lambda r: order[r["pair_id"]])
+    pairs_path, report_path = _write_outputs(ds, out, tally)
+    then = ds.meta.get("mf2.ffmpeg")
+    return MaterializeSummary(len(rows), tally.exact, tally.reused, tally.mismatched, tally.missing, len(by_video),
+                              time.perf_counter() - t0, pairs_path, report_path,
+                              then if then and then != ffmpeg_version() else None)
+
+
+def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatched: bool, tally: _Tally) -> None:
+    """The pairs of one video: those already in ``out`` and identical are kept; the others are
+    rendered again, compared with their recorded hashes and written when they match (or when
+    mismatches are kept, with their new hashes)."""
+    todo = [r for r in vrows if not _present(out, r)]
+    todo_ids = {r["pair_id"] for r in todo}
+    tally.reused += len(vrows) - len(todo)
+    tally.exact += len(vrows) - len(todo)
+    tally.kept += [r for r in vrows if r["pair_id"] not in todo_ids]
+    if not todo:
+        return
+    sha = sha256_file(src.path)
+    same_video = all(r["video_sha256"] == sha for r in todo)
+    try:
+        made = _render_video(src, todo)
+    except InputError as e:
+        for r in todo:
+            tally.problem(r, "decode-error", str(e))
+        tally.missing += len(todo)
+        return
+    for r in todo:
+        pngs = made.get(r["pair_id"])
+        if pngs is None:
+            tally.problem(r, "frames-missing", f"frames up to {r['end_frame']} not in {src.path.name}")
+            tally.missing += 1
+            continue
+        hb, hs = (hashlib.sha256(b).hexdigest() for b in pngs)
+        if hb == r["blurry_sha256"] and hs == r["sharp_sha256"]:
+            tally.exact += 1
+        else:
+            tally.mismatched += 1
+            which = [k for k, h in (("blurry", hb), ("sharp", hs)) if h != r[f"{k}_sha256"]]
+            cause = "same video file" if same_video else f"video sha256 {sha[:12]} != {r['video_sha256'][:12]}"
+            tally.problem(r, "mismatch", f"{' and '.join(which)} differ ({cause})")
+            if not keep_mismatched:
+                continue
+            r = {**r, "blurry_sha256": hb, "sharp_sha256": hs, "video_sha256": sha}
+        write_bytes_atomic(out / safe_rel(r["blurry_path"]), pngs[0])
+        write_bytes_atomic(out / safe_rel(r["sharp_path"]), pngs[1])
+        tally.kept.append(r)
+
+
+def _write_outputs(ds, out: Path, tally: _Tally) -> tuple[Path, Path]:
+    """The rebuilt dataset's manifest (the source's metadata, this decoder) and the report."""
+    table = pa.Table.from_pylist(tally.kept, schema=ds.table.schema.remove_metadata())
     extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
              if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
     extra["ffmpeg"] = ffmpeg_version()
@@ -173,9 +197,6 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=REPORT_FIELDS, lineterminator="\n")
     w.writeheader()
-    w.writerows(report)
+    w.writerows(tally.report)
     write_bytes_atomic(report_path, buf.getvalue().encode())
-    then = ds.meta.get("mf2.ffmpeg")
-    return MaterializeSummary(len(rows), n_exact, n_reused, n_mismatch, n_missing, len(by_video),
-                              time.perf_counter() - t0, pairs_path, report_path,
-                              then if then and then != ffmpeg_version() else None)
+    return pairs_path, report_path
