@@ -4,7 +4,7 @@ Runs every blur mode (PrAvg L 7, VLA both directions, synthetic) on a few shared
 one process (``--workers 0``), then prints JSON: per mode, the number of pairs and one
 sha256 over every pair's row (every column but the ``params`` JSON, whose keys may be
 renamed by a refactor, and ``split``), with the PNG hashes inside; one over the params,
-read through ``mf2.params.upgrade_params`` where the code has it; plus a digest per
+read through the ``upgrade_params`` of the mf2 beside this script; plus a digest per
 landmark table. Run it before and after a change and diff the two files:
 
     .venv/bin/python bench/outputs_digest.py > before.json
@@ -35,13 +35,18 @@ SKIP = {"params", "split"}
 
 
 def _upgrade(params: dict) -> dict:
-    """Params in today's names; an mf2 older than schema 1.4 has no upgrade_params, and its
-    digest is then of the names it wrote."""
-    try:
-        from mf2.params import upgrade_params
-    except ImportError:
-        return params
-    return upgrade_params(params)
+    """Params in today's names, by the ``upgrade_params`` of the mf2 beside this script (its
+    mf2/params.py imports nothing from mf2), so that a run of an older mf2 (PYTHONPATH) is read
+    the same way as a run of this one."""
+    import importlib.util
+
+    mod = sys.modules.get("_mf2_params_now")
+    if mod is None:
+        spec = importlib.util.spec_from_file_location("_mf2_params_now", HERE.parent / "mf2" / "params.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+    return mod.upgrade_params(params)
 
 
 def _params_digest(rows: list[dict], table_params: str) -> str:

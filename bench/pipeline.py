@@ -67,8 +67,9 @@ def _run(recipe: str, sets: list[str], videos: Path, out: Path, workers: int) ->
 
 
 def _peak_rss_mb(args: list[str]) -> float:
-    code = ("import resource, sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    code = ("import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"  # VmHWM: this image's peak only
+            "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+            "print('MAXRSS', hwm, file=sys.stderr)\n")
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return int(res.stderr.split("MAXRSS")[-1].split()[0]) / 1024
 

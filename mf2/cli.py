@@ -228,9 +228,8 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
     require_ffmpeg()
     check_writable_dir(Path(out))
     gpu = check_backend(rec.landmark_config()) == "fan"
-    n = rec.dask["workers"]
-    n = default_workers() if n is None else n
-    with make_runner(n, rec.dask["scheduler"], gpu, _echo_err) as runner:
+    n = default_workers() if rec.dask.workers is None else rec.dask.workers
+    with make_runner(n, rec.dask.scheduler, gpu, _echo_err) as runner:
         summary = run_pipeline(rec, Path(out), runner, manifest, videos, retry_failed, cookies, echo=_echo_err,
                                replace=replace)
     for name, s in summary.jobs.items():

@@ -28,29 +28,12 @@ from mf2.atomic import write_parquet_atomic
 from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
 from mf2.params import default
-from mf2.schema import metadata, read_cached
+from mf2.schema import FLOW_SCHEMA, metadata, read_cached
 from mf2.video import VideoInfo, iter_frames
 
 FLOW_METHODS = ("dis", "farneback")
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-
-FLOW_SCHEMA = pa.schema(
-    [
-        ("video_id", pa.string()),
-        ("frame", pa.int32()),  # flow from frame-1 to frame; row 0 has no predecessor
-        ("valid", pa.bool_()),  # face known in both frames and flow computed
-        ("dx", pa.float32()),  # mean flow over the face, original pixels
-        ("dy", pa.float32()),
-        ("mag_p50", pa.float32()),
-        ("mag_p90", pa.float32()),
-        ("mag_max", pa.float32()),
-        ("fb_err", pa.float32()),  # mean forward-backward error over the face, original pixels
-        ("fb_bad", pa.float32()),  # share of face pixels whose fb error exceeds 1 working pixel
-        ("face_size", pa.float32()),  # landmark extent of frame-1, original pixels
-    ]
-)
-
 
 @dataclass(frozen=True)
 class FlowConfig:

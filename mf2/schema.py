@@ -125,6 +125,28 @@ FAILURE_SCHEMA = pa.schema(
 )
 
 
+# OUT/flow/<video_id>.parquet: one row per decoded frame (mf2.flow).
+FLOW_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("frame", pa.int32()),  # flow from frame-1 to frame; row 0 has no predecessor
+        ("valid", pa.bool_()),  # face known in both frames and flow computed
+        ("dx", pa.float32()),  # mean flow over the face, original pixels
+        ("dy", pa.float32()),
+        ("mag_p50", pa.float32()),
+        ("mag_p90", pa.float32()),
+        ("mag_max", pa.float32()),
+        ("fb_err", pa.float32()),  # mean forward-backward error over the face, original pixels
+        ("fb_bad", pa.float32()),  # share of face pixels whose fb error exceeds 1 working pixel
+        ("face_size", pa.float32()),  # landmark extent of frame-1, original pixels
+    ]
+)
+
+# CACHE/timings.parquet: seconds per (video, job, stage) (mf2.pipeline.execute).
+TIMING_SCHEMA = pa.schema([("video_id", pa.string()), ("job", pa.string()), ("stage", pa.string()),
+                           ("seconds", pa.float64()), ("frames", pa.int32())])
+
+
 def params_json(params: dict[str, Any] | None) -> str:
     """Canonical JSON of parameters: what caches and resume keys compare."""
     return json.dumps(params or {}, sort_keys=True)

@@ -246,3 +246,16 @@ def test_no_long_functions_outside_the_cli() -> None:
                 if n > 60:
                     long.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {node.name} ({n} lines)")
     assert long == []
+
+
+def test_every_arrow_schema_is_in_mf2_schema() -> None:
+    """SCHEMA.md describes mf2.schema: a table schema declared anywhere else would escape it."""
+    outside = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path == ROOT / "schema.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "schema" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "pa":
+                outside.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert outside == []

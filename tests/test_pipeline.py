@@ -188,15 +188,19 @@ def test_every_shipped_recipe_is_valid():
 
 
 def _peak_rss_kb(args: list[str]) -> int:
-    code = ("import resource, sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    # VmHWM: this process image's peak. ru_maxrss would also carry the peak of the pytest
+    # process it was forked from (Linux keeps it across exec): in the full suite that hid
+    # every difference between the two runs.
+    code = ("import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
+            "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+            "print('MAXRSS', hwm, file=sys.stderr)\n")
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return int(res.stderr.split("MAXRSS")[-1].split()[0])
 
 
 @pytest.mark.parametrize("mode", ["pravg", "vla"])
-def test_memory_does_not_grow_with_video_length(clips, tmp_path, mode):
+def test_memory_does_not_hold_frames(clips, tmp_path, mode):
     long = tmp_path / "long.mp4"
     ffmpeg("-stream_loop", "3", "-i", str(clips / "fomm_10.mp4"), "-c", "copy", str(long))
     short = clips / "fomm_10.mp4"
@@ -207,10 +211,13 @@ def test_memory_does_not_grow_with_video_length(clips, tmp_path, mode):
     for name, clip in (("short", short), ("long", long)):
         rss[name] = _peak_rss_kb(["simulate", "--videos", str(clip), "--out", str(tmp_path / name), "--mode", mode,
                                   "--workers", "0", "--no-contact-sheet"])
-    # Holding the extra frames would add ~260 MB (3 x 444 frames of 256x256x3); per-frame
-    # metadata adds ~20 MB. The bench measures the 10 % target; this bound catches a leak of
-    # frames without flaking on allocator noise (measured 1.06-1.11 over several runs).
-    assert rss["long"] <= 1.15 * rss["short"], rss
+    # Holding frames would add at least one 256x256x3 crop (192 KiB) per extra frame, a decoded
+    # frame more. Memory does grow with length today, by about 50 KiB per frame for pravg: about
+    # 25 KiB of it native memory in the landmark stage that neither tracemalloc nor malloc_trim
+    # sees (issue 16 owns it; bench/pipeline.py reports the 1x/4x ratio). The bound is half a
+    # crop per frame: it catches frames kept, and a doubling of today's growth.
+    extra = probe(long).n_frames - probe(short).n_frames
+    assert (rss["long"] - rss["short"]) / extra <= 0.5 * 256 * 256 * 3 / 1024, (rss, extra)
 
 
 def test_docker_files_lint_clean_and_match_the_project():

@@ -68,7 +68,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_schema_md_documents_every_column():
     from mf2.fetch.run import STATUS_FIELDS
-    from mf2.flow import FLOW_SCHEMA
+    from mf2.schema import FLOW_SCHEMA
     from mf2.schema import FAILURE_SCHEMA, LANDMARK_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, SCHEMA_VERSION
 
     text = (REPO / "manifests" / "SCHEMA.md").read_text()

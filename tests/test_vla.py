@@ -92,7 +92,7 @@ def test_flow_table_is_cached_and_reused(videos, tmp_path):
     t = pq.read_table(flow)
     assert t.num_rows == 150 and t["valid"].to_pylist().count(True) >= 140
     md = read_metadata(flow)
-    assert json.loads(md["mf2.params"])["flow"] == "dis"
+    assert json.loads(md["mf2.params"])["flow"]["method"] == "dis"  # the flow cache's own key
     mtime = flow.stat().st_mtime_ns
     # other VLA settings (the folder's pairs replaced): the same flow table is reused
     _vla(videos / "fomm_08.mp4", out, replace=True, max_L=9)

@@ -27,15 +27,11 @@ from mf2.atomic import clean_stale_tmp, write_parquet_atomic
 from mf2.errors import InputError, UsageError, os_error_line
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
 from mf2.pipeline.consolidate import current_parts, dataset_lock, identities_in, prepare
-from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
+from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
 from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
 from mf2.sources import VideoSource, sha256_file
-
-TIMING_SCHEMA = pa.schema([("video_id", pa.string()), ("job", pa.string()), ("stage", pa.string()),
-                           ("seconds", pa.float64()), ("frames", pa.int32())])
-
 
 @dataclass(frozen=True)
 class Job:
@@ -127,7 +123,8 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> Prepared:
             landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg))
         return Prepared(sha, info.n_frames, stages.done(), backend=name)
     except Exception as e:
-        return Prepared(sha, 0, stages.done(), _failure(src, stages.current, e, cache, sha))
+        failure = _failure(src, stages.current, e, cache, sha)  # before done(): it names the stage
+        return Prepared(sha, 0, stages.done(), failure)
 
 
 def _hash(src: VideoSource) -> str:
