@@ -55,6 +55,13 @@ class Alias:
     invert: bool = False  # the old setting was the negation of the new one
     flag: str | None = None
 
+    def value(self, old_value: Any) -> Any:
+        """The new setting's value for a value given under the old name."""
+        return (not old_value) if self.invert and isinstance(old_value, bool) else old_value
+
+    def notice(self) -> str:
+        return f"{self.old} is deprecated; use {self.new}" + (" (its negation)" if self.invert else "")
+
 
 SIMULATE: tuple[Param, ...] = (
     Param("mode", "--mode", str, "pravg", "mode",
@@ -178,8 +185,8 @@ def resolve_aliases(values: dict[str, Any], where: str = "") -> tuple[dict[str, 
         v = out.pop(a.old)
         if a.new in values:
             raise ValueError(f"{where}{a.old} and {a.new} name one setting; keep {a.new}")
-        out[a.new] = (not v) if a.invert and isinstance(v, bool) else v
-        notes.append(f"{where}{a.old} is deprecated; use {a.new}" + (" (its negation)" if a.invert else ""))
+        out[a.new] = a.value(v)
+        notes.append(f"{where}{a.notice()}")
     return out, notes
 
 

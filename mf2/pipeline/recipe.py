@@ -243,8 +243,8 @@ def _current_name(dotted: str, value: Any) -> tuple[str, Any]:
     a = ALIAS_BY_OLD.get(last)
     if a is None or not head:
         return dotted, value
-    warn(f"--set {dotted}: {a.old} is deprecated; use {a.new}" + (" (its negation)" if a.invert else ""))
-    return f"{head}.{a.new}", (not value) if a.invert and isinstance(value, bool) else value
+    warn(f"--set {dotted}: {a.notice()}")
+    return f"{head}.{a.new}", a.value(value)
 
 
 def dump_recipe(recipe: Recipe) -> str:
