@@ -66,6 +66,9 @@ def test_old_recipe_keys_are_read_with_a_warning(tmp_path, capsys) -> None:
     assert "crop_size" not in json.dumps(r.to_dict())  # written back in today's names
     r = load_recipe(rec, ["jobs.*.crop_size=64"])
     assert {j.cfg.out_size for j in r.jobs} == {64}
+    # an override (under either name) replaces the file's old name for that setting
+    r = load_recipe(rec, ["jobs.*.keep_duplicates=false"])
+    assert [j.cfg.skip_duplicates for j in r.jobs] == [True, True]
     rec.write_text("jobs:\n  - {mode: pravg, crop_size: 64, out_size: 128}\n")
     with pytest.raises(UsageError, match="crop_size and out_size name one setting"):
         load_recipe(rec)

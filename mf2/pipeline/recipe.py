@@ -200,6 +200,8 @@ def _set(data: dict, dotted: str, value: Any, src: str) -> None:
             raise UsageError(f"--set {dotted}: {last!r} is not an index of this list")
         cur[int(last)] = value
     else:
+        for old in [a.old for a in ALIAS_BY_OLD.values() if a.new == last]:
+            cur.pop(old, None)  # the file's old name for this setting: the override replaces it
         cur[last] = value
 
 
