@@ -452,19 +452,29 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
 
 @cli.command()
 @click.option("--pairs", "pairs", multiple=True, required=True, type=AbsPath(),
-              help="Pair dataset(s) (folder or pairs.parquet), any mode; repeatable.")
+              help="Pair dataset(s) (folder or pairs.parquet), any mode; repeatable. They train the cGAN, and the "
+                   "hourglass too unless --hg-pairs is given.")
+@click.option("--hg-pairs", "hg_pairs", multiple=True, type=AbsPath(),
+              help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.")
 @click.option("--stage", default="all", show_default=True, type=click.Choice(["hg", "cgan", "all"]),
               help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.")
 @click.option("--config", "config", default="paper", show_default=True,
-              help="paper, tiny, or a YAML file (preset: ... plus overrides).")
+              help="paper (256, GPU), small (128, a 2-core CPU), tiny (64, smoke tests), or a YAML file "
+                   "(preset: ... plus overrides).")
 @click.option("--max-steps", default=None, type=int, help="Steps per stage (overrides the configured epochs).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option("--restart-cgan", is_flag=True,
               help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
                    "(the old cGAN checkpoint is kept).")
-def train(pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
-    """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU)."""
+def train(pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
+    """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
+
+    \b
+    Examples:
+      mf2 train --pairs runs/vla --config small --out runs/model
+      mf2 train --hg-pairs runs/synthetic --pairs runs/vla --config paper --out runs/paper  # the paper's recipe
+    """
     from mf2.train.config import load_config
     from mf2.train.trainer import train as run_train
 
@@ -474,7 +484,8 @@ def train(pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
     check_writable_dir(Path(out))
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device,
-                        echo=_echo_err if main_rank else (lambda line: None), restart_cgan=restart_cgan)
+                        echo=_echo_err if main_rank else (lambda line: None), restart_cgan=restart_cgan,
+                        hg_manifests=list(hg_pairs) or None)
     if not main_rank:
         return
     for st, r in results.items():
@@ -492,16 +503,28 @@ def train(pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
               help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.")
 @click.option("--margin", default=0.25, show_default=True, type=float, help="Face crop margin, as in simulate.")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
-    """Restore face images, folders of them, and videos with a trained model."""
+@click.option("--reference", type=click.IntRange(min=0), default=None,
+              help="Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
+                   "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).")
+def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
+    """Restore face images, folders of them, and videos with a trained model.
+
+    \b
+    Examples:
+      mf2 deblur face.png frames/ --checkpoint runs/model/model.pt --out restored
+      mf2 deblur talk.mp4 --reference 120 --checkpoint runs/model/model.pt --out restored
+    """
     from mf2.train.deblur import deblur as run_deblur
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
     check_writable_dir(Path(out))
-    r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device)
+    r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device, reference)
     for line in r.skipped:
         click.echo(f"skipped: {line}", err=True)
+    for video, t in r.traces.items():
+        click.echo(f"{video}: identity cosine to frame {t['reference_frame']} over {t['frames']} frames: "
+                   f"blurred {t['blurred_mean']:.3f}, restored {t['restored_mean']:.3f}", err=True)
     if r.skipped and not (r.images or r.videos):
         raise InputError(f"none of the {len(r.skipped)} input(s) could be read; nothing restored")
     click.echo(f"mf2 deblur: {r.images} images, {r.videos} videos ({r.frames} frames); {r.faces} faces restored, "
@@ -517,6 +540,8 @@ def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
 @click.option("--restored", multiple=True, help="NAME=DIR: a method's restored images named <pair_id>.png; repeatable.")
 @click.option("--checkpoint", "checkpoints", multiple=True,
               help="[NAME=]RUN/model.pt: an mf2 model from mf2 train, run on every blurry crop; repeatable.")
+@click.option("--hourglass", "hourglasses", multiple=True,
+              help="[NAME=]RUN/model.pt: that model's hourglass alone (step 1, the paper's HG row); repeatable.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
 @click.option("--landmarks", default="dlib", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
               help="Localiser run on every method's images.")
@@ -533,7 +558,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device) -> None:
               help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
-def evaluate(pairs, stills, restored, checkpoints, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
+def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
              kernel_sizes, seed, make_html) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity."""
     from tqdm import tqdm
@@ -547,7 +572,7 @@ def evaluate(pairs, stills, restored, checkpoints, out, landmarks, fan_weights, 
     cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html)
     cfg.validate()
     methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
-        + [parse_checkpoint(c) for c in checkpoints]
+        + [parse_checkpoint(c) for c in checkpoints] + [parse_checkpoint(c, "hg") for c in hourglasses]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be distinct: {names}")

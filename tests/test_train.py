@@ -104,14 +104,14 @@ def test_tiny_preset_overfits_a_small_batch(pairs_dir):
     start_hg = tr._hg_step(blurry, sharp)["l1"]
     for _ in range(150):
         hg = tr._hg_step(blurry, sharp)
-    assert hg["l1"] < 0.6 * start_hg, (start_hg, hg)
+    assert hg["l1"] < 0.9 * start_hg, (start_hg, hg)  # it starts as the identity: at the blurry input's error
     tr.models["hg"].eval()
     first = tr._cgan_step(blurry, sharp)
     for _ in range(150):
         last = tr._cgan_step(blurry, sharp)
     assert last["l1"] < 0.5 * first["l1"], (first, last)
     assert last["reconstruction"] < 0.5 * first["reconstruction"], (first, last)
-    assert all(np.isfinite(v) for v in last.values())
+    assert all(np.isfinite(float(v)) for v in last.values())
 
 
 def _weights(run: Path) -> dict:
@@ -195,6 +195,22 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     assert (v_out.width, v_out.height, v_out.n_frames) == (v_in.width, v_in.height, v_in.n_frames)
     assert v_out.fps == v_in.fps
 
+    # identity over time against a sharp reference frame the user names (the paper's Sect. 5.6)
+    res = run_mf2("deblur", str(clip), "--reference", "5", "--checkpoint", str(run / "model.pt"),
+                  "--out", str(tmp_path / "traced"))
+    assert res.returncode == 0, res.stderr
+    rows = (tmp_path / "traced" / "clip.mp4.identity.csv").read_text().splitlines()
+    assert rows[0] == "frame,cos_blurred,cos_restored" and len(rows) == 21
+    by_frame = {int(r.split(",")[0]): [float(x) for x in r.split(",")[1:]] for r in rows[1:]}
+    assert by_frame[5][0] == pytest.approx(1.0, abs=1e-4)  # the reference against itself
+    assert all(-1 <= c <= 1 for v in by_frame.values() for c in v)
+    assert cv2.imread(str(tmp_path / "traced" / "clip.mp4.identity.png")) is not None
+    assert "identity cosine to frame 5 over 19 frames" in res.stderr
+    res = run_mf2("deblur", str(clip), "--reference", "99", "--checkpoint", str(run / "model.pt"),
+                  "--out", str(tmp_path / "traced2"))
+    assert res.returncode == 2 and "--reference 99" in res.stderr and "frames 0-19" in res.stderr
+    assert "Traceback" not in res.stderr
+
     # the model as a row of mf2 evaluate
     rep = tmp_path / "report"
     res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--checkpoint", f"tiny={run / 'model.pt'}", "--limit", "4",
@@ -242,3 +258,85 @@ def test_two_process_ddp_training_on_cpu(pairs_dir, tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 4 and summary["cgan"]["steps"] == 4
     assert (out / "model.pt").is_file()
+
+
+def test_newell_hourglass_works_at_a_quarter_and_starts_as_the_identity():
+    """The paper names Newell's off-the-shelf hourglass: a strided stem, features at 1/4
+    resolution, predictions back at full resolution; with zeroed heads a fresh model returns
+    its input, so training starts at the blurry input's error."""
+    from mf2.train.config import PRESETS
+    from mf2.train.trainer import build_models
+
+    for name in ("small", "paper"):
+        cfg = PRESETS[name]
+        hg = build_models(cfg)["hg"].eval()
+        x = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 1.8 - 0.9
+        assert hg.stem(x).shape[-1] == cfg.image_size // 4
+        outs = hg(x)
+        assert len(outs) == cfg.hourglass.stacks and outs[-1].shape == x.shape
+        assert torch.allclose(outs[-1], x, atol=1e-5)
+    # the speed it buys, as counted operations: the paper hourglass at 1/4 against full resolution
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mf2.train.archs.hourglass import StackedHourglass
+
+    flops = {}
+    for stem in ("newell", "full"):
+        with FlopCounterMode(display=False) as fc:
+            StackedHourglass(2, 128, 4, stem=stem)(torch.zeros(1, 3, 256, 256))
+        flops[stem] = fc.get_total_flops()
+    assert flops["full"] > 8 * flops["newell"], flops
+
+
+def test_checkpoints_saved_before_the_stem_key_load_as_full_resolution(pairs_dir, tmp_path):
+    from mf2.train.config import config_from_dict, load_config
+
+    old = load_config("tiny").to_dict()
+    del old["hourglass"]["stem"]
+    assert config_from_dict(old).hourglass.stem == "full"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("preset: tiny\nhourglass: {stem: wide}\n")
+    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert res.returncode == 2 and "hourglass.stem 'wide'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cosine_schedule_is_a_function_of_the_step(pairs_dir, tmp_path):
+    from mf2.train.config import load_config
+    from mf2.train.trainer import Trainer
+
+    cfg = load_config("tiny", {"hg_stage": {"schedule": "cosine", "lr": 0.001}})
+    tr = Trainer(cfg, [str(pairs_dir)], tmp_path / "run", "cpu")
+    seen = []
+    for step in (0, 50, 100):
+        tr._set_lr("hg", step, 100)
+        seen.append(tr.opt["hg"].param_groups[0]["lr"])
+    assert seen[0] == pytest.approx(0.001) and seen[1] == pytest.approx(0.0005) and seen[2] == pytest.approx(0.0)
+
+
+def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos, tmp_path):
+    """`mf2 train --hg-pairs SYN --pairs VLA`: each stage trains on its own pairs, the run says
+    which, and resuming with other hourglass pairs is refused in one line."""
+    syn = tmp_path / "syn"
+    res = run_mf2("simulate", "--videos", str(videos / "lp_d18.mp4"), "--mode", "synthetic", "--stride", "8",
+                  "--out-size", "64", "--out", str(syn), "--no-contact-sheet", "--workers", "0")
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "run"
+    args = ["train", "--config", "tiny", "--max-steps", "3", "--device", "cpu", "--out", str(run)]
+    res = run_mf2(*args, "--hg-pairs", str(syn), "--pairs", str(pairs_dir))
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert [d["mode"] for d in summary["hg"]["data"]["datasets"]] == ["synthetic"]
+    assert [d["mode"] for d in summary["cgan"]["data"]["datasets"]] == ["pravg"]
+    model = torch.load(run / "model.pt", weights_only=True)
+    assert model["data"]["hg"]["datasets"][0]["path"] == str(syn)
+    assert model["data"]["cgan"]["datasets"][0]["path"] == str(pairs_dir)
+    res = run_mf2(*args, "--hg-pairs", str(pairs_dir), "--pairs", str(pairs_dir))
+    assert res.returncode == 2 and "trained on other pairs" in res.stderr and "Traceback" not in res.stderr
+    # the hourglass alone as a row of mf2 evaluate
+    rep = tmp_path / "report"
+    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--checkpoint", f"m={run / 'model.pt'}",
+                  "--hourglass", str(run / "model.pt"), "--limit", "3", "--no-identity", "--out", str(rep))
+    assert res.returncode == 0, res.stderr
+    rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
+    assert set(rows) == {"Blurred", "Oracle", "m", "run-HG"}
+    assert rows["run-HG"]["ssim"] != rows["m"]["ssim"]

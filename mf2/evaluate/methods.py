@@ -27,19 +27,21 @@ class Method:
     name: str
     kind: str  # blurred | oracle | folder | checkpoint
     folder: Path | None = None  # folder: the restored images; checkpoint: the model file
+    stage: str = "cgan"  # checkpoint: the whole model, or "hg": its hourglass alone
 
 
-def parse_checkpoint(spec: str) -> Method:
-    """[NAME=]RUN/model.pt: an mf2 model restores each blurry crop in this process."""
+def parse_checkpoint(spec: str, stage: str = "cgan") -> Method:
+    """[NAME=]RUN/model.pt: an mf2 model restores each blurry crop in this process; with
+    ``stage="hg"`` its hourglass alone does (default name RUN-HG)."""
     name, sep, path = spec.rpartition("=")
     p = Path(path)
     if not sep:
-        name = p.parent.name or "mf2"
+        name = (p.parent.name or "mf2") + ("-HG" if stage == "hg" else "")
     if not _NAME.match(name) or name in RESERVED:
         raise UsageError(f"--checkpoint {spec!r}: method name must match {_NAME.pattern} and not be Blurred/Oracle")
     if not p.is_file():
         raise UsageError(f"--checkpoint {path}: no such file")
-    return Method(name, "checkpoint", p)
+    return Method(name, "checkpoint", p, stage)
 
 
 def parse_restored(spec: str) -> Method:

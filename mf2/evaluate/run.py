@@ -228,7 +228,7 @@ class _Scorer:
             if m.kind == "checkpoint":
                 from mf2.train.deblur import Deblurrer
 
-                self.models[m.name] = Deblurrer(m.folder)
+                self.models[m.name] = Deblurrer(m.folder, stage=m.stage)
 
     def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
         manual = ds.meta.get("mf2.landmarks_source") == "manual"

@@ -28,6 +28,16 @@ TINY_ENCODER: list[Layer] = [(4, 8, 1, False), (4, 16, 2, True), (4, 32, 2, True
 TINY_DECODER: list[DecLayer] = [(1, 64, 1, True, 0.5), (4, 32, 1, True, 0.5), (4, 32, 2, True, 0.5),
                                 (4, 32, 2, True, 1.0), (4, 32, 2, True, 1.0), (4, 16, 2, True, 1.0),
                                 (4, 8, 2, True, 1.0), (4, 3, 1, False, 1.0)]
+# small: 128x128 on a 2-core CPU. The paper's layout at half the size and a quarter to a half of
+# its widths, with nothing at full resolution but the last transposed conv: the first encoder
+# layer strides (64x64) and the decoder ends with a stride-2 transposed conv. Convs at 128x128
+# were measured to take 2/3 of a cGAN step on a CPU; this layout trains 2.2x faster (13.9 against
+# 6.3 images/s). The code is 2x2, as the paper's at 256; three U-Net skips at 64, 32 and 8 px.
+SMALL_ENCODER: list[Layer] = [(4, 32, 2, False), (4, 64, 2, True), (4, 128, 2, True), (4, 128, 2, True),
+                              (4, 128, 2, True), (4, 128, 1, True), (4, 128, 1, True), (1, 128, 2, True)]
+SMALL_DECODER: list[DecLayer] = [(1, 256, 2, True, 0.5), (4, 128, 2, True, 0.5), (4, 128, 2, True, 0.5),
+                                 (4, 128, 2, True, 1.0), (4, 64, 2, True, 1.0), (4, 32, 1, True, 1.0),
+                                 (4, 32, 1, True, 1.0), (4, 3, 2, False, 1.0)]
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,13 @@ class HourglassConfig:
     stacks: int = 2
     features: int = 128
     depth: int = 4  # downsamplings inside each hourglass
+    # newell: Newell's strided stem, hourglasses at 1/4 resolution, predictions back at full
+    # resolution (mf2 >= 0.5); full: hourglasses at full resolution (older runs' checkpoints)
+    stem: str = "newell"
+
+    @property
+    def downsampling(self) -> int:
+        return (4 if self.stem == "newell" else 1) * 2 ** self.depth
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,10 @@ class StageConfig:
     max_steps: int = 0  # 0: epochs decide
     lr: float = 2e-4
     betas: tuple = (0.5, 0.999)
+    # constant, or cosine: the rate falls to 0 at the stage's last step. A short run ends on
+    # noisy weights at a constant rate; on the small preset they sharpened already-sharp
+    # faces (a clip at 45 dB fell to 39 dB after 600 steps at 2e-4).
+    schedule: str = "constant"
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,7 @@ class TrainConfig:
     log_every: int = 20
     val_max_batches: int = 50
     deterministic: bool = False
+    channels_last: bool = True  # NHWC tensors: faster convs on CPUs and tensor cores
     hourglass: HourglassConfig = field(default_factory=HourglassConfig)
     cgan: CganConfig = field(default_factory=CganConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -94,10 +116,16 @@ class TrainConfig:
         if self.image_size % down:
             raise UsageError(f"config: image_size {self.image_size} is not divisible by the encoder's "
                              f"total stride {down}")
-        if self.image_size % (2 ** self.hourglass.depth):
-            raise UsageError(f"config: image_size {self.image_size} not divisible by 2^hourglass.depth")
+        if self.hourglass.stem not in ("newell", "full"):
+            raise UsageError(f"config: hourglass.stem {self.hourglass.stem!r}: expected newell or full")
+        if self.image_size % self.hourglass.downsampling:
+            raise UsageError(f"config: image_size {self.image_size} not divisible by {self.hourglass.downsampling} "
+                             f"(the hourglass's stem and 2^hourglass.depth)")
         if len(self.cgan.encoder) != len(self.cgan.decoder):
             raise UsageError("config: encoder and decoder need the same number of layers")
+        for name, st in (("hg_stage", self.hg_stage), ("cgan_stage", self.cgan_stage)):
+            if st.schedule not in ("constant", "cosine"):
+                raise UsageError(f"config: {name}.schedule {st.schedule!r}: expected constant or cosine")
         if not 0 <= self.val_fraction < 1:
             raise UsageError(f"config: val_fraction {self.val_fraction} must be in [0, 1)")
 
@@ -120,6 +148,14 @@ PRESETS: dict[str, TrainConfig] = {
         val_max_batches=4, hourglass=HourglassConfig(stacks=1, features=16, depth=3),
         cgan=CganConfig(encoder=tuple(TINY_ENCODER), decoder=tuple(TINY_DECODER), disc_channels=(8, 16, 32, 32)),
         hg_stage=StageConfig(epochs=2), cgan_stage=StageConfig(epochs=2)),
+    "small": TrainConfig(
+        preset="small", image_size=128, batch_size=16, num_workers=0, checkpoint_every=250, log_every=25,
+        val_max_batches=8, hourglass=HourglassConfig(stacks=2, features=64, depth=3),
+        cgan=CganConfig(encoder=tuple(SMALL_ENCODER), decoder=tuple(SMALL_DECODER),
+                        unet_skips=((1, 7), (2, 4), (4, 2)), disc_channels=(32, 64, 128, 128)),
+        crop_jitter=0.0,  # a resized crop softens the sharp target; flips only
+        hg_stage=StageConfig(epochs=0, max_steps=1500, lr=5e-4, schedule="cosine"),
+        cgan_stage=StageConfig(epochs=0, max_steps=1200, schedule="cosine")),  # ~30 min in all on 2 cores
 }
 
 
@@ -177,7 +213,11 @@ def load_config(spec: str, overrides: dict | None = None) -> TrainConfig:
 
 
 def config_from_dict(data: dict, where: str = "config") -> TrainConfig:
-    """A configuration saved with a run or a checkpoint (``TrainConfig.to_dict``)."""
+    """A configuration saved with a run or a checkpoint (``TrainConfig.to_dict``). One saved
+    before the hourglass had a ``stem`` key was trained with full-resolution hourglasses."""
+    hg = data.get("hourglass")
+    if isinstance(hg, dict) and "stem" not in hg:
+        data = {**data, "hourglass": {**hg, "stem": "full"}}
     cfg = _build(TrainConfig, data, where)
     cfg.validate()
     return cfg

@@ -22,9 +22,10 @@ from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
 from mf2.train.archs.cgan import Decoder, Encoder
-from mf2.train.archs.hourglass import StackedHourglass
+from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import config_from_dict
 from mf2.train.data import to_tensor, to_uint8
+from mf2.train.trace import IdentityTrace
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
@@ -33,7 +34,11 @@ VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", "
 class Deblurrer:
     """The prediction network: hourglass, then G_bl (its encoder and the shared decoder)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto") -> None:
+    def __init__(self, checkpoint: str | Path, device: str = "auto", stage: str = "cgan") -> None:
+        """``stage="hg"``: the hourglass alone (step 1's output), the paper's HG row."""
+        if stage not in ("hg", "cgan"):
+            raise UsageError(f"stage {stage!r}: expected hg or cgan")
+        self.stage = stage
         p = Path(checkpoint)
         if not p.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file")
@@ -46,7 +51,7 @@ class Deblurrer:
         self.cfg = config_from_dict(state["config"], str(p))
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
-        self.hg = StackedHourglass(c.hourglass.stacks, c.hourglass.features, c.hourglass.depth)
+        self.hg = hourglass_from(c.hourglass)
         self.enc = Encoder(c.cgan, in_ch=6)
         self.dec = Decoder(c.cgan)
         if state["format"] == "mf2-deblur-1":
@@ -70,8 +75,11 @@ class Deblurrer:
         x = torch.stack([to_tensor(_resize(c, self.size)) for c in crops]).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             hg = self.hg(x)[-1].float()
-            code, feats = self.enc(torch.cat([x, hg], dim=1))
-            y = self.dec(code, feats).float()
+            if self.stage == "hg":
+                y = hg
+            else:
+                code, feats = self.enc(torch.cat([x, hg], dim=1))
+                y = self.dec(code, feats).float()
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
 
 
@@ -115,6 +123,7 @@ class DeblurResult:
     faces: int = 0
     no_face: int = 0
     skipped: list = field(default_factory=list)  # "path: why" of inputs that could not be read
+    traces: dict = field(default_factory=dict)  # output video -> identity-cosine summary (--reference)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -184,9 +193,10 @@ def deblur_image(model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: st
     res.images += 1
 
 
-def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: DeblurResult, batch: int = 16) -> None:
-    """Restore every frame's face; the output keeps each input frame's timestamp (variable
-    frame rates included) and, when present, the audio (stream-copied)."""
+def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: DeblurResult, batch: int = 16,
+                 reference: int | None = None) -> None:
+    """Restore every frame's face, keeping each frame's timestamp and the audio. ``reference``:
+    a sharp frame whose identity each frame is compared with (mf2.train.trace)."""
     from mf2.faces.select import LandmarkConfig
     from mf2.faces.stage import compute_landmarks
     from mf2.schema import landmarks_to_numpy
@@ -202,6 +212,7 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
     # Landmarks stream in step with the frames (the table keeps only small arrays).
     lm_table = compute_landmarks(src.stem, info, LandmarkConfig(backend="dlib"), None)
     lms, valid = landmarks_to_numpy(lm_table["landmarks"])
+    trace = None if reference is None else IdentityTrace.from_video(info, lms, valid, reference)
     writer = TimedWriter(video_tmp, info.width, info.height, time_base, info.fps)
     try:
         pending: list[tuple[np.ndarray, Crop | None, int]] = []
@@ -212,6 +223,8 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
             restored = iter(model(crops))
             for frame, c, i in pending:
                 out = paste(frame, c, next(restored)) if c is not None else frame
+                if trace is not None and c is not None:
+                    trace.add(i, frame, out, lms[i])
                 # a decoder may emit more frames than packets (rare): continue the last step
                 t = pts[i] if i < len(pts) else last_pts[0] + max(1, pts[-1] - pts[-2] if len(pts) > 1 else 1)
                 writer.write(out, t)
@@ -229,13 +242,11 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
                     flush()
             flush()
         writer.close()
-        args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video_tmp.absolute()),
-                "-i", str(src.absolute()), "-map", "0:v", "-map", "1:a?", "-c", "copy", str(tmp.absolute())]
-        r = subprocess.run(args, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise InputError(f"{dst}: ffmpeg could not write the video ({r.stderr.strip().splitlines()[-1:]})",
-                             "encode-error")
+        _with_audio(video_tmp, src, tmp, dst)
         shutil.move(tmp, dst)
+        if trace is not None:
+            trace.write(dst)
+            res.traces[str(dst)] = trace.summary()
     finally:
         with contextlib.suppress(Exception):
             writer.container.close()
@@ -244,8 +255,18 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
     res.videos += 1
 
 
+def _with_audio(video: Path, src: Path, tmp: Path, dst: Path) -> None:
+    """The restored frames with the source's audio stream-copied (when it has one)."""
+    args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video.absolute()),
+            "-i", str(src.absolute()), "-map", "0:v", "-map", "1:a?", "-c", "copy", str(tmp.absolute())]
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise InputError(f"{dst}: ffmpeg could not write the video ({r.stderr.strip().splitlines()[-1:]})",
+                         "encode-error")
+
+
 def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", margin: float = 0.25,
-           device: str = "auto") -> DeblurResult:
+           device: str = "auto", reference: int | None = None) -> DeblurResult:
     if mode not in ("auto", "crop", "frame"):
         raise UsageError(f"--mode {mode!r}: expected auto, crop or frame")
     model = Deblurrer(checkpoint, device)
@@ -269,7 +290,7 @@ def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", ma
     for src, dst in files:
         try:
             if src.suffix.lower() in VIDEO_EXT:
-                deblur_video(model, src, dst.with_suffix(".mp4"), margin, res)
+                deblur_video(model, src, dst.with_suffix(".mp4"), margin, res, reference=reference)
             else:
                 deblur_image(model, faces, src, dst, mode, margin, res)
         except InputError as e:  # one bad file never costs the others
