@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mf2.train.config import HourglassConfig
+
 STEMS = ("newell", "full")
 
 
@@ -130,6 +132,6 @@ class StackedHourglass(nn.Module):
             nn.init.zeros_(last.bias)
 
 
-def hourglass_from(cfg) -> StackedHourglass:
+def hourglass_from(cfg: HourglassConfig) -> StackedHourglass:
     """The network a ``HourglassConfig`` describes."""
     return StackedHourglass(cfg.stacks, cfg.features, cfg.depth, stem=cfg.stem)
