@@ -104,6 +104,16 @@ def test_auto_picks_dlib_without_cuda():
         resolve_backend_name(LandmarkConfig(backend="mtcnn"))
 
 
+def test_detection_alone_never_reads_the_68_point_model(videos, tmp_path):
+    """FAN uses dlib for boxes only: its workers must not load (or need) the 100 MB predictor."""
+    backend = DlibBackend(predictor_path=tmp_path / "absent.dat")
+    frame = next(iter_frames(videos / "fomm_04.mp4"))
+    dets = backend.detect(frame)
+    assert len(dets) == 1
+    with pytest.raises(RuntimeError, match="absent.dat"):
+        backend.fit([frame], [dets[0].box])
+
+
 @pytest.mark.slow
 def test_fan_load_and_infer_path(videos, tmp_path):
     """RANDOM weights (no FAN weights can be downloaded here): this checks loading

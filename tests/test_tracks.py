@@ -282,6 +282,29 @@ def test_batched_fits_track_like_single_fits(built):
     assert len(ua ^ ub) <= 0.05 * len(ua)
 
 
+def test_batched_fits_stop_at_the_next_keyframe(built):
+    """A batch fits every frame up to the next keyframe and no further: the boxes change there,
+    so fits past it were thrown away (batch 64 with keyframes every 10 frames fitted ~5x the
+    faces it used). Counted with the real dlib backend asked for batches."""
+    folder, _, _ = built
+    info = probe(folder / "in" / "sidebyside.mp4")
+
+    def fitted(batch: int) -> int:
+        class Counting(DlibBackend):
+            batch_size = batch
+            items = 0
+
+            def fit(self, images, boxes):
+                Counting.items += len(images)
+                return super().fit(images, boxes)
+
+        compute_landmarks("s", info, LandmarkConfig(backend="dlib"), backend=Counting())
+        return Counting.items
+
+    one, many = fitted(1), fitted(64)
+    assert one > 0 and many <= 1.1 * one, (one, many)
+
+
 def test_stats_reports_tracking_per_video(dataset):
     out, foot, _ = dataset
     r = run_mf2("stats", str(out))

@@ -27,7 +27,8 @@ class DlibBackend:
         face side in original pixels the detector must still find, which sets the upsampling
         (HOG's window is 80 px, each upsampling halves that)."""
         self._detector = dlib.get_frontal_face_detector()
-        self._predictor = dlib.shape_predictor(str(predictor_path or shape_predictor_68()))
+        self._predictor_path = predictor_path
+        self._predictor = None  # loaded on the first fit: FAN uses this class for detection only
         self.detect_max_side = detect_max_side
         self.min_face = min_face
 
@@ -50,12 +51,19 @@ class DlibBackend:
             for r, s in zip(rects, scores)
         ]
 
+    @property
+    def predictor(self):
+        """The 68-point model (100 MB): read when a fit first needs it."""
+        if self._predictor is None:
+            self._predictor = dlib.shape_predictor(str(self._predictor_path or shape_predictor_68()))
+        return self._predictor
+
     def fit(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:
         out = []
         for image, box in zip(images, boxes):
             grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
             x0, y0, x1, y1 = (int(round(v)) for v in box)
-            shape = self._predictor(grey, dlib.rectangle(x0, y0, x1, y1))
+            shape = self.predictor(grey, dlib.rectangle(x0, y0, x1, y1))
             lm = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
             out.append((lm, float("nan")))  # the regression tree gives no confidence
         return out

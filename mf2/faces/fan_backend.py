@@ -23,10 +23,54 @@ def _num_modules(state_dict: dict) -> int:
     return max(1, len(mods))
 
 
+class GraphedForward:
+    """FAN's forward pass replayed from CUDA graphs, one per batch-size bucket.
+
+    Eager PyTorch launches FAN's kernels one at a time from Python: on an H100 that took ~27 ms
+    a call whatever the batch (37 images/s at batch 1, 1,039 at 32; bench/gpu.py). The tracker's
+    calls hold 1-10 faces (a batch ends at the next keyframe), so launches, not arithmetic, set
+    the landmark stage's speed; a graph replays a whole forward pass in one launch."""
+
+    BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+    def __init__(self, net, device: str) -> None:
+        self.net, self.device = net, device
+        self.graphs: dict[int, tuple] = {}
+
+    def _capture(self, b: int) -> tuple:
+        import torch
+
+        inp = torch.zeros(b, 3, 256, 256, device=self.device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(3):  # cuDNN picks its algorithms before the capture
+                self.net(inp)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph):
+            out = self.net(inp)
+        return graph, inp, out[-1] if isinstance(out, (list, tuple)) else out
+
+    def __call__(self, x):
+        n = x.shape[0]
+        b = next((b for b in self.BUCKETS if b >= n), None)
+        if b is None:
+            out = self.net(x)
+            return out[-1] if isinstance(out, (list, tuple)) else out
+        if b not in self.graphs:
+            self.graphs[b] = self._capture(b)
+        graph, inp, out = self.graphs[b]
+        inp[:n].copy_(x)
+        graph.replay()
+        return out[:n]
+
+
 class FanBackend:
     name = "fan"
 
-    def __init__(self, weights: str | Path, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(self, weights: str | Path, device: str | None = None, batch_size: int = 32,
+                 cuda_graphs: bool = True) -> None:
         import torch
         from face_alignment.models import FAN
 
@@ -49,7 +93,13 @@ class FanBackend:
         except RuntimeError as e:
             raise UsageError(f"{weights}: not a 2D FAN state dict ({str(e).splitlines()[0]})") from None
         self._net = net.to(self.device).eval()
+        self._forward = GraphedForward(self._net, self.device) if cuda_graphs and self.device.startswith("cuda") \
+            else self._eager
         self._detector = DlibBackend()
+
+    def _eager(self, x):
+        out = self._net(x)
+        return out[-1] if isinstance(out, (list, tuple)) else out
 
     def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Detection]:
         return self._detector.detect(image, min_face)
@@ -69,10 +119,8 @@ class FanBackend:
         out = []
         for s in range(0, len(crops), max(1, self.batch_size)):
             batch = torch.from_numpy(np.stack(crops[s : s + self.batch_size])).to(self.device)
-            with torch.inference_mode():
-                hm = self._net(batch.float() / 255.0)
-                hm = hm[-1] if isinstance(hm, list) else hm
-            hm = hm.float().cpu().numpy()
+            with torch.no_grad():  # not inference_mode: a graph's input buffer is an ordinary tensor
+                hm = self._forward(batch.float() / 255.0).float().cpu().numpy()
             for i in range(hm.shape[0]):
                 j = s + i
                 _, pts, sc = get_preds_fromhm(hm[i : i + 1], centers[j], scales[j])

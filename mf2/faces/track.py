@@ -353,11 +353,16 @@ class FaceTracker:
                 i += 1
                 continue
             # the run of frames that can share one batched fit: no shot start, no duplicate
+            tracks = list(self.tracks)
+            # ... and that ends before the next keyframe, where boxes change: fits past it would
+            # be thrown away (with batch 64 and keyframes every 10 frames, 5 of every 6)
+            k_int = self.cfg.keyframe_interval
+            room = min((k_int - t.since_detect if t.since_detect < k_int else k_int for t in tracks),
+                       default=len(chunk))
             j = i + 1
-            while j < len(chunk) and not chunk[j].shot_start and not chunk[j].is_duplicate:
+            while j < min(len(chunk), i + room) and not chunk[j].shot_start and not chunk[j].is_duplicate:
                 j += 1
             run = chunk[i:j]
-            tracks = list(self.tracks)
             items = [(fr.image, t.box) for fr in run for t in tracks]
             fitted = self.backend.fit([a for a, _ in items], [b for _, b in items]) if items else []
             ids = [t.id for t in tracks]

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from mf2.errors import UsageError
 from mf2.share.dataset import load, safe_rel
@@ -105,11 +105,13 @@ class PairDataset(Dataset):
         interp = cv2.INTER_AREA if img.shape[0] > self.size else cv2.INTER_CUBIC
         return cv2.resize(img, (self.size, self.size), interpolation=interp)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key``: an index, or (epoch, index) from EpochBatches (the epoch seeds the augmentation)."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
         if self.augment:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
+            rng = np.random.default_rng([self.seed, epoch, i])
             h, w = sharp.shape[:2]
             keep = 1.0 - rng.uniform(0, self.crop_jitter)
             ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
@@ -119,6 +121,22 @@ class PairDataset(Dataset):
                 blurry, sharp = blurry[:, ::-1], sharp[:, ::-1]
         return {"blurry": to_tensor(self._resize(blurry)), "sharp": to_tensor(self._resize(sharp)),
                 "pair_id": p.pair_id, "index": i}
+
+
+class EpochBatches(Sampler):
+    """The current epoch's batches of (epoch, index) keys, replaced before each epoch. One
+    DataLoader with persistent workers then serves a whole stage: the keys carry the epoch, so
+    the workers' copies of the dataset need no update, and no worker restarts at each epoch
+    (8 workers took ~1 s to start, each epoch, which starved a GPU on a small dataset)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:

@@ -26,7 +26,7 @@ from mf2.quality import psnr, ssim
 from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weights
 from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import TrainConfig
-from mf2.train.data import PairDataset, epoch_order, split_pairs, to_uint8
+from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, to_uint8
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, projection_loss
 
 STAGES = ("hg", "cgan")
@@ -192,6 +192,7 @@ class Trainer:
     def use(self, stage: str) -> None:
         """The pairs the next steps train and validate on."""
         self.train_ds, self.val_ds = self.data[stage].train, self.data[stage].val
+        self._loaders: dict[str, DataLoader] = {}  # the last stage's workers end with their loaders
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _m(self, name: str) -> torch.nn.Module:
@@ -228,7 +229,9 @@ class Trainer:
         if not p.is_file():
             return None
         try:
-            state = torch.load(p, map_location=self.device, weights_only=True)
+            # on the CPU: RNG states must stay CPU ByteTensors (set_rng_state refuses CUDA ones);
+            # load_state_dict copies weights and optimiser state onto the models' device
+            state = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise UsageError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to "
@@ -331,16 +334,25 @@ class Trainer:
                 self._tb = False
         return self._tb or None
 
-    def _loader(self, order: list[int], start: int) -> tuple[DataLoader, int]:
+    def _loader(self, kind: str) -> DataLoader:
+        """The stage's train or val loader, made once: its workers persist across epochs. Its
+        own generator: making a loader must not draw from the global RNG (exact resume)."""
+        if kind not in self._loaders:
+            w = self.cfg.num_workers
+            common = dict(num_workers=w, pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
+                          generator=torch.Generator().manual_seed(self.cfg.seed))
+            self._loaders[kind] = (DataLoader(self.train_ds, batch_sampler=EpochBatches(), **common) if kind == "train"
+                                   else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common))
+        return self._loaders[kind]
+
+    def _epoch_batches(self, order: list[int], start: int, epoch: int) -> int:
+        """Sets the train loader's batches for this epoch from ``start``; returns the epoch's count."""
         bs = self.cfg.batch_size
-        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        batches = [[(epoch, i) for i in order[j:j + bs]] for j in range(0, len(order), bs)]
         if len(batches) > 1 and len(batches[-1]) < bs:
             batches = batches[:-1]  # equal batches: batch norm statistics stay comparable
-        g = torch.Generator()
-        g.manual_seed(self.cfg.seed)
-        return DataLoader(self.train_ds, batch_sampler=batches[start:], num_workers=self.cfg.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=g,
-                          persistent_workers=False), len(batches)
+        self._loader("train").batch_sampler.batches = batches[start:]
+        return len(batches)
 
     def steps_per_epoch(self) -> int:
         n = len(epoch_order(len(self.train_ds), self.cfg.seed, 0, self.dist.rank, self.dist.world))
@@ -409,9 +421,7 @@ class Trainer:
         return hg_out, fake.float()
 
     def validate(self, stage: str, prog: Progress) -> dict:
-        # its own generator: creating a loader must not draw from the global RNG (exact resume)
-        loader = DataLoader(self.val_ds, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
-                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        loader = self._loader("val")
         scores = {"ssim": [], "psnr": [], "ssim_blurred": []}
         grid = []
         for b, batch in enumerate(loader):
@@ -471,9 +481,9 @@ class Trainer:
         bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step", disable=disable)
         images, t0, losses, val = 0, time.perf_counter(), {}, {}
         while prog.step < total:
-            self.train_ds.epoch = prog.epoch
             order = epoch_order(len(self.train_ds), self.cfg.seed, prog.epoch, self.dist.rank, self.dist.world)
-            loader, n_batches = self._loader(order, prog.pos)
+            n_batches = self._epoch_batches(order, prog.pos, prog.epoch)
+            loader = self._loader("train")
             for batch in loader:
                 self._set_lr(stage, prog.step, total)
                 blurry = batch["blurry"].to(self.device, non_blocking=True, memory_format=self.memory_format)
