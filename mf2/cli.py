@@ -25,6 +25,27 @@ class AbsPath(click.Path):
         return os.path.abspath(os.path.expanduser(value)) if isinstance(value, str) else value
 
 
+class BuiltinOrPath(AbsPath):
+    """A file, or the name of one that ships with mf2 (``2mf2``, ``sample``; `mf2 recipes`
+    lists them). An existing path always wins over a name."""
+
+    def __init__(self, kind: str, **kw) -> None:
+        super().__init__(**kw)
+        self.kind = kind
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not os.path.exists(os.path.expanduser(value)):
+            from mf2.builtin import find, names
+
+            found = find(self.kind, value)
+            if found is not None:
+                return str(found)
+            if "/" not in value and "." not in value:  # a bare word: the user meant a name
+                self.fail(f"{value}: no such file, and not a built-in {self.kind[:-1]} "
+                          f"({', '.join(names(self.kind)) or 'none installed'}; see mf2 recipes)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _options(table, override: bool = False):
     """Click options generated from a table of mf2.params (the one declaration of each
     setting). ``override``: every default is None, meaning "keep the recipe's value"."""
@@ -195,9 +216,9 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
 
 
 @cli.command(name="run")
-@click.argument("recipe", type=AbsPath(dir_okay=False))
-@click.option("--manifest", type=AbsPath(dir_okay=False), default=None,
-              help="Video manifest CSV: fetch the videos first (into OUT/data).")
+@click.argument("recipe", type=BuiltinOrPath("recipes", dir_okay=False))
+@click.option("--manifest", type=BuiltinOrPath("manifests", dir_okay=False), default=None,
+              help="Video manifest CSV (or a built-in name): fetch the videos first (into OUT/data).")
 @click.option("--videos", type=AbsPath(), default=None,
               help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
@@ -211,7 +232,15 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_options(DASK, override=True)
 def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies, workers, scheduler, **params) -> None:
-    """Run a recipe (pipelines/*.yaml) end to end: fetch, landmarks, flow, every simulate job."""
+    """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
+
+    RECIPE is a YAML file or a built-in name (2mf2, pravg, synthetic; mf2 recipes lists them).
+
+    \b
+    Examples:
+      mf2 run 2mf2 --videos clips/ --out runs/2mf2
+      mf2 run pipelines/pravg.yaml --manifest sample --out runs/pravg --set jobs.0.L=9
+    """
     from mf2.faces.select import check_backend
     from mf2.pipeline.recipe import load_recipe
     from mf2.pipeline.run import run_pipeline
@@ -243,7 +272,7 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
 
 
 @cli.command()
-@click.argument("manifest", type=AbsPath())
+@click.argument("manifest", type=BuiltinOrPath("manifests"))
 @click.option("--out", required=True, type=AbsPath(file_okay=False),
               help="Folder for videos/ and fetch.parquet (resumable).")
 @_options(FETCH)
@@ -255,7 +284,15 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
 @click.option("--scheduler", default=None,
               help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
 def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, **params) -> None:
-    """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet."""
+    """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet.
+
+    MANIFEST is a CSV file or a built-in name (sample, videos; mf2 recipes lists them).
+
+    \b
+    Examples:
+      mf2 fetch sample --out data
+      mf2 fetch manifests/videos.csv --out data --validate-only
+    """
     from mf2.fetch.download import FetchConfig
     from mf2.fetch.manifest import read_manifest
     from mf2.fetch.run import run_fetch
@@ -285,6 +322,32 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, **para
     else:
         summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def recipes(as_json: bool) -> None:
+    """List the recipes, training configs and manifests that ship with mf2, by the names the
+    other commands take.
+
+    \b
+    Examples:
+      mf2 recipes
+      mf2 run 2mf2 --videos clips/ --out runs/2mf2
+      mf2 train --config small --pairs runs/2mf2/vla --out runs/small
+    """
+    from mf2.builtin import KINDS, folder, listing
+
+    items = listing()
+    if as_json:
+        click.echo(json.dumps({k: [{"name": b.name, "path": str(b.path), "summary": b.summary}
+                                   for b in items if b.kind == k] for k in KINDS}, indent=2))
+        return
+    use = {"recipes": "mf2 run NAME", "configs": "mf2 train --config NAME", "manifests": "mf2 fetch NAME"}
+    for kind in KINDS:
+        click.echo(f"{kind} ({use[kind]}; {folder(kind)}):")
+        for b in (b for b in items if b.kind == kind):
+            click.echo(f"  {b.name:<12} {b.summary}")
 
 
 @cli.command()

@@ -22,6 +22,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # The pinned CPU build must be in place before anything that depends on torch.
 "$VENV/bin/python" -m pip install -q "torch==${MF2_TORCH_VERSION:-2.13.0}"
-"$VENV/bin/python" -m pip install -q -e ".[fan,train,test]"
+"$VENV/bin/python" -m pip install -q -e ".[fan,train,test,dev]"
 touch "$VENV/.mf2-installed"
 echo "setup: ready ($VENV)" >&2

@@ -99,7 +99,7 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
-    0: ("errors", "atomic", "pngs", "quality", "params"),
+    0: ("errors", "atomic", "pngs", "quality", "params", "builtin"),
     1: ("schema", "sources", "sample"),
     2: ("video",),
     3: ("faces", "fetch"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import cv2
 import pyarrow.parquet as pq
@@ -75,6 +76,30 @@ def test_probe_command_prints_exact_fps(videos):
     assert res.returncode == 0 and '"fps": "35/1"' in res.stdout
     bad = run_mf2("probe", str(videos / "PROVENANCE.md"))
     assert bad.returncode == 1 and bad.stderr.startswith("mf2: error:") and "PROVENANCE.md" in bad.stderr
+
+
+def test_builtin_names_work_from_any_folder(tmp_path):
+    """`mf2 recipes` lists what ships; commands take those names wherever they run, a file of
+    the same name in the working folder wins, and a bare unknown word is one line naming them."""
+    import json
+
+    from conftest import REPO
+
+    res = run_mf2("recipes", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    listed = json.loads(res.stdout)
+    assert {b["name"] for b in listed["recipes"]} == {p.stem for p in (REPO / "pipelines").glob("*.yaml")}
+    assert {b["name"] for b in listed["configs"]} == {"paper", "small", "tiny"}
+    assert {"sample", "videos"} <= {b["name"] for b in listed["manifests"]}
+    assert all(Path(b["path"]).is_file() for k in listed.values() for b in k)
+    res = run_mf2("fetch", "sample", "--out", "data", "--validate-only", cwd=tmp_path)
+    assert res.returncode == 0 and "sample.csv: 1 rows" in res.stdout, res.stderr
+    (tmp_path / "sample").write_text("not,a\nmanifest\n")
+    res = run_mf2("fetch", "sample", "--out", "data", "--validate-only", cwd=tmp_path)
+    assert res.returncode != 0 and str(tmp_path / "sample") in res.stderr
+    res = run_mf2("run", "nosuch", "--videos", "v", "--out", "o", cwd=tmp_path)
+    assert res.returncode == 2 and "not a built-in recipe (2mf2, pravg, synthetic" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
 
 
 def test_help_lists_commands():
