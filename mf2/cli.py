@@ -141,7 +141,7 @@ def _echo_err(line: str) -> None:
 
 
 def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
-              retry_failed: bool = False, replace: bool = False) -> None:
+              retry_failed: bool = False, replace: bool = False):
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.pipeline.execute import run_simulate
@@ -164,9 +164,25 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
     _report_videos(summary)
     click.echo(f"mf2 simulate: {summary.line()}", err=True)
     _stop_on_environment(summary)
+    return summary
 
 
 _ENVIRONMENT = ("disk-full", "read-only", "permission-denied")
+
+
+def _script_options(f):
+    """--json and --strict: the same two flags, meaning the same, on every command that runs jobs."""
+    f = click.option("--strict", is_flag=True,
+                     help="Exit 1 when any input failed or nothing was made (default: 0, failures listed).")(f)
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the summary as one JSON object on stdout (messages stay on stderr).")(f)
+
+
+def _finish(summary: dict, problems: list[str], as_json: bool, strict: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    if strict and problems:
+        raise Mf2Error(f"--strict: {'; '.join(problems)}")
 
 
 def _stop_on_environment(summary) -> None:
@@ -204,7 +220,8 @@ def _report_videos(summary, prefix: str = "") -> None:
 @click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
-def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, replace, **params) -> None:
+@_script_options
+def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
     from mf2.simulate import simulate_config
 
@@ -212,7 +229,8 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
     _refuse_other_modes(params)
     cfg = simulate_config(params, _landmark_config(params))
     cfg.validate()
-    _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
+    summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
+    _finish(summary.to_json(), summary.problems(), as_json, strict)
 
 
 @cli.command(name="run")
@@ -231,7 +249,9 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
 @click.option("--replace", is_flag=True, help="A job folder holds pairs made with other settings: start it over.")
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_options(DASK, override=True)
-def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies, workers, scheduler, **params) -> None:
+@_script_options
+def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies, workers, scheduler, as_json, strict,
+            **params) -> None:
     """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
 
     RECIPE is a YAML file or a built-in name (2mf2, pravg, synthetic; mf2 recipes lists them).
@@ -269,6 +289,8 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
     rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
     click.echo(f"mf2 run {rec.name}: {summary.n_videos} videos in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
                err=True)
+    _finish(summary.to_json(), [f"{name}: {p}" for name, s in summary.jobs.items() for p in s.problems()],
+            as_json, strict)
 
 
 @cli.command()
@@ -283,7 +305,8 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
 @click.option("--scheduler", default=None,
               help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
-def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, **params) -> None:
+@_script_options
+def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_json, strict, **params) -> None:
     """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet.
 
     MANIFEST is a CSV file or a built-in name (sample, videos; mf2 recipes lists them).
@@ -322,6 +345,7 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, **para
     else:
         summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
+    _finish(summary.to_json(), summary.problems(), as_json, strict)
 
 
 @cli.command()

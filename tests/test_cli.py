@@ -102,6 +102,28 @@ def test_builtin_names_work_from_any_folder(tmp_path):
     assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
+def test_simulate_json_and_strict(videos, tmp_path):
+    """Scripts get the summary as JSON on stdout and, with --strict, exit 1 when an input failed;
+    the good video's pairs are made either way."""
+    import json
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "fomm_08.mp4").symlink_to(videos / "fomm_08.mp4")
+    (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video")
+    args = ("simulate", "--videos", "in", "--out", "out", "--mode", "pravg", "--L", "3", "--stride", "9",
+            "--out-size", "64", "--workers", "0", "--no-contact-sheet")
+    r = run_mf2(*args, "--json", "--strict", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"mf2: error: --strict: 1 of 2 videos failed "
+                                                 f"(see {tmp_path / 'out' / 'failures.parquet'})")
+    s = json.loads(r.stdout)
+    assert (s["videos"], s["ok"], s["failed"]) == (2, 1, 1) and s["pairs"] > 0
+    assert s["failures_by_class"] and s["pairs_path"] == str(tmp_path / "out" / "pairs.parquet")
+    r = run_mf2(*args, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == ""
+
+
 def test_help_lists_commands():
     res = run_mf2("--help")
     assert res.returncode == 0 and all(c in res.stdout for c in ("simulate", "demo", "probe", "sample"))

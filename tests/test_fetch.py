@@ -189,6 +189,22 @@ def test_sample_manifest_works_offline(tmp_path):
     assert t[0]["status"] == "ok" and t[0]["n_frames"] > 0
 
 
+def test_fetch_json_and_strict(videos, tmp_path):
+    """--json prints the summary on stdout; --strict exits 1 (one line) when a row was not fetched,
+    after fetching the rest; without it the same run exits 0 and lists the failure."""
+    import json
+
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    m = _csv(tmp_path / "m.csv", [("good", str(videos / "fomm_08.mp4")), ("junk", str(tmp_path / "junk.mp4"))])
+    r = run_mf2("fetch", str(m), "--out", str(tmp_path / "o"), "--json", "--strict")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("mf2: error: --strict: 1 of 2 rows")
+    summary = json.loads(r.stdout)
+    assert summary["status"] == {"ok": 1, "failed": 1} and summary["rows"] == 2
+    assert _table(tmp_path / "o")["good"]["status"] == "ok"
+    r = run_mf2("fetch", str(m), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0 and "1 failed" in r.stderr and r.stdout == ""  # the rerun keeps the failure
+
+
 def test_shipped_voxceleb_manifest_validates():
     rows = read_manifest(REPO / "manifests" / "videos.csv")
     assert len(rows) == 22496 and len({r.video_id for r in rows}) == 22168

@@ -62,6 +62,16 @@ class FetchSummary:
     reused: int
     table: Path
 
+    def to_json(self) -> dict:
+        return {"rows": self.n_rows, "videos": self.n_videos, "status": self.counts, "failures_by_class": self.error_classes,
+                "downloaded": self.downloaded, "already_there": self.reused, "table": str(self.table)}
+
+    def problems(self) -> list[str]:
+        """Why `--strict` would fail this fetch: a row not fetched, or nothing fetched at all."""
+        bad = sum(v for k, v in self.counts.items() if k != "ok")
+        out = [f"{bad} of {self.n_rows} rows not fetched (see {self.table})"] if bad else []
+        return out + ([] if self.counts.get("ok") else ["no video was fetched"])
+
     def line(self) -> str:
         parts = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items()))
         errs = ", ".join(f"{k} {v}" for k, v in sorted(self.error_classes.items()))

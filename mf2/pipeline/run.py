@@ -34,10 +34,7 @@ class PipelineSummary:
             "recipe": self.recipe, "out": str(self.out), "videos": self.n_videos, "wall_s": round(self.wall_s, 2),
             "frames": self.frames, "frames_per_s": round(self.frames / self.wall_s, 2) if self.wall_s else None,
             "fetch": self.fetch, "stage_seconds": self.stage_seconds,
-            "jobs": {n: {"pairs": s.n_pairs, "pairs_total": s.n_pairs_total, "ok": s.n_ok, "failed": s.n_failed, "resumed": s.n_resumed,
-                         "taken_down": s.n_removed_skipped, "failures_by_class": s.failures_by_class,
-                         "pairs_path": str(s.pairs_path), "stage_seconds": s.stage_seconds}
-                     for n, s in self.jobs.items()},
+            "jobs": {n: s.to_json() for n, s in self.jobs.items()},
         }
 
 

@@ -23,6 +23,21 @@ class RunSummary:
     failures: list = field(default_factory=list)  # this run's failure records
     notes: dict = field(default_factory=dict)  # video_id -> why it gave no pairs
 
+    def to_json(self) -> dict:
+        """What scripts read: `--json` on stdout, each job of OUT/run.json."""
+        return {"videos": self.n_videos, "pairs": self.n_pairs, "pairs_total": self.n_pairs_total, "ok": self.n_ok,
+                "failed": self.n_failed, "resumed": self.n_resumed, "taken_down": self.n_removed_skipped,
+                "windows_face_lost": self.windows_face_lost, "failures_by_class": self.failures_by_class,
+                "no_pairs": self.notes, "pairs_path": str(self.pairs_path), "failures_path": str(self.failures_path),
+                "stage_seconds": self.stage_seconds}
+
+    def problems(self) -> list[str]:
+        """Why `--strict` would fail this run: a video failed, or the dataset has no pairs."""
+        out = [f"{self.n_failed} of {self.n_videos} videos failed (see {self.failures_path})"] if self.n_failed else []
+        if not (self.n_pairs if self.n_pairs_total is None else self.n_pairs_total):
+            out.append("no pairs were made")
+        return out
+
     def line(self) -> str:
         gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
         total = self.n_pairs if self.n_pairs_total is None else self.n_pairs_total
