@@ -432,17 +432,40 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("dataset", type=AbsPath())
 @click.option("--out", required=True, type=AbsPath(),
-              help="A .parquet file with --no-images, else a new dataset folder.")
+              help="A .parquet file with --no-images, else a new folder.")
+@click.option("--format", "fmt", type=click.Choice(["folder", "hf", "webdataset"]), default="folder",
+              show_default=True,
+              help="folder: a dataset folder (manifest + PNGs); hf: Parquet shards with image columns and a dataset "
+                   "card, for the Hugging Face Hub; webdataset: tar shards for streaming.")
 @click.option("--no-images", is_flag=True, help="Write only the manifest (to share; rebuild with mf2 materialize).")
 @click.option("--split", "splits", multiple=True, help="Export only these splits (repeatable).")
-@click.option("--link", is_flag=True, help="Hard-link the images instead of copying them.")
-def export(dataset: str, out: str, no_images: bool, splits: tuple[str, ...], link: bool) -> None:
-    """Export a dataset's manifest without pixels, or a self-contained copy (optionally of some splits)."""
-    from mf2.share.export import export as run_export
+@click.option("--link", is_flag=True, help="Hard-link the images instead of copying them (folder).")
+@click.option("--shard-pairs", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Pairs per shard (hf, webdataset).")
+def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str, ...], link: bool,
+           shard_pairs: int) -> None:
+    """Export a dataset: its manifest without pixels, a self-contained copy, or Hub-ready shards.
 
+    \b
+    Examples:
+      mf2 export runs/2mf2/vla --no-images --out vla.parquet       # share without pixels
+      mf2 export runs/2mf2/vla --format hf --out hub/vla            # then: huggingface-cli upload
+      mf2 export runs/2mf2/vla --format webdataset --split train --out shards/
+    """
+    if fmt != "folder" and (no_images or link):
+        raise UsageError(f"--format {fmt}: {'--no-images' if no_images else '--link'} applies to --format folder")
     check_writable_dir(Path(out).parent if no_images else Path(out), "--out")
-    res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
-    click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
+    if fmt == "folder":
+        from mf2.share.export import export as run_export
+
+        res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
+        click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
+        return
+    from mf2.share.hub import export_hf, export_webdataset
+
+    res = (export_hf if fmt == "hf" else export_webdataset)(dataset, Path(out), splits, shard_pairs)
+    per = ", ".join(f"{s} {n}" for s, n in res.splits.items())
+    click.echo(f"mf2 export: {res.n_pairs} pairs ({per}) in {len(res.files)} {fmt} shard(s) -> {res.path}", err=True)
 
 
 @cli.command()

@@ -284,6 +284,51 @@ def test_export_with_images_of_one_split(dataset, tmp_path):
     assert res.returncode == 2 and "nosuch" in res.stderr
 
 
+def test_hub_exports_load_in_datasets_and_webdataset(dataset, tmp_path):
+    """--format hf: `datasets` (the real library) reads the shards with Image columns whose
+    pixels are the PNGs'; --format webdataset: `webdataset` streams the same pairs. Both keep the
+    splits, every manifest column, and a dataset card; a re-run over a finished export refuses."""
+    import numpy as np
+    import webdataset as wds
+    from datasets import Image, load_dataset
+    from PIL import Image as PILImage
+
+    ids = tmp_path / "ids.csv"
+    ids.write_text("video_id,identity\nfomm_08,Alice\nlp_d18,Bob\n")
+    assert run_mf2("split", str(dataset), "--identities", str(ids), "--ratios", "train=1,test=1").returncode == 0
+    t = pq.read_table(dataset / "pairs.parquet")
+    want = {r["pair_id"]: r for r in t.to_pylist()}
+    png = {k: np.asarray(PILImage.open(dataset / r["blurry_path"]).convert("RGB")) for k, r in want.items()}
+    res = run_mf2("export", str(dataset), "--format", "hf", "--out", str(tmp_path / "hub"), "--shard-pairs", "40")
+    assert res.returncode == 0, res.stderr
+    hub = load_dataset("parquet", data_dir=str(tmp_path / "hub" / "data"))
+    assert set(hub) == set(t["split"].to_pylist())
+    assert sum(len(hub[s]) for s in hub) == t.num_rows
+    for split in hub:
+        assert isinstance(hub[split].features["blurry"], Image) and isinstance(hub[split].features["sharp"], Image)
+        row = hub[split][0]
+        assert row["split"] == split and row["landmarks"] == want[row["pair_id"]]["landmarks"]
+        assert np.array_equal(np.asarray(row["blurry"].convert("RGB")), png[row["pair_id"]])
+    card = (tmp_path / "hub" / "README.md").read_text()
+    assert card.startswith("---\nlicense:") and "data/train-*.parquet" in card and "Chrysos" in card
+    assert '"L": 7' in card and "| `landmarks` |" in card
+    res = run_mf2("export", str(dataset), "--format", "hf", "--out", str(tmp_path / "hub"))
+    assert res.returncode == 2 and "not empty" in res.stderr
+
+    res = run_mf2("export", str(dataset), "--format", "webdataset", "--out", str(tmp_path / "wds"),
+                  "--shard-pairs", "40")
+    assert res.returncode == 0, res.stderr
+    shards = sorted(str(p) for p in (tmp_path / "wds").glob("*.tar"))
+    seen = {}
+    for key, blurry, meta in wds.WebDataset(shards, shardshuffle=False).decode("rgb8").to_tuple(
+            "__key__", "blurry.png", "json"):
+        seen[meta["pair_id"]] = meta
+        assert key == meta["pair_id"] and np.array_equal(blurry, png[meta["pair_id"]])
+    assert set(seen) == set(want) and all(seen[k]["split"] == want[k]["split"] for k in want)
+    res = run_mf2("export", str(dataset), "--format", "webdataset", "--no-images", "--out", str(tmp_path / "w2"))
+    assert res.returncode == 2 and "--no-images" in res.stderr
+
+
 def test_schema_versions_old_upgraded_new_refused(dataset, tmp_path):
     t = pq.read_table(dataset / "pairs.parquet")
     md = dict(t.schema.metadata)

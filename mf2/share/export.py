@@ -22,7 +22,7 @@ class ExportSummary:
     path: Path
 
 
-def _select(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
+def select_splits(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
     if not splits:
         return table
     present = set(table["split"].drop_null().to_pylist())
@@ -39,7 +39,7 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
     marked ``mf2.images = none`` so tools know the pixels are to be materialised. With images:
     ``out`` is a new dataset folder with the PNGs copied (or hard-linked) next to its manifest."""
     ds = load(dataset)
-    table = _select(ds.table, splits)
+    table = select_splits(ds.table, splits)
     extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
              if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
     if splits:
