@@ -376,12 +376,13 @@ def recipes(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("out", type=AbsPath(file_okay=False))
-def stats(out: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print OUT/stats/stats.json on stdout instead of the text.")
+def stats(out: str, as_json: bool) -> None:
     """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video)."""
     from mf2.stats import run_stats
 
     report = run_stats(Path(out))
-    click.echo(report.text())
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.text())
     click.echo(f"plots: {report.folder}", err=True)
 
 
@@ -577,7 +578,8 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
 @click.option("--restart-cgan", is_flag=True,
               help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
                    "(the old cGAN checkpoint is kept).")
-def train(pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
+def train(pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, as_json) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
 
     \b
@@ -603,6 +605,8 @@ def train(pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan) 
         click.echo(f"{st}: {r.steps} steps, {r.images_per_s:.1f} images/s; val {val}", err=True)
     if "cgan" in results:
         click.echo(f"mf2 train: model -> {Path(out) / 'model.pt'}", err=True)
+    if as_json:
+        click.echo((Path(out) / "train_summary.json").read_text())
 
 
 @cli.command()
@@ -668,8 +672,9 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
               help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
+@click.option("--json", "as_json", is_flag=True, help="Print REPORT/report.json on stdout instead of the table.")
 def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
-             kernel_sizes, seed, make_html) -> None:
+             kernel_sizes, seed, make_html, as_json) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity."""
     from tqdm import tqdm
 
@@ -700,8 +705,9 @@ def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, 
         ev = run_evaluate(manifests, methods, cfg, bar.update)
     files = write_report(ev, report_dir)
     from mf2.evaluate.report import markdown
+    from mf2.evaluate.run import to_json
 
-    click.echo(markdown(ev).split("## PSNR")[0].rstrip())
+    click.echo(json.dumps(to_json(ev), indent=2) if as_json else markdown(ev).split("## PSNR")[0].rstrip())
     click.echo(f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(methods)} methods, {ev.pairs_per_s:.2f} pairs/s "
                f"-> {report_dir} ({len(files)} files)", err=True)
 

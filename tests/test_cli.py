@@ -122,6 +122,25 @@ def test_simulate_json_and_strict(videos, tmp_path):
     assert s["failures_by_class"] and s["pairs_path"] == str(tmp_path / "out" / "pairs.parquet")
     r = run_mf2(*args, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == ""
+    r = run_mf2("stats", "out", "--json", cwd=tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["n_pairs"] == s["pairs"], r.stderr
+    r = run_mf2("evaluate", "--pairs", "out", "--out", "report", "--no-identity", "--limit", "4", "--json",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ev = json.loads(r.stdout)
+    assert ev["methods"] == ["Blurred", "Oracle"] and ev["n_pairs"] and ev["results"]
+    assert ev == json.loads((tmp_path / "report" / "report.json").read_text())
+
+
+def test_shell_completion_completes_commands():
+    """README's `eval "$(_MF2_COMPLETE=bash_source mf2)"` line: click's completion answers."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "_MF2_COMPLETE": "bash_complete", "COMP_WORDS": "mf2 rec", "COMP_CWORD": "1"}
+    res = subprocess.run([sys.executable, "-m", "mf2"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0 and "plain,recipes" in res.stdout.split(), res.stdout
 
 
 def test_help_lists_commands():

@@ -149,9 +149,10 @@ def test_resume_is_exact(pairs_dir, tmp_path):
 def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_path):
     run = tmp_path / "run"
     res = run_mf2("train", "--pairs", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
-                  "--out", str(run))
+                  "--out", str(run), "--json")
     assert res.returncode == 0, res.stderr
     assert "train /" in res.stderr and "images/s" in res.stderr
+    assert json.loads(res.stdout) == json.loads((run / "train_summary.json").read_text())  # --json: scripts
     for name in ("model.pt", "config.yaml", "metrics.csv", "train_summary.json"):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
