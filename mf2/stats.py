@@ -36,7 +36,7 @@ class StatsReport:
     def text(self) -> str:
         lines = [f"{self.n_pairs} pairs; modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items())]
         if self.L:
-            lines.append("L: " + ", ".join(f"{k} {v:g}" for k, v in self.L.items()))
+            lines.append("L: " + ", ".join(f"{k} {v:.2f}" if k == "mean" else f"{k} {v:g}" for k, v in self.L.items()))
         if self.stop_reasons:
             lines.append("stop reasons: " + ", ".join(f"{k} {v}" for k, v in self.stop_reasons.items()))
         ppv = self.pairs_per_video
@@ -75,7 +75,7 @@ def run_stats(out: Path) -> StatsReport:
     modes = dict(Counter(d["mode"]))
     stops = dict(Counter(r for r in d["stop_reason"] if r is not None).most_common())
     ppv = dict(Counter(d["video_id"]).most_common())
-    Ls = {"min": float(L.min()), "median": float(np.median(L)), "mean": float(L.mean()), "max": float(L.max())} if len(L) else {}
+    Ls = {"min": float(L.min()), "median": float(np.median(L)), "mean": round(float(L.mean()), 2), "max": float(L.max())} if len(L) else {}
     folder = out / "stats"
     folder.mkdir(parents=True, exist_ok=True)
     report = StatsReport(folder, len(L), modes, Ls, stops, ppv)

@@ -141,7 +141,10 @@ def test_oracle_is_perfect_and_blurred_strictly_worse(report, pairs_dir):
     assert len(rows) == 2 * n and {r["method"] for r in rows} == {"Blurred", "Oracle"}
     md = (report / "report.md").read_text()
     assert "| Method | PrAvg 7 AUC | PrAvg 7 Failure rate (%) | PrAvg 7 SSIM |" in md
-    assert "| Oracle | 1.000 | 0.000 | – |" in md
+    assert "| Oracle | 1.000 | 0.000 | 1.00 |" in md  # as measured, as in summary.csv and report.json
+    page = (report / "index.html").read_text()
+    assert "<pre>" not in page and "|---" not in page  # every table rendered as HTML, none as raw Markdown
+    assert page.count("<table>") >= 2 and "<th>PSNR (dB)</th>" in page
     for name in ("summary.csv", "ced_pravg_7.png", "identity_pravg_7.png", "index.html"):
         assert (report / name).is_file()
     ced = cv2.imread(str(report / "ced_pravg_7.png"))

@@ -157,6 +157,14 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert list((run / "samples").glob("cgan_*.png")) and list((run / "samples").glob("hg_*.png"))
+    sample = cv2.imread(str(next((run / "samples").glob("cgan_*.png"))))
+    assert sample.shape[0] % 64 == 18 and (sample[:18] > 200).mean() > 0.8 and (sample[:18] < 100).any()  # labels
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert {"hg/samples", "cgan/samples"} <= set(acc.Tags()["images"])
+    hp = [EventAccumulator(str(d)).Reload() for d in (run / "tensorboard").glob("hparams_*")]
+    assert len(hp) == 2 and all(any("hparam/" in t for t in a.Tags()["scalars"]) for a in hp)
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 6 and summary["cgan"]["steps"] == 6 and 0 < summary["cgan"]["val"]["ssim"] <= 1
     # again: nothing to do, resumes as finished

@@ -40,38 +40,51 @@ def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
-def markdown(ev: Evaluation) -> str:
+def _main_rows(ev: Evaluation) -> list[list[str]]:
+    """Table 5's rows: per setting AUC, failure rate (%), SSIM (the Oracle's too: it is 1, shown
+    as measured, as in summary.csv and report.json)."""
     agg = {(a.setting, a.method): a for a in ev.aggregates}
-    lines = ["# mf2 evaluation", ""]
-    lines.append(f"Landmark localiser: `{ev.backend}`; ground truth: "
-                 + ", ".join(f"{s}: {g}" for s, g in ev.gt_sources.items()) + ".")
-    lines.append("")
+    return [[m] + [c for s in ev.settings for c in (_fmt(agg[(s, m)].auc, 3), _fmt(agg[(s, m)].failure_rate, 3),
+                                                      _fmt(agg[(s, m)].ssim, 2))] for m in ev.methods]
+
+
+PSNR_HEAD = ["Setting", "Method", "PSNR (dB)", "NME mean", "NME median", "identity cos mean", "identity cos median"]
+
+
+def _psnr_rows(ev: Evaluation) -> list[list[str]]:
+    agg = {(a.setting, a.method): a for a in ev.aggregates}
+    return [[s, m, _fmt(a.psnr, 2), _fmt(a.nme_mean, 4), _fmt(a.nme_median, 4), _fmt(a.identity_cos_mean, 4),
+             _fmt(a.identity_cos_median, 4)] for s in ev.settings for m in ev.methods for a in [agg[(s, m)]]]
+
+
+def _notes(ev: Evaluation) -> list[str]:
+    out = [CONVENTIONS.format(max_error=ev.config.max_error)]
+    if ev.gt_refit_nme_median:
+        out.append("Pipeline landmarks were refit on the sharp targets at output resolution; median distance "
+                   "to the recorded ones (NME): " + ", ".join(f"{s} {v:.4f}" for s, v in ev.gt_refit_nme_median.items())
+                   + ".")
+    out.append(f"Localiser initialisation fell back to the ground-truth extent on {ev.init_fallbacks} pair(s). "
+               f"{sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods in {ev.seconds:.1f} s "
+               f"({ev.pairs_per_s:.2f} pairs/s).")
+    return out
+
+
+def _ground_truth(ev: Evaluation) -> str:
+    return (f"Landmark localiser: `{ev.backend}`; ground truth: "
+            + ", ".join(f"{s}: {g}" for s, g in ev.gt_sources.items()) + ".")
+
+
+def markdown(ev: Evaluation) -> str:
+    lines = ["# mf2 evaluation", "", _ground_truth(ev), ""]
     head = "| Method | " + " | ".join(f"{s} AUC | {s} Failure rate (%) | {s} SSIM" for s in ev.settings) + " |"
     lines += [head, "|---|" + "---:|" * (3 * len(ev.settings))]
-    for m in ev.methods:
-        cells = []
-        for s in ev.settings:
-            a = agg[(s, m)]
-            cells += [_fmt(a.auc, 3), _fmt(a.failure_rate, 3), "–" if m == "Oracle" else _fmt(a.ssim, 2)]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(r) + " |" for r in _main_rows(ev)]
     lines.append("| *Nr. of test images* | " + " | ".join(f"{ev.n_pairs[s]} | | " for s in ev.settings) + "|")
-    lines += ["", "## PSNR and identity", "",
-              "| Setting | Method | PSNR (dB) | NME mean | NME median | identity cos mean | identity cos median |",
-              "|---|---|---:|---:|---:|---:|---:|"]
-    for s in ev.settings:
-        for m in ev.methods:
-            a = agg[(s, m)]
-            lines.append(f"| {s} | {m} | {_fmt(a.psnr, 2)} | {_fmt(a.nme_mean, 4)} | {_fmt(a.nme_median, 4)} | "
-                         f"{_fmt(a.identity_cos_mean, 4)} | {_fmt(a.identity_cos_median, 4)} |")
-    lines += ["", "## Conventions", "", CONVENTIONS.format(max_error=ev.config.max_error), ""]
-    if ev.gt_refit_nme_median:
-        lines.append("Pipeline landmarks were refit on the sharp targets at output resolution; median distance "
-                     "to the recorded ones (NME): " + ", ".join(f"{s} {v:.4f}" for s, v in ev.gt_refit_nme_median.items())
-                     + ".")
-    lines.append(f"Localiser initialisation fell back to the ground-truth extent on {ev.init_fallbacks} pair(s). "
-                 f"{sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods in {ev.seconds:.1f} s "
-                 f"({ev.pairs_per_s:.2f} pairs/s).")
-    lines.append("")
+    lines += ["", "## PSNR and identity", "", "| " + " | ".join(PSNR_HEAD) + " |", "|---|---|" + "---:|" * 5]
+    lines += ["| " + " | ".join(r) + " |" for r in _psnr_rows(ev)]
+    lines += ["", "## Conventions", ""]
+    for note in _notes(ev):
+        lines += [note, ""]
     return "\n".join(lines)
 
 
@@ -137,23 +150,26 @@ def write_report(ev: Evaluation, out: Path) -> list[Path]:
     plots = _plots(ev, out)
     paths = [out / n for n in files] + [out / p for p in plots]
     if ev.config.html:
-        paths.append(_write_html(ev, out, md, plots, ev.examples))
+        paths.append(_write_html(ev, out, plots, ev.examples))
     return paths
 
 
-def _write_html(ev: Evaluation, out: Path, md: str, plots: list[str],
+def _write_html(ev: Evaluation, out: Path, plots: list[str],
                 examples: dict[str, list[tuple[str, dict[str, bytes]]]]) -> Path:
     parts = ["<!doctype html><meta charset='utf-8'><title>mf2 evaluation</title>",
              "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img.ex{width:128px}</style>",
              "<h1>mf2 evaluation</h1>"]
-    agg = {(a.setting, a.method): a for a in ev.aggregates}
-    parts.append("<table><tr><th>Method</th>" + "".join(f"<th colspan=3>{html.escape(s)}</th>" for s in ev.settings)
+    esc = html.escape
+    parts.append(f"<p>{esc(_ground_truth(ev))}</p>")
+    parts.append("<table><tr><th>Method</th>" + "".join(f"<th colspan=3>{esc(s)}</th>" for s in ev.settings)
                  + "</tr><tr><th></th>" + "<th>AUC</th><th>Failure (%)</th><th>SSIM</th>" * len(ev.settings) + "</tr>")
-    for m in ev.methods:
-        cells = "".join(f"<td>{_fmt(agg[(s, m)].auc, 3)}</td><td>{_fmt(agg[(s, m)].failure_rate, 3)}</td>"
-                        f"<td>{'–' if m == 'Oracle' else _fmt(agg[(s, m)].ssim, 2)}</td>" for s in ev.settings)
-        parts.append(f"<tr><th>{html.escape(m)}</th>{cells}</tr>")
+    for row in _main_rows(ev):
+        parts.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
+    parts.append("<tr><th><i>Nr. of test images</i></th>"
+                 + "".join(f"<td colspan=3>{ev.n_pairs[s]}</td>" for s in ev.settings) + "</tr></table>")
+    parts.append("<h2>PSNR and identity</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in PSNR_HEAD) + "</tr>")
+    parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in _psnr_rows(ev)]
     parts.append("</table>")
     parts += [f"<img src='{p}'>" for p in plots]
     for s, rows in examples.items():
@@ -167,7 +183,7 @@ def _write_html(ev: Evaluation, out: Path, md: str, plots: list[str],
                 cells += f"<td><img class=ex src='{rel}'></td>"
             parts.append(f"<tr><td>{html.escape(pid)}</td>{cells}</tr>")
         parts.append("</table>")
-    parts.append(f"<h2>Report</h2><pre>{html.escape(md)}</pre>")
+    parts.append("<h2>Conventions</h2>" + "".join(f"<p>{html.escape(n)}</p>" for n in _notes(ev)))
     path = out / "index.html"
     write_bytes_atomic(path, "\n".join(parts).encode())
     return path

@@ -93,6 +93,18 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+def _labelled(grid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
+    """A white band above equal-width columns, each named: a sample grid read months later
+    (or by another lab) says which column is which."""
+    import cv2
+
+    w = grid.shape[1] // len(labels)
+    band = np.full((18, grid.shape[1], 3), 255, np.uint8)
+    for i, name in enumerate(labels):
+        cv2.putText(band, name, (i * w + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, grid], axis=0)
+
+
 @dataclass
 class Progress:
     stage: str
@@ -324,6 +336,25 @@ class Trainer:
             for k, v in row["values"].items():
                 tb.add_scalar(f"{row['stage']}/{row['kind']}/{k}", v, row["step"])
 
+    def _hparams(self, stage: str, val: dict) -> None:
+        """The run's settings beside its final validation scores, in TensorBoard's HParams tab:
+        runs of a sweep compare there. Scalars only (TensorBoard's rule), nested keys dotted."""
+        tb = self._tensorboard() if self.dist.main else None
+        if tb is None:
+            return
+        flat: dict = {}
+
+        def walk(prefix: str, v) -> None:
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    walk(f"{prefix}{k}.", x)
+            elif isinstance(v, (bool, int, float, str)):
+                flat[prefix[:-1]] = v
+
+        walk("", self.cfg.to_dict())
+        flat["stage"] = stage
+        tb.add_hparams(flat, {f"hparam/{stage}_{k}": float(v) for k, v in val.items()}, run_name=f"hparams_{stage}")
+
     def _tensorboard(self):
         if self._tb is None:
             try:
@@ -446,7 +477,11 @@ class Trainer:
         if self.dist.main and grid:
             import cv2
 
-            img = cv2.cvtColor(np.concatenate(grid, axis=0), cv2.COLOR_RGB2BGR)
+            rgb = _labelled(np.concatenate(grid, axis=0), ("blurry", "hourglass", "cGAN", "sharp"))
+            img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            tb = self._tensorboard()
+            if tb is not None:
+                tb.add_image(f"{stage}/samples", rgb, prog.step, dataformats="HWC")
             write_bytes_atomic(self.out / "samples" / f"{stage}_epoch{prog.epoch:03d}_step{prog.step:07d}.png",
                                cv2.imencode(".png", img)[1].tobytes())
         self._log({"stage": stage, "kind": "val", "step": prog.step, "epoch": prog.epoch, "values": res})
@@ -512,6 +547,7 @@ class Trainer:
             val = self.validate(stage, prog)
         self.save(prog)
         rate = images / max(1e-9, time.perf_counter() - t0)
+        self._hparams(stage, val)
         return StageResult(stage, prog.step, rate, {k: float(v) for k, v in losses.items()}, val)
 
     def export(self) -> Path:
