@@ -518,8 +518,7 @@ class Trainer:
         while prog.step < total:
             order = epoch_order(len(self.train_ds), self.cfg.seed, prog.epoch, self.dist.rank, self.dist.world)
             n_batches = self._epoch_batches(order, prog.pos, prog.epoch)
-            loader = self._loader("train")
-            for batch in loader:
+            for batch in self._loader("train"):
                 self._set_lr(stage, prog.step, total)
                 blurry = batch["blurry"].to(self.device, non_blocking=True, memory_format=self.memory_format)
                 sharp = batch["sharp"].to(self.device, non_blocking=True, memory_format=self.memory_format)
