@@ -232,33 +232,29 @@ def _forward_rates(weights: Path, sizes: tuple[int, ...]) -> dict:
     out = {}
     for dtype in ("fp32", "bf16"):
         for b in sizes:
-            x = torch.rand(b, 3, 256, 256, device=dev)
             with torch.inference_mode(), torch.autocast(dev, torch.bfloat16, enabled=dtype == "bf16"):
-                for _ in range(3):
-                    net(x)
-                _sync()
-                n, t = 0, time.perf_counter()
-                while time.perf_counter() - t < 1.0:
-                    net(x)
-                    n += 1
-                _sync()
-            out[f"{dtype}_b{b}"] = round(n * b / (time.perf_counter() - t), 1)
+                out[f"{dtype}_b{b}"] = _images_per_s(net, torch.rand(b, 3, 256, 256, device=dev))
     if dev == "cuda":
         from mf2.faces.fan_backend import GraphedForward
 
         graphed = GraphedForward(net, dev)
         for b in sizes:
-            x = torch.rand(b, 3, 256, 256, device=dev)
             with torch.no_grad():
-                graphed(x)
-                _sync()
-                n, t = 0, time.perf_counter()
-                while time.perf_counter() - t < 1.0:
-                    graphed(x)
-                    n += 1
-                _sync()
-            out[f"fp32_graph_b{b}"] = round(n * b / (time.perf_counter() - t), 1)
+                out[f"fp32_graph_b{b}"] = _images_per_s(graphed, torch.rand(b, 3, 256, 256, device=dev))
     return out
+
+
+def _images_per_s(fn, x, seconds: float = 1.0) -> float:
+    """Calls of ``fn(x)`` for ``seconds`` after 3 warm-ups, synchronised at both ends."""
+    for _ in range(3):
+        fn(x)
+    _sync()
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        fn(x)
+        n += 1
+    _sync()
+    return round(n * x.shape[0] / (time.perf_counter() - t), 1)
 
 
 def _agreement(table, ref_path: Path) -> dict:
