@@ -233,9 +233,22 @@ def test_docker_files_lint_clean_and_match_the_project():
     for f in ("Dockerfile.cpu", "Dockerfile.cuda"):
         text = (docker / f).read_text()
         assert f"torch=={torch_pin}" in text and "docker/constraints.txt" in text
+    for f in ("Dockerfile.cpu", "Dockerfile.cuda"):
+        lines = (docker / f).read_text().splitlines()
+        users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+        assert users and users[-1] not in ("root", "0"), f  # not root
+        first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY mf2"))
+        assert any("torch==" in ln for ln in lines[:first_code]), f  # code changes keep the torch layer
+        assert lines[[i for i, ln in enumerate(lines) if ln.startswith("FROM")][0]].startswith("FROM python:3.11")
     compose = yaml.safe_load((docker / "compose.yaml").read_text())
-    assert {"scheduler", "cpu-worker", "gpu-worker"} <= set(compose["services"])
-    assert "GPU=1" in compose["services"]["gpu-worker"]["command"]
+    services = compose["services"]
+    assert {"scheduler", "cpu-worker", "gpu-worker"} <= set(services)
+    assert "GPU=1" in services["gpu-worker"]["command"]
+    for name in ("scheduler", "cpu-worker", "gpu-worker"):
+        assert "/health" in " ".join(services[name]["healthcheck"]["test"]), name
+    for name in ("cpu-worker", "gpu-worker", "client"):
+        assert services[name]["depends_on"]["scheduler"]["condition"] == "service_healthy"
+        assert any(v.startswith("${MF2_DATA:-../data}:") for v in services[name]["volumes"]), name  # the repo's data/
     pins = dict(line.split("==") for line in (docker / "constraints.txt").read_text().splitlines()
                 if "==" in line and not line.startswith("#"))
     import tomllib
