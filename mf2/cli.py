@@ -122,7 +122,13 @@ def cli() -> None:
 @cli.command()
 @click.argument("videos", nargs=-1, required=True, type=AbsPath())
 def probe(videos: tuple[str, ...]) -> None:
-    """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines."""
+    """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines.
+
+    \b
+    Examples:
+      mf2 probe clip.mp4
+      mf2 probe videos/*.mp4 | jq .fps
+    """
     from mf2.video import probe as probe_video
 
     failed = 0
@@ -222,7 +228,14 @@ def _report_videos(summary, prefix: str = "") -> None:
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
 @_script_options
 def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params) -> None:
-    """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures."""
+    """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures.
+
+    \b
+    Examples:
+      mf2 simulate --videos clips/ --mode pravg --L 7 --out runs/pravg7
+      mf2 simulate --videos DATA/fetch.parquet --mode vla --direction both --out runs/vla
+      mf2 simulate --videos clip.mp4 --mode synthetic --seed 0 --out-size 128 --out runs/syn --json --strict
+    """
     from mf2.simulate import simulate_config
 
     _take_aliases(params)
@@ -378,7 +391,13 @@ def recipes(as_json: bool) -> None:
 @click.argument("out", type=AbsPath(file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print OUT/stats/stats.json on stdout instead of the text.")
 def stats(out: str, as_json: bool) -> None:
-    """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video)."""
+    """Summarise OUT/pairs.parquet and write PNG plots to OUT/stats/ (L, stop reasons, motion, pairs per video).
+
+    \b
+    Examples:
+      mf2 stats runs/vla
+      mf2 stats runs/vla --json | jq .stop_reasons
+    """
     from mf2.stats import run_stats
 
     report = run_stats(Path(out))
@@ -389,7 +408,12 @@ def stats(out: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--out", default="demo_out", show_default=True, type=AbsPath(file_okay=False))
 def demo(out: str) -> None:
-    """Run the whole slice (PrAvg, L=7) on the embedded sample video and write a contact sheet."""
+    """Run the whole slice (PrAvg, L=7) on the embedded sample video and write a contact sheet.
+
+    \b
+    Examples:
+      mf2 demo --out demo_out
+    """
     from mf2.sample import sample_video
     from mf2.simulate import SimulateConfig
 
@@ -398,7 +422,13 @@ def demo(out: str) -> None:
 
 @cli.command()
 def sample() -> None:
-    """Print the path of the embedded sample video."""
+    """Print the path of the embedded sample video.
+
+    \b
+    Examples:
+      mf2 sample
+      mf2 simulate --videos "$(mf2 sample)" --out out
+    """
     from mf2.sample import sample_video
 
     click.echo(str(sample_video()))
@@ -409,7 +439,13 @@ def sample() -> None:
 @click.option("--no-hashes", is_flag=True, help="Skip re-hashing the images (presence and sizes still checked).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
-    """Check a dataset (folder or pairs .parquet) against its manifest; exit 1 naming each problem."""
+    """Check a dataset (folder or pairs .parquet) against its manifest; exit 1 naming each problem.
+
+    \b
+    Examples:
+      mf2 verify runs/vla
+      mf2 verify shared_vla.parquet --no-hashes --json
+    """
     from mf2.share.verify import verify as run_verify
 
     rep = run_verify(dataset, hashes=not no_hashes)
@@ -477,7 +513,12 @@ def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str,
 @click.option("--keep-mismatched", is_flag=True,
               help="Keep pairs whose pixels differ (e.g. a re-encoded video), with their new hashes.")
 def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> None:
-    """Rebuild the images of a manifest from local videos; byte-identical when the videos match."""
+    """Rebuild the images of a manifest from local videos; byte-identical when the videos match.
+
+    \b
+    Examples:
+      mf2 materialize 2mf2_vla.parquet --videos DATA/fetch.parquet --out DS
+    """
     from mf2.share.materialize import materialize as run_materialize
     from mf2.video import require_ffmpeg
 
@@ -500,7 +541,12 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
 @click.option("--identities", type=AbsPath(dir_okay=False), default=None,
               help="CSV or fetch.parquet with video_id (or key) and identity columns: fills the identity column.")
 def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None) -> None:
-    """Assign train/val/test deterministically so that no identity (or video) is in two splits."""
+    """Assign train/val/test deterministically so that no identity (or video) is in two splits.
+
+    \b
+    Examples:
+      mf2 split DS --by identity --ratios train=0.8,val=0.1,test=0.1 --seed 0
+    """
     from mf2.share.dataset import load, rewrite
     from mf2.share.split import SplitConfig, assign, leaks, parse_ratios, summary
 
@@ -554,7 +600,12 @@ def _with_identities(table, path: Path):
 @click.option("--video-id", "video_ids", multiple=True, required=True, help="Video to take down (repeatable).")
 @click.option("--reason", default="", help="Recorded in removed.parquet (e.g. a takedown request's reference).")
 def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
-    """Remove videos' pairs, images and cached tables from a dataset, and remember the takedown."""
+    """Remove videos' pairs, images and cached tables from a dataset, and remember the takedown.
+
+    \b
+    Examples:
+      mf2 remove DS --video-id 1zcIwhmdeo4 --reason "request 2026-11-24"
+    """
     from mf2.share.remove import remove as run_remove
 
     res = run_remove(dataset, list(video_ids), reason)
@@ -675,7 +726,13 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print REPORT/report.json on stdout instead of the table.")
 def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
              kernel_sizes, seed, make_html, as_json) -> None:
-    """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity."""
+    """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity.
+
+    \b
+    Examples:
+      mf2 evaluate --pairs runs/pravg7 --checkpoint runs/model/model.pt --out report --html
+      mf2 evaluate --pairs runs/pravg7 --restored mine=restored/ --limit 200 --out report --json
+    """
     from tqdm import tqdm
 
     from mf2.evaluate.methods import Method, parse_checkpoint, parse_restored

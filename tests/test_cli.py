@@ -143,6 +143,22 @@ def test_shell_completion_completes_commands():
     assert res.returncode == 0 and "plain,recipes" in res.stdout.split(), res.stdout
 
 
+def test_every_command_has_examples_that_parse():
+    """Each command's --help ends with examples, and each example of it parses as that command's
+    options (names, types, choices): an example that drifts from the options fails here."""
+    import shlex
+
+    from mf2.cli import cli
+
+    for name, cmd in cli.commands.items():
+        assert "Examples:" in (cmd.help or ""), name
+        lines = [ln.strip().split("  #")[0].split(" | ")[0] for ln in cmd.help.split("Examples:")[1].splitlines()]
+        own = [shlex.split(ln) for ln in lines if ln.rstrip() == f"mf2 {name}" or ln.startswith(f"mf2 {name} ")]
+        assert own, name
+        for argv in own:
+            cmd.make_context(name, argv[2:])  # raises on an unknown option or a bad value
+
+
 def test_help_lists_commands():
     res = run_mf2("--help")
     assert res.returncode == 0 and all(c in res.stdout for c in ("simulate", "demo", "probe", "sample"))
