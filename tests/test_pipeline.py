@@ -176,6 +176,25 @@ def test_override_precedence():
     assert parse_recipe(yaml.safe_load(dump_recipe(r))) == r
 
 
+def test_synchronous_runner_runs_each_task_as_it_is_collected():
+    """--workers 0: each video runs when its result is collected, so the progress bar advances
+    video by video (tasks used to run at submit: the bar appeared with everything done).
+    Dependencies run first, once; a task's error reaches whoever collects it."""
+    from mf2.pipeline.runner import SyncRunner
+
+    ran: list = []
+    r = SyncRunner()
+    first = r.submit(lambda i: ran.append(i) or i, 0)
+    later = r.submit(lambda a, b: ran.append((a, b)) or b, first, 1)  # takes the first one's result
+    bad = r.submit(lambda: 1 / 0)
+    assert ran == []
+    it = r.as_completed([later, first, bad])
+    assert next(it).result() == 1 and ran == [0, (0, 1)]
+    assert next(it).result() == 0 and ran == [0, (0, 1)]  # not run twice
+    with pytest.raises(ZeroDivisionError):
+        next(it).result()
+
+
 def test_every_shipped_recipe_is_valid():
     from mf2.pipeline.recipe import load_recipe
 

@@ -19,6 +19,26 @@ from mf2.errors import UsageError
 SYNCHRONOUS = "synchronous"
 
 
+class _Deferred(cf.Future):
+    """A task that runs when its result is first asked for, in this process. Collecting results
+    one by one then runs the videos one by one, so the progress bar moves with each (run at
+    submit, every video was done before the bar was drawn)."""
+
+    def __init__(self, fn: Callable, args: tuple) -> None:
+        super().__init__()
+        self._call: tuple | None = (fn, args)
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._call is not None:
+            fn, args = self._call
+            self._call = None
+            try:
+                self.set_result(fn(*[_value(a) for a in args]))
+            except BaseException as e:  # delivered through the future, as Dask does
+                self.set_exception(e)
+        return super().result(timeout)
+
+
 class SyncRunner:
     """Runs each task when submitted, in this process: for debugging and for library use."""
 
@@ -27,12 +47,7 @@ class SyncRunner:
     n_workers = 1
 
     def submit(self, fn: Callable, *args: Any, resources: dict | None = None, key: str | None = None) -> cf.Future:
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(fn(*[_value(a) for a in args]))
-        except BaseException as e:  # delivered through the future, as Dask does
-            fut.set_exception(e)
-        return fut
+        return _Deferred(fn, args)
 
     def as_completed(self, futures: Iterable) -> Iterator:
         yield from futures
