@@ -23,6 +23,11 @@ def _num_modules(state_dict: dict) -> int:
     return max(1, len(mods))
 
 
+def _last(out):
+    """FAN returns one heatmap tensor per stacked module; the last is the prediction."""
+    return out[-1] if isinstance(out, (list, tuple)) else out
+
+
 class GraphedForward:
     """FAN's forward pass replayed from CUDA graphs, one per batch-size bucket.
 
@@ -50,14 +55,13 @@ class GraphedForward:
         graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(graph):
             out = self.net(inp)
-        return graph, inp, out[-1] if isinstance(out, (list, tuple)) else out
+        return graph, inp, _last(out)
 
     def __call__(self, x):
         n = x.shape[0]
         b = next((b for b in self.BUCKETS if b >= n), None)
         if b is None:
-            out = self.net(x)
-            return out[-1] if isinstance(out, (list, tuple)) else out
+            return _last(self.net(x))
         if b not in self.graphs:
             self.graphs[b] = self._capture(b)
         graph, inp, out = self.graphs[b]
@@ -98,8 +102,7 @@ class FanBackend:
         self._detector = DlibBackend()
 
     def _eager(self, x):
-        out = self._net(x)
-        return out[-1] if isinstance(out, (list, tuple)) else out
+        return _last(self._net(x))
 
     def detect(self, image: np.ndarray, min_face: float | None = None) -> list[Detection]:
         return self._detector.detect(image, min_face)
