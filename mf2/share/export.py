@@ -52,11 +52,7 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
         return ExportSummary(table.num_rows, 0, out)
     if not ds.has_images:
         raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
-    marker = out / _INCOMPLETE
-    if out.exists() and any(out.iterdir()) and not marker.exists():
-        raise UsageError(f"--out {out}: exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    marker.touch()  # an export stopped half-way (disk full, killed) is finished by re-running it
+    marker = begin_export(out)
     n = 0
     for kind in ("blurry", "sharp"):
         for rel in table[f"{kind}_path"].to_pylist():
@@ -76,3 +72,15 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
 
 
 _INCOMPLETE = ".mf2-export-incomplete"
+
+
+def begin_export(out: Path) -> Path:
+    """Refuse a folder holding anything but an unfinished export, and mark it unfinished; the
+    caller removes the returned marker when done. An export stopped half-way (disk full,
+    killed) is finished by re-running it."""
+    marker = out / _INCOMPLETE
+    if out.exists() and any(out.iterdir()) and not marker.exists():
+        raise UsageError(f"--out {out}: exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return marker

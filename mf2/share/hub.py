@@ -29,11 +29,10 @@ from mf2 import __version__
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.share.dataset import Dataset, load, safe_rel
-from mf2.share.export import select_splits
+from mf2.share.export import begin_export, select_splits
 
 FORMATS = ("hf", "webdataset")
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # datasets.Image's storage
-_INCOMPLETE = ".mf2-export-incomplete"
 CITATION = """@article{chrysos2019motion,
   title   = {Motion Deblurring of Faces},
   author  = {Chrysos, Grigorios G. and Favaro, Paolo and Zafeiriou, Stefanos},
@@ -76,18 +75,10 @@ def _hf_table(ds: Dataset, part: pa.Table) -> pa.Table:
                                                    b"mf2.kind": b"pairs-hf", b"mf2.version": __version__.encode()})
 
 
-def _prepare(out: Path) -> None:
-    marker = out / _INCOMPLETE
-    if out.exists() and any(out.iterdir()) and not marker.exists():
-        raise UsageError(f"--out {out}: exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-
-
 def export_hf(dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shard_pairs: int = 1000) -> HubExport:
     ds = _loaded(dataset)
     table = select_splits(ds.table, splits)
-    _prepare(out)
+    marker = begin_export(out)
     files, counts = [], {}
     for split, part in _splits(table).items():
         shards = _shards(part, shard_pairs)
@@ -98,7 +89,7 @@ def export_hf(dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shar
             write_atomic(path, lambda tmp, t=_hf_table(ds, shard): pq.write_table(t, tmp, compression="zstd"))
             files.append(path)
     write_bytes_atomic(out / "README.md", dataset_card(ds, table, counts, "hf").encode())
-    (out / _INCOMPLETE).unlink()
+    marker.unlink()
     return HubExport(table.num_rows, counts, files, out)
 
 
@@ -129,7 +120,7 @@ def export_webdataset(dataset: str | Path, out: Path, splits: tuple[str, ...] = 
     keys = [p.replace(".", "_") for p in table["pair_id"].to_pylist()]
     if len(set(keys)) != len(keys):
         raise UsageError(f"{ds.path}: pair ids collide once dots become underscores (WebDataset keys)")
-    _prepare(out)
+    marker = begin_export(out)
     files, counts = [], {}
     for split, part in _splits(table).items():
         counts[split] = part.num_rows
@@ -138,7 +129,7 @@ def export_webdataset(dataset: str | Path, out: Path, splits: tuple[str, ...] = 
             write_atomic(path, lambda tmp, s=shard: _write_tar(ds, s, tmp))
             files.append(path)
     write_bytes_atomic(out / "README.md", dataset_card(ds, table, counts, "webdataset").encode())
-    (out / _INCOMPLETE).unlink()
+    marker.unlink()
     return HubExport(table.num_rows, counts, files, out)
 
 
