@@ -47,7 +47,7 @@ def main() -> None:
                 m = Path(d) / "m.csv"
                 m.write_text("video_id,url\n" + "".join(f"{n[:-4]},{srv.url('ok', n)}\n" for n in names))
                 t = time.perf_counter()
-                s = run_fetch(m, Path(d) / "out", FetchConfig(workers=args.workers))
+                s = run_fetch(m, Path(d) / "out", FetchConfig(downloads=args.workers))
                 mf2.append(time.perf_counter() - t)
                 assert s.counts == {"ok": len(names)}, s.line()
     p, q = statistics.median(plain), statistics.median(mf2)

@@ -12,7 +12,7 @@ import click
 from mf2 import __version__
 from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
 from mf2.modes import mode_names
-from mf2.params import BY_KEY, DASK, FETCH, LANDMARKS, SIMULATE
+from mf2.params import BY_KEY, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE
 
 
 class AbsPath(click.Path):
@@ -67,31 +67,60 @@ def _options(table, override: bool = False):
     return deco
 
 
-def _alias_options(f):
+def _alias_options(section: str = "job"):
     """The old flags of renamed settings (mf2.params.ALIASES), hidden; see _take_aliases."""
-    from mf2.params import ALIASES, BY_KEY
+    from mf2.params import aliases, new_param
 
-    for a in ALIASES:
-        if a.flag:
-            f = click.option(a.flag, f"alias__{a.old}", default=None, type=BY_KEY[a.new].type, hidden=True)(f)
-    return f
+    def deco(f):
+        for a in aliases(section):
+            if a.flag:
+                f = click.option(a.flag, f"alias__{a.old}", default=None, type=new_param(a).type, hidden=True)(f)
+        return f
+    return deco
 
 
-def _take_aliases(params: dict) -> None:
+def _take_aliases(params: dict, section: str = "job") -> None:
     """Old flags given: their value moves to the new key, with a one-line warning."""
-    from mf2.params import ALIAS_BY_OLD, BY_KEY
+    from mf2.params import ALIAS_BY_OLD, new_param
 
     ctx = click.get_current_context()
     for name in [k for k in params if k.startswith("alias__")]:
         value = params.pop(name)
         if value is None:
             continue
-        a = ALIAS_BY_OLD[name[len("alias__"):]]
-        new = BY_KEY[a.new].flag
+        a = ALIAS_BY_OLD[(section, name[len("alias__"):])]
+        new = new_param(a).flag
         if ctx.get_parameter_source(a.new) == click.core.ParameterSource.COMMANDLINE:
             raise UsageError(f"{a.flag} and {new} set one thing; keep {new}")
         params[a.new] = value
         click.echo(f"mf2: warning: {a.flag} is deprecated; use {new}", err=True)
+
+
+class _RetryFailed(click.ParamType):
+    """``--retry-failed`` is a flag in every command. fetch's old values are still read:
+    ``all`` (what the flag does now) and ``transient`` (what every run does now)."""
+
+    name = "retry"
+
+    def convert(self, value, param, ctx):
+        if value is True or value in ("all", "transient"):
+            return value
+        self.fail(f"{value!r}: --retry-failed takes no value", param, ctx)
+
+
+def _retry_option(f):
+    return click.option("--retry-failed", "retry_failed", is_flag=False, flag_value=True, default=None,
+                        type=_RetryFailed(), metavar="",
+                        help="Redo every failure an earlier run recorded. Transient ones (network, a lost "
+                             "worker, a full disk) are redone by every run anyway.")(f)
+
+
+def _retry(value) -> bool:
+    if value in ("all", "transient"):
+        click.echo(f"mf2: warning: --retry-failed {value} is deprecated; "
+                   + ("use --retry-failed alone" if value == "all" else "every run redoes transient failures now"),
+                   err=True)
+    return value is True or value == "all"
 
 
 def _refuse_other_modes(params: dict) -> None:
@@ -103,6 +132,15 @@ def _refuse_other_modes(params: dict) -> None:
     for p in SIMULATE:
         if not p.applies(mode) and ctx.get_parameter_source(p.key) == click.core.ParameterSource.COMMANDLINE:
             raise UsageError(f"{p.flag} {params[p.key]}: applies to --mode {' or '.join(p.modes)}, not {mode}")
+
+
+def _filters(params: dict):
+    """The video filters (mf2.params.FILTERS), taken out of a command's keywords."""
+    from mf2.video.filters import VideoFilter
+
+    f = VideoFilter(**{p.target: params.pop(p.key) for p in FILTERS})
+    f.validate()
+    return f
 
 
 def _landmark_config(params: dict):
@@ -121,7 +159,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("videos", nargs=-1, required=True, type=AbsPath())
-def probe(videos: tuple[str, ...]) -> None:
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of videos given as folders of numbered frames.")
+def probe(videos: tuple[str, ...], fps: float | None) -> None:
     """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines.
 
     \b
@@ -134,7 +174,7 @@ def probe(videos: tuple[str, ...]) -> None:
     failed = 0
     for v in videos:
         try:
-            click.echo(json.dumps(probe_video(v).to_json()))
+            click.echo(json.dumps(probe_video(v, fps).to_json()))
         except InputError as e:
             click.echo(f"mf2: error: {e}", err=True)
             failed += 1
@@ -147,7 +187,7 @@ def _echo_err(line: str) -> None:
 
 
 def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
-              retry_failed: bool = False, replace: bool = False):
+              retry_failed: bool = False, replace: bool = False, fps: float | None = None, filters=None):
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.pipeline.execute import run_simulate
@@ -155,12 +195,13 @@ def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
-    sources = resolve_videos(videos)
+    sources = resolve_videos(videos, fps)
     out = str(check_writable_dir(Path(out)))
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers
     with make_runner(min(n, max(1, len(sources))) if n > 0 else 0, scheduler, gpu, _echo_err) as runner:
-        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed, replace=replace)
+        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed, replace=replace,
+                               filters=filters)
     if contact:
         from mf2.viz import contact_sheet
 
@@ -204,30 +245,42 @@ def _report_videos(summary, prefix: str = "") -> None:
     line: a user should not have to open failures.parquet to learn what went wrong."""
     shown = 10
     for f in summary.failures[:shown]:
+        if f["error_class"] == "filtered":
+            click.echo(f"{prefix}{f['video_id']}: filtered: {f['error']}", err=True)
+            continue
         click.echo(f"{prefix}{f['video_id']}: failed at {f['stage']} ({f['error_class']}): {f['error']}", err=True)
     for vid, note in list(summary.notes.items())[:shown]:
         click.echo(f"{prefix}{vid}: no pairs: {note}", err=True)
     more = max(0, len(summary.failures) - shown) + max(0, len(summary.notes) - shown)
     if more:
         click.echo(f"{prefix}... and {more} more", err=True)
-    if summary.n_failed:
-        click.echo(f"{prefix}failures recorded in {summary.failures_path}", err=True)
+    if summary.n_failed or summary.n_filtered:
+        click.echo(f"{prefix}failures and filtered videos recorded in {summary.failures_path}", err=True)
+
+
+def _fps_option(f):
+    return click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="Frame rate of videos given as folders of numbered frames (a file has its own).")(f)
 
 
 @cli.command()
-@click.option("--videos", required=True, type=AbsPath(), help="A video file or a folder of videos.")
+@click.option("--videos", required=True, type=AbsPath(),
+              help="A video file, a folder of numbered frames, or a folder of videos (or of one video per "
+                   "subfolder, as 300VW's NNN/vid.avi with NNN/annot/*.pts).")
+@_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
 @_options(SIMULATE)
-@_alias_options
+@_alias_options()
 @click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
               help="Write OUT/contact_sheet.png.")
 @_options(LANDMARKS)
+@_options(FILTERS)
 @_options(DASK)
-@click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run into OUT.")
+@_retry_option
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
 @_script_options
-def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params) -> None:
+def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures.
 
     \b
@@ -240,9 +293,11 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
 
     _take_aliases(params)
     _refuse_other_modes(params)
+    filters = _filters(params)
     cfg = simulate_config(params, _landmark_config(params))
     cfg.validate()
-    summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, retry_failed, replace)
+    summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, _retry(retry_failed), replace, fps,
+                        filters)
     _finish(summary.to_json(), summary.problems(), as_json, strict)
 
 
@@ -252,22 +307,24 @@ def simulate(videos, out, contact_sheet, workers, scheduler, retry_failed, repla
               help="Video manifest CSV (or a built-in name): fetch the videos first (into OUT/data).")
 @click.option("--videos", type=AbsPath(), default=None,
               help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
+@_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: jobs.0.L=9, jobs.*.out_size=128, landmarks.backend=dlib (repeatable).")
 @_options([p for p in LANDMARKS if p.key != "keyframe_interval"], override=True)
 @_options([BY_KEY["out_size"]], override=True)
-@_alias_options
-@click.option("--retry-failed", is_flag=True, help="Redo videos that failed in an earlier run.")
+@_options(FILTERS, override=True)
+@_alias_options()
+@_retry_option
 @click.option("--replace", is_flag=True, help="A job folder holds pairs made with other settings: start it over.")
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_options(DASK, override=True)
 @_script_options
-def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies, workers, scheduler, as_json, strict,
+def run_cmd(recipe, manifest, videos, fps, out, sets, retry_failed, replace, cookies, workers, scheduler, as_json, strict,
             **params) -> None:
     """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
 
-    RECIPE is a YAML file or a built-in name (2mf2, pravg, synthetic; mf2 recipes lists them).
+    RECIPE is a YAML file or a built-in name (2mf2, paper-tests, pravg, synthetic; mf2 recipes lists them).
 
     \b
     Examples:
@@ -284,7 +341,8 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
     overrides = {k: v for k, v in (("landmarks.backend", params["backend"]),
                                    ("landmarks.fan_weights", params["fan_weights"]),
                                    ("jobs.*.out_size", params["out_size"]), ("dask.workers", workers),
-                                   ("dask.scheduler", scheduler)) if v is not None}
+                                   ("dask.scheduler", scheduler),
+                                   *((f"filters.{p.key}", params[p.key]) for p in FILTERS)) if v is not None}
     rec = load_recipe(recipe, list(sets), overrides)
     rec.simulate_configs()
     require_ffmpeg()
@@ -292,8 +350,8 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
     gpu = check_backend(rec.landmark_config()) == "fan"
     n = default_workers() if rec.dask.workers is None else rec.dask.workers
     with make_runner(n, rec.dask.scheduler, gpu, _echo_err) as runner:
-        summary = run_pipeline(rec, Path(out), runner, manifest, videos, retry_failed, cookies, echo=_echo_err,
-                               replace=replace)
+        summary = run_pipeline(rec, Path(out), runner, manifest, videos, _retry(retry_failed), cookies, echo=_echo_err,
+                               replace=replace, fps=fps)
     for name, s in summary.jobs.items():
         _report_videos(s, f"{name}: ")
         click.echo(f"{name}: {s.line()}", err=True)
@@ -311,13 +369,13 @@ def run_cmd(recipe, manifest, videos, out, sets, retry_failed, replace, cookies,
 @click.option("--out", required=True, type=AbsPath(file_okay=False),
               help="Folder for videos/ and fetch.parquet (resumable).")
 @_options(FETCH)
+@_options([p for p in FILTERS if p.key != "min_face"])
+@_alias_options("fetch")
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
-@click.option("--retry-failed", "retry_failed", is_flag=False, flag_value="transient", default=None,
-              type=click.Choice(["transient", "all"]),
-              help="Retry failures of the previous run: transient and mf2-side ones (bare flag) or all.")
+@_retry_option
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
 @click.option("--scheduler", default=None,
-              help="Download on the workers of this Dask cluster (tcp://host:8786); the rate limit paces the starts.")
+              help="Download on the workers of this Dask cluster (tcp://host:8786); --starts-per-minute paces them all.")
 @_script_options
 def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_json, strict, **params) -> None:
     """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet.
@@ -334,7 +392,11 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_jso
     from mf2.fetch.run import run_fetch
     from mf2.video import require_ffmpeg
 
+    _take_aliases(params, "fetch")
+    params["min_face"] = 0  # faces are found later, by simulate and run
+    filters = _filters(params)
     cfg = FetchConfig(cookies=cookies, **{p.target: params[p.key] for p in FETCH})
+    retry_failed = _retry(retry_failed)
     cfg.validate()
     if validate_only:
         rows = read_manifest(manifest)
@@ -354,9 +416,10 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_jso
         from mf2.pipeline.runner import make_runner
 
         with make_runner(None, scheduler, echo=_echo_err) as runner:
-            summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, runner=runner)
+            summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, runner=runner,
+                                filters=filters)
     else:
-        summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report)
+        summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, filters=filters)
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
     _finish(summary.to_json(), summary.problems(), as_json, strict)
 
@@ -612,10 +675,21 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
     click.echo(f"mf2 remove: {len(res.video_ids)} video(s), {res.n_pairs} pairs, {res.n_files} files removed", err=True)
 
 
+def _datasets(positional: tuple[str, ...], old: tuple[str, ...], command: str) -> list[str]:
+    """Pair datasets are positional in every command; ``--pairs`` is read with a warning."""
+    if old:
+        click.echo("mf2: warning: --pairs is deprecated; give the datasets as arguments "
+                   f"(mf2 {command} DATASET ...)", err=True)
+    return list(positional) + list(old)
+
+
+def _old_pairs_option(f):
+    return click.option("--pairs", "old_pairs", multiple=True, type=AbsPath(), hidden=True)(f)
+
+
 @cli.command()
-@click.option("--pairs", "pairs", multiple=True, required=True, type=AbsPath(),
-              help="Pair dataset(s) (folder or pairs.parquet), any mode; repeatable. They train the cGAN, and the "
-                   "hourglass too unless --hg-pairs is given.")
+@click.argument("datasets", nargs=-1, type=AbsPath())
+@_old_pairs_option
 @click.option("--hg-pairs", "hg_pairs", multiple=True, type=AbsPath(),
               help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.")
 @click.option("--stage", default="all", show_default=True, type=click.Choice(["hg", "cgan", "all"]),
@@ -630,17 +704,23 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
               help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
                    "(the old cGAN checkpoint is kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
-def train(pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, as_json) -> None:
+def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, as_json) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
+
+    DATASETS are pair datasets (folders or pairs.parquet), any mode. They train the cGAN, and the
+    hourglass too unless --hg-pairs is given.
 
     \b
     Examples:
-      mf2 train --pairs runs/vla --config small --out runs/model
-      mf2 train --hg-pairs runs/synthetic --pairs runs/vla --config paper --out runs/paper  # the paper's recipe
+      mf2 train runs/vla --config small --out runs/model
+      mf2 train runs/vla --hg-pairs runs/synthetic --config paper --out runs/paper  # the paper's recipe
     """
     from mf2.train.config import load_config
     from mf2.train.trainer import train as run_train
 
+    pairs = _datasets(datasets, old_pairs, "train")
+    if not pairs:
+        raise UsageError("mf2 train: give at least one pair dataset (mf2 train DATASET ... --out RUN)")
     if max_steps is not None and max_steps < 1:
         raise UsageError(f"--max-steps {max_steps}: must be >= 1")
     cfg = load_config(config)
@@ -697,8 +777,8 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 
 
 @cli.command()
-@click.option("--pairs", "pairs", multiple=True, type=AbsPath(),
-              help="A pair dataset (folder or pairs.parquet); repeatable. Its blur settings become table columns.")
+@click.argument("datasets", nargs=-1, type=AbsPath())
+@_old_pairs_option
 @click.option("--stills", type=AbsPath(file_okay=False), default=None,
               help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
                    "against the human ground truth.")
@@ -708,8 +788,9 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 @click.option("--hourglass", "hourglasses", multiple=True,
               help="[NAME=]RUN/model.pt: that model's hourglass alone (step 1, the paper's HG row); repeatable.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
-@click.option("--landmarks", default="dlib", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
-              help="Localiser run on every method's images.")
+@click.option("--landmarks", default="auto", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
+              help="Localiser run on every method's images, as in simulate: fan when CUDA and its weights "
+                   "exist, else dlib (report.json names the one used).")
 @click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None)
 @click.option("--gt", default="auto", show_default=True, type=click.Choice(["auto", "refit", "recorded"]),
               help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
@@ -722,16 +803,21 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 @click.option("--kernel-size", "kernel_sizes", multiple=True, type=int, default=(31,), show_default=True,
               help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
+@click.option("--verification", type=AbsPath(dir_okay=False, exists=True), default=None,
+              help="YTF-style video pairs (fold, video_a, video_b, same): face verification, 10-fold mean "
+                   "accuracy ± std per method (the paper's Table 8).")
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print REPORT/report.json on stdout instead of the table.")
-def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
-             kernel_sizes, seed, make_html, as_json) -> None:
+def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
+             kernel_sizes, seed, verification, make_html, as_json) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity.
+
+    DATASETS are pair datasets (folders or pairs.parquet); their blur settings become table columns.
 
     \b
     Examples:
-      mf2 evaluate --pairs runs/pravg7 --checkpoint runs/model/model.pt --out report --html
-      mf2 evaluate --pairs runs/pravg7 --restored mine=restored/ --limit 200 --out report --json
+      mf2 evaluate runs/pravg7 --checkpoint runs/model/model.pt --out report --html
+      mf2 evaluate runs/pravg7 runs/vla --restored mine=restored/ --limit 200 --out report --json
     """
     from tqdm import tqdm
 
@@ -739,9 +825,11 @@ def evaluate(pairs, stills, restored, checkpoints, hourglasses, out, landmarks, 
     from mf2.evaluate.report import write_report
     from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
 
+    pairs = _datasets(datasets, old_pairs, "evaluate")
     if not pairs and not stills:
-        raise UsageError("mf2 evaluate: give --pairs DIR and/or --stills DIR")
-    cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html)
+        raise UsageError("mf2 evaluate: give a pair dataset (mf2 evaluate DATASET ...) and/or --stills DIR")
+    cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html,
+                         verification=verification)
     cfg.validate()
     methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
         + [parse_checkpoint(c) for c in checkpoints] + [parse_checkpoint(c, "hg") for c in hourglasses]

@@ -54,6 +54,7 @@ class Alias:
     new: str
     invert: bool = False  # the old setting was the negation of the new one
     flag: str | None = None
+    section: str = "job"  # where the key lives: "job" (a simulate job), "fetch"
 
     def value(self, old_value: Any) -> Any:
         """The new setting's value for a value given under the old name."""
@@ -86,12 +87,17 @@ SIMULATE: tuple[Param, ...] = (
           "all: pairs of every face of the video, each its own face_id (more pairs from group shots).",
           choices=("main", "all")),
     Param("min_L", "--min-L", int, 3, "vla.min_L", "vla: shortest sub-sequence kept (odd).", modes=VLA),
-    Param("max_L", "--max-L", int, 21, "vla.max_L", "vla: longest sub-sequence.", modes=VLA),
+    Param("max_L", "--max-L", int, 61, "vla.max_L",
+          "vla: longest sub-sequence (a cap the rules seldom reach: 7 % of stops on the shared clips).", modes=VLA),
     Param("direction", "--direction", str, "forward", "vla.direction",
           "vla: temporal order; both adds reverse pairs that do not duplicate a forward pair.",
           choices=("forward", "reverse", "both"), modes=VLA),
     Param("min_overlap", "--min-overlap", float, 0.5, "vla.min_overlap",
           "vla rule (i): IoU of each facial part's box, first vs last frame.", modes=VLA),
+    Param("overlap_parts", "--overlap-parts", str, "any", "vla.overlap_parts",
+          "vla rule (i): how many of the five facial parts (jaw, brows, nose, eyes, mouth) must keep "
+          "--min-overlap: all, any (the paper's 'some'), or a number 1-5 (quoted in YAML).",
+          choices=("all", "any", "1", "2", "3", "4", "5"), modes=VLA),
     Param("min_quality", "--min-quality", float, 0.75, "vla.min_quality",
           "vla rule (ii): SSIM of the running average with the middle frame.", modes=VLA),
     Param("max_fb_bad", "--max-fb-bad", float, 0.25, "vla.max_fb_bad",
@@ -127,16 +133,27 @@ LANDMARKS: tuple[Param, ...] = (
 FETCH: tuple[Param, ...] = (
     Param("max_height", "--max-height", int, 720, "max_height",
           "Highest resolution wanted; the highest frame rate is preferred first."),
-    Param("rate_limit", "--rate-limit", float, 0.0, "rate_limit",
-          "Downloads started per minute, all workers together (0: no limit)."),
+    Param("starts_per_minute", "--starts-per-minute", float, 0.0, "starts_per_minute",
+          "Downloads started per minute, all of them together (0: no limit). Not a bandwidth cap."),
     Param("sleep_requests", "--sleep-requests", float, 0.0, "sleep_requests",
           "Seconds yt-dlp sleeps between the requests of one extraction."),
     Param("retries", "--retries", int, 3, "retries",
           "Extra attempts for transient failures (5xx, 429, network, timeout), with backoff."),
     Param("backoff", "--backoff", float, 2.0, "backoff", "Seconds before the first retry; doubles each time, with jitter."),
     Param("timeout", "--timeout", float, 30.0, "timeout", "Socket timeout in seconds."),
-    Param("workers", "--workers", int, 2, "workers", "Downloads in parallel."),
+    Param("downloads", "--downloads", int, 2, "downloads", "Downloads in parallel.", min=1),
     Param("link", "--link", bool, False, "link", "Hard-link local files instead of copying them."),
+)
+
+FILTERS: tuple[Param, ...] = (
+    Param("min_frames", "--min-frames", int, 0, "min_frames",
+          "Skip videos with fewer frames (2MF2 kept 500 or more; 0: off). Recorded as filtered, with the reason.",
+          min=0),
+    Param("min_fps", "--min-fps", float, 0.0, "min_fps", "Skip videos below this frame rate (0: off)."),
+    Param("min_height", "--min-height", int, 0, "min_height", "Skip videos lower than this, in pixels (0: off).",
+          min=0),
+    Param("min_face", "--min-face", int, 0, "min_face",
+          "Skip videos whose largest face is smaller: median landmark extent, in pixels (0: off).", min=0),
 )
 
 DASK: tuple[Param, ...] = (
@@ -150,9 +167,27 @@ DASK: tuple[Param, ...] = (
 ALIASES: tuple[Alias, ...] = (
     Alias("crop_size", "out_size", flag="--crop-size"),  # crop_size is the source-pixel crop column
     Alias("keep_duplicates", "skip_duplicates", invert=True),  # the flag lives on as --keep-duplicates
+    # --workers means Dask processes everywhere; --rate-limit read like yt-dlp's bytes/s --limit-rate
+    Alias("workers", "downloads", flag="--workers", section="fetch"),
+    Alias("rate_limit", "starts_per_minute", flag="--rate-limit", section="fetch"),
 )
-ALIAS_BY_OLD: dict[str, Alias] = {a.old: a for a in ALIASES}
+ALIAS_BY_OLD: dict[tuple[str, str], Alias] = {(a.section, a.old): a for a in ALIASES}
 BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
+TABLES: dict[str, tuple[Param, ...]] = {"job": SIMULATE, "fetch": FETCH}
+
+
+def aliases(section: str) -> list[Alias]:
+    return [a for a in ALIASES if a.section == section]
+
+
+def section_of(dotted_head: str) -> str:
+    """The alias section of a recipe key's parent (``jobs.0``, ``defaults``, ``fetch``)."""
+    first = dotted_head.split(".")[0]
+    return "job" if first in ("jobs", "defaults", "jobs[") or first.startswith("jobs[") else first
+
+
+def new_param(a: Alias) -> Param:
+    return next(p for p in TABLES[a.section] if p.key == a.new)
 
 
 def default(target: str, table: tuple[Param, ...] = SIMULATE) -> Any:
@@ -174,12 +209,13 @@ def values_of(cfg: Any, table: tuple[Param, ...]) -> dict[str, Any]:
     return {p.key: get_path(cfg, p.target) for p in table}
 
 
-def resolve_aliases(values: dict[str, Any], where: str = "") -> tuple[dict[str, Any], list[str]]:
+def resolve_aliases(values: dict[str, Any], where: str = "", section: str = "job"
+                    ) -> tuple[dict[str, Any], list[str]]:
     """``values`` with old keys renamed (and negated where the meaning flipped), and one
     deprecation line per old key. An old and a new key for one setting is an error (ValueError)."""
     out = dict(values)
     notes = []
-    for a in ALIASES:
+    for a in aliases(section):
         if a.old not in out:
             continue
         v = out.pop(a.old)
@@ -203,6 +239,8 @@ def upgrade_params(params: dict[str, Any]) -> dict[str, Any]:
         p["flow"] = flow.get("method")
         p["flow_preset"] = flow.get("preset")
         p["flow_size"] = flow.get("work_size")
+    if p.get("mode") == "vla":  # before 1.5 rule (i) always asked every part
+        p.setdefault("overlap_parts", "all")
     if p.get("faces") not in (None, "main", "all"):
         p["face"] = p["faces"]
         p["faces"] = "main"

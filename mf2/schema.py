@@ -20,7 +20,7 @@ from mf2 import __version__
 from mf2.errors import InputError
 from mf2.params import upgrade_params
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
@@ -30,6 +30,7 @@ SCHEMA_HISTORY = {
     "1.3": "face tracks: landmark rows per (frame, track) with shot, track, face_id and reason; pairs get shot and face_id",
     "1.4": "params flat, by the names of mf2.params (the CLI's and recipes' names); older params read through "
            "mf2.params.upgrade_params",
+    "1.5": "pairs: landmarks_source (manual: a human annotation of the sharp frame; fitted: the localiser's)",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -101,6 +102,9 @@ PAIR_SCHEMA = pa.schema(
         # which face: the shot of the window and the face (mf2 face_id within the video)
         ("shot", pa.int32()),
         ("face_id", pa.int32()),
+        # where the sharp frame's landmarks come from: "manual" (a human annotation, the
+        # ground truth mf2 evaluate scores against) or "fitted" (the localiser); null before 1.5
+        ("landmarks_source", pa.string()),
     ]
 )
 

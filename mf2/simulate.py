@@ -13,7 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -198,7 +198,7 @@ def simulate_video(
     stages = stages or Stages()
     cache = cache or out
     stages.enter("probe")
-    info = probe(src.path)
+    info = probe(src.path, src.fps)
     stages.enter("hash")
     sha = sha or sha256_file(src.path)
     ppath = part_path(out, cfg, src.video_id)
@@ -214,7 +214,7 @@ def simulate_video(
     plans = plan_video(cfg, src, info, sha, cache, lm_table, progress, stages)
     plan = merge_plans(plans)
     stages.enter("render")
-    part = _render_part(src, out, cfg, info, sha, plans).replace_schema_metadata(
+    part = _render_part(src, out, cfg, info, sha, plans, progress).replace_schema_metadata(
         metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
                  windows_face_lost=str(plan.face_lost), plan=plan.info)
     )
@@ -226,8 +226,15 @@ def simulate_video(
     return VideoResult(src.video_id, part, plan.face_lost, note=note)
 
 
+def _counted(frames: Iterator, progress: Callable[[int], None] | None) -> Iterator:
+    for f in frames:
+        if progress:
+            progress(1)
+        yield f
+
+
 def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str,
-                 plans: list[Plan]) -> pa.Table:
+                 plans: list[Plan], progress: Callable[[int], None] | None = None) -> pa.Table:
     """One more streaming decode turns every planned window into a pair: both PNGs written,
     one row each (the part, before its metadata)."""
     extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
@@ -236,7 +243,7 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
     mode = get_mode(cfg.mode)
     params = params_json(cfg.params())
     with contextlib.closing(iter_frames(info)) as frames:
-        for w, blurry, sharp in render_windows(frames, windows, cfg.crf, cfg.out_size):
+        for w, blurry, sharp in render_windows(_counted(frames, progress), windows, cfg.crf, cfg.out_size):
             extra, ser = extra_of[id(w)]
             extra = dict(extra)
             face_id = int(ser.face_id[w.center])
@@ -257,7 +264,8 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
                 "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
                 "crf": cfg.crf, "fps": float(info.fps), "params": params,
-                "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None, **extra,
+                "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
+                "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted", **extra,
             }
             for k in PAIR_SCHEMA.names:
                 rows[k].append(row.get(k))

@@ -1,4 +1,8 @@
-"""Inputs to a run: a video file, a folder of videos, or the ok rows of an `mf2 fetch` table."""
+"""Inputs to a run: a video file, a folder of videos, or the ok rows of an `mf2 fetch` table.
+
+A video may also be a folder of numbered frames (as many benchmarks ship them), and a folder
+of videos may hold one video per subfolder (300VW: ``NNN/vid.avi`` beside ``NNN/annot/``),
+where the subfolder names the video."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from pathlib import Path
 from mf2.errors import UsageError
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,7 @@ class VideoSource:
     video_id: str  # safe as a file name: ^[A-Za-z0-9_-]{1,64}$
     path: Path
     identity: str | None = None  # who is in it, from a fetch table; several joined by ";"
+    fps: float | None = None  # a folder of frames: its frame rate (a video file carries its own)
 
 
 def safe_id(text: str) -> str:
@@ -34,11 +41,62 @@ def is_safe_id(text: str) -> bool:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """A video file's hash; for a folder of frames, the hash of its frames' names and hashes
+    in order (a frame changed, added or renumbered changes it)."""
+    if Path(path).is_dir():
+        h = hashlib.sha256()
+        for f in frame_files(Path(path)):
+            h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while b := f.read(chunk):
             h.update(b)
     return h.hexdigest()
+
+
+def _images(folder: Path) -> list[Path]:
+    return [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            and not f.name.startswith(".")]
+
+
+def is_frame_folder(path: Path) -> bool:
+    """One video given frame by frame: two or more images, every one numbered, and no videos.
+    A folder with Parquet files (an mf2 dataset, with its contact sheet) is never one."""
+    if not path.is_dir():
+        return False
+    names = [f for f in path.iterdir() if f.is_file() and not f.name.startswith(".")]
+    if any(f.suffix.lower() in VIDEO_EXTENSIONS or f.suffix == ".parquet" for f in names):
+        return False
+    images = [f for f in names if f.suffix.lower() in IMAGE_EXTENSIONS]
+    return len(images) >= 2 and all(_LAST_NUMBER.search(f.stem) for f in images)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """A frame folder's images in frame order: by the last number in each name
+    (``frame_9.png`` before ``frame_10.png``). Unnumbered or repeated numbers are refused:
+    the order of a sequence must not depend on how names sort."""
+    from mf2.errors import InputError
+
+    files = _images(folder)
+    if not files:
+        raise InputError(f"{folder}: no frames ({', '.join(sorted(IMAGE_EXTENSIONS))})", "not-a-video")
+    numbered = []
+    for f in files:
+        m = _LAST_NUMBER.search(f.stem)
+        if m is None:
+            raise InputError(f"{f}: a frame without a number in its name; frames are ordered by it", "not-a-video")
+        numbered.append((int(m.group(1)), f))
+    numbered.sort()
+    for (a, fa), (b, fb) in zip(numbered, numbered[1:]):
+        if a == b:
+            raise InputError(f"{folder}: two frames numbered {a} ({fa.name}, {fb.name})", "not-a-video")
+    return [f for _, f in numbered]
+
+
+def frame_number(path: Path) -> int | None:
+    m = _LAST_NUMBER.search(path.stem)
+    return int(m.group(1)) if m else None
 
 
 def _from_fetch_table(p: Path) -> list[VideoSource]:
@@ -79,24 +137,65 @@ def split_identities(text: str | None) -> list[str]:
     return [i for i in (text or "").split(";") if i]
 
 
-def resolve_videos(path: str | Path) -> list[VideoSource]:
+def _videos_in(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def _one_video(folder: Path) -> Path | None:
+    """The video a folder is: its single video file (300VW's ``NNN/vid.avi``), or itself when
+    it is a folder of frames."""
+    inner = _videos_in(folder)
+    if len(inner) == 1:
+        return inner[0]
+    return folder if not inner and is_frame_folder(folder) else None
+
+
+def _subfolder_videos(p: Path) -> list[tuple[str, Path]]:
+    """(name, video) of each subfolder that is one video, named by the subfolder; one level
+    deeper too, named ``parent_child`` (YouTube Faces: ``NAME/N/*.jpg``). An mf2 dataset
+    folder (pairs.parquet) is never searched."""
+    out = []
+    for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if (sub / "pairs.parquet").exists():
+            continue
+        video = _one_video(sub)
+        if video is not None:
+            out.append((sub.name, video))
+            continue
+        for sub2 in sorted(d for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            video = _one_video(sub2)
+            if video is not None:
+                out.append((f"{sub.name}_{sub2.name}", video))
+    return out
+
+
+def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = True) -> list[VideoSource]:
+    """``fps``: the frame rate of folders of frames (``--fps``); a video file has its own.
+    ``need_fps=False``: the caller knows it otherwise (materialize reads it from the pairs)."""
     p = Path(path)
     if p.is_file() and p.suffix == ".parquet":
         return _from_fetch_table(p)
     if p.is_file():
-        files = [p]
+        named = [(p.stem, p)]
+    elif is_frame_folder(p):
+        named = [(p.name, p)]
     elif p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS)
-        if not files:
-            raise UsageError(f"{p}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in this folder")
+        named = [(f.stem, f) for f in _videos_in(p)] + _subfolder_videos(p)
+        if not named:
+            raise UsageError(f"{p}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}), frame folders or "
+                             "video subfolders in this folder")
     else:
         raise UsageError(f"{p}: no such file or folder")
+    if fps is not None and not 0 < fps <= 1000:
+        raise UsageError(f"--fps {fps}: must be between 0 and 1000")
     sources: list[VideoSource] = []
     seen: set[str] = set()
-    for f in files:
-        vid = safe_id(f.stem)
+    for name, f in named:
+        vid = safe_id(name)
         if vid in seen:  # same stem, other extension or folder
-            vid = safe_id(f"{f.stem}_{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}")
+            vid = safe_id(f"{name}_{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}")
         seen.add(vid)
-        sources.append(VideoSource(vid, f))
+        if f.is_dir() and fps is None and need_fps:
+            raise UsageError(f"{f}: a folder of frames needs its frame rate: give --fps N")
+        sources.append(VideoSource(vid, f, fps=fps if f.is_dir() else None))
     return sources

@@ -98,7 +98,7 @@ def test_builtin_names_work_from_any_folder(tmp_path):
     res = run_mf2("fetch", "sample", "--out", "data", "--validate-only", cwd=tmp_path)
     assert res.returncode != 0 and str(tmp_path / "sample") in res.stderr
     res = run_mf2("run", "nosuch", "--videos", "v", "--out", "o", cwd=tmp_path)
-    assert res.returncode == 2 and "not a built-in recipe (2mf2, pravg, synthetic" in res.stderr
+    assert res.returncode == 2 and "not a built-in recipe (2mf2, paper-tests, pravg, synthetic" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
 
 
@@ -124,7 +124,7 @@ def test_simulate_json_and_strict(videos, tmp_path):
     assert r.returncode == 0 and r.stdout == ""
     r = run_mf2("stats", "out", "--json", cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["n_pairs"] == s["pairs"], r.stderr
-    r = run_mf2("evaluate", "--pairs", "out", "--out", "report", "--no-identity", "--limit", "4", "--json",
+    r = run_mf2("evaluate", "out", "--out", "report", "--no-identity", "--limit", "4", "--json",
                 cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)

@@ -28,7 +28,7 @@ def pairs_dir(videos, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(pairs_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--out", str(out), "--html")
+    res = run_mf2("evaluate", str(pairs_dir), "--out", str(out), "--html")
     assert res.returncode == 0, res.stderr
     assert "| Blurred |" in res.stdout and "| Oracle |" in res.stdout
     return out
@@ -163,7 +163,7 @@ def test_external_method_folder(pairs_dir, tmp_path):
         img = cv2.imread(str(pairs_dir / r["blurry_path"]))
         cv2.imwrite(str(smear / f"{r['pair_id']}.png"), cv2.GaussianBlur(img, (0, 0), 3))
     out = tmp_path / "rep"
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--restored", f"copy={copy}", "--restored",
+    res = run_mf2("evaluate", str(pairs_dir), "--restored", f"copy={copy}", "--restored",
                   f"smear={smear}", "--out", str(out), "--no-identity", "--limit", "6")
     assert res.returncode == 0, res.stderr
     js = json.loads((out / "report.json").read_text())
@@ -175,14 +175,14 @@ def test_external_method_folder(pairs_dir, tmp_path):
 
     missing = rows[3]["pair_id"]
     (copy / f"{missing}.png").unlink()
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--restored", f"copy={copy}", "--out", str(tmp_path / "r2"))
+    res = run_mf2("evaluate", str(pairs_dir), "--restored", f"copy={copy}", "--out", str(tmp_path / "r2"))
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and lines[-1].startswith("mf2: error:") and missing in lines[-1]
     assert "Traceback" not in res.stderr
 
     big = cv2.resize(cv2.imread(str(smear / f"{rows[0]['pair_id']}.png")), (300, 300))
     cv2.imwrite(str(smear / f"{rows[0]['pair_id']}.png"), big)
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--restored", f"smear={smear}", "--out",
+    res = run_mf2("evaluate", str(pairs_dir), "--restored", f"smear={smear}", "--out",
                   str(tmp_path / "r3"), "--no-identity")
     assert res.returncode == 2 and rows[0]["pair_id"] in res.stderr and "300x300" in res.stderr
 
@@ -195,7 +195,7 @@ def test_external_method_folder(pairs_dir, tmp_path):
 ])
 @pytest.mark.slow
 def test_evaluate_usage_errors(pairs_dir, tmp_path, args, needle):
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--out", str(tmp_path / "r"), *args)
+    res = run_mf2("evaluate", str(pairs_dir), "--out", str(tmp_path / "r"), *args)
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 2 and len(lines) == 1 and needle in lines[0], res.stderr
 
@@ -204,10 +204,10 @@ def test_evaluate_usage_errors(pairs_dir, tmp_path, args, needle):
 def test_evaluate_refuses_a_manifest_without_images(pairs_dir, tmp_path):
     m = tmp_path / "m.parquet"
     assert run_mf2("export", str(pairs_dir), "--no-images", "--out", str(m)).returncode == 0
-    res = run_mf2("evaluate", "--pairs", str(m), "--out", str(tmp_path / "r"))
+    res = run_mf2("evaluate", str(m), "--out", str(tmp_path / "r"))
     assert res.returncode == 2 and "materialize" in res.stderr
     res = run_mf2("evaluate", "--out", str(tmp_path / "r"))
-    assert res.returncode == 2 and "--pairs" in res.stderr
+    assert res.returncode == 2 and "mf2 evaluate DATASET" in res.stderr
 
 
 @pytest.mark.slow
@@ -234,3 +234,14 @@ def test_stills_protocol_scores_against_human_annotations(landmark_data, tmp_pat
     assert by[("Synthetic k31", "Blurred")]["ssim"] < by[("Synthetic k15", "Blurred")]["ssim"]
     # the blurred stills are an ordinary, verifiable pair dataset that other methods can restore
     assert run_mf2("verify", str(out / "stills")).returncode == 0
+
+
+def test_settings_are_laid_out_as_the_papers_tables_5_to_7():
+    from mf2.evaluate.report import paper_tables
+
+    got = paper_tables(["VLA", "Synthetic k31", "PrAvg 21", "PrAvg 9", "PrAvg 7", "PrAvg 15", "PrAvg 11"])
+    assert got == [("Table 5", ["PrAvg 7", "PrAvg 9", "PrAvg 11"]), ("Table 6", ["PrAvg 15", "PrAvg 21", "VLA"]),
+                   ("Table 7", ["Synthetic k31"])]
+    assert paper_tables(["PrAvg 7"]) == [("Landmark localisation", ["PrAvg 7"])]
+    assert [t for t, _ in paper_tables(["PrAvg 5", "PrAvg 7", "PrAvg 9", "VLA"])] == \
+        ["Landmark localisation (1/2)", "Landmark localisation (2/2)"]

@@ -93,7 +93,7 @@ def reference(clips, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(dataset, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run") / "R"
-    res = run_mf2("train", "--pairs", str(dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
+    res = run_mf2("train", str(dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
                   "--out", str(run))
     assert res.returncode == 0, res.stderr
     return run
@@ -192,7 +192,7 @@ def run_manifest_relative_out_over_http(c: Ctx) -> None:
 
 
 def fetch_stuck_failure_is_retried(c: Ctx) -> None:
-    """A failure an older mf2 recorded for its own bug is redone by a bare --retry-failed."""
+    """A failure an older mf2 recorded for its own bug is redone by the next run, with no flag."""
     import pyarrow as pa
 
     work = c.tmp / "w"
@@ -205,9 +205,7 @@ def fetch_stuck_failure_is_retried(c: Ctx) -> None:
         d = table.to_pydict()
         d.update(status=["failed"], error_class=["download-error"], error=["yt-dlp finished without writing a file"])
         pq.write_table(pa.table(d, schema=table.schema), work / "DATA" / "fetch.parquet")
-        ok(run_mf2("fetch", "v.csv", "--out", "DATA", cwd=work))  # no flag: the failure is kept
-        assert pq.read_table(work / "DATA" / "fetch.parquet")["status"].to_pylist() == ["failed"]
-        ok(run_mf2("fetch", "v.csv", "--out", "DATA", "--retry-failed", cwd=work))
+        ok(run_mf2("fetch", "v.csv", "--out", "DATA", cwd=work))
     assert pq.read_table(work / "DATA" / "fetch.parquet")["status"].to_pylist() == ["ok"]
 
 
@@ -270,7 +268,7 @@ def out_below_a_file(c: Ctx) -> None:
 
 def out_is_a_file_train(c: Ctx) -> None:
     (c.tmp / "afile").write_text("x")
-    one_error(run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--out", str(c.tmp / "afile")), 2,
+    one_error(run_mf2("train", str(c.dataset), "--config", "tiny", "--out", str(c.tmp / "afile")), 2,
               "is a file")
 
 
@@ -320,8 +318,8 @@ def corrupt_manifest(cmd: str, how: str = "truncated") -> Callable[[Ctx], None]:
         args = {
             "verify": ["verify", str(ds)],
             "stats": ["stats", str(ds)],
-            "train": ["train", "--pairs", str(ds), "--config", "tiny", "--max-steps", "1", "--out", str(c.tmp / "R")],
-            "evaluate": ["evaluate", "--pairs", str(ds), "--no-identity", "--out", str(c.tmp / "E")],
+            "train": ["train", str(ds), "--config", "tiny", "--max-steps", "1", "--out", str(c.tmp / "R")],
+            "evaluate": ["evaluate", str(ds), "--no-identity", "--out", str(c.tmp / "E")],
             "export": ["export", str(ds), "--out", str(c.tmp / "EX")],
             "split": ["split", str(ds)],
             "remove": ["remove", str(ds), "--video-id", "a"],
@@ -346,7 +344,7 @@ def truncated_checkpoint_on_resume(c: Ctx) -> None:
     shutil.copytree(c.checkpoint, run)
     hg = run / "checkpoints" / "hg_last.pt"
     hg.write_bytes(hg.read_bytes()[:4000])
-    res = run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run))
+    res = run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run))
     one_error(res, 2, "hg_last.pt")
 
 
@@ -363,7 +361,7 @@ def hostile_checkpoint(cmd: str) -> Callable[[Ctx], None]:
             run = c.tmp / "R"
             shutil.copytree(c.checkpoint, run)
             shutil.copy(evil, run / "checkpoints" / "cgan_last.pt")
-            res = run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--stage", "cgan",
+            res = run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--stage", "cgan",
                           "--out", str(run), cwd=c.tmp)
         else:
             crop = next((c.dataset / "blurry").rglob("*.png"))
@@ -377,13 +375,13 @@ def train_extension_needs_restart(c: Ctx) -> None:
     run = c.tmp / "R"
     shutil.copytree(c.checkpoint, run)
     before = {p.name: _sha(p) for p in (run / "checkpoints").iterdir()}
-    res = run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run))
+    res = run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run))
     one_error(res, 2, "--restart-cgan")
     assert {p.name: _sha(p) for p in (run / "checkpoints").iterdir()} == before  # checked before any step
-    ok(run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run),
+    ok(run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run),
                "--restart-cgan"))
     assert (run / "checkpoints" / "cgan_hg2.pt").is_file() and (run / "model.pt").is_file()
-    res = ok(run_mf2("train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "4", "--stage", "cgan",
+    res = ok(run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "4", "--stage", "cgan",
                      "--out", str(run)))
     assert "cgan: 4 steps" in res.stderr
 
@@ -595,7 +593,7 @@ def interrupted_fetch_resumes(c: Ctx) -> None:
     m = c.tmp / "m.csv"
     m.write_text("video_id,url\n" + "".join(f"v{i},{c.clips / 'a.mp4'}\n" for i in range(6)))
     out = c.tmp / "D"
-    _interrupt(c, signal.SIGKILL, ["fetch", str(m), "--out", str(out), "--workers", "1"],
+    _interrupt(c, signal.SIGKILL, ["fetch", str(m), "--out", str(out), "--downloads", "1"],
                lambda: len(list((out / "videos").glob("v*.mp4"))) >= 2 if (out / "videos").is_dir() else False)
     ok(run_mf2("fetch", str(m), "--out", str(out)))
     rows = pq.read_table(out / "fetch.parquet").to_pylist()
@@ -605,7 +603,7 @@ def interrupted_fetch_resumes(c: Ctx) -> None:
 
 def interrupted_train_resumes(c: Ctx) -> None:
     run = c.tmp / "R"
-    args = ["train", "--pairs", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
+    args = ["train", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
             "--out", str(run)]
     _interrupt(c, signal.SIGINT, args, lambda: (run / "checkpoints" / "hg_last.pt").exists())
     ok(run_mf2(*args))

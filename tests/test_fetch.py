@@ -21,7 +21,7 @@ from mf2.fetch.run import run_fetch
 from mf2.schema import read_metadata
 from video_server import VideoServer
 
-FAST = dict(backoff=0.05, timeout=1.5, workers=2)
+FAST = dict(backoff=0.05, timeout=1.5, downloads=2)
 
 
 @pytest.fixture()
@@ -74,12 +74,11 @@ def test_rerun_skips_ok_and_retries_only_what_it_is_told(server, tmp_path):
     out = tmp_path / "out"
     run_fetch(m, out, FetchConfig(retries=0, **FAST))
     n_ok = len(server.requests_for("/ok/"))
-    s = run_fetch(m, out, FetchConfig(retries=0, **FAST))  # nothing retried by default
-    assert s.downloaded == 0 and s.reused == 1 and len(server.requests_for("/ok/")) == n_ok
     n_slow, n_404 = len(server.requests_for("/slow/")), len(server.requests_for("/404/"))
-    run_fetch(m, out, FetchConfig(retries=0, **FAST), retry_failed="transient")
+    s = run_fetch(m, out, FetchConfig(retries=0, **FAST))  # the ok file kept, the time-out redone, the 404 kept
+    assert s.downloaded == 1 and s.reused == 1 and len(server.requests_for("/ok/")) == n_ok
     assert len(server.requests_for("/slow/")) > n_slow and len(server.requests_for("/404/")) == n_404
-    run_fetch(m, out, FetchConfig(retries=0, **FAST), retry_failed="all")
+    run_fetch(m, out, FetchConfig(retries=0, **FAST), retry_failed=True)
     assert len(server.requests_for("/404/")) == n_404 + 1
     # an ok file that changed size on disk is fetched again
     (out / "videos" / "a.mp4").write_bytes(b"x")
@@ -129,7 +128,7 @@ def test_sigkill_mid_download_then_resume(videos, tmp_path):
         names = ["fomm_08.mp4", "lp_d0.mp4", "fomm_10.mp4"]  # 0.06, 2.96, 0.17 MB
         m = _csv(tmp_path / "m.csv", [(n[:-4], srv.url("throttle", n)) for n in names])
         out = tmp_path / "out"
-        args = [sys.executable, "-m", "mf2", "fetch", str(m), "--out", str(out), "--workers", "1", "--timeout", "5"]
+        args = [sys.executable, "-m", "mf2", "fetch", str(m), "--out", str(out), "--downloads", "1", "--timeout", "5"]
         p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 60
         # kill while the big file is downloading: its temporary folder exists
@@ -141,7 +140,7 @@ def test_sigkill_mid_download_then_resume(videos, tmp_path):
         assert list((out / "videos").glob(".dl-*")), "the kill did not land mid-download"
         t = pq.read_table(out / "fetch.parquet").to_pylist()  # a valid table after the kill
         assert len(t) == 3 and {r["status"] for r in t} <= {"ok", "pending"}
-        r = run_mf2("fetch", str(m), "--out", str(out), "--workers", "1")
+        r = run_mf2("fetch", str(m), "--out", str(out), "--downloads", "1")
         assert r.returncode == 0, r.stderr
         t = _table(out)
         assert all(t[n[:-4]]["status"] == "ok" for n in names)
@@ -156,10 +155,11 @@ def test_sigkill_mid_download_then_resume(videos, tmp_path):
 def test_rate_limit_spaces_downloads(server, tmp_path):
     m = _csv(tmp_path / "m.csv", [(f"v{i}", server.url("ok", n)) for i, n in
                                   enumerate(["fomm_08.mp4", "fomm_10.mp4", "fomm_04.mp4"])])
-    run_fetch(m, tmp_path / "out", FetchConfig(rate_limit=60, **FAST))  # one start per second
+    run_fetch(m, tmp_path / "out", FetchConfig(starts_per_minute=60, **FAST))  # one start per second
     firsts = sorted(min(server.requests_for(f"/ok/{n}")) for n in ["fomm_08.mp4", "fomm_10.mp4", "fomm_04.mp4"])
     gaps = [b - a for a, b in zip(firsts, firsts[1:])]
-    assert all(g >= 0.95 for g in gaps), gaps
+    # seen by the server, so yt-dlp's own start-up jitter is in it (0.95 s once on a loaded machine)
+    assert all(g >= 0.9 for g in gaps), gaps
 
 
 @pytest.mark.slow
@@ -271,7 +271,7 @@ def test_fetch_on_a_dask_local_cluster_matches_the_thread_pool(videos, server, t
     ])
     with make_runner(2) as runner:
         assert runner.name == "dask"
-        s = run_fetch(m, tmp_path / "dask", FetchConfig(retries=2, rate_limit=120, **FAST), runner=runner)
+        s = run_fetch(m, tmp_path / "dask", FetchConfig(retries=2, starts_per_minute=120, **FAST), runner=runner)
     s2 = run_fetch(m, tmp_path / "threads", FetchConfig(retries=2, **FAST))
     a, b = _table(tmp_path / "dask"), _table(tmp_path / "threads")
     keys = ("status", "error_class", "sha256", "bytes", "n_frames", "path")

@@ -1,4 +1,4 @@
-"""mf2 as users install it: built from an sdist into a wheel, unpacked in a folder of its own,
+"""mf2 as users install it: built from an sdist into a wheel, installed into a fresh venv,
 used from another folder. The recipes, training configs and manifests must come with it."""
 
 from __future__ import annotations
@@ -19,11 +19,23 @@ SKIP = shutil.ignore_patterns(".git", ".venv", ".gpu", ".whl", "build", "dist", 
                               ".pytest_cache", "demo_out")
 
 
-def _mf2(target: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m mf2`` with the unpacked wheel first on the path (before the checkout's
-    editable install), as a user's own environment would have it."""
-    env = {**os.environ, "PYTHONPATH": str(target), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "mf2", *args], capture_output=True, text=True, cwd=cwd, env=env)
+def _mf2(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """The venv's own ``mf2`` console script, as a user types it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(venv / "bin" / "mf2"), *args], capture_output=True, text=True, cwd=cwd,
+                          env={**env, "PYTHONUNBUFFERED": "1"})
+
+
+def _fresh_venv(where: Path) -> Path:
+    """A new venv that sees this environment's dependencies (torch, dlib, ...) through a path
+    entry, with no network: its site-packages comes first, and the checkout's editable
+    install is not visible (a plain path entry runs no .pth hooks)."""
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, capture_output=True)
+    site = next((where / "lib").glob("python3*/site-packages"))
+    (site / "zz_mf2_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return where
 
 
 @pytest.fixture(scope="module")
@@ -59,27 +71,29 @@ def test_wheel_carries_data_licence_and_metadata(wheel):
 @pytest.mark.slow
 def test_installed_wheel_runs_the_demo_and_a_recipe_from_another_folder(wheel, videos, tmp_path):
     whl, _ = wheel
-    target = tmp_path / "site"
-    res = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                          "--target", str(target), str(whl)], capture_output=True, text=True)
+    venv = _fresh_venv(tmp_path / "venv")
+    res = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+                          str(whl)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+    target = next((venv / "lib").glob("python3*/site-packages"))
     work = tmp_path / "elsewhere"
     (work / "clips").mkdir(parents=True)
     (work / "clips" / "fomm_08.mp4").symlink_to(videos / "fomm_08.mp4")
-    res = subprocess.run([sys.executable, "-c", "import mf2; print(mf2.__file__)"], capture_output=True, text=True,
-                         cwd=work, env={**os.environ, "PYTHONPATH": str(target)})
-    assert res.stdout.strip().startswith(str(target)), res.stdout  # the wheel, not the checkout
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    res = subprocess.run([str(venv / "bin" / "python"), "-c", "import mf2; print(mf2.__file__)"],
+                         capture_output=True, text=True, cwd=work, env=env)
+    assert res.stdout.strip().startswith(str(target)), res.stdout + res.stderr  # the wheel, not the checkout
 
-    res = _mf2(target, work, "recipes", "--json")
+    res = _mf2(venv, work, "recipes", "--json")
     assert res.returncode == 0, res.stderr
     listed = json.loads(res.stdout)
     assert all(b["path"].startswith(str(target / "mf2" / "_data")) for k in listed.values() for b in k)
 
-    res = _mf2(target, work, "demo", "--out", "demo")
+    res = _mf2(venv, work, "demo", "--out", "demo")
     assert res.returncode == 0, res.stderr[-2000:]
     assert (work / "demo" / "pairs.parquet").is_file()
 
-    res = _mf2(target, work, "run", "pravg", "--videos", "clips", "--out", "run", "--workers", "0",
+    res = _mf2(venv, work, "run", "pravg", "--videos", "clips", "--out", "run", "--workers", "0",
                "--landmarks", "dlib", "--set", "jobs=[{name: pravg3, mode: pravg, L: 3, stride: 5}]",
                "--out-size", "64")
     assert res.returncode == 0, res.stderr[-2000:]

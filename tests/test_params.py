@@ -110,3 +110,61 @@ def test_dataset_of_schema_1_3_resumes_under_new_names(tmp_path) -> None:
     t = pq.read_table(out / "pairs.parquet")
     assert t.num_rows > 0 and set(t["params"].to_pylist()) == {json.dumps(now, sort_keys=True)}
     assert json.loads(t.schema.metadata[b"mf2.params"]) == now
+
+
+def test_fetch_old_flags_and_recipe_keys_are_read_with_a_warning(tmp_path) -> None:
+    """fetch's --workers (parallel downloads) and --rate-limit were renamed: --workers means Dask
+    processes everywhere, and --rate-limit read like yt-dlp's bytes/s --limit-rate."""
+    from mf2.pipeline.recipe import load_recipe
+
+    base = ("fetch", "sample", "--out", str(tmp_path / "d"), "--validate-only")
+    res = run_mf2(*base, "--workers", "3", "--rate-limit", "6")
+    assert res.returncode == 0, res.stderr
+    assert "--workers is deprecated; use --downloads" in res.stderr
+    assert "--rate-limit is deprecated; use --starts-per-minute" in res.stderr
+    res = run_mf2(*base, "--workers", "3", "--downloads", "2")
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == \
+        ["mf2: error: --workers and --downloads set one thing; keep --downloads"], res.stderr
+    res = run_mf2(*base, "--downloads", "0")
+    assert res.returncode == 2 and "--downloads" in res.stderr
+    rec = tmp_path / "r.yaml"
+    rec.write_text("fetch: {workers: 5, rate_limit: 12}\ndask: {workers: 1}\njobs:\n  - {mode: pravg}\n")
+    r = load_recipe(rec)
+    assert (r.fetch.downloads, r.fetch.starts_per_minute, r.dask.workers) == (5, 12.0, 1)
+    assert load_recipe(rec, ["fetch.workers=7", "dask.workers=2"]).fetch.downloads == 7
+    assert load_recipe(rec, ["fetch.workers=7", "dask.workers=2"]).dask.workers == 2
+    assert "workers" not in r.to_dict()["fetch"] and r.to_dict()["fetch"]["downloads"] == 5
+
+
+def test_shared_option_names_mean_one_thing_in_every_command() -> None:
+    """An option name that several commands take is declared alike in all of them (run's
+    defaults are None: "the recipe's value"), and pair datasets are arguments wherever a
+    command reads them."""
+    from mf2.cli import cli
+
+    shared = ("--workers", "--scheduler", "--retry-failed", "--landmarks", "--fan-weights", "--json", "--strict",
+              "--device", "--replace")
+    seen: dict[str, dict] = {}
+    for name, cmd in cli.commands.items():
+        for p in cmd.params:
+            if getattr(p, "hidden", False):  # a deprecated spelling (fetch --workers: --downloads)
+                continue
+            for flag in (o for o in p.opts if o in shared):
+                default = "recipe" if name == "run" and p.default is None else p.default
+                desc = (type(p.type).__name__, getattr(p.type, "choices", None), getattr(p, "is_flag", None))
+                if default != "recipe":
+                    seen.setdefault(flag + " default", {})[name] = default
+                seen.setdefault(flag, {})[name] = desc
+        visible = {o for p in cmd.params if not getattr(p, "hidden", False) for o in getattr(p, "opts", [])}
+        assert "--pairs" not in visible, f"mf2 {name} still shows --pairs"
+    for flag, by_cmd in seen.items():
+        assert len(set(by_cmd.values())) == 1, f"{flag} differs between commands: {by_cmd}"
+    assert set(seen["--retry-failed"]) == {"simulate", "run", "fetch"}
+    assert set(seen["--landmarks"]) >= {"simulate", "evaluate"}
+
+
+def test_retry_failed_old_values_are_read_with_a_warning(tmp_path) -> None:
+    res = run_mf2("fetch", "sample", "--out", str(tmp_path / "d"), "--validate-only", "--retry-failed", "all")
+    assert res.returncode == 0 and "--retry-failed all is deprecated; use --retry-failed alone" in res.stderr
+    res = run_mf2("fetch", "sample", "--out", str(tmp_path / "d"), "--validate-only", "--retry-failed", "some")
+    assert res.returncode == 2 and "takes no value" in res.stderr

@@ -195,6 +195,38 @@ def test_synchronous_runner_runs_each_task_as_it_is_collected():
         next(it).result()
 
 
+def test_one_long_video_shows_its_frames_as_it_goes(clips, tmp_path, capsys):
+    """The bar counts videos; its postfix names the pass and frame of the video in progress,
+    read from the progress files that the worker writes (removed when the video is done)."""
+    from mf2.pipeline.execute import run_simulate
+    from mf2.pipeline import progress
+    from mf2.simulate import SimulateConfig
+    from mf2.sources import resolve_videos
+
+    seen: list[str] = []
+    real = progress.describe
+
+    def spy(records):  # what the watcher shows, as it polls
+        line = real(records)
+        if line:
+            seen.append(line)
+        return line
+
+    progress.describe = spy
+    try:
+        out = tmp_path / "o"
+        s = run_simulate(resolve_videos(clips / "lp_d18.mp4"), out, SimulateConfig(L=7), show_progress=True)
+    finally:
+        progress.describe = real
+    assert s.n_pairs > 0
+    n = int(seen[0].rsplit("/", 1)[1])
+    assert n > 100 and any(" landmarks " in x for x in seen) and any(" render " in x for x in seen), seen
+    done = [int(x.split(" ")[-1].split("/")[0]) for x in seen if " landmarks " in x]
+    assert done == sorted(done) and 0 < done[0] <= n  # counts up within a pass
+    assert "lp_d18 landmarks" in capsys.readouterr().err  # drawn on the bar
+    assert not (out / ".progress").exists()
+
+
 def test_every_shipped_recipe_is_valid():
     from mf2.pipeline.recipe import load_recipe
 
@@ -203,7 +235,28 @@ def test_every_shipped_recipe_is_valid():
         r = load_recipe(p)
         names[p.name] = [n for n, _ in r.simulate_configs()]
     assert names == {"2mf2.yaml": ["vla"], "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
-                     "synthetic.yaml": ["synthetic_k31"]}
+                     "synthetic.yaml": ["synthetic_k31"],
+                     "paper-tests.yaml": [f"pravg_L{L}_s{L}" for L in (7, 9, 11, 15, 21)]
+                     + ["vla", "synthetic_k31"]}
+
+
+def test_paper_test_sets_do_not_overlap(clips, tmp_path):
+    """paper-tests: PrAvg windows with stride = L and VLA sub-sequences share no frame (the
+    paper's 17,125 pairs at L = 7 from ~120 k frames); the training recipe's windows do."""
+    import json
+
+    out = tmp_path / "run"
+    res = run_mf2("run", "paper-tests", "--videos", str(clips / "fomm_08.mp4"), "--out", str(out), "--workers", "0",
+                  "--landmarks", "dlib", "--out-size", "64")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "run.json").read_text())
+    for job in ["pravg_L7_s7", "pravg_L21_s21", "vla"]:
+        t = pq.read_table(out / job / "pairs.parquet")
+        assert t.num_rows > 0, job
+        frames = [f for fs in t["frames"].to_pylist() for f in fs]
+        assert len(frames) == len(set(frames)), f"{job}: windows overlap"
+    assert summary["jobs"]["pravg_L7_s7"]["pairs"] >= 3 * summary["jobs"]["pravg_L21_s21"]["pairs"] - 3
+    assert summary["jobs"]["synthetic_k31"]["pairs"] > 0
 
 
 def _peak_rss_kb(args: list[str]) -> int:
@@ -258,6 +311,9 @@ def test_docker_files_lint_clean_and_match_the_project():
         assert users and users[-1] not in ("root", "0"), f  # not root
         first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY mf2"))
         assert any("torch==" in ln for ln in lines[:first_code]), f  # code changes keep the torch layer
+        deps = next(i for i, ln in enumerate(lines) if "--requirement" in ln)
+        assert deps < first_code and "--mount=type=cache" in " ".join(lines[deps - 4:deps]), f  # deps layer, cached
+        assert any("--no-deps ." in ln for ln in lines[first_code:]), f
         assert lines[[i for i, ln in enumerate(lines) if ln.startswith("FROM")][0]].startswith("FROM python:3.11")
     compose = yaml.safe_load((docker / "compose.yaml").read_text())
     services = compose["services"]

@@ -128,7 +128,7 @@ def test_vla_length_falls_as_the_face_moves_faster():
     lengths, travelled = [], []
     for speed in (0.25, 0.5, 1.0):
         lms, th, fl = clip(60, speed)
-        wins, _ = vla(lms, th, fl, max_L=41, min_L=3)
+        wins, _ = vla(lms, th, fl, max_L=41, min_L=3, overlap_parts="all")
         full = [w for w in wins if w.stop.reason == "overlap"]
         assert full, speed
         lengths.append(float(np.median([len(w.window.frames) for w in full])))

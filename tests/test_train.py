@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import copy_clips, run_mf2
 
@@ -123,7 +124,7 @@ def test_resume_is_exact(pairs_dir, tmp_path):
     cfg = tmp_path / "det.yaml"
     cfg.write_text("preset: tiny\ndeterministic: true\nbatch_size: 4\ncheckpoint_every: 1000\n")
     full, halves = tmp_path / "full", tmp_path / "halves"
-    args = ["train", "--pairs", str(pairs_dir), "--config", str(cfg), "--device", "cpu"]
+    args = ["train", str(pairs_dir), "--config", str(cfg), "--device", "cpu"]
     for stage in ("hg", "cgan"):  # each stage: 12 steps at once, or 6 then resumed to 12
         assert run_mf2(*args, "--stage", stage, "--max-steps", "12", "--out", str(full)).returncode == 0
         for n in ("6", "12"):
@@ -148,7 +149,7 @@ def test_resume_is_exact(pairs_dir, tmp_path):
 
 def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_path):
     run = tmp_path / "run"
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
+    res = run_mf2("train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
                   "--out", str(run), "--json")
     assert res.returncode == 0, res.stderr
     assert "train /" in res.stderr and "images/s" in res.stderr
@@ -168,7 +169,7 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 6 and summary["cgan"]["steps"] == 6 and 0 < summary["cgan"]["val"]["ssim"] <= 1
     # again: nothing to do, resumes as finished
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
+    res = run_mf2("train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
                   "--out", str(run))
     assert res.returncode == 0 and "already trained" in res.stderr
 
@@ -222,7 +223,7 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
 
     # the model as a row of mf2 evaluate
     rep = tmp_path / "report"
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--checkpoint", f"tiny={run / 'model.pt'}", "--limit", "4",
+    res = run_mf2("evaluate", str(pairs_dir), "--checkpoint", f"tiny={run / 'model.pt'}", "--limit", "4",
                   "--no-identity", "--out", str(rep))
     assert res.returncode == 0, res.stderr
     rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
@@ -235,11 +236,11 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
 def test_config_errors_are_one_line(tmp_path, pairs_dir):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: tiny\nhourglass: {stackz: 2}\n")
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "hourglass.stackz: unknown key" in res.stderr
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", "huge", "--out", str(tmp_path / "o"))
+    res = run_mf2("train", str(pairs_dir), "--config", "huge", "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "not a preset" in res.stderr
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--stage", "cgan", "--config", "tiny", "--out",
+    res = run_mf2("train", str(pairs_dir), "--stage", "cgan", "--config", "tiny", "--out",
                   str(tmp_path / "fresh"), "--device", "cpu")
     assert res.returncode == 2 and "no trained hourglass" in res.stderr
 
@@ -260,7 +261,7 @@ def test_two_process_ddp_training_on_cpu(pairs_dir, tmp_path):
 
     out = tmp_path / "ddp"
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "mf2", "train", "--pairs", str(pairs_dir), "--config", "tiny", "--max-steps", "4",
+                          "-m", "mf2", "train", str(pairs_dir), "--config", "tiny", "--max-steps", "4",
                           "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("mf2 train: model ->") == 1  # one report, from rank 0
@@ -305,7 +306,7 @@ def test_checkpoints_saved_before_the_stem_key_load_as_full_resolution(pairs_dir
     assert config_from_dict(old).hourglass.stem == "full"
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("preset: tiny\nhourglass: {stem: wide}\n")
-    res = run_mf2("train", "--pairs", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "hourglass.stem 'wide'" in res.stderr and "Traceback" not in res.stderr
 
 
@@ -323,7 +324,7 @@ def test_cosine_schedule_is_a_function_of_the_step(pairs_dir, tmp_path):
 
 
 def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos, tmp_path):
-    """`mf2 train --hg-pairs SYN --pairs VLA`: each stage trains on its own pairs, the run says
+    """`mf2 train VLA --hg-pairs SYN`: each stage trains on its own pairs, the run says
     which, and resuming with other hourglass pairs is refused in one line."""
     syn = tmp_path / "syn"
     res = run_mf2("simulate", "--videos", str(videos / "lp_d18.mp4"), "--mode", "synthetic", "--stride", "8",
@@ -331,7 +332,7 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
     assert res.returncode == 0, res.stderr
     run = tmp_path / "run"
     args = ["train", "--config", "tiny", "--max-steps", "3", "--device", "cpu", "--out", str(run)]
-    res = run_mf2(*args, "--hg-pairs", str(syn), "--pairs", str(pairs_dir))
+    res = run_mf2(*args, "--hg-pairs", str(syn), str(pairs_dir))
     assert res.returncode == 0, res.stderr
     summary = json.loads((run / "train_summary.json").read_text())
     assert [d["mode"] for d in summary["hg"]["data"]["datasets"]] == ["synthetic"]
@@ -339,13 +340,39 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
     model = torch.load(run / "model.pt", weights_only=True)
     assert model["data"]["hg"]["datasets"][0]["path"] == str(syn)
     assert model["data"]["cgan"]["datasets"][0]["path"] == str(pairs_dir)
-    res = run_mf2(*args, "--hg-pairs", str(pairs_dir), "--pairs", str(pairs_dir))
+    res = run_mf2(*args, "--hg-pairs", str(pairs_dir), "--pairs", str(pairs_dir))  # the old flag still works
     assert res.returncode == 2 and "trained on other pairs" in res.stderr and "Traceback" not in res.stderr
+    assert "--pairs is deprecated" in res.stderr
     # the hourglass alone as a row of mf2 evaluate
     rep = tmp_path / "report"
-    res = run_mf2("evaluate", "--pairs", str(pairs_dir), "--checkpoint", f"m={run / 'model.pt'}",
+    res = run_mf2("evaluate", str(pairs_dir), "--checkpoint", f"m={run / 'model.pt'}",
                   "--hourglass", str(run / "model.pt"), "--limit", "3", "--no-identity", "--out", str(rep))
     assert res.returncode == 0, res.stderr
     rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
     assert set(rows) == {"Blurred", "Oracle", "m", "run-HG"}
     assert rows["run-HG"]["ssim"] != rows["m"]["ssim"]
+
+
+@pytest.mark.parametrize("ablation", ["condition_on_hg", "two_pathway"])
+def test_table_4_ablations_train_and_deblur(ablation, pairs_dir, tmp_path):
+    """cGAN-noHG (G_bl sees the blurry image alone) and HG-vanilla-cGAN (no G_s, no
+    reconstruction loss) are config switches; each trains, and its model restores images."""
+    from mf2.train.deblur import Deblurrer
+
+    cfg = tmp_path / "abl.yaml"
+    cfg.write_text(f"preset: tiny\nbatch_size: 4\ncgan:\n  {ablation}: false\n")
+    run = tmp_path / "run"
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--max-steps", "2", "--device", "cpu",
+                  "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    gen = torch.load(run / "checkpoints" / "cgan_last.pt", weights_only=True)["models"]["gen"]
+    first = next(v for k, v in gen.items() if k.startswith("enc_bl.") and v.dim() == 4)
+    assert first.shape[1] == (3 if ablation == "condition_on_hg" else 6)
+    assert any(k.startswith("enc_s.") for k in gen) == (ablation != "two_pathway")
+    summary = json.loads((run / "train_summary.json").read_text())
+    if ablation == "two_pathway":
+        assert summary["cgan"]["last_losses"]["reconstruction"] == 0.0
+    model = Deblurrer(run / "model.pt", device="cpu")
+    crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
+    out = model([crop])[0]
+    assert out.shape == crop.shape and out.dtype == np.uint8

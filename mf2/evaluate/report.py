@@ -40,12 +40,41 @@ def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
-def _main_rows(ev: Evaluation) -> list[list[str]]:
-    """Table 5's rows: per setting AUC, failure rate (%), SSIM (the Oracle's too: it is 1, shown
-    as measured, as in summary.csv and report.json)."""
+_PAPER_TABLES = {("PrAvg 7", "PrAvg 9", "PrAvg 11"): "Table 5", ("PrAvg 15", "PrAvg 21", "VLA"): "Table 6",
+                 ("Synthetic",): "Table 7"}
+
+
+def _paper_order(setting: str) -> tuple:
+    m = re.fullmatch(r"PrAvg (\d+)", setting)
+    if m:
+        return (0, int(m.group(1)), setting)
+    if setting == "VLA":
+        return (1, 0, setting)
+    m = re.fullmatch(r"Synthetic k(\d+)", setting)
+    return (2, int(m.group(1)), setting) if m else (3, 0, setting)
+
+
+def paper_tables(settings: list[str]) -> list[tuple[str, list[str]]]:
+    """The settings in the paper's order (PrAvg by L, VLA, synthetic), three to a table as its
+    Tables 5-7 print them; a table of exactly the paper's settings takes its number."""
+    ordered = sorted(settings, key=_paper_order)
+    chunks = [ordered[i:i + 3] for i in range(0, len(ordered), 3)]
+    out = []
+    for i, chunk in enumerate(chunks):
+        key = tuple("Synthetic" if c.startswith("Synthetic") else c for c in chunk)
+        title = _PAPER_TABLES.get(key) or (f"Landmark localisation ({i + 1}/{len(chunks)})" if len(chunks) > 1
+                                           else "Landmark localisation")
+        out.append((title, chunk))
+    return out
+
+
+def _main_rows(ev: Evaluation, settings: list[str] | None = None) -> list[list[str]]:
+    """Tables 5-7's rows: per setting AUC, failure rate (%), SSIM (the Oracle's too: it is 1,
+    shown as measured, as in summary.csv and report.json)."""
     agg = {(a.setting, a.method): a for a in ev.aggregates}
-    return [[m] + [c for s in ev.settings for c in (_fmt(agg[(s, m)].auc, 3), _fmt(agg[(s, m)].failure_rate, 3),
-                                                      _fmt(agg[(s, m)].ssim, 2))] for m in ev.methods]
+    return [[m] + [c for s in (settings or ev.settings)
+                   for c in (_fmt(agg[(s, m)].auc, 3), _fmt(agg[(s, m)].failure_rate, 3), _fmt(agg[(s, m)].ssim, 2))]
+            for m in ev.methods]
 
 
 PSNR_HEAD = ["Setting", "Method", "PSNR (dB)", "NME mean", "NME median", "identity cos mean", "identity cos median"]
@@ -74,13 +103,32 @@ def _ground_truth(ev: Evaluation) -> str:
             + ", ".join(f"{s}: {g}" for s, g in ev.gt_sources.items()) + ".")
 
 
+def _verification_rows(ev: Evaluation) -> list[list[str]]:
+    v = ev.verification or {}
+    return [[m] + [f"{_fmt(v[s][m]['mean'], 4)} ± {_fmt(v[s][m]['std'], 4)}" for s in ev.settings] for m in ev.methods]
+
+
+def _verification_md(ev: Evaluation) -> list[str]:
+    """Table 8's layout: mean accuracy ± std over the 10 folds, per method and setting."""
+    if not ev.verification:
+        return []
+    v = ev.verification
+    n = ", ".join(f"{s}: {v[s][ev.methods[0]]['n_pairs']} video pairs" for s in ev.settings)
+    lines = ["## Face verification (Table 8)", "", "| Method | " + " | ".join(f"{s} mean acc. ± std" for s in ev.settings)
+             + " |", "|---|" + "---:|" * len(ev.settings)]
+    lines += ["| " + " | ".join(r) + " |" for r in _verification_rows(ev)]
+    return lines + ["", f"10 folds, threshold chosen on the other nine; {n}.", ""]
+
+
 def markdown(ev: Evaluation) -> str:
     lines = ["# mf2 evaluation", "", _ground_truth(ev), ""]
-    head = "| Method | " + " | ".join(f"{s} AUC | {s} Failure rate (%) | {s} SSIM" for s in ev.settings) + " |"
-    lines += [head, "|---|" + "---:|" * (3 * len(ev.settings))]
-    lines += ["| " + " | ".join(r) + " |" for r in _main_rows(ev)]
-    lines.append("| *Nr. of test images* | " + " | ".join(f"{ev.n_pairs[s]} | | " for s in ev.settings) + "|")
-    lines += ["", "## PSNR and identity", "", "| " + " | ".join(PSNR_HEAD) + " |", "|---|---|" + "---:|" * 5]
+    for title, settings in paper_tables(ev.settings):
+        head = "| Method | " + " | ".join(f"{s} AUC | {s} Failure rate (%) | {s} SSIM" for s in settings) + " |"
+        lines += [f"## {title}", "", head, "|---|" + "---:|" * (3 * len(settings))]
+        lines += ["| " + " | ".join(r) + " |" for r in _main_rows(ev, settings)]
+        lines += ["| *Nr. of test images* | " + " | ".join(f"{ev.n_pairs[s]} | | " for s in settings) + "|", ""]
+    lines += _verification_md(ev)
+    lines += ["## PSNR and identity", "", "| " + " | ".join(PSNR_HEAD) + " |", "|---|---|" + "---:|" * 5]
     lines += ["| " + " | ".join(r) + " |" for r in _psnr_rows(ev)]
     lines += ["", "## Conventions", ""]
     for note in _notes(ev):
@@ -161,13 +209,21 @@ def _write_html(ev: Evaluation, out: Path, plots: list[str],
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img.ex{width:128px}</style>",
              "<h1>mf2 evaluation</h1>"]
     esc = html.escape
-    parts.append(f"<p>{esc(_ground_truth(ev))}</p>")
-    parts.append("<table><tr><th>Method</th>" + "".join(f"<th colspan=3>{esc(s)}</th>" for s in ev.settings)
-                 + "</tr><tr><th></th>" + "<th>AUC</th><th>Failure (%)</th><th>SSIM</th>" * len(ev.settings) + "</tr>")
-    for row in _main_rows(ev):
-        parts.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
-    parts.append("<tr><th><i>Nr. of test images</i></th>"
-                 + "".join(f"<td colspan=3>{ev.n_pairs[s]}</td>" for s in ev.settings) + "</tr></table>")
+    parts.append("<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(_ground_truth(ev))) + "</p>")
+    for title, settings in paper_tables(ev.settings):
+        parts.append(f"<h2>{esc(title)}</h2><table><tr><th>Method</th>"
+                     + "".join(f"<th colspan=3>{esc(s)}</th>" for s in settings) + "</tr><tr><th></th>"
+                     + "<th>AUC</th><th>Failure (%)</th><th>SSIM</th>" * len(settings) + "</tr>")
+        for row in _main_rows(ev, settings):
+            parts.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
+        parts.append("<tr><th><i>Nr. of test images</i></th>"
+                     + "".join(f"<td colspan=3>{ev.n_pairs[s]}</td>" for s in settings) + "</tr></table>")
+    if ev.verification:
+        parts.append("<h2>Face verification (Table 8)</h2><table><tr><th>Method</th>"
+                     + "".join(f"<th>{esc(s)} mean acc. ± std</th>" for s in ev.settings) + "</tr>")
+        parts += ["<tr><th>" + esc(r[0]) + "</th>" + "".join(f"<td>{esc(c)}</td>" for c in r[1:]) + "</tr>"
+                  for r in _verification_rows(ev)]
+        parts.append("</table>")
     parts.append("<h2>PSNR and identity</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in PSNR_HEAD) + "</tr>")
     parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in _psnr_rows(ev)]
     parts.append("</table>")

@@ -36,7 +36,7 @@ INITS = ("detect", "gt")
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    landmarks: str = "dlib"  # dlib | fan | auto
+    landmarks: str = "auto"  # auto | dlib | fan, as in simulate
     fan_weights: str | None = None
     gt: str = "auto"  # auto: manual annotations as they are, pipeline landmarks refit
     init: str = "detect"
@@ -45,8 +45,11 @@ class EvaluateConfig:
     max_error: float = 0.08
     html: bool = False
     examples: int = 4
+    verification: str | None = None  # a YTF-style pairs file: Table 8 (mf2.evaluate.verification)
 
     def validate(self) -> None:
+        if self.verification and not self.identity:
+            raise UsageError("--verification needs the identity embeddings: drop --no-identity")
         if self.gt not in GT_SOURCES:
             raise UsageError(f"--gt {self.gt!r}: expected one of {', '.join(GT_SOURCES)}")
         if self.init not in INITS:
@@ -103,6 +106,7 @@ class Evaluation:
     datasets: list[str] = field(default_factory=list)
     # setting -> [(pair_id, method -> PNG bytes)]: a few pairs for the HTML page
     examples: dict[str, list[tuple[str, dict[str, bytes]]]] = field(default_factory=dict)
+    verification: dict | None = None  # setting -> method -> 10-fold accuracy (Table 8)
 
     @property
     def pairs_per_s(self) -> float:
@@ -150,8 +154,12 @@ def _summarise(setting: str, method: str, scores: list[PairScore], max_error: fl
 
 def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateConfig,
              progress: Callable[[int], None] | None = None) -> Evaluation:
+    from mf2.evaluate.verification import Descriptors, read_pairs, verify
+
     cfg.validate()
     t0 = time.perf_counter()
+    video_pairs = read_pairs(cfg.verification) if cfg.verification else None
+    desc = Descriptors()
     datasets, selected = _select_pairs(manifests, cfg)
     check_folders(methods, [r for rows in selected.values() for _, r in rows])
     scorer = _Scorer(cfg, methods)
@@ -172,15 +180,19 @@ def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateCo
                 refit_dist[setting].append(res.refit_nme)
             if res.shown:
                 examples[setting].append((row["pair_id"], res.shown))
+            for m, e in res.embeddings.items():
+                desc.add(setting, m, row["video_id"], e)
             if progress:
                 progress(1)
         gt_sources[setting] = "+".join(sorted(sources))
     aggregates = [_summarise(setting, m.name, [s for s in scores if s.setting == setting and s.method == m.name],
                              cfg.max_error) for setting in selected for m in methods]
-    return Evaluation(cfg, [m.name for m in methods], list(selected), scores, aggregates,
+    names = [m.name for m in methods]
+    return Evaluation(cfg, names, list(selected), scores, aggregates,
                       {s: len(r) for s, r in selected.items()}, gt_sources,
                       {s: float(np.median(v)) for s, v in refit_dist.items()}, fallbacks,
-                      time.perf_counter() - t0, scorer.backend.name, [str(d.path) for d in datasets], dict(examples))
+                      time.perf_counter() - t0, scorer.backend.name, [str(d.path) for d in datasets], dict(examples),
+                      verify(video_pairs, desc, list(selected), names) if video_pairs else None)
 
 
 def _select_pairs(manifests: list[str | Path], cfg: EvaluateConfig
@@ -206,6 +218,7 @@ class _PairResult:
     init: str
     refit_nme: float | None  # the refit ground truth's distance from the recorded landmarks
     shown: dict[str, bytes]  # method -> PNG with its landmarks, for the HTML report
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # method -> identity embedding
 
 
 class _Scorer:
@@ -231,7 +244,10 @@ class _Scorer:
                 self.models[m.name] = Deblurrer(m.folder, stage=m.stage)
 
     def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
-        manual = ds.meta.get("mf2.landmarks_source") == "manual"
+        # human landmarks (the stills, or a 300VW-style annotated frame) are the ground truth as
+        # they are, unless --gt refit asks for the localiser's own
+        manual = (ds.meta.get("mf2.landmarks_source") == "manual" or row.get("landmarks_source") == "manual") \
+            and self.cfg.gt != "refit"
         use_recorded = manual or self.cfg.gt == "recorded"
         gt_kind = "manual" if manual else ("pipeline" if use_recorded else "pipeline-refit")
         sharp = read_rgb(ds.root / safe_rel(row["sharp_path"]))
@@ -244,19 +260,20 @@ class _Scorer:
         gt = recorded if use_recorded else self.backend.fit([sharp], [box])[0][0]
         refit = None if use_recorded else nme(gt, recorded)
         sharp_emb = self.embedder.embed(sharp, gt) if self.embedder else None
-        scores, shown = [], {}
+        scores, shown, embs = [], {}, {}
         for m in self.methods:
             img = self._image(m, row, sharp, blurry)
             pred = self.backend.fit([img], [box])[0][0]
             if not self.embedder:
                 cos = math.nan
             else:  # the Oracle's image is the sharp target: same input, same descriptor
-                cos = cosine(sharp_emb if m.kind == "oracle" else self.embedder.embed(img, gt), sharp_emb)
+                embs[m.name] = sharp_emb if m.kind == "oracle" else self.embedder.embed(img, gt)
+                cos = cosine(embs[m.name], sharp_emb)
             if show:
                 shown[m.name] = _png_with_points(img, pred)
             scores.append(PairScore(setting, m.name, row["pair_id"], ssim(img, sharp), psnr(img, sharp),
                                     nme(pred, gt), cos, init, gt_kind))
-        return _PairResult(scores, gt_kind, init, refit, shown)
+        return _PairResult(scores, gt_kind, init, refit, shown, embs)
 
     def _image(self, m: Method, row: dict, sharp: np.ndarray, blurry: np.ndarray) -> np.ndarray:
         if m.kind == "oracle":
@@ -309,4 +326,7 @@ def to_json(ev: Evaluation) -> dict:
         "init_fallbacks": ev.init_fallbacks, "seconds": round(ev.seconds, 3),
         "pairs_per_s": round(ev.pairs_per_s, 3),
         "results": [{k: clean(v) for k, v in asdict(a).items()} for a in ev.aggregates],
+        "verification": None if ev.verification is None else
+        {s: {m: {k: clean(v) if not isinstance(v, list) else [clean(x) for x in v] for k, v in r.items()}
+             for m, r in by_m.items()} for s, by_m in ev.verification.items()},
     }

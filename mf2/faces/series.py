@@ -33,6 +33,7 @@ class FaceSeries:
     shot: np.ndarray  # (n,) int32
     face_id: np.ndarray  # (n,) int32, -1 where none
     is_duplicate: np.ndarray  # (n,) bool
+    manual: np.ndarray | None = None  # (n,) bool: the landmarks are a human annotation (mf2.faces.manual)
 
 
 def _col(table: pa.Table, name: str, fill) -> np.ndarray:
@@ -70,6 +71,7 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
         fid = track.copy()
     shot_rows = _col(table, "shot", 0).astype(np.int64) if "shot" in table.column_names else np.zeros(len(frames), np.int64)
     dup_rows = _col(table, "is_duplicate", False).astype(bool)
+    manual_rows = _col(table, "source", "") == "manual"
 
     shot = np.zeros(n, np.int32)
     dup = np.zeros(n, bool)
@@ -89,6 +91,7 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
     run = np.full(n, -1, np.int64)
     why = np.full(n, "no-face", dtype=object)
     face_id = np.full(n, -1, np.int32)
+    manual = np.zeros(n, bool)
     last_fail: dict[int, str] = {}  # shot -> the chosen face's last failure, for frames after it
     order = np.argsort(frames, kind="stable")
     for i in order:
@@ -98,6 +101,7 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
         face_id[f] = fid[i]
         if has_lm[i]:
             out_lm[f] = lms[i]
+            manual[f] = manual_rows[i]
             usable[f] = reason[i] == "ok"
             why[f] = reason[i]
             run[f] = s * 1_000_000 + track[i]
@@ -105,9 +109,14 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
         else:
             why[f] = reason[i]
             last_fail[s] = reason[i]
-    # frames after a loss, until the face is back, say why it went
+    _say_why_lost(why, shot, out_lm)
+    return FaceSeries(face, out_lm, usable, run, why, shot, face_id, dup, manual)
+
+
+def _say_why_lost(why: np.ndarray, shot: np.ndarray, out_lm: np.ndarray) -> None:
+    """Frames after a loss, until the face is back, say why it went."""
     cur, fail = -1, None
-    for f in range(n):
+    for f in range(len(why)):
         if shot[f] != cur:
             cur, fail = shot[f], None
         if why[f] not in ("no-face",) and not np.isfinite(out_lm[f]).all():
@@ -116,7 +125,6 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
             fail = None
         elif fail is not None:
             why[f] = fail
-    return FaceSeries(face, out_lm, usable, run, why, shot, face_id, dup)
 
 
 def _choose(face: str, frames, shot_rows, fid, reason, lms, has_lm, frame_size) -> dict[int, int]:

@@ -200,15 +200,23 @@ def landmarks_for_video(
     progress: Callable[[int], None] | None = None,
 ) -> pa.Table:
     """Read the cached table if it matches this video and these settings, else compute it."""
+    from mf2.faces.manual import annotation_files, annotations_key, apply_manual
+
     path = out_dir / "landmarks" / f"{video_id}.parquet"
     params = {**cfg.key(), "backend": backend.name if backend else resolve_backend_name(cfg)}
+    manual = annotation_files(info.path)
+    if manual:
+        params["manual"] = annotations_key(manual)
     cached = read_cached(path, sha256, params)
     if cached is not None:
         return cached
     table = compute_landmarks(video_id, info, cfg, backend, progress)
     shots = (table.schema.metadata or {}).get(b"mf2.shots", b"").decode()
+    extra = {}
+    if manual:
+        table, extra["manual"] = apply_manual(table, manual)
     table = table.replace_schema_metadata(
-        metadata("landmarks", params, video_sha256=sha256, video=info.to_json(), shots=shots)
+        metadata("landmarks", params, video_sha256=sha256, video=info.to_json(), shots=shots, **extra)
     )
     write_parquet_atomic(path, table)
     return table

@@ -31,26 +31,26 @@ class FetchConfig:
     """How videos are fetched; each setting but ``cookies`` is declared in mf2.params.FETCH."""
 
     max_height: int = default("max_height", FETCH)
-    rate_limit: float = default("rate_limit", FETCH)  # downloads started per minute, all workers; 0 = no limit
+    starts_per_minute: float = default("starts_per_minute", FETCH)  # all downloads together; 0 = no limit
     sleep_requests: float = default("sleep_requests", FETCH)  # yt-dlp: seconds between one extraction's requests
     retries: int = default("retries", FETCH)  # extra attempts for transient failures
     backoff: float = default("backoff", FETCH)  # seconds before the first retry; doubles, with jitter
     timeout: float = default("timeout", FETCH)  # socket timeout, seconds
     cookies: str | None = None  # a path to a secret: a flag only, never in a recipe or a record
-    workers: int = default("workers", FETCH)
+    downloads: int = default("downloads", FETCH)  # in parallel
     link: bool = default("link", FETCH)  # local files: hard link (falls back to copy across file systems)
 
     def validate(self) -> None:
         if not 144 <= self.max_height <= 4320:
             raise UsageError(f"--max-height {self.max_height}: must be between 144 and 4320")
-        if self.rate_limit < 0 or self.sleep_requests < 0 or self.backoff < 0:
-            raise UsageError("--rate-limit, --sleep-requests and --backoff must be >= 0")
+        if self.starts_per_minute < 0 or self.sleep_requests < 0 or self.backoff < 0:
+            raise UsageError("--starts-per-minute, --sleep-requests and --backoff must be >= 0")
         if self.retries < 0 or self.retries > 20:
             raise UsageError(f"--retries {self.retries}: must be between 0 and 20")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be > 0")
-        if not 1 <= self.workers <= 64:
-            raise UsageError(f"--workers {self.workers}: must be between 1 and 64")
+        if not 1 <= self.downloads <= 64:
+            raise UsageError(f"--downloads {self.downloads}: must be between 1 and 64")
         if self.cookies is not None and not Path(self.cookies).is_file():
             raise UsageError(f"--cookies {self.cookies}: no such file")
 

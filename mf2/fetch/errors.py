@@ -47,7 +47,7 @@ def is_transient(error_class: str | None) -> bool:
 
 
 def retried_by_default(error_class: str | None, error: str | None = None, by_version: str | None = None) -> bool:
-    """Whether a bare ``--retry-failed`` redoes a recorded failure: transient and mf2-side
+    """Whether every re-run redoes a recorded failure (without ``--retry-failed``): transient and mf2-side
     classes, and failures an older mf2 recorded for what this one knows to be its own bug
     (a relative --out once made every download "finish without writing a file")."""
     if error_class in RETRY_BY_DEFAULT:

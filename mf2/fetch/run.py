@@ -18,15 +18,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
-from mf2.errors import UsageError
 from mf2.fetch.download import (ClusterRateLimiter, FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
                                 verify_video)
+from mf2.errors import InputError
 from mf2.fetch.errors import retried_by_default
+from mf2.video.filters import FILTERED, VideoFilter
 from mf2.fetch.manifest import ManifestRow, read_manifest
 from mf2.schema import metadata, try_read_metadata
 from mf2.sources import sha256_file
@@ -68,7 +70,7 @@ class FetchSummary:
 
     def problems(self) -> list[str]:
         """Why `--strict` would fail this fetch: a row not fetched, or nothing fetched at all."""
-        bad = sum(v for k, v in self.counts.items() if k != "ok")
+        bad = sum(v for k, v in self.counts.items() if k not in ("ok", "filtered"))
         out = [f"{bad} of {self.n_rows} rows not fetched (see {self.table})"] if bad else []
         return out + ([] if self.counts.get("ok") else ["no video was fetched"])
 
@@ -110,7 +112,7 @@ def _table(rows: list[ManifestRow], results: dict[str, dict], extras: list[str],
 @contextmanager
 def _executor(cfg: FetchConfig, runner):
     if runner is None or runner.name == "synchronous":
-        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        with ThreadPoolExecutor(max_workers=cfg.downloads) as pool:
             yield pool.submit
     else:
         yield lambda fn, *args: runner.submit(fn, *args)
@@ -126,7 +128,7 @@ def _submit_all(submit, todo, cfg, videos, base, limiter):
         yield done.get()
 
 
-def _triage(first: dict[str, ManifestRow], prev: dict[str, dict], out: Path, retry_failed: str | None
+def _triage(first: dict[str, ManifestRow], prev: dict[str, dict], out: Path, retry_failed: bool
             ) -> tuple[dict[str, dict], list[ManifestRow], int]:
     """What an earlier run left: results kept (a file still there and whole, a failure not to
     retry, a file renamed by a killed run and verified), the rows still to download, and the
@@ -138,13 +140,11 @@ def _triage(first: dict[str, ManifestRow], prev: dict[str, dict], out: Path, ret
     for key, r in first.items():
         p = prev.get(key)
         have = final_path(videos, key)
-        if p and p["status"] == "ok" and have is not None and (out / p["path"]).resolve() == have.resolve() \
+        if p and p["status"] in ("ok", "filtered") and have is not None and (out / p["path"]).resolve() == have.resolve() \
                 and have.stat().st_size == p["bytes"]:
             results[key] = p
             reused += 1
-        elif p and p["status"] == "failed" and not (
-                retry_failed == "all" or (retry_failed == "transient" and retried_by_default(p["error_class"],
-                                                                                           p["error"]))):
+        elif p and p["status"] == "failed" and not (retry_failed or retried_by_default(p["error_class"], p["error"])):
             results[key] = p
         elif have is not None:
             try:  # renamed by a run killed before it could record it: adopt after checking
@@ -161,13 +161,28 @@ def _triage(first: dict[str, ManifestRow], prev: dict[str, dict], out: Path, ret
     return results, todo, reused
 
 
-def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: str | None = None,
-              progress=None, runner=None) -> FetchSummary:
-    """``retry_failed``: None (keep failures), "transient" or "all". ``runner``: a Dask runner
+def _filter(results: dict[str, dict], filters: VideoFilter) -> None:
+    """Mark downloaded videos that a filter turns away (status and class ``filtered``, with the
+    reason), and give back ``ok`` to those that pass now: checked on every run, from the probe
+    each row keeps. The file stays: lowering a filter needs no download."""
+    for res in results.values():
+        if res.get("status") not in ("ok", "filtered") or res.get("n_frames") is None:
+            continue
+        info = SimpleNamespace(n_frames=res["n_frames"], fps=res["fps"], height=res["height"])
+        try:
+            filters.check_video(info)
+            res.update(status="ok", error_class=None, error=None)
+        except InputError as e:
+            res.update(status="filtered", error_class=FILTERED, error=str(e))
+
+
+def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: bool = False,
+              progress=None, runner=None, filters: VideoFilter | None = None) -> FetchSummary:
+    """Transient failures of an earlier run (5xx, 429, network, timeout, mf2's own) are
+    redone; ``retry_failed`` redoes the others too (404, private, not a video), as
+    ``mf2 simulate --retry-failed`` does for videos. ``runner``: a Dask runner
     (mf2.pipeline.runner) to download on the cluster's workers; default a local thread pool."""
     cfg.validate()
-    if retry_failed not in (None, "transient", "all"):
-        raise UsageError(f"--retry-failed {retry_failed!r}: expected transient or all")
     rows = read_manifest(manifest)  # raises before anything is downloaded
     base = Path(manifest).resolve().parent
     extras = list(dict.fromkeys(k for r in rows for k in r.extra))
@@ -184,8 +199,8 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
     write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
     remote = runner is not None and runner.name != "synchronous"
     # On a cluster a lock-and-variable limiter paces starts across processes.
-    limiter = ClusterRateLimiter(cfg.rate_limit, f"mf2-fetch-{uuid.uuid4().hex}") if remote \
-        else RateLimiter(cfg.rate_limit)
+    limiter = ClusterRateLimiter(cfg.starts_per_minute, f"mf2-fetch-{uuid.uuid4().hex}") if remote \
+        else RateLimiter(cfg.starts_per_minute)
     last_write = time.monotonic()
     with _executor(cfg, runner) as submit:
         futures = _submit_all(submit, todo, cfg, videos, base, limiter)
@@ -202,6 +217,7 @@ def run_fetch(manifest: str | Path, out: Path, cfg: FetchConfig, retry_failed: s
             if time.monotonic() - last_write >= 1.0:
                 write_parquet_atomic(table_path, _table(rows, results, extras, cfg))
                 last_write = time.monotonic()
+    _filter(results, filters or VideoFilter())
     table = _table(rows, results, extras, cfg)
     write_parquet_atomic(table_path, table)
     status = table["status"].to_pylist()

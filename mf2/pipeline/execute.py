@@ -27,11 +27,13 @@ from mf2.atomic import clean_stale_tmp, write_parquet_atomic
 from mf2.errors import InputError, UsageError, os_error_line
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
 from mf2.pipeline.consolidate import current_parts, dataset_lock, identities_in, prepare
+from mf2.pipeline.progress import FrameProgress, ProgressWatcher
 from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
 from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
 from mf2.sources import VideoSource, sha256_file
+from mf2.video.filters import FILTERED, VideoFilter
 
 @dataclass(frozen=True)
 class Job:
@@ -54,7 +56,8 @@ def _backend(cfg: LandmarkConfig):
 
 
 # Failures a re-run retries without being asked: they may not happen again.
-RETRIED_BY_DEFAULT = {"internal-error", "worker-lost", "disk-full", "read-only", "permission-denied"}
+# A filtered video is checked again: the filters may have changed.
+RETRIED_BY_DEFAULT = {"internal-error", "worker-lost", "disk-full", "read-only", "permission-denied", FILTERED}
 _OS_CLASSES = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
                errno.EACCES: "permission-denied", errno.EPERM: "permission-denied"}
 
@@ -104,8 +107,9 @@ class VideoRecord:
     carried: bool = False  # an earlier failure kept because the input is unchanged
 
 
-def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> Prepared:
-    """Probe, hash and (unless every job already has this video's part) the landmark table."""
+def landmark_task(src: VideoSource, cache: Path, jobs: list[Job], filters: VideoFilter | None = None) -> Prepared:
+    """Probe, hash and (unless every job already has this video's part) the landmark table;
+    ``filters`` may turn the video away (a failure of class ``filtered``, with the reason)."""
     from mf2.faces.stage import landmarks_for_video
     from mf2.video import probe
 
@@ -115,12 +119,21 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> Prepared:
     try:
         sha = _hash(src)
         stages.enter("probe")
-        info = probe(src.path)
+        info = probe(src.path, src.fps)
+        filters = filters or VideoFilter()
+        filters.check_video(info)
         cfg = jobs[0].cfg.landmarks
         name = resolve_backend_name(cfg)
-        if not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg) for j in jobs):
+        if filters.min_face or not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg)
+                                       for j in jobs):
             stages.enter("landmarks")
-            landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg))
+            progress = FrameProgress(cache, src.video_id, info.n_frames, stages)
+            try:
+                table = landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg), progress)
+            finally:
+                progress.close()
+            stages.enter("filter")
+            filters.check_faces(table)
         return Prepared(sha, info.n_frames, stages.done(), backend=name)
     except Exception as e:
         failure = _failure(src, stages.current, e, cache, sha)  # before done(): it names the stage
@@ -128,7 +141,7 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job]) -> Prepared:
 
 
 def _hash(src: VideoSource) -> str:
-    if not src.path.is_file():
+    if not (src.path.is_file() or src.path.is_dir()):
         raise InputError(f"{src.path}: no such file", "missing-file")
     return sha256_file(src.path)
 
@@ -145,12 +158,15 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
         # The landmark task (perhaps on a GPU worker) made the table: name its backend so this
         # worker reads it from the cache instead of loading a model of its own.
         cfg = replace(job.cfg, landmarks=replace(job.cfg.landmarks, backend=prep.backend or job.cfg.landmarks.backend))
+        progress = FrameProgress(cache, src.video_id, prep.frames, stages, job.name if len(jobs) > 1 else None)
         try:
-            res = simulate_video(src, job.out, cfg, None, None, cache, prep.sha256, stages)
+            res = simulate_video(src, job.out, cfg, None, progress, cache, prep.sha256, stages)
             rec.part, rec.resumed = str(part_path(job.out, job.cfg, src.video_id)), res.resumed
             rec.face_lost, rec.note = res.windows_face_lost, res.note
         except Exception as e:
             rec.failure = _failure(src, stages.current, e, job.out, prep.sha256)
+        finally:
+            progress.close()
         for k, v in stages.done().items():
             if k not in ("probe", "hash") or not rec.timings:
                 rec.timings[k] = rec.timings.get(k, 0.0) + v
@@ -185,7 +201,7 @@ def upgrade_failures(t: pa.Table) -> pa.Table:
 
 def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, show_progress: bool | None = None,
              echo: Callable[[str], None] | None = None, retry_failed: bool = False,
-             replace: bool = False) -> dict[str, RunSummary]:
+             replace: bool = False, filters: VideoFilter | None = None) -> dict[str, RunSummary]:
     """``retry_failed``: redo videos that failed before; otherwise a video whose earlier failure
     was its input's fault is skipped (its record kept) while its file is unchanged.
     ``replace``: a job folder holding pairs made with other settings is cleared first
@@ -197,8 +213,8 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
     gpu = {"GPU": 1} if check_backend(lcfg) == "fan" and runner.name != "synchronous" else None
     taken_down = {j.name: _removed(j.out) for j in jobs}
     kept = _KeptFailures(jobs, retry_failed)
-    futures, carried = _submit(sources, jobs, cache, runner, gpu, taken_down, kept)
-    records = _collect(futures, runner, show_progress) + carried
+    futures, carried = _submit(sources, jobs, cache, runner, gpu, taken_down, kept, filters)
+    records = _collect(futures, runner, show_progress, cache) + carried
     if carried and echo:
         echo(f"{len(carried)} earlier failure(s) kept (unchanged input); --retry-failed redoes them")
     order = {s.video_id: i for i, s in enumerate(sources)}
@@ -251,12 +267,13 @@ class _KeptFailures:
         if not old or old["error_class"] in RETRIED_BY_DEFAULT:
             return None
         if src.video_id not in self.sha_now:
-            self.sha_now[src.video_id] = sha256_file(src.path) if src.path.is_file() else None
+            self.sha_now[src.video_id] = sha256_file(src.path) if src.path.exists() else None
         return old if self.sha_now[src.video_id] == old["video_sha256"] else None
 
 
 def _submit(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, gpu: dict | None,
-            taken_down: dict[str, set[str]], kept: _KeptFailures) -> tuple[list, list[VideoRecord]]:
+            taken_down: dict[str, set[str]], kept: _KeptFailures, filters: VideoFilter | None = None
+            ) -> tuple[list, list[VideoRecord]]:
     """Two tasks per video (landmarks, then every job's simulate) for the jobs that need it;
     (future, source, jobs) for each, and the records of kept failures."""
     futures, carried = [], []
@@ -273,17 +290,30 @@ def _submit(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, gp
                 mine.append(j)
         if not mine:
             continue
-        lm = runner.submit(landmark_task, src, cache, mine, resources=gpu, key=f"landmarks-{src.video_id}-{token}")
+        lm = runner.submit(landmark_task, src, cache, mine, filters, resources=gpu,
+                           key=f"landmarks-{src.video_id}-{token}")
         futures.append((runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"),
                         src, mine))
     return futures, carried
 
 
-def _collect(futures: list, runner, show_progress: bool | None) -> list[VideoRecord]:
-    """The records of every task as it completes; a task that died is a failure of its video."""
+def _collect(futures: list, runner, show_progress: bool | None, cache: Path) -> list[VideoRecord]:
+    """The records of every task as it completes; a task that died is a failure of its video.
+    The bar counts videos; its postfix shows the frames of the videos in progress."""
+    bar = tqdm(total=len(futures), unit="video", disable=None if show_progress is None else not show_progress)
+    if bar.disable:
+        records = _records(futures, runner, bar)
+    else:
+        with ProgressWatcher(cache, lambda line: bar.set_postfix_str(line, refresh=True)):
+            records = _records(futures, runner, bar)
+        bar.set_postfix_str("", refresh=True)  # nothing in progress: no stale frame count
+    bar.close()
+    return records
+
+
+def _records(futures: list, runner, bar) -> list[VideoRecord]:
     by_future = {id(f): (src, mine) for f, src, mine in futures}
     records: list[VideoRecord] = []
-    bar = tqdm(total=len(futures), unit="video", disable=None if show_progress is None else not show_progress)
     for fut in runner.as_completed([f for f, _, _ in futures]):
         src, mine = by_future[id(fut)]
         try:
@@ -296,7 +326,6 @@ def _collect(futures: list, runner, show_progress: bool | None) -> list[VideoRec
         records += recs
         bar.set_description(src.video_id[:24])
         bar.update(1)
-    bar.close()
     return records
 
 
@@ -321,11 +350,12 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
         all_failures = sorted(earlier + failures, key=lambda f: f["video_id"])
         write_parquet_atomic(failures_path, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
                              .replace_schema_metadata(metadata("failures", job.cfg.params())))
-    return RunSummary(len(recs), len(ok), len(failures), sum(r.resumed for r in ok), n_this_run,
+    n_filtered = sum(f["error_class"] == FILTERED for f in failures)
+    return RunSummary(len(recs), len(ok), len(failures) - n_filtered, sum(r.resumed for r in ok), n_this_run,
                       sum(r.face_lost for r in ok), pairs_path, failures_path, n_removed,
                       {k: round(v, 3) for k, v in stage_seconds.items()},
                       dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
-                      failures=failures, notes={r.video_id: r.note for r in recs if r.note})
+                      failures=failures, notes={r.video_id: r.note for r in recs if r.note}, n_filtered=n_filtered)
 
 
 def _gather_parts(job: Job, srcs: dict[str, VideoSource], exclude: set[str]) -> tuple[dict[str, pa.Table], int]:
@@ -378,8 +408,9 @@ def _write_timings(cache: Path, records: list[VideoRecord]) -> None:
 
 
 def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
-                 runner=None, retry_failed: bool = False, replace: bool = False) -> RunSummary:
+                 runner=None, retry_failed: bool = False, replace: bool = False,
+                 filters: VideoFilter | None = None) -> RunSummary:
     """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
     per-video tasks run, in this process by default."""
     return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
-                    retry_failed=retry_failed, replace=replace)["simulate"]
+                    retry_failed=retry_failed, replace=replace, filters=filters)["simulate"]

@@ -21,8 +21,10 @@ from mf2.errors import UsageError, warn
 from mf2.faces.select import LandmarkConfig
 from mf2.fetch.download import FetchConfig
 from mf2.modes import get_mode
-from mf2.params import ALIAS_BY_OLD, DASK, FETCH, LANDMARKS, SIMULATE, Param, default, resolve_aliases, values_of
+from mf2.params import (ALIAS_BY_OLD, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE, Param, aliases, default, resolve_aliases,
+                        section_of, values_of)
 from mf2.simulate import SimulateConfig, simulate_config
+from mf2.video.filters import VideoFilter
 
 _OPT = type(None)
 Spec = dict[str, tuple[tuple[type, ...], Any]]  # key -> (accepted types, default)
@@ -35,7 +37,8 @@ def _spec(table: tuple[Param, ...] | list[Param]) -> Spec:
 
 # Job keys are `mf2 simulate`'s options (mf2.params), plus a name.
 JOB_KEYS: Spec = {"name": ((str, _OPT), None), **_spec(SIMULATE)}
-SECTIONS: dict[str, Spec] = {"landmarks": _spec(LANDMARKS), "fetch": _spec(FETCH), "dask": _spec(DASK)}
+SECTIONS: dict[str, Spec] = {"landmarks": _spec(LANDMARKS), "fetch": _spec(FETCH), "filters": _spec(FILTERS),
+                             "dask": _spec(DASK)}
 TOP_KEYS = {"name": ((str,), "run"), "description": ((str, _OPT), None), "defaults": None, "jobs": None,
             **{k: None for k in SECTIONS}}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", _OPT: "null"}
@@ -62,12 +65,13 @@ class Recipe:
     fetch: FetchConfig  # not validated until a fetch runs (a recipe run on local videos ignores it)
     dask: DaskConfig
     jobs: tuple[RecipeJob, ...]  # validated, every setting resolved
+    filters: VideoFilter = VideoFilter()  # which videos every job keeps
 
     def to_dict(self) -> dict:
         """The resolved recipe, in the keys a recipe file uses (what run folders save)."""
         return {"name": self.name, "description": self.description,
                 "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
-                "dask": values_of(self.dask, DASK),
+                "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
                 "jobs": [{"name": j.name, **values_of(j.cfg, SIMULATE)} for j in self.jobs]}
 
     def landmark_config(self) -> LandmarkConfig:
@@ -109,9 +113,9 @@ def _check_mapping(src, prefix: str, d: Any, spec: dict) -> dict:
         d = {}
     if not isinstance(d, dict):
         raise UsageError(f"{_where(src, prefix.rstrip('.'))}: expected a mapping, got {type(d).__name__}")
-    if spec is JOB_KEYS:
+    if spec is JOB_KEYS or prefix == "fetch.":
         try:
-            d, notes = resolve_aliases(d, where=f"{src}: {prefix}")
+            d, notes = resolve_aliases(d, where=f"{src}: {prefix}", section=section_of(prefix.rstrip(".")))
         except ValueError as e:
             raise UsageError(str(e)) from None
         for line in notes:
@@ -144,7 +148,10 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
         sections[sec] = {k: given.get(k, d) for k, (_, d) in spec.items()}
     landmarks = LandmarkConfig(**sections["landmarks"])
     jobs = _parse_jobs(data, src, name, landmarks)
-    return Recipe(name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs)
+    filters = VideoFilter(**sections["filters"])
+    filters.validate()
+    return Recipe(name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs,
+                  filters)
 
 
 def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkConfig) -> tuple[RecipeJob, ...]:
@@ -200,7 +207,7 @@ def _set(data: dict, dotted: str, value: Any, src: str) -> None:
             raise UsageError(f"--set {dotted}: {last!r} is not an index of this list")
         cur[int(last)] = value
     else:
-        for old in [a.old for a in ALIAS_BY_OLD.values() if a.new == last]:
+        for old in [a.old for a in aliases(section_of(dotted)) if a.new == last]:
             cur.pop(old, None)  # the file's old name for this setting: the override replaces it
         cur[last] = value
 
@@ -242,7 +249,7 @@ def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any
 def _current_name(dotted: str, value: Any) -> tuple[str, Any]:
     """``jobs.*.crop_size=128`` written with an old setting name: today's name, with a warning."""
     head, _, last = dotted.rpartition(".")
-    a = ALIAS_BY_OLD.get(last)
+    a = ALIAS_BY_OLD.get((section_of(head), last))
     if a is None or not head:
         return dotted, value
     warn(f"--set {dotted}: {a.notice()}")

@@ -40,7 +40,9 @@ class PipelineSummary:
 
 def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None, videos: str | None = None,
                  retry_failed: bool = False, cookies: str | None = None, show_progress: bool | None = None,
-                 echo: Callable[[str], None] | None = None, replace: bool = False) -> PipelineSummary:
+                 echo: Callable[[str], None] | None = None, replace: bool = False,
+                 fps: float | None = None) -> PipelineSummary:
+    """``fps``: the frame rate of folders of frames among ``videos``."""
     if (manifest is None) == (videos is None):
         raise UsageError("mf2 run: give exactly one of --manifest CSV (fetch first) or --videos PATH")
     jobs_cfg = recipe.simulate_configs()  # validates every job before anything runs
@@ -58,7 +60,7 @@ def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None,
         fcfg = recipe.fetch_config()
         if cookies:
             fcfg = replace(fcfg, cookies=cookies)
-        fs = run_fetch(manifest, out / "data", fcfg, "transient" if retry_failed else None, runner=runner)
+        fs = run_fetch(manifest, out / "data", fcfg, retry_failed, runner=runner, filters=recipe.filters)
         fetch_info = {"rows": fs.n_rows, "videos": fs.n_videos, "status": fs.counts, "error_classes": fs.error_classes,
                       "downloaded": fs.downloaded, "reused": fs.reused, "table": str(fs.table)}
         if echo:
@@ -68,10 +70,10 @@ def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None,
         except UsageError:
             sources = []
     else:
-        sources = resolve_videos(videos)
+        sources = resolve_videos(videos, fps)
     jobs = [Job(name, cfg, out / name) for name, cfg in jobs_cfg]
     summaries = run_jobs(sources, jobs, out / "cache", runner, show_progress, echo, retry_failed,
-                         replace) if sources else {}
+                         replace, recipe.filters) if sources else {}
     wall = time.perf_counter() - t0
     stage_seconds: dict[str, float] = {}
     for s in summaries.values():

@@ -22,11 +22,12 @@ class RunSummary:
     n_pairs_total: int | None = None  # the folder's manifest: this run's pairs and earlier runs'
     failures: list = field(default_factory=list)  # this run's failure records
     notes: dict = field(default_factory=dict)  # video_id -> why it gave no pairs
+    n_filtered: int = 0  # turned away by --min-frames and the like (in failures.parquet, class filtered)
 
     def to_json(self) -> dict:
         """What scripts read: `--json` on stdout, each job of OUT/run.json."""
         return {"videos": self.n_videos, "pairs": self.n_pairs, "pairs_total": self.n_pairs_total, "ok": self.n_ok,
-                "failed": self.n_failed, "resumed": self.n_resumed, "taken_down": self.n_removed_skipped,
+                "failed": self.n_failed, "filtered": self.n_filtered, "resumed": self.n_resumed, "taken_down": self.n_removed_skipped,
                 "windows_face_lost": self.windows_face_lost, "failures_by_class": self.failures_by_class,
                 "no_pairs": self.notes, "pairs_path": str(self.pairs_path), "failures_path": str(self.failures_path),
                 "stage_seconds": self.stage_seconds}
@@ -42,5 +43,6 @@ class RunSummary:
         gone = f", {self.n_removed_skipped} taken down (skipped)" if self.n_removed_skipped else ""
         total = self.n_pairs if self.n_pairs_total is None else self.n_pairs_total
         kept = f" ({total} in the dataset)" if total != self.n_pairs else ""
-        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{gone}; "
+        filtered = f", {self.n_filtered} filtered" if self.n_filtered else ""
+        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{filtered}{gone}; "
                 f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (no usable face; `mf2 stats` says why) -> {self.pairs_path}")

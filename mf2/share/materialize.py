@@ -67,7 +67,7 @@ def _window(row: dict) -> Window:
 
 def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[bytes, bytes]]:
     """pair_id -> (blurry PNG, sharp PNG) for every row the video can make."""
-    info = probe(src.path)
+    info = probe(src.path, src.fps or (rows[0].get("fps") if rows else None))  # a frame folder: the pairs' fps
     out: dict[str, tuple[bytes, bytes]] = {}
     by_setting: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in rows:
@@ -116,7 +116,7 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     out = Path(out)
     if out.resolve() == ds.root.resolve() and ds.has_images:
         raise UsageError(f"--out {out}: is the dataset itself; materialize into another folder")
-    sources = {s.video_id: s for s in resolve_videos(videos)}
+    sources = {s.video_id: s for s in resolve_videos(videos, need_fps=False)}
     rows = ds.table.to_pylist()
     for r in rows:  # refuse unsafe paths before writing anything
         safe_rel(r["blurry_path"]), safe_rel(r["sharp_path"])

@@ -63,6 +63,14 @@ class CganConfig:
     unet_skips: tuple = ((2, 6), (4, 4))  # (encoder layer, decoder layer): concat after that decoder layer
     disc_channels: tuple = (64, 128, 256, 512)  # then a 1-channel layer: 5 layers
     latent_match: float = 0.0  # RoCGAN-style L1 between the pathways' codes; off as in the paper
+    # Table 4's ablations: condition_on_hg false is cGAN-noHG (G_bl sees the blurry image alone);
+    # two_pathway false is HG-vanilla-cGAN (no G_s auto-encoder, no reconstruction loss)
+    condition_on_hg: bool = True
+    two_pathway: bool = True
+
+    @property
+    def bl_channels(self) -> int:
+        return 6 if self.condition_on_hg else 3
 
 
 @dataclass(frozen=True)

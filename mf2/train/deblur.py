@@ -52,7 +52,7 @@ class Deblurrer:
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
         self.hg = hourglass_from(c.hourglass)
-        self.enc = Encoder(c.cgan, in_ch=6)
+        self.enc = Encoder(c.cgan, in_ch=c.cgan.bl_channels)
         self.dec = Decoder(c.cgan)
         if state["format"] == "mf2-deblur-1":
             self.hg.load_state_dict(state["hg"])
@@ -78,7 +78,7 @@ class Deblurrer:
             if self.stage == "hg":
                 y = hg
             else:
-                code, feats = self.enc(torch.cat([x, hg], dim=1))
+                code, feats = self.enc(torch.cat([x, hg], dim=1) if self.cfg.cgan.condition_on_hg else x)
                 y = self.dec(code, feats).float()
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
 

@@ -412,8 +412,10 @@ class Trainer:
     def _cgan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
         w = self.cfg.loss
         gen, disc = self._m("gen"), self._m("disc")
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            hg_out = self.models["hg"](blurry)[-1].float()
+        hg_out = None
+        if self.cfg.cgan.condition_on_hg:
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                hg_out = self.models["hg"](blurry)[-1].float()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             fake, code_bl, rec, code_s = gen(blurry, hg_out, sharp)
             # discriminator
@@ -427,13 +429,13 @@ class Trainer:
             fake_logits, fake_f = disc(blurry, fake)
             with torch.no_grad():
                 _, real_f = disc(blurry, sharp)
-            fake32, rec32 = fake.float(), rec.float()
+            fake32 = fake.float()
             adv = adversarial_g(fake_logits.float())
             content = content_loss(fake32, sharp, w.content_image, w.content_grad)
             proj = projection_loss(fake_f.float(), real_f.float())
-            recon = F.l1_loss(rec32, sharp)
+            recon = F.l1_loss(rec.float(), sharp) if rec is not None else torch.zeros((), device=sharp.device)
             loss = w.adv * adv + content + w.projection * proj + w.reconstruction * recon
-            if self.cfg.cgan.latent_match > 0:
+            if self.cfg.cgan.latent_match > 0 and code_s is not None:
                 loss = loss + self.cfg.cgan.latent_match * F.l1_loss(code_bl.float(), code_s.float().detach())
         self.opt["gen"].zero_grad(set_to_none=True)
         loss.backward()
@@ -448,7 +450,7 @@ class Trainer:
         for m in self.models.values():
             m.eval()
         hg_out = self.models["hg"](blurry)[-1].float()
-        fake, *_ = self.models["gen"](blurry, hg_out)
+        fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
         return hg_out, fake.float()
 
     def validate(self, stage: str, prog: Progress) -> dict:

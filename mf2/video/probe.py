@@ -11,43 +11,18 @@ import json
 import functools
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from mf2.errors import InputError, UsageError
+from mf2.video.info import VideoInfo
+
+__all__ = ["VideoInfo", "probe", "require_ffmpeg", "ffmpeg_version", "square_width", "frame_timestamps"]
 
 # A frame whose duration differs from the median by more than this share means VFR.
 # Time-base rounding (e.g. 33/34 ms at 1/1000) stays far below it.
 _VFR_TOLERANCE = 0.25
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    path: str
-    width: int  # as displayed, i.e. after the rotation below is applied
-    height: int
-    coded_width: int
-    coded_height: int
-    rotation: int  # degrees counter-clockwise, as in the display matrix; 0/90/180/270
-    fps: Fraction  # average frame rate, exact
-    n_frames: int
-    duration: float  # seconds
-    pix_fmt: str
-    color_range: str | None
-    codec: str
-    vfr: bool
-    # Sample (pixel) aspect ratio of the stored frames. Frames are decoded to square pixels
-    # (width scaled by it), so width above is the display width, as a viewer shows it.
-    sar: Fraction = Fraction(1)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
-        d["fps_float"] = float(self.fps)
-        d["sar"] = f"{self.sar.numerator}:{self.sar.denominator}"
-        return d
 
 
 def require_ffmpeg() -> None:
@@ -103,9 +78,18 @@ def _run_ffprobe(args: list[str], path: Path) -> str:
     return res.stdout
 
 
-def probe(path: str | Path) -> VideoInfo:
-    require_ffmpeg()
+def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
+    """``fps``: the frame rate of a folder of frames (mf2.video.frames); a file has its own."""
     path = Path(path)
+    if path.is_dir():
+        from mf2.video.frames import probe_frames
+
+        return probe_frames(path, fps)
+    return _probe_file(path)
+
+
+def _probe_file(path: Path) -> VideoInfo:
+    require_ffmpeg()
     if not path.is_file():
         raise InputError(f"{path}: no such file", "missing-file")
     if path.stat().st_size == 0:

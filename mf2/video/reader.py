@@ -32,6 +32,11 @@ def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
     frames it could decode, so a caller sees the failure rather than a silently short video.
     """
     info = video if isinstance(video, VideoInfo) else probe(video)
+    from mf2.video.frames import CODEC, iter_frame_files
+
+    if info.codec == CODEC:
+        yield from iter_frame_files(info)
+        return
     w, h = info.width, info.height
     frame_bytes = w * h * 3
     stream = ffmpeg.input(str(Path(info.path).resolve()))

@@ -105,23 +105,28 @@ class Decoder(nn.Module):
 
 
 class TwoPathwayGenerator(nn.Module):
+    """``cfg.condition_on_hg`` false: G_bl takes the blurry image alone (cGAN-noHG);
+    ``cfg.two_pathway`` false: no G_s (HG-vanilla-cGAN). Both true: the paper's model."""
+
     def __init__(self, cfg: CganConfig) -> None:
         super().__init__()
-        self.enc_bl = Encoder(cfg, in_ch=6)
-        self.enc_s = Encoder(cfg, in_ch=3)
+        self.condition_on_hg = cfg.condition_on_hg
+        self.enc_bl = Encoder(cfg, in_ch=cfg.bl_channels)
+        self.enc_s = Encoder(cfg, in_ch=3) if cfg.two_pathway else None
         self.decoder = Decoder(cfg)  # shared: one module, one set of weights, two pathways
 
-    def forward(self, blurry: torch.Tensor, hg_out: torch.Tensor, sharp: torch.Tensor | None = None):
+    def forward(self, blurry: torch.Tensor, hg_out: torch.Tensor | None, sharp: torch.Tensor | None = None):
         """(deblurred, its code, reconstruction of ``sharp``, its code); the last two are None
-        without ``sharp`` (prediction). One forward for both pathways, as DDP needs."""
+        without ``sharp`` (prediction) or without G_s. One forward for both pathways, as DDP needs."""
         fake, code_bl = self.forward_bl(blurry, hg_out)
-        if sharp is None:
+        if sharp is None or self.enc_s is None:
             return fake, code_bl, None, None
         rec, code_s = self.forward_s(sharp)
         return fake, code_bl, rec, code_s
 
-    def forward_bl(self, blurry: torch.Tensor, hg_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        code, feats = self.enc_bl(torch.cat([blurry, hg_out], dim=1))
+    def forward_bl(self, blurry: torch.Tensor, hg_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([blurry, hg_out], dim=1) if self.condition_on_hg else blurry
+        code, feats = self.enc_bl(x)
         return self.decoder(code, feats), code
 
     def forward_s(self, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
