@@ -141,3 +141,23 @@ def test_frame_folders_are_ordered_by_number_and_need_a_frame_rate(tmp_path):
         for k in (1, 2):
             Image.new("RGB", (8, 8)).save(ytf / person / n / f"{n}.{k}.jpg")
     assert [s.video_id for s in resolve_videos(ytf, 24)] == ["Aaron_Eckhart_0", "Aaron_Eckhart_1", "Zoe_3"]
+
+
+@pytest.mark.slow
+def test_a_video_as_frames_gives_the_same_pairs_and_materializes(videos, tmp_path):
+    """ffmpeg's own RGB frames of a clip, as a numbered folder: byte-identical pairs to the clip
+    itself, and a shared manifest of them rebuilds from the folder (the pairs' fps is used)."""
+    frames = tmp_path / "vids" / "fomm_08"
+    frames.mkdir(parents=True)
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-pix_fmt", "rgb24", str(frames / "%05d.png"))
+    common = ("--out-size", "64", "--landmarks", "dlib", "--workers", "0", "--no-contact-sheet")
+    assert run_mf2("simulate", "--videos", str(frames), "--fps", "35", "--out", str(tmp_path / "a"), *common).returncode == 0
+    assert run_mf2("simulate", "--videos", str(videos / "fomm_08.mp4"), "--out", str(tmp_path / "b"), *common
+                   ).returncode == 0
+    key = ["pair_id", "blurry_sha256", "sharp_sha256", "landmarks"]
+    a, b = (pq.read_table(tmp_path / d / "pairs.parquet", columns=key).to_pylist() for d in "ab")
+    assert a == b and len(a) > 100
+    assert run_mf2("export", str(tmp_path / "a"), "--no-images", "--out", str(tmp_path / "m.parquet")).returncode == 0
+    res = run_mf2("materialize", str(tmp_path / "m.parquet"), "--videos", str(tmp_path / "vids"), "--out",
+                  str(tmp_path / "c"))
+    assert res.returncode == 0 and f"{len(a)} identical" in res.stderr, res.stderr
