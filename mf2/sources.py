@@ -150,22 +150,29 @@ def _one_video(folder: Path) -> Path | None:
     return folder if not inner and is_frame_folder(folder) else None
 
 
+def _name(folder: Path, video: Path, prefix: str = "") -> str:
+    """A frame folder, or 300VW's ``NNN/vid.avi`` (with ``annot/`` or the name ``vid``), is
+    named by its folder; any other single video keeps its own name."""
+    by_folder = video == folder or video.stem == "vid" or (folder / "annot").is_dir()
+    return f"{prefix}{folder.name}" if by_folder else video.stem
+
+
 def _subfolder_videos(p: Path) -> list[tuple[str, Path]]:
-    """(name, video) of each subfolder that is one video, named by the subfolder; one level
-    deeper too, named ``parent_child`` (YouTube Faces: ``NAME/N/*.jpg``). An mf2 dataset
-    folder (pairs.parquet) is never searched."""
+    """(name, video) of each subfolder that is one video; one level deeper too, named
+    ``parent_child`` (YouTube Faces: ``NAME/N/*.jpg``). An mf2 dataset folder
+    (pairs.parquet) is never searched."""
     out = []
     for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
         if (sub / "pairs.parquet").exists():
             continue
         video = _one_video(sub)
         if video is not None:
-            out.append((sub.name, video))
+            out.append((_name(sub, video), video))
             continue
         for sub2 in sorted(d for d in sub.iterdir() if d.is_dir() and not d.name.startswith(".")):
             video = _one_video(sub2)
             if video is not None:
-                out.append((f"{sub.name}_{sub2.name}", video))
+                out.append((_name(sub2, video, f"{sub.name}_"), video))
     return out
 
 

@@ -141,6 +141,13 @@ def test_frame_folders_are_ordered_by_number_and_need_a_frame_rate(tmp_path):
         for k in (1, 2):
             Image.new("RGB", (8, 8)).save(ytf / person / n / f"{n}.{k}.jpg")
     assert [s.video_id for s in resolve_videos(ytf, 24)] == ["Aaron_Eckhart_0", "Aaron_Eckhart_1", "Zoe_3"]
+    # one ordinary video in a subfolder keeps its own name (only 300VW's vid.* or annot/ name it by folder)
+    data = tmp_path / "data"
+    (data / "videos").mkdir(parents=True)
+    (data / "videos" / "talk.mp4").write_bytes(b"x")
+    (data / "001").mkdir()
+    (data / "001" / "vid.avi").write_bytes(b"x")
+    assert [s.video_id for s in resolve_videos(data)] == ["001", "talk"]
 
 
 @pytest.mark.slow

@@ -42,8 +42,10 @@ def annotation_files(video: str | Path) -> dict[int, Path]:
                 out.setdefault(by_number[n], a)
         return out
     annot = p.parent / "annot"
+    if not annot.is_dir():  # checked first: a folder of thousands of videos is not listed per video
+        return {}
     others = [f for f in p.parent.iterdir() if f.is_file() and f.suffix.lower() in VIDEO_EXTENSIONS]
-    if not annot.is_dir() or len(others) != 1:  # annot/ belongs to the folder's one video
+    if len(others) != 1:  # annot/ belongs to the folder's one video
         return {}
     return {n - 1: a for a in annot.glob("*.pts") if (n := frame_number(a)) is not None and n >= 1}
 
