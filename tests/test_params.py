@@ -168,3 +168,20 @@ def test_retry_failed_old_values_are_read_with_a_warning(tmp_path) -> None:
     assert res.returncode == 0 and "--retry-failed all is deprecated; use --retry-failed alone" in res.stderr
     res = run_mf2("fetch", "sample", "--out", str(tmp_path / "d"), "--validate-only", "--retry-failed", "some")
     assert res.returncode == 2 and "takes no value" in res.stderr
+
+
+def test_recipe_keys_of_another_mode_are_refused(tmp_path) -> None:
+    """As on the command line: a job's key its mode does not use, or a default no job uses."""
+    from mf2.errors import UsageError
+    from mf2.pipeline.recipe import load_recipe
+
+    rec = tmp_path / "r.yaml"
+    rec.write_text("jobs:\n  - {mode: vla, L: 9}\n")
+    with pytest.raises(UsageError, match=r"jobs\[0\]\.L: applies to mode pravg, not vla"):
+        load_recipe(rec)
+    rec.write_text("defaults: {kernel_size: 15}\njobs:\n  - {mode: vla}\n  - {mode: pravg}\n")
+    with pytest.raises(UsageError, match="defaults.kernel_size: applies to mode synthetic, not pravg or vla"):
+        load_recipe(rec)
+    rec.write_text("defaults: {L: 9, max_L: 31}\njobs:\n  - {mode: vla}\n  - {mode: pravg}\n")
+    r = load_recipe(rec)  # a default that some job uses is fine
+    assert [j.cfg.mode for j in r.jobs] == ["vla", "pravg"] and r.jobs[1].cfg.L == 9

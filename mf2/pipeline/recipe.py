@@ -27,6 +27,7 @@ from mf2.simulate import SimulateConfig, simulate_config
 from mf2.video.filters import VideoFilter
 
 _OPT = type(None)
+PARAM_BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
 Spec = dict[str, tuple[tuple[type, ...], Any]]  # key -> (accepted types, default)
 
 
@@ -128,6 +129,16 @@ def _check_mapping(src, prefix: str, d: Any, spec: dict) -> dict:
     return out
 
 
+def _refuse_other_modes(src, prefix: str, given: dict, modes: list[str]) -> None:
+    """A job's key of another blur mode (``{mode: vla, L: 9}``), or a default that no job's
+    mode uses, is a mistake: refused, never silently ignored (as the CLI does)."""
+    for key in given:
+        p = PARAM_BY_KEY.get(key)
+        if p is not None and not any(p.applies(m) for m in modes):
+            raise UsageError(f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes)}, "
+                             f"not {' or '.join(sorted(set(modes)))}")
+
+
 def _job_name(j: dict) -> str:
     return get_mode(j["mode"]).job_name(j)
 
@@ -163,10 +174,14 @@ def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkCon
     if not isinstance(jobs_in, list) or not jobs_in:
         raise UsageError(f"{_where(src, 'jobs')}: expected a non-empty list of jobs")
     jobs = []
+    modes = []
     for i, j in enumerate(jobs_in):
         full = {k: d for k, (_, d) in JOB_KEYS.items()}
         full.update(defaults)
-        full.update(_check_mapping(src, f"jobs[{i}].", j, JOB_KEYS))
+        own = _check_mapping(src, f"jobs[{i}].", j, JOB_KEYS)
+        full.update(own)
+        _refuse_other_modes(src, f"jobs[{i}].", own, [full["mode"]])
+        modes.append(full["mode"])
         full["name"] = full["name"] or _job_name(full)
         if not _NAME.match(full["name"]):
             raise UsageError(f"{_where(src, f'jobs[{i}].name')}: {full['name']!r} must match {_NAME.pattern}")
@@ -176,6 +191,7 @@ def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkCon
         except UsageError as e:
             raise UsageError(f"recipe {recipe}: jobs[{i}] ({full['name']}): {e}") from None
         jobs.append(RecipeJob(full["name"], cfg))
+    _refuse_other_modes(src, "defaults.", defaults, modes)
     names = [j.name for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
