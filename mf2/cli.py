@@ -116,6 +116,7 @@ def _retry_option(f):
 
 
 def _retry(value) -> bool:
+    """The flag as a bool; fetch's old values are read with a warning."""
     if value in ("all", "transient"):
         click.echo(f"mf2: warning: --retry-failed {value} is deprecated; "
                    + ("use --retry-failed alone" if value == "all" else "every run redoes transient failures now"),
