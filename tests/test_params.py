@@ -185,3 +185,7 @@ def test_recipe_keys_of_another_mode_are_refused(tmp_path) -> None:
     rec.write_text("defaults: {L: 9, max_L: 31}\njobs:\n  - {mode: vla}\n  - {mode: pravg}\n")
     r = load_recipe(rec)  # a default that some job uses is fine
     assert [j.cfg.mode for j in r.jobs] == ["vla", "pravg"] and r.jobs[1].cfg.L == 9
+    # the resolved recipe writes each job's own keys; one written with every key (older mf2) loads
+    assert "L" not in r.to_dict()["jobs"][0] and "max_L" not in r.to_dict()["jobs"][1]
+    rec.write_text("jobs:\n  - {mode: vla, L: 7, stride: 1, kernel_size: 31}\n")
+    assert load_recipe(rec).jobs[0].cfg.mode == "vla"

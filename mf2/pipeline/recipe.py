@@ -73,7 +73,8 @@ class Recipe:
         return {"name": self.name, "description": self.description,
                 "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
                 "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
-                "jobs": [{"name": j.name, **values_of(j.cfg, SIMULATE)} for j in self.jobs]}
+                "jobs": [{"name": j.name, **values_of(j.cfg, [p for p in SIMULATE if p.applies(j.cfg.mode)])}
+                         for j in self.jobs]}
 
     def landmark_config(self) -> LandmarkConfig:
         return self.landmarks
@@ -131,10 +132,11 @@ def _check_mapping(src, prefix: str, d: Any, spec: dict) -> dict:
 
 def _refuse_other_modes(src, prefix: str, given: dict, modes: list[str]) -> None:
     """A job's key of another blur mode (``{mode: vla, L: 9}``), or a default that no job's
-    mode uses, is a mistake: refused, never silently ignored (as the CLI does)."""
-    for key in given:
+    mode uses, is a mistake: refused, never silently ignored (as the CLI does). At its default
+    value it is harmless, and resolved recipes written before mf2 left such keys out carry it."""
+    for key, value in given.items():
         p = PARAM_BY_KEY.get(key)
-        if p is not None and not any(p.applies(m) for m in modes):
+        if p is not None and value != p.default and not any(p.applies(m) for m in modes):
             raise UsageError(f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes)}, "
                              f"not {' or '.join(sorted(set(modes)))}")
 
