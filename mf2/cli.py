@@ -152,6 +152,11 @@ def _landmark_config(params: dict):
     return LandmarkConfig(**{p.target: params.pop(p.key) for p in LANDMARKS})
 
 
+def _fps_option(f):
+    return click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+                        help="Frame rate of videos given as folders of numbered frames (a file has its own).")(f)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mf2")
 def cli() -> None:
@@ -160,8 +165,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("videos", nargs=-1, required=True, type=AbsPath())
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Frame rate of videos given as folders of numbered frames.")
+@_fps_option
 def probe(videos: tuple[str, ...], fps: float | None) -> None:
     """Print what ffprobe says of each video (fps as an exact fraction, rotation, VFR...) as JSON lines.
 
@@ -257,11 +261,6 @@ def _report_videos(summary, prefix: str = "") -> None:
         click.echo(f"{prefix}... and {more} more", err=True)
     if summary.n_failed or summary.n_filtered:
         click.echo(f"{prefix}failures and filtered videos recorded in {summary.failures_path}", err=True)
-
-
-def _fps_option(f):
-    return click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-                        help="Frame rate of videos given as folders of numbered frames (a file has its own).")(f)
 
 
 @cli.command()
