@@ -3,7 +3,8 @@
 Runs every blur mode (PrAvg L 7, VLA both directions, synthetic) on a few shared clips in
 one process (``--workers 0``), then prints JSON: per mode, the number of pairs and one
 sha256 over every pair's row (every column but the ``params`` JSON, whose keys may be
-renamed by a refactor, and ``split``), with the PNG hashes inside; one over the params,
+renamed by a refactor, and ``split``; the PNG file hashes are replaced by hashes of the
+decoded pixels, so a change of PNG encoder settings alone leaves it unchanged); one over the params,
 read through the ``upgrade_params`` of the mf2 beside this script; plus a digest per
 landmark table. Run it before and after a change and diff the two files:
 
@@ -31,7 +32,7 @@ MODES = {
     "vla": ["--mode", "vla", "--direction", "both"],
     "synthetic": ["--mode", "synthetic", "--seed", "0"],
 }
-SKIP = {"params", "split"}
+SKIP = {"params", "split", "blurry_sha256", "sharp_sha256", "blurry_rgb_sha256", "sharp_rgb_sha256"}
 
 
 def _upgrade(params: dict) -> dict:
@@ -58,10 +59,19 @@ def _params_digest(rows: list[dict], table_params: str) -> str:
     return h.hexdigest()
 
 
-def _digest(rows: list[dict]) -> str:
+def _pixels(root: Path, rel: str) -> str:
+    import cv2
+
+    return hashlib.sha256(cv2.imread(str(root / rel), cv2.IMREAD_UNCHANGED).tobytes()).hexdigest()
+
+
+def _digest(rows: list[dict], root: Path | None = None) -> str:
     h = hashlib.sha256()
     for r in rows:
-        h.update(json.dumps({k: v for k, v in r.items() if k not in SKIP}, sort_keys=True, default=str).encode())
+        d = {k: v for k, v in r.items() if k not in SKIP}
+        if root is not None:
+            d["pixels"] = [_pixels(root, r["blurry_path"]), _pixels(root, r["sharp_path"])]
+        h.update(json.dumps(d, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -88,7 +98,7 @@ def main() -> None:
                 sys.exit(f"simulate {mode} failed: {res.output}")
             table = pq.read_table(out / "pairs.parquet")
             rows = sorted(table.to_pylist(), key=lambda r: r["pair_id"])
-            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows),
+            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows, out),
                                      "params_sha256": _params_digest(rows, table.schema.metadata[b"mf2.params"])}
             if mode == "pravg":
                 for p in sorted((out / "landmarks").glob("*.parquet")):

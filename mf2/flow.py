@@ -68,13 +68,27 @@ class FlowEstimator:
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
-def _fb_error(fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
-    """|F(x) + B(x + F(x))| per pixel: zero where the two directions agree."""
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    if (h, w) not in _GRIDS:
+        _GRIDS[(h, w)] = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    return _GRIDS[(h, w)]
+
+
+def _fb_error(fwd: np.ndarray, bwd: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """|F(x) + B(x + F(x))| per pixel: zero where the two directions agree. ``box`` (x0, y0,
+    x1, y1): only those pixels (remap is per pixel, so the values are the same). One remap per
+    channel: OpenCV's two-channel remap interpolates differently (by up to 0.3 px here)."""
     h, w = fwd.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    bx = cv2.remap(bwd[..., 0], gx + fwd[..., 0], gy + fwd[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    by = cv2.remap(bwd[..., 1], gx + fwd[..., 0], gy + fwd[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return np.hypot(fwd[..., 0] + bx, fwd[..., 1] + by)
+    x0, y0, x1, y1 = box or (0, 0, w, h)
+    gx, gy = _grid(h, w)
+    f = fwd[y0:y1, x0:x1]
+    mx, my = gx[y0:y1, x0:x1] + f[..., 0], gy[y0:y1, x0:x1] + f[..., 1]
+    bx = cv2.remap(bwd[..., 0], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    by = cv2.remap(bwd[..., 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.hypot(f[..., 0] + bx, f[..., 1] + by)
 
 
 def pair_flow(est: FlowEstimator, prev: np.ndarray, cur: np.ndarray, lm_prev: np.ndarray) -> dict:
@@ -96,12 +110,13 @@ def pair_flow(est: FlowEstimator, prev: np.ndarray, cur: np.ndarray, lm_prev: np
     x1, y1 = np.clip(np.ceil((hi - [crop.x0, crop.y0]) * s) + 1, 1, ws).astype(int)
     f = fwd[y0:y1, x0:x1].reshape(-1, 2)
     mag = np.hypot(f[:, 0], f[:, 1])
-    fb = _fb_error(fwd, bwd)[y0:y1, x0:x1].ravel()
+    fb = _fb_error(fwd, bwd, (x0, y0, x1, y1)).ravel()
     inv = 1.0 / s
+    p50, p90 = np.percentile(mag, [50, 90])
     return {
         "valid": True,
         "dx": float(f[:, 0].mean() * inv), "dy": float(f[:, 1].mean() * inv),
-        "mag_p50": float(np.percentile(mag, 50) * inv), "mag_p90": float(np.percentile(mag, 90) * inv),
+        "mag_p50": float(p50 * inv), "mag_p90": float(p90 * inv),
         "mag_max": float(mag.max() * inv),
         "fb_err": float(fb.mean() * inv), "fb_bad": float((fb > 1.0).mean()),
         "face_size": float((hi - lo).max()),

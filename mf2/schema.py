@@ -20,7 +20,7 @@ from mf2 import __version__
 from mf2.errors import InputError
 from mf2.params import upgrade_params
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
@@ -31,6 +31,7 @@ SCHEMA_HISTORY = {
     "1.4": "params flat, by the names of mf2.params (the CLI's and recipes' names); older params read through "
            "mf2.params.upgrade_params",
     "1.5": "pairs: landmarks_source (manual: a human annotation of the sharp frame; fitted: the localiser's)",
+    "1.6": "pairs: blurry_rgb_sha256 and sharp_rgb_sha256, the hashes of the pixels (PNG encoders may differ)",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -105,6 +106,10 @@ PAIR_SCHEMA = pa.schema(
         # where the sharp frame's landmarks come from: "manual" (a human annotation, the
         # ground truth mf2 evaluate scores against) or "fitted" (the localiser); null before 1.5
         ("landmarks_source", pa.string()),
+        # sha256 of each image's raw RGB bytes (row-major H x W x 3 uint8): the same image
+        # whatever PNG encoder wrote the file; null before 1.6 (mf2.pngs)
+        ("blurry_rgb_sha256", pa.string()),
+        ("sharp_rgb_sha256", pa.string()),
     ]
 )
 

@@ -9,7 +9,6 @@ A failing video is recorded in failures.parquet and never stops the others.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from mf2.pngs import encode_png
+from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
@@ -251,16 +250,16 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
             pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
             rel_b = f"blurry/{src.video_id}/{pair_id}.png"
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
-            b_bytes, s_bytes = encode_png(blurry), encode_png(sharp)
-            write_bytes_atomic(out / rel_b, b_bytes)
-            write_bytes_atomic(out / rel_s, s_bytes)
+            b_img, s_img = encode_image(blurry), encode_image(sharp)
+            write_bytes_atomic(out / rel_b, b_img.png)
+            write_bytes_atomic(out / rel_s, s_img.png)
             row = {
                 "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
                 "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
                 "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
                 "n_duplicates_skipped": w.n_duplicates_skipped, "blurry_path": rel_b,
-                "sharp_path": rel_s, "blurry_sha256": hashlib.sha256(b_bytes).hexdigest(),
-                "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": w.crop.x0,
+                "sharp_path": rel_s, "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
+                "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256, "crop_x0": w.crop.x0,
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
                 "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
                 "crf": cfg.crf, "fps": float(info.fps), "params": params,

@@ -356,3 +356,23 @@ def test_fan_landmark_tasks_run_on_gpu_resourced_workers(clips, tmp_path):
     assert "GPU=1 resource for the FAN landmark tasks" in res.stderr
     lm = pq.read_table(out / "cache" / "landmarks" / "short.parquet")
     assert set(lm["backend"].to_pylist()) == {"fan"} and lm.num_rows == 12
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_take_their_share_of_the_cores(workers):
+    """N workers on C cores: OpenCV's pool and ffmpeg's decoder get C // N threads each (at
+    least one), on a LocalCluster and on a cluster reached by its address alike."""
+    from distributed import LocalCluster
+
+    from mf2.pipeline.runner import make_runner
+    from mf2.pipeline.threads import current_limits, host_cores
+
+    share = max(1, host_cores() // workers)
+    with make_runner(workers) as runner:
+        limits = list(runner.client.run(current_limits).values())
+    assert len(limits) == workers
+    assert all(lim["opencv"] == share and lim["decode"] == share for lim in limits), limits
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with make_runner(scheduler=cluster.scheduler_address) as runner:
+            limits = list(runner.client.run(current_limits).values())
+    assert all(lim["decode"] == share for lim in limits), limits

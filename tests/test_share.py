@@ -5,6 +5,7 @@ real ffmpeg, real Parquet; the `mf2` command as a user runs it."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import shutil
@@ -113,6 +114,58 @@ def test_round_trip_export_materialize_is_byte_identical(built, clips, tmp_path)
 
     res = run_mf2("materialize", str(shared), "--videos", str(clips), "--out", str(rebuilt))
     assert res.returncode == 0 and f"({pairs.num_rows} already there)" in res.stderr
+
+
+def test_materialize_proves_pixels_whatever_the_png_encoder(dataset, clips, tmp_path, monkeypatch):
+    """The pixel hashes (schema 1.6) prove a rebuilt image equal even when another PNG encoder
+    writes other files; a manifest from before them (1.5: file hashes only) is rebuilt with the
+    encoder of that time, byte for byte."""
+    import cv2
+
+    from mf2.pngs import rgb_sha256
+    from mf2.share.materialize import materialize
+
+    t = pq.read_table(dataset / "pairs.parquet")
+    row = t.slice(0, 1).to_pylist()[0]
+    rgb = cv2.cvtColor(cv2.imread(str(dataset / row["sharp_path"])), cv2.COLOR_BGR2RGB)
+    assert row["sharp_rgb_sha256"] == rgb_sha256(rgb) != row["sharp_sha256"]
+
+    # another encoder (as another OpenCV or zlib would be): other files, the same pixels
+    monkeypatch.setattr("mf2.pngs._PARAMS", [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    s = materialize(dataset / "pairs.parquet", clips, tmp_path / "other")
+    assert (s.n_exact, s.n_mismatched, s.n_missing) == (t.num_rows, 0, 0)
+    again = pq.read_table(tmp_path / "other" / "pairs.parquet")
+    assert again["blurry_rgb_sha256"].to_pylist() == t["blurry_rgb_sha256"].to_pylist()
+    assert again["blurry_sha256"].to_pylist() != t["blurry_sha256"].to_pylist()  # other files ...
+    res = run_mf2("verify", str(tmp_path / "other"))  # ... which the rebuilt manifest describes
+    assert res.returncode == 0 and "OK" in res.stderr, res.stdout + res.stderr
+
+    # a 1.5 manifest: no pixel hashes; its PNGs were written with OpenCV's default settings
+    monkeypatch.undo()
+    from mf2.pngs import encode_png
+
+    old = _copy(dataset, tmp_path / "old")
+    legacy = {}
+    for r in t.to_pylist():
+        for kind in ("blurry", "sharp"):
+            p = old / r[f"{kind}_path"]
+            png = encode_png(cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB), legacy=True)
+            p.write_bytes(png)
+            legacy[r[f"{kind}_path"]] = png
+    hashes = {k: hashlib.sha256(v).hexdigest() for k, v in legacy.items()}
+    t15 = t.drop_columns(["blurry_rgb_sha256", "sharp_rgb_sha256"])
+    for kind in ("blurry", "sharp"):
+        col = pa.array([hashes[p] for p in t[f"{kind}_path"].to_pylist()], pa.string())
+        t15 = t15.set_column(t15.schema.get_field_index(f"{kind}_sha256"), f"{kind}_sha256", col)
+    md = dict(t.schema.metadata)
+    md[b"mf2.schema_version"] = b"1.5"
+    pq.write_table(t15.replace_schema_metadata(md), old / "pairs.parquet")
+    res = run_mf2("verify", str(old))
+    assert res.returncode == 0, res.stdout + res.stderr
+    s = materialize(old / "pairs.parquet", clips, tmp_path / "rebuilt15")
+    assert (s.n_exact, s.n_mismatched) == (t.num_rows, 0)
+    assert _files(tmp_path / "rebuilt15") == legacy  # byte for byte, as that manifest records
+    assert legacy != _files(dataset)  # (the two encoders do differ)
 
 
 def test_verify_names_each_tampering(dataset, tmp_path):

@@ -102,6 +102,33 @@ def test_decoder_matches_plain_ffmpeg(videos):
     assert i + 1 == len(ref)
 
 
+@pytest.mark.parametrize("name", ["fomm_08.mp4", "ffpp_youtube_634.mp4"])
+def test_decoder_threads_do_not_change_frames(videos, name):
+    """Workers limit ffmpeg to their share of the cores (mf2.pipeline.threads); the frames must
+    be the very same bytes as with ffmpeg's default threading."""
+    import hashlib
+
+    from mf2.video.reader import decode_threads, set_decode_threads
+
+    def digest() -> tuple[int, str]:
+        h, n = hashlib.sha256(), 0
+        for f in iter_frames(videos / name):
+            h.update(f.tobytes())
+            n += 1
+        return n, h.hexdigest()
+
+    assert decode_threads() is None
+    default = digest()
+    set_decode_threads(1)
+    try:
+        one = digest()
+    finally:
+        set_decode_threads(None)
+    assert one == default and default[0] > 100
+    with pytest.raises(ValueError):
+        set_decode_threads(0)
+
+
 def test_bad_files_raise_clear_errors(videos, tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.touch()

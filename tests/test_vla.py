@@ -84,6 +84,25 @@ def test_flow_recovers_a_known_translation(videos):
     assert abs(still[1]["dx"]) < 0.05 and abs(still[1]["dy"]) < 0.05
 
 
+def test_fb_error_on_the_face_box_equals_the_whole_image_cut(videos):
+    """The forward-backward error is computed on the face box only (speed); per pixel it is
+    the very value the whole-image computation gives there."""
+    import cv2
+
+    from mf2.flow import FlowEstimator, _fb_error
+
+    frames = decode_reference(videos / "lp_d9.mp4")[:12]
+    est = FlowEstimator(FlowConfig())
+    grey = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (128, 128), interpolation=cv2.INTER_AREA) for f in frames]
+    for a, b in zip(grey, grey[1:]):
+        fwd, bwd = est(a, b), est(b, a)
+        whole = _fb_error(fwd, bwd)
+        assert whole.shape == (128, 128) and whole.max() > 0
+        for box in ((0, 0, 128, 128), (20, 31, 97, 110), (5, 0, 128, 64)):
+            x0, y0, x1, y1 = box
+            assert np.array_equal(_fb_error(fwd, bwd, box), whole[y0:y1, x0:x1])
+
+
 @pytest.mark.slow
 def test_flow_table_is_cached_and_reused(videos, tmp_path):
     out = tmp_path / "o"

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from mf2.pngs import encode_png
+from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import face_crop, resize_to
 from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
@@ -93,21 +93,22 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
         crop = face_crop(gt, cfg.margin)
         sharp = resize_to(crop.take(rgb), cfg.out_size)
         lm = crop.landmarks_to_output(gt, cfg.out_size)
-        s_bytes = encode_png(sharp)
+        s_img = encode_image(sharp)
         for k in cfg.kernel_sizes:
             seed = pair_seed(cfg.seed, sha, k)
             kernel = make_kernel(seed, k, cfg.iterations)
             blurry = synthetic_blur(sharp, kernel, seed, cfg.crf, cfg.noise_sigma)
             pid = f"{vid}_synthetic_k{k}_c000000"
             rel_b, rel_s = f"blurry/{vid}/{pid}.png", f"sharp/{vid}/{pid}.png"
-            b_bytes = encode_png(blurry)
-            write_bytes_atomic(out / rel_b, b_bytes)
-            write_bytes_atomic(out / rel_s, s_bytes)
+            b_img = encode_image(blurry)
+            write_bytes_atomic(out / rel_b, b_img.png)
+            write_bytes_atomic(out / rel_s, s_img.png)
             rows.append({"pair_id": pid, "video_id": vid, "video_sha256": sha, "mode": "synthetic", "L": 1,
                          "start_frame": 0, "center_frame": 0, "end_frame": 0, "frames": [0],
                          "n_duplicates_skipped": 0, "blurry_path": rel_b, "sharp_path": rel_s,
-                         "blurry_sha256": hashlib.sha256(b_bytes).hexdigest(),
-                         "sharp_sha256": hashlib.sha256(s_bytes).hexdigest(), "crop_x0": crop.x0,
+                         "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
+                         "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256,
+                         "crop_x0": crop.x0,
                          "crop_y0": crop.y0, "crop_size": crop.size, "out_size": cfg.out_size, "landmarks": lm,
                          "crf": cfg.crf, "fps": None, "seed": seed, "kernel_size": k,
                          "kernel": kernel.ravel().tolist(), "noise_sigma": cfg.noise_sigma, "params": params})

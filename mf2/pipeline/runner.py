@@ -87,6 +87,13 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _limit_threads(client) -> None:
+    """Every worker, present and future, takes its share of its host's cores."""
+    from mf2.pipeline.threads import ThreadLimits
+
+    client.register_plugin(ThreadLimits())
+
+
 @contextmanager
 def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: bool = False,
                 echo: Callable[[str], None] | None = None) -> Iterator[SyncRunner | DaskRunner]:
@@ -109,6 +116,7 @@ def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: b
         except (OSError, TimeoutError) as e:
             raise UsageError(f"--scheduler {scheduler}: cannot connect ({e})") from None
         runner = DaskRunner(client)
+        _limit_threads(client)
         if echo:
             echo(f"dask: scheduler {scheduler}, {runner.n_workers} workers, dashboard {runner.dashboard_link}")
         try:
@@ -120,6 +128,7 @@ def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: b
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            resources={"GPU": 1} if gpu else None, silence_logs=logging.ERROR)
     client = Client(cluster)
+    _limit_threads(client)
     runner = DaskRunner(client, cluster)
     if echo:
         gpu_note = ", each with a GPU=1 resource for the FAN landmark tasks" if gpu else ""

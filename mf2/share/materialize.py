@@ -2,16 +2,18 @@
 
 A pair is fully determined by its row: the frames averaged, the crop, the camera-response
 mode, the output size and, for synthetic pairs, the kernel, seed and noise. Given the same
-video file (same sha256) and the same decoder, the PNGs come out byte-identical, which the
-stored hashes confirm. A different file (a re-encoded upload) gives different pixels: those
-pairs are reported, and kept only with ``keep_mismatched`` (with their new hashes).
+video file (same sha256) and the same decoder, the images come out identical, which the
+stored pixel hashes confirm (``*_rgb_sha256``, schema 1.6: whatever PNG encoder wrote the
+files). Rows from before the pixel hash are proven by file hash, so their PNGs are written
+with the encoder of that time (mf2.pngs, ``legacy``). A different file (a re-encoded
+upload) gives different pixels: those pairs are reported, and kept only with
+``keep_mismatched`` (with their new hashes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import time
 from collections import defaultdict
@@ -22,7 +24,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from mf2.pngs import encode_png
+from mf2.pngs import EncodedImage, encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop
 from mf2.blur.kernels import synthetic_blur
@@ -65,8 +67,18 @@ def _window(row: dict) -> Window:
     return Window(frames, int(row["center_frame"]), crop, int(row["n_duplicates_skipped"] or 0))
 
 
-def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[bytes, bytes]]:
-    """pair_id -> (blurry PNG, sharp PNG) for every row the video can make."""
+def _proven_by_pixels(row: dict) -> bool:
+    return bool(row.get("blurry_rgb_sha256") and row.get("sharp_rgb_sha256"))
+
+
+def _same(row: dict, kind: str, img: EncodedImage) -> bool:
+    if _proven_by_pixels(row):
+        return img.rgb_sha256 == row[f"{kind}_rgb_sha256"]
+    return img.sha256 == row[f"{kind}_sha256"]
+
+
+def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[EncodedImage, EncodedImage]]:
+    """pair_id -> (blurry, sharp) encoded, for every row the video can make."""
     info = probe(src.path, src.fps or (rows[0].get("fps") if rows else None))  # a frame folder: the pairs' fps
     out: dict[str, tuple[bytes, bytes]] = {}
     by_setting: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -82,7 +94,8 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[bytes, 
                     k = int(r["kernel_size"])
                     kernel = np.asarray(r["kernel"], dtype=np.float32).reshape(k, k)
                     blurry = synthetic_blur(sharp, kernel, int(r["seed"]), crf, float(r["noise_sigma"] or 0.0))
-                out[r["pair_id"]] = (encode_png(blurry), encode_png(sharp))
+                legacy = not _proven_by_pixels(r)
+                out[r["pair_id"]] = (encode_image(blurry, legacy), encode_image(sharp, legacy))
     return out
 
 
@@ -164,24 +177,26 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
         tally.missing += len(todo)
         return
     for r in todo:
-        pngs = made.get(r["pair_id"])
-        if pngs is None:
+        imgs = made.get(r["pair_id"])
+        if imgs is None:
             tally.problem(r, "frames-missing", f"frames up to {r['end_frame']} not in {src.path.name}")
             tally.missing += 1
             continue
-        hb, hs = (hashlib.sha256(b).hexdigest() for b in pngs)
-        if hb == r["blurry_sha256"] and hs == r["sharp_sha256"]:
+        which = [k for k, img in zip(("blurry", "sharp"), imgs) if not _same(r, k, img)]
+        if not which:
             tally.exact += 1
         else:
             tally.mismatched += 1
-            which = [k for k, h in (("blurry", hb), ("sharp", hs)) if h != r[f"{k}_sha256"]]
             cause = "same video file" if same_video else f"video sha256 {sha[:12]} != {r['video_sha256'][:12]}"
             tally.problem(r, "mismatch", f"{' and '.join(which)} differ ({cause})")
             if not keep_mismatched:
                 continue
-            r = {**r, "blurry_sha256": hb, "sharp_sha256": hs, "video_sha256": sha}
-        write_bytes_atomic(out / safe_rel(r["blurry_path"]), pngs[0])
-        write_bytes_atomic(out / safe_rel(r["sharp_path"]), pngs[1])
+            r = {**r, "video_sha256": sha}
+        # the row describes the files written here (another encoder: other file hashes)
+        r = {**r, "blurry_sha256": imgs[0].sha256, "sharp_sha256": imgs[1].sha256,
+             "blurry_rgb_sha256": imgs[0].rgb_sha256, "sharp_rgb_sha256": imgs[1].rgb_sha256}
+        write_bytes_atomic(out / safe_rel(r["blurry_path"]), imgs[0].png)
+        write_bytes_atomic(out / safe_rel(r["sharp_path"]), imgs[1].png)
         tally.kept.append(r)
 
 

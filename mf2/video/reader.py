@@ -19,6 +19,23 @@ from mf2.errors import InputError
 from mf2.video.probe import VideoInfo, probe
 
 
+_DECODE_THREADS: int | None = None  # None: ffmpeg's default (one per core)
+
+
+def set_decode_threads(n: int | None) -> None:
+    """ffmpeg decoder threads for every later ``iter_frames`` in this process (None: its
+    default). Decoding is bit-identical whatever the count; a worker that shares the
+    machine with others sets it to its share of the cores (mf2.pipeline.threads)."""
+    global _DECODE_THREADS
+    if n is not None and n < 1:
+        raise ValueError(f"decode threads must be >= 1, not {n}")
+    _DECODE_THREADS = n
+
+
+def decode_threads() -> int | None:
+    return _DECODE_THREADS
+
+
 def _drain(stream, sink: deque) -> None:
     # Keep only the tail of stderr so a chatty ffmpeg can neither block nor fill memory.
     for line in iter(stream.readline, b""):
@@ -39,7 +56,8 @@ def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
         return
     w, h = info.width, info.height
     frame_bytes = w * h * 3
-    stream = ffmpeg.input(str(Path(info.path).resolve()))
+    threads = {} if _DECODE_THREADS is None else {"threads": _DECODE_THREADS}
+    stream = ffmpeg.input(str(Path(info.path).resolve()), **threads)
     if info.sar != 1:  # non-square pixels (anamorphic DV, some broadcast): decode to square ones
         # scale runs after autorotate, so it acts on the displayed axes: stretch the stored
         # width axis, which is the height once rotated by 90/270 degrees.
