@@ -164,3 +164,23 @@ def test_fast_encoder_matches_the_curve():
     for mode in ("srgb", "gamma2.2", "linear"):
         diff = np.abs(encode(v, mode).astype(int) - _encode_exact(v, mode).astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-4  # only exact ties may round differently
+
+
+def test_encoder_corrects_every_value_a_boundary_is_near():
+    """encode() compares against the exact code boundaries only where one is near (speed). It
+    must equal correcting every value, on the boundaries themselves and one float either side."""
+    from mf2.blur.crf import _GRID, _tables
+
+    rng = np.random.default_rng(1)
+    for mode in ("srgb", "gamma2.2", "linear"):
+        table, upper, lower, near = _tables(mode)
+        b = upper[:-1]
+        v = np.concatenate([b, np.nextafter(b, np.float32(0)), np.nextafter(b, np.float32(1)),
+                            rng.random(300_000, dtype=np.float32) ** 3, np.float32([-0.5, 0, 1, 1.5])])
+        idx = np.clip(v * np.float32(_GRID) + np.float32(0.5), 0, _GRID).astype(np.uint16)
+        every = table[idx].astype(np.int16)
+        every += v >= upper[every]
+        every -= v < lower[every]
+        assert np.array_equal(encode(v, mode), every.astype(np.uint8))
+        assert np.array_equal(encode(v.reshape(-1, 1, 1), mode).ravel(), every.astype(np.uint8))
+        assert near.mean() < 0.05  # the comparison is the exception
