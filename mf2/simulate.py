@@ -9,6 +9,8 @@ A failing video is recorded in failures.parquet and never stops the others.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mf2.pngs import encode_image
-from mf2.atomic import write_bytes_atomic, write_parquet_atomic
+from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
 from mf2.blur.kernels import SyntheticConfig
@@ -113,7 +116,7 @@ def simulate_config(values: dict[str, Any], landmarks: LandmarkConfig | None = N
 @dataclass
 class VideoResult:
     video_id: str
-    pairs: pa.Table | None = None
+    n_pairs: int = 0
     windows_face_lost: int = 0
     resumed: bool = False
     failure: dict | None = None
@@ -204,7 +207,7 @@ def simulate_video(
     part = read_cached(ppath, sha, cfg.params(), pairs=True)
     if part is not None:
         md = read_metadata(ppath)
-        return VideoResult(src.video_id, part, int(md.get("mf2.windows_face_lost", "0")), resumed=True,
+        return VideoResult(src.video_id, part.num_rows, int(md.get("mf2.windows_face_lost", "0")), resumed=True,
                            note=md.get("mf2.note"))
 
     stages.enter("landmarks")
@@ -213,16 +216,16 @@ def simulate_video(
     plans = plan_video(cfg, src, info, sha, cache, lm_table, progress, stages)
     plan = merge_plans(plans)
     stages.enter("render")
-    part = _render_part(src, out, cfg, info, sha, plans, progress).replace_schema_metadata(
-        metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
-                 windows_face_lost=str(plan.face_lost), plan=plan.info)
-    )
+    meta = metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
+                    windows_face_lost=str(plan.face_lost), plan=plan.info)
+    n = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress)
     ser0 = plan.series
-    note = None if part.num_rows or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
-    part = part.replace_schema_metadata({**part.schema.metadata, **({b"mf2.note": note.encode()} if note else {})})
-    stages.enter("write")
-    write_parquet_atomic(ppath, part)
-    return VideoResult(src.video_id, part, plan.face_lost, note=note)
+    note = None if n or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
+    if note:
+        stages.enter("write")
+        empty = PAIR_SCHEMA.empty_table().replace_schema_metadata({**meta, b"mf2.note": note.encode()})
+        write_parquet_atomic(ppath, empty)
+    return VideoResult(src.video_id, n, plan.face_lost, note=note)
 
 
 def _counted(frames: Iterator, progress: Callable[[int], None] | None) -> Iterator:
@@ -232,13 +235,51 @@ def _counted(frames: Iterator, progress: Callable[[int], None] | None) -> Iterat
         yield f
 
 
-def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str,
-                 plans: list[Plan], progress: Callable[[int], None] | None = None) -> pa.Table:
+_BATCH = 256  # pairs per row group of a part: a video's rows are never all in memory
+
+
+def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
+                 ppath: Path, meta: dict[bytes, bytes], progress: Callable[[int], None] | None = None) -> int:
     """One more streaming decode turns every planned window into a pair: both PNGs written,
-    one row each (the part, before its metadata)."""
+    then its row, streamed into the part file in batches (memory does not grow with the
+    number of pairs). The part appears (atomically) only once every PNG exists; returns the
+    number of pairs."""
+    n = 0
+    ppath.parent.mkdir(parents=True, exist_ok=True)
+    # The rows go to an anonymous file first (no name: a second run into this folder, which
+    # clears stale temporaries, cannot remove it), then into the part in one atomic write.
+    with tempfile.TemporaryFile(dir=ppath.parent) as buf:
+        with pq.ParquetWriter(buf, PAIR_SCHEMA.with_metadata(meta), compression="zstd") as writer:
+            rows: list[dict] = []
+            for row in _pair_rows(src, out, cfg, info, sha, plans, progress):
+                rows.append(row)
+                if len(rows) == _BATCH:
+                    writer.write_table(_rows_table(rows))
+                    n, rows = n + len(rows), []
+            if rows:
+                writer.write_table(_rows_table(rows))
+                n += len(rows)
+        buf.seek(0)
+
+        def copy(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                shutil.copyfileobj(buf, f)
+
+        write_atomic(ppath, copy)
+    return n
+
+
+def _rows_table(rows: list[dict]) -> pa.Table:
+    arrays = {k: (landmarks_column([r[k] for r in rows]) if k == "landmarks"
+                  else pa.array([r.get(k) for r in rows], PAIR_SCHEMA.field(k).type)) for k in PAIR_SCHEMA.names}
+    return pa.table(arrays, schema=PAIR_SCHEMA)
+
+
+def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
+               progress: Callable[[int], None] | None) -> Iterator[dict]:
+    """Each planned window rendered, its PNGs written, and its row."""
     extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
     windows = sorted((w for p in plans for w in p.windows), key=lambda w: (w.end, w.center))
-    rows: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     mode = get_mode(cfg.mode)
     params = params_json(cfg.params())
     with contextlib.closing(iter_frames(info)) as frames:
@@ -253,7 +294,7 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
             b_img, s_img = encode_image(blurry), encode_image(sharp)
             write_bytes_atomic(out / rel_b, b_img.png)
             write_bytes_atomic(out / rel_s, s_img.png)
-            row = {
+            yield {
                 "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
                 "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
                 "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
@@ -266,11 +307,6 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
                 "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
                 "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted", **extra,
             }
-            for k in PAIR_SCHEMA.names:
-                rows[k].append(row.get(k))
-    arrays = {k: (landmarks_column(v) if k == "landmarks" else pa.array(v, PAIR_SCHEMA.field(k).type))
-              for k, v in rows.items()}
-    return pa.table(arrays, schema=PAIR_SCHEMA)
 
 
 def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: np.ndarray, plan: Plan) -> str:

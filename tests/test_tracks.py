@@ -256,7 +256,7 @@ res = simulate_video(src, Path({str(tmp_path / 'o')!r}), SimulateConfig(mode='pr
 # VmHWM: this process image's peak. (ru_maxrss would also carry the peak of the pytest process
 # this one was forked from: Linux keeps it across exec.)
 hwm = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))
-print(res.pairs.num_rows, hwm)
+print(res.n_pairs, hwm)
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
