@@ -80,8 +80,11 @@ def _read(path: Path) -> np.ndarray:
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> float CxHxW in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    """uint8 HxWx3 -> float CxHxW in [-1, 1]. A read-only array (a decoded buffer, a flipped
+    view) is copied first: torch warns on non-writable memory, and ``.float()`` copies anyway."""
+    if not img.flags.writeable or not img.flags.c_contiguous:
+        img = np.array(img, order="C")
+    return torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
