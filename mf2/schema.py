@@ -262,6 +262,13 @@ def upgrade_pairs(table: pa.Table) -> pa.Table:
     return pa.table(arrays, schema=PAIR_SCHEMA.with_metadata(table.schema.metadata))
 
 
+def pair_table(rows: list[dict]) -> pa.Table:
+    """Pair rows (dicts by column name; a missing key is null) as a PAIR_SCHEMA table."""
+    arrays = {f.name: (landmarks_column([r.get("landmarks") for r in rows]) if f.name == "landmarks"
+                       else pa.array([r.get(f.name) for r in rows], f.type)) for f in PAIR_SCHEMA}
+    return pa.table(arrays, schema=PAIR_SCHEMA)
+
+
 def landmarks_column(values: list[np.ndarray | None]) -> pa.Array:
     """(68, 2) arrays (None: no face) as one Arrow column, built from one contiguous buffer:
     no per-point Python objects (a list per point costs ~8 KB a row, the largest transient

@@ -35,7 +35,7 @@ from mf2.params import SIMULATE, default, get_path
 from mf2.faces.select import LandmarkConfig
 from mf2.faces.series import FACE_CHOICES, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
-from mf2.schema import (PAIR_SCHEMA, landmarks_column, made_with, metadata, params_json, read_cached, read_metadata,
+from mf2.schema import (PAIR_SCHEMA, made_with, pair_table, metadata, params_json, read_cached, read_metadata,
                         try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
@@ -254,10 +254,10 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
             for row in _pair_rows(src, out, cfg, info, sha, plans, progress):
                 rows.append(row)
                 if len(rows) == _BATCH:
-                    writer.write_table(_rows_table(rows))
+                    writer.write_table(pair_table(rows))
                     n, rows = n + len(rows), []
             if rows:
-                writer.write_table(_rows_table(rows))
+                writer.write_table(pair_table(rows))
                 n += len(rows)
         buf.seek(0)
 
@@ -267,12 +267,6 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
 
         write_atomic(ppath, copy)
     return n
-
-
-def _rows_table(rows: list[dict]) -> pa.Table:
-    arrays = {k: (landmarks_column([r[k] for r in rows]) if k == "landmarks"
-                  else pa.array([r.get(k) for r in rows], PAIR_SCHEMA.field(k).type)) for k in PAIR_SCHEMA.names}
-    return pa.table(arrays, schema=PAIR_SCHEMA)
 
 
 def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow as pa
 
 from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic
@@ -23,7 +22,7 @@ from mf2.faces.crop import face_crop, resize_to
 from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
 from mf2.errors import InputError, UsageError
 from mf2.faces.pts import read_pts
-from mf2.schema import PAIR_SCHEMA, landmarks_column, params_json
+from mf2.schema import pair_table, params_json
 from mf2.share.dataset import pairs_metadata, write
 from mf2.sources import safe_id
 
@@ -114,9 +113,7 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
                          "kernel": kernel.ravel().tolist(), "noise_sigma": cfg.noise_sigma, "params": params})
     if not rows:
         raise UsageError(f"--stills {folder}: no usable annotated image ({'; '.join(skipped[:3])})")
-    arrays = {f.name: (landmarks_column([r["landmarks"] for r in rows]) if f.name == "landmarks"
-                       else pa.array([r.get(f.name) for r in rows], f.type)) for f in PAIR_SCHEMA}
-    table = pa.table(arrays, schema=PAIR_SCHEMA)
+    table = pair_table(rows)
     manifest = out / "pairs.parquet"
     write(manifest, table, pairs_metadata(table, cfg.params(), landmarks_source="manual",
                                           stills_folder=str(folder)))
