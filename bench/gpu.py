@@ -409,10 +409,10 @@ def cmd_landmarks(d: Path, runs: list[str], only: list[str], forward: tuple[int,
 def _loader_rate(manifest: str, cfg, batches: int = 60) -> float:
     from torch.utils.data import DataLoader
 
-    from mf2.train.data import PairDataset, split_pairs
+    from mf2.train.data import split_pairs, training_dataset
 
     train, _, _ = split_pairs([manifest], cfg.val_fraction, cfg.seed)
-    ds = PairDataset(train, cfg.image_size, augment=True, seed=cfg.seed, flip=cfg.flip, crop_jitter=cfg.crop_jitter)
+    ds = training_dataset(train, cfg)
     dl = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                     pin_memory=True, drop_last=True, persistent_workers=cfg.num_workers > 0)
     n, t = 0, None

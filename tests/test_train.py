@@ -376,3 +376,98 @@ def test_table_4_ablations_train_and_deblur(ablation, pairs_dir, tmp_path):
     crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
     out = model([crop])[0]
     assert out.shape == crop.shape and out.dtype == np.uint8
+
+
+def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model(pairs_dir, tmp_path):
+    """``cgan.residual`` (the small preset): G_bl's decoder corrects the hourglass's output
+    and G_s's corrects the sharp input, so a fresh cGAN returns the hourglass exactly and a
+    fresh G_s reconstructs perfectly. After training, `mf2 deblur` (which rebuilds the model
+    from model.pt) gives what the trainer's own prediction gives, so the base is applied the
+    same way on both sides; without it the two would differ by the whole base image."""
+    from mf2.train.config import PRESETS, load_config
+    from mf2.train.data import to_tensor, to_uint8
+    from mf2.train.deblur import Deblurrer
+    from mf2.train.trainer import Trainer, build_models
+
+    assert PRESETS["small"].cgan.residual and not PRESETS["paper"].cgan.residual
+    for name in ("small", "paper"):
+        cfg = PRESETS[name]
+        m = build_models(cfg)
+        for net in m.values():
+            net.eval()
+        x = torch.rand(2, 3, cfg.image_size, cfg.image_size) * 1.8 - 0.9
+        s = torch.rand_like(x) * 1.8 - 0.9
+        with torch.no_grad():
+            hg = m["hg"](x)[-1]
+            fake, _, rec, _ = m["gen"](x, hg, s)
+        if cfg.cgan.residual:
+            assert torch.allclose(fake, hg, atol=1e-5) and torch.allclose(rec, s, atol=1e-5)
+        else:  # the paper's decoder draws the image: a fresh one is nowhere near its input
+            assert (fake - hg).abs().mean() > 0.1
+    cfg_file = tmp_path / "res.yaml"
+    cfg_file.write_text("preset: tiny\nbatch_size: 4\ncgan:\n  residual: true\n")
+    run = tmp_path / "run"
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg_file), "--max-steps", "6", "--device", "cpu",
+                  "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
+    restored = Deblurrer(run / "model.pt", device="cpu")([crop])[0]
+    tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
+    tr.use("cgan")
+    state = torch.load(run / "checkpoints" / "cgan_last.pt", map_location="cpu", weights_only=True)
+    for k, net in tr.models.items():
+        net.load_state_dict(state["models"][k])
+    hg_out, fake = tr.predict(to_tensor(crop)[None])
+    assert np.abs(to_uint8(fake[0]).astype(int) - restored).max() <= 1
+    assert not np.array_equal(restored, to_uint8(hg_out[0]))  # six steps moved the cGAN off its base
+
+
+def test_appearance_augmentations_are_deterministic_and_keep_the_pair_aligned(pairs_dir):
+    """Identity pairs, tone jitter and rescaling (the small preset's answer to a few clips
+    teaching "sharpen every face") act on both images alike, are a function of (seed, epoch,
+    index) so resume stays exact, and leave a configuration without them exactly as before."""
+    from mf2.train.config import load_config
+    from mf2.train.data import PairDataset, split_pairs, training_dataset
+
+    train, _, _ = split_pairs([str(pairs_dir)], 0.0, 0)
+    train = train[:6]
+    plain = PairDataset(train, 64, True, 0, True, 0.0)
+    same = training_dataset(train, load_config("tiny", {"crop_jitter": 0.0}))  # every new option off
+    for i in range(len(train)):
+        a, b = plain[(3, i)], same[(3, i)]
+        assert torch.equal(a["blurry"], b["blurry"]) and torch.equal(a["sharp"], b["sharp"])
+    # identity: input = target, after every other augmentation too
+    ident = PairDataset(train, 64, True, 0, True, 0.0, identity_fraction=1.0, tone_jitter=0.3, rescale_prob=1.0)
+    for i in range(len(train)):
+        x = ident[(1, i)]
+        assert torch.equal(x["blurry"], x["sharp"])
+    # tone jitter: one affine map on both images, so each channel's difference only scales
+    tone = PairDataset(train, 64, True, 0, False, 0.0, tone_jitter=0.3)
+    ref = PairDataset(train, 64, False)
+    checked = 0
+    for i in range(len(train)):
+        x, r = tone[(2, i)], ref[i]
+        assert torch.equal(tone[(2, i)]["blurry"], x["blurry"])  # the same key draws the same jitter
+        assert not torch.allclose(x["sharp"], r["sharp"], atol=1e-3)
+        inside = (x["blurry"].abs() < 0.99) & (x["sharp"].abs() < 0.99)  # not clipped
+        d, d0 = x["blurry"] - x["sharp"], r["blurry"] - r["sharp"]
+        for c in range(3):
+            m = inside[c] & (d0[c].abs() > 0.02)
+            if m.sum() > 10:
+                g = d[c][m] / d0[c][m]
+                assert float(g.max() - g.min()) < 1e-3, "one gain per channel on both images"
+                checked += 1
+    assert checked > 0
+    # rescaling: both images lose the same fine detail; another epoch draws another factor
+    resc = PairDataset(train, 64, True, 0, False, 0.0, rescale_prob=1.0)
+
+    def detail(t):
+        return float((t[..., 1:] - t[..., :-1]).abs().mean())
+
+    x, r = resc[(0, 0)], ref[0]
+    assert detail(x["sharp"]) < detail(r["sharp"]) and detail(x["blurry"]) < detail(r["blurry"])
+    assert any(not torch.equal(resc[(e, 0)]["sharp"], x["sharp"]) for e in range(1, 4))
+    with pytest.raises(Exception, match="identity_fraction"):
+        load_config("tiny", {"identity_fraction": 1.5})
+    with pytest.raises(Exception, match="loss.hg_pixel"):
+        load_config("tiny", {"loss": {"hg_pixel": "l3"}})

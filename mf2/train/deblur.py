@@ -21,7 +21,7 @@ import torch
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
-from mf2.train.archs.cgan import Decoder, Encoder
+from mf2.train.archs.cgan import Decoder, Encoder, bl_base
 from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import config_from_dict
 from mf2.train.data import to_tensor, to_uint8
@@ -78,8 +78,9 @@ class Deblurrer:
             if self.stage == "hg":
                 y = hg
             else:
-                code, feats = self.enc(torch.cat([x, hg], dim=1) if self.cfg.cgan.condition_on_hg else x)
-                y = self.dec(code, feats).float()
+                cond = self.cfg.cgan.condition_on_hg
+                code, feats = self.enc(torch.cat([x, hg], dim=1) if cond else x)
+                y = self.dec(code, feats, bl_base(self.cfg.cgan.residual, x, hg if cond else None)).float()
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
 
 

@@ -26,7 +26,7 @@ from mf2.quality import psnr, ssim
 from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weights
 from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import TrainConfig
-from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, to_uint8
+from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, to_uint8, training_dataset
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, projection_loss
 
 STAGES = ("hg", "cgan")
@@ -75,6 +75,8 @@ def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
         m.apply(init_weights)
     if cfg.hourglass.stem == "newell":
         hg.zero_heads()
+    if cfg.cgan.residual:
+        gen.decoder.zero_last()
     return {"hg": hg, "gen": gen, "disc": disc}
 
 
@@ -132,7 +134,7 @@ class StageData:
             note += " (nothing held out: validation uses training pairs)"
         record = {"datasets": [dataset_record(m) for m in manifests], "n_train": len(train), "n_val": len(val),
                   "split": how}
-        return cls(PairDataset(train, cfg.image_size, True, cfg.seed, cfg.flip, cfg.crop_jitter),
+        return cls(training_dataset(train, cfg),
                    PairDataset(val or train[: cfg.batch_size], cfg.image_size, False), note, record)
 
 
@@ -403,7 +405,8 @@ class Trainer:
         hg = self._m("hg")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             outs = hg(blurry)
-            loss = sum(F.l1_loss(o.float(), sharp) for o in outs) / len(outs)
+            pixel = F.mse_loss if self.cfg.loss.hg_pixel == "l2" else F.l1_loss
+            loss = sum(pixel(o.float(), sharp) for o in outs) / len(outs)
         self.opt["hg"].zero_grad(set_to_none=True)
         loss.backward()
         self.opt["hg"].step()

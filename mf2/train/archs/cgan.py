@@ -90,7 +90,9 @@ class Decoder(nn.Module):
                                              nn.Conv2d(cfg.decoder[j - 1][1], cfg.decoder[j + 1][1], 1))
         self.proj = nn.ModuleDict(proj)
 
-    def forward(self, code: torch.Tensor, feats: dict[int, torch.Tensor]) -> torch.Tensor:
+    def forward(self, code: torch.Tensor, feats: dict[int, torch.Tensor],
+                base: torch.Tensor | None = None) -> torch.Tensor:
+        """The image; with ``base`` (residual configurations), ``base`` corrected in tanh space."""
         x = code
         pending: dict[int, torch.Tensor] = {}
         for j, layer in enumerate(self.layers, start=1):
@@ -101,7 +103,16 @@ class Decoder(nn.Module):
                 pending[j + 2] = self.proj[str(j)](x)
             if j in self.skips:
                 x = torch.cat([x, feats[self.skips[j]]], dim=1)
+        if base is not None:
+            x = x + torch.atanh(base.clamp(-0.999, 0.999))
         return torch.tanh(x)
+
+    def zero_last(self) -> None:
+        """A residual decoder starts by correcting nothing: its output is exactly its base."""
+        last = [m for m in self.layers[-1].modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
 
 
 class TwoPathwayGenerator(nn.Module):
@@ -111,6 +122,7 @@ class TwoPathwayGenerator(nn.Module):
     def __init__(self, cfg: CganConfig) -> None:
         super().__init__()
         self.condition_on_hg = cfg.condition_on_hg
+        self.residual = cfg.residual
         self.enc_bl = Encoder(cfg, in_ch=cfg.bl_channels)
         self.enc_s = Encoder(cfg, in_ch=3) if cfg.two_pathway else None
         self.decoder = Decoder(cfg)  # shared: one module, one set of weights, two pathways
@@ -127,11 +139,19 @@ class TwoPathwayGenerator(nn.Module):
     def forward_bl(self, blurry: torch.Tensor, hg_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([blurry, hg_out], dim=1) if self.condition_on_hg else blurry
         code, feats = self.enc_bl(x)
-        return self.decoder(code, feats), code
+        return self.decoder(code, feats, bl_base(self.residual, blurry, hg_out)), code
 
     def forward_s(self, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code, feats = self.enc_s(sharp)
-        return self.decoder(code, feats), code
+        return self.decoder(code, feats, sharp if self.residual else None), code
+
+
+def bl_base(residual: bool, blurry: torch.Tensor, hg_out: torch.Tensor | None) -> torch.Tensor | None:
+    """What a residual G_bl corrects: the hourglass's output, or the blurry input where the
+    cGAN is not conditioned on it (cGAN-noHG); None for the paper's decoder."""
+    if not residual:
+        return None
+    return hg_out if hg_out is not None else blurry
 
 
 class Discriminator(nn.Module):
@@ -169,4 +189,4 @@ def n_params(m: nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-__all__ = ["Discriminator", "Decoder", "Encoder", "TwoPathwayGenerator", "init_weights", "n_params"]
+__all__ = ["Discriminator", "Decoder", "Encoder", "TwoPathwayGenerator", "bl_base", "init_weights", "n_params"]
