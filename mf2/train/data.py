@@ -4,8 +4,9 @@ The split comes from the manifest's ``split`` column when `mf2 split` wrote one 
 trains; ``val``, or else ``test``, validates); otherwise videos are grouped by shared identity
 (as `mf2 split` does) and a hash of each group picks validation with ``val_fraction``, so no
 person is in both. Augmentation (a horizontal flip and a small random crop, the same for both
-images; optionally identity pairs, tone jitter and rescaling, see ``PairDataset._appearance``) is drawn from a generator seeded by (seed, epoch, index): the order and the crops of a
-run are identical whatever the number of loader workers, which makes resume exact.
+images; optionally identity pairs, tone jitter and rescaling, see ``PairDataset._appearance``)
+is drawn from a generator seeded by (seed, epoch, index): the order and the crops of a run are
+identical whatever the number of loader workers, which makes resume exact.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from mf2.errors import UsageError
@@ -157,8 +159,6 @@ class PairDataset(Dataset):
             offset, mid = float(rng.uniform(-t / 3, t / 3)), s.mean()
             b, s = (((x - mid) * gain + mid + offset).clamp(-1.0, 1.0) for x in (b, s))
         if self.rescale_prob > 0 and rng.random() < self.rescale_prob:
-            import torch.nn.functional as F
-
             side = s.shape[-1]
             small = max(8, int(round(side * rng.uniform(self.rescale_min, 0.9))))
             pair = F.interpolate(torch.stack([b, s]), size=(small, small), mode="area")

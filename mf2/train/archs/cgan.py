@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mf2.train.archs.space import atanh_base
 from mf2.train.config import CganConfig
 
 
@@ -104,7 +105,7 @@ class Decoder(nn.Module):
             if j in self.skips:
                 x = torch.cat([x, feats[self.skips[j]]], dim=1)
         if base is not None:
-            x = x + torch.atanh(base.clamp(-0.999, 0.999))
+            x = x + atanh_base(base)
         return torch.tanh(x)
 
     def zero_last(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mf2.train.archs.space import atanh_base
 from mf2.train.config import HourglassConfig
 
 STEMS = ("newell", "full")
@@ -110,7 +111,7 @@ class StackedHourglass(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         y = self.stem(x)
         fine = self.fine(x) if self.stem_kind == "newell" else None
-        base = torch.atanh(x.clamp(-0.999, 0.999))
+        base = atanh_base(x)
         outs = []
         for i, hg in enumerate(self.hgs):
             f = self.feats[i](hg(y))
