@@ -406,12 +406,12 @@ def cmd_landmarks(d: Path, runs: list[str], only: list[str], forward: tuple[int,
 
 
 # -- train (GPU) ------------------------------------------------------------------------------
-def _loader_rate(manifest: str, cfg, batches: int = 60) -> float:
+def _loader_rate(manifest: list[str], cfg, batches: int = 60) -> float:
     from torch.utils.data import DataLoader
 
     from mf2.train.data import split_pairs, training_dataset
 
-    train, _, _ = split_pairs([manifest], cfg.val_fraction, cfg.seed)
+    train, _, _ = split_pairs(manifest, cfg.val_fraction, cfg.seed)
     ds = training_dataset(train, cfg)
     dl = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                     pin_memory=True, drop_last=True, persistent_workers=cfg.num_workers > 0)
@@ -435,7 +435,7 @@ def _configured(preset: str, workers: int, hg_steps: int, cgan_steps: int):
                    cgan_stage=replace(cfg.cgan_stage, epochs=0, max_steps=cgan_steps))
 
 
-def _throughput(preset: str, manifest: str, out: Path, workers: int, batch: int, seconds: float) -> dict:
+def _throughput(preset: str, manifest: list[str], out: Path, workers: int, batch: int, seconds: float) -> dict:
     """Steady-state steps of each stage, fed by the trainer's own loader (no validation, no
     checkpoints), then the same steps on one batch held on the GPU: if the two rates agree, the
     loader is not what limits training."""
@@ -444,7 +444,7 @@ def _throughput(preset: str, manifest: str, out: Path, workers: int, batch: int,
     from mf2.train.trainer import Trainer
 
     cfg = replace(_configured(preset, workers, 10**6, 10**6), batch_size=batch)
-    tr = Trainer(cfg, [manifest], out, "auto", None, False, None)
+    tr = Trainer(cfg, manifest, out, "auto", None, False, None)
     res = {"batch_size": batch}
     for stage in ("hg", "cgan"):
         tr.use(stage)
@@ -487,7 +487,7 @@ def _throughput(preset: str, manifest: str, out: Path, workers: int, batch: int,
     return res
 
 
-def _train_preset(preset: str, manifest: str, out: Path, budget: float, workers: int, speed_s: float,
+def _train_preset(preset: str, manifest: list[str], out: Path, budget: float, workers: int, speed_s: float,
                   min_steps: int) -> dict:
     import torch
 
@@ -500,7 +500,7 @@ def _train_preset(preset: str, manifest: str, out: Path, budget: float, workers:
         torch.cuda.reset_peak_memory_stats()
     with GpuSampler() as gpu:
         t = time.perf_counter()
-        res = train([manifest], out / preset, _configured(preset, workers, steps["hg"], steps["cgan"]),
+        res = train(manifest, out / preset, _configured(preset, workers, steps["hg"], steps["cgan"]),
                     show_progress=False)
         wall = time.perf_counter() - t
     return {"steps": steps, "wall_s": round(wall, 1), "peak_gpu_mb": _peak_mb(),
@@ -524,8 +524,10 @@ def _score(test: Path, runs: dict, limit: int, grid: Path) -> dict:
     outs = {"Blurred": [b for b, _ in pairs]}
     for name, m in models.items():
         outs[name] = [y for i in range(0, len(pairs), 32) for y in m([b for b, _ in pairs[i:i + 32]])]
-    table = {name: {"psnr": round(statistics.fmean(psnr(y, s) for y, (_, s) in zip(ys, pairs)), 2),
-                    "ssim": round(statistics.fmean(ssim(y, s) for y, (_, s) in zip(ys, pairs)), 4)}
+    scores = {name: [psnr(y, s) for y, (_, s) in zip(ys, pairs)] for name, ys in outs.items()}
+    table = {name: {"psnr": round(statistics.fmean(scores[name]), 2),
+                    "ssim": round(statistics.fmean(ssim(y, s) for y, (_, s) in zip(ys, pairs)), 4),
+                    **({"by_motion": _by_motion(scores["Blurred"], scores[name])} if name != "Blurred" else {})}
              for name, ys in outs.items()}
     pick = sorted(range(len(pairs)), key=lambda i: psnr(*pairs[i]))[:: max(1, len(pairs) // 6)][:6]
     lines = [np.concatenate([outs[n][i] for n in outs] + [pairs[i][1]], axis=1) for i in pick]
@@ -538,7 +540,44 @@ def _score(test: Path, runs: dict, limit: int, grid: Path) -> dict:
     return {"n_pairs": len(pairs), "table": table}
 
 
-def cmd_train(train_dir: Path, test_dir: Path, out: Path, budget: float, workers: int, limit: int,
+def cmd_pack(sources: list[str], out: Path, max_mb: float) -> dict:
+    """Here: an evenly spaced subset of each pair dataset (``NAME=DIR``) as a dataset of its own
+    under ``out/NAME`` (manifest rows and PNGs), together at most ``max_mb``: what a GPU
+    machine, which gets the checkout but not ../shared, can be sent."""
+    import pyarrow.parquet as pq
+
+    budget = max_mb * 2**20 / len(sources)
+    report = {}
+    for spec in sources:
+        name, _, src = spec.partition("=")
+        src = Path(src)
+        t = pq.read_table(src / "pairs.parquet")
+        paths = list(zip(t["blurry_path"].to_pylist(), t["sharp_path"].to_pylist()))
+        per_pair = statistics.fmean((src / b).stat().st_size + (src / s).stat().st_size
+                                    for b, s in paths[:: max(1, len(paths) // 50)])
+        step = max(1, math.ceil(len(paths) * per_pair / budget))
+        keep = list(range(0, len(paths), step))
+        dst = out / name
+        for i in keep:
+            for rel in paths[i]:
+                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, dst / rel)
+        pq.write_table(t.take(keep), dst / "pairs.parquet")
+        report[name] = {"from": str(src), "pairs": len(keep), "of": len(paths), "every": step}
+    return report
+
+
+def _by_motion(blurred: list[float], restored: list[float], static_db: float = 38.0) -> dict:
+    """Mean PSNR gain over Blurred on pairs that moved (Blurred below ``static_db``) and on those
+    that barely did, as bench/restore.py splits them."""
+    out: dict = {}
+    for b, y in zip(blurred, restored):
+        if math.isfinite(b) and math.isfinite(y):
+            out.setdefault("moving" if b < static_db else "static", []).append(y - b)
+    return {k: {"n": len(v), "d_psnr": round(statistics.fmean(v), 3)} for k, v in sorted(out.items())}
+
+
+def cmd_train(train_dir: list[Path], test_dir: list[Path], out: Path, budget: float, workers: int, limit: int,
               grid: Path, presets: list[str], speed_s: float = 12.0, min_steps: int = 50) -> dict:
     import torch
 
@@ -547,13 +586,16 @@ def cmd_train(train_dir: Path, test_dir: Path, out: Path, budget: float, workers
               "loader_images_per_s": {}, "runs": {}}
     for preset in presets:
         cfg = _configured(preset, workers, 1, 1)
-        report["loader_images_per_s"][preset] = round(_loader_rate(str(train_dir), cfg), 1)
-        report["runs"][preset] = _train_preset(preset, str(train_dir), out, budget, workers, speed_s, min_steps)
+        report["loader_images_per_s"][preset] = round(_loader_rate([str(t) for t in train_dir], cfg), 1)
+        report["runs"][preset] = _train_preset(preset, [str(t) for t in train_dir], out, budget, workers, speed_s,
+                                               min_steps)
         print(json.dumps({preset: report["runs"][preset]}), file=sys.stderr, flush=True)
     if "paper" in presets and torch.cuda.is_available():  # the GPU's batch: four times the preset's
-        report["paper_batch64"] = _throughput("paper", str(train_dir), out / "paper-b64", workers, 64, speed_s)
+        report["paper_batch64"] = _throughput("paper", [str(t) for t in train_dir], out / "paper-b64", workers, 64,
+                                              speed_s)
         print(json.dumps({"paper_batch64": report["paper_batch64"]}), file=sys.stderr, flush=True)
-    report["test"] = _score(test_dir, report["runs"], limit, grid)
+    report["test"] = {t.name: _score(t, report["runs"], limit, grid.with_name(f"{grid.stem}_{t.name}{grid.suffix}"))
+                      for t in test_dir}
     return report
 
 
@@ -569,9 +611,13 @@ def main() -> None:
                    help="stage runs: eager|graph:BATCH[xPROCESSES], comma-separated")
     p.add_argument("--forward", default="1,8,32,64,128", help="batch sizes for FAN's forward pass alone")
     p.add_argument("--clips", default="", help="only these clip stems (comma-separated; default: all)")
+    p = sub.add_parser("pack")
+    p.add_argument("sources", nargs="+", help="NAME=DATASET_DIR, each packed to OUT/NAME")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--max-mb", type=float, default=48.0)
     p = sub.add_parser("train")
-    p.add_argument("--train", type=Path, required=True)
-    p.add_argument("--test", type=Path, required=True)
+    p.add_argument("--train", type=Path, required=True, action="append", help="training pairs (repeatable)")
+    p.add_argument("--test", type=Path, required=True, action="append", help="test pairs (repeatable)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--budget", type=float, default=60.0, help="seconds of training per stage and preset")
     p.add_argument("--workers", type=int, default=8)
@@ -584,11 +630,13 @@ def main() -> None:
     report = {"bench": f"gpu-{a.cmd}", "python": platform.python_version()}
     if a.cmd == "prepare":
         report.update(cmd_prepare(a.dir.resolve(), a.videos))
+    elif a.cmd == "pack":
+        report.update(cmd_pack(a.sources, a.out.resolve(), a.max_mb))
     elif a.cmd == "landmarks":
         report.update(cmd_landmarks(a.dir.resolve(), a.runs.split(","),
                                     [c for c in a.clips.split(",") if c], tuple(int(b) for b in a.forward.split(","))))
     else:
-        report.update(cmd_train(a.train.resolve(), a.test.resolve(), a.out.resolve(), a.budget, a.workers,
+        report.update(cmd_train([t.resolve() for t in a.train], [t.resolve() for t in a.test], a.out.resolve(), a.budget, a.workers,
                                 a.limit, a.grid, a.presets.split(","), a.speed_seconds, a.min_steps))
     json.dump(report, sys.stdout, indent=2)
     print()

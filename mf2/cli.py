@@ -191,16 +191,18 @@ def _echo_err(line: str) -> None:
     click.echo(line, err=True)
 
 
-def _simulate(videos: str, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
-              retry_failed: bool = False, replace: bool = False, fps: float | None = None, filters=None):
+def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
+              retry_failed: bool = False, replace: bool = False, fps: float | None = None, filters=None,
+              images: str | None = None):
     from mf2.faces.select import check_backend
     from mf2.pipeline.runner import default_workers, make_runner
     from mf2.pipeline.execute import run_simulate
-    from mf2.sources import resolve_videos
+    from mf2.sources import gather_sources
     from mf2.video import require_ffmpeg
 
-    require_ffmpeg()
-    sources = resolve_videos(videos, fps)
+    if videos is not None:
+        require_ffmpeg()
+    sources = gather_sources(videos, images, fps, cfg.mode)
     out = str(check_writable_dir(Path(out)))
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers
@@ -264,9 +266,12 @@ def _report_videos(summary, prefix: str = "") -> None:
 
 
 @cli.command()
-@click.option("--videos", required=True, type=AbsPath(),
+@click.option("--videos", type=AbsPath(), default=None,
               help="A video file, a folder of numbered frames, or a folder of videos (or of one video per "
                    "subfolder, as 300VW's NNN/vid.avi with NNN/annot/*.pts).")
+@click.option("--images", type=AbsPath(), default=None,
+              help="Face photos (--mode synthetic): a folder searched recursively (NAME/x.jpg: NAME is the "
+                   "identity), one photo, or a CSV with path and identity columns. Each photo is its own source.")
 @_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
 @_options(SIMULATE)
@@ -280,7 +285,8 @@ def _report_videos(summary, prefix: str = "") -> None:
 @click.option("--replace", is_flag=True,
               help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
 @_script_options
-def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params) -> None:
+def simulate(videos, images, fps, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict,
+             **params) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures.
 
     \b
@@ -288,6 +294,7 @@ def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, 
       mf2 simulate --videos clips/ --mode pravg --L 7 --out runs/pravg7
       mf2 simulate --videos DATA/fetch.parquet --mode vla --direction both --out runs/vla
       mf2 simulate --videos clip.mp4 --mode synthetic --seed 0 --out-size 128 --out runs/syn --json --strict
+      mf2 simulate --images stills/ --mode synthetic --out runs/photos
     """
     from mf2.simulate import simulate_config
 
@@ -297,7 +304,7 @@ def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, 
     cfg = simulate_config(params, _landmark_config(params))
     cfg.validate()
     summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, _retry(retry_failed), replace, fps,
-                        filters)
+                        filters, images)
     _finish(summary.to_json(), summary.problems(), as_json, strict)
 
 
@@ -307,6 +314,9 @@ def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, 
               help="Video manifest CSV (or a built-in name): fetch the videos first (into OUT/data).")
 @click.option("--videos", type=AbsPath(), default=None,
               help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
+@click.option("--images", type=AbsPath(), default=None,
+              help="Face photos for the recipe's photo jobs (inputs: photos): a folder (NAME/x.jpg: NAME is the "
+                   "identity), one photo, or a CSV with path and identity columns.")
 @_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -320,8 +330,8 @@ def simulate(videos, fps, out, contact_sheet, workers, scheduler, retry_failed, 
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_options(DASK, override=True)
 @_script_options
-def run_cmd(recipe, manifest, videos, fps, out, sets, retry_failed, replace, cookies, workers, scheduler, as_json, strict,
-            **params) -> None:
+def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, replace, cookies, workers, scheduler,
+            as_json, strict, **params) -> None:
     """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
 
     RECIPE is a YAML file or a built-in name (2mf2, paper-tests, pravg, synthetic; mf2 recipes lists them).
@@ -330,6 +340,7 @@ def run_cmd(recipe, manifest, videos, fps, out, sets, retry_failed, replace, coo
     Examples:
       mf2 run 2mf2 --videos clips/ --out runs/2mf2
       mf2 run pipelines/pravg.yaml --manifest sample --out runs/pravg --set jobs.0.L=9
+      mf2 run deblur-model --videos clips/ --images photos/ --out runs/model   # pairs, then RUN/model.pt
     """
     from mf2.faces.select import check_backend
     from mf2.pipeline.recipe import load_recipe
@@ -351,14 +362,16 @@ def run_cmd(recipe, manifest, videos, fps, out, sets, retry_failed, replace, coo
     n = default_workers() if rec.dask.workers is None else rec.dask.workers
     with make_runner(n, rec.dask.scheduler, gpu, _echo_err) as runner:
         summary = run_pipeline(rec, Path(out), runner, manifest, videos, _retry(retry_failed), cookies, echo=_echo_err,
-                               replace=replace, fps=fps)
+                               replace=replace, fps=fps, images=images)
     for name, s in summary.jobs.items():
         _report_videos(s, f"{name}: ")
         click.echo(f"{name}: {s.line()}", err=True)
     for s in summary.jobs.values():
         _stop_on_environment(s)
     rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
-    click.echo(f"mf2 run {rec.name}: {summary.n_videos} videos in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
+    if summary.training:
+        click.echo(f"train: model -> {summary.training['model']}", err=True)
+    click.echo(f"mf2 run {rec.name}: {summary.n_videos} sources in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
                err=True)
     _finish(summary.to_json(), [f"{name}: {p}" for name, s in summary.jobs.items() for p in s.problems()],
             as_json, strict)
@@ -703,8 +716,12 @@ def _old_pairs_option(f):
 @click.option("--restart-cgan", is_flag=True,
               help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
                    "(the old cGAN checkpoint is kept).")
+@click.option("--threads", type=int, default=None,
+              help="torch's CPU threads (default: the cores this process may use, less those other processes "
+                   "keep busy).")
 @click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
-def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, as_json) -> None:
+def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, threads,
+          as_json) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
 
     DATASETS are pair datasets (folders or pairs.parquet), any mode. They train the cGAN, and the
@@ -728,14 +745,15 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device,
                         echo=_echo_err if main_rank else (lambda line: None), restart_cgan=restart_cgan,
-                        hg_manifests=list(hg_pairs) or None)
+                        hg_manifests=list(hg_pairs) or None, threads=threads)
     if not main_rank:
         return
     for st, r in results.items():
         val = ", ".join(f"{k} {v:.4f}" for k, v in r.val.items())
         click.echo(f"{st}: {r.steps} steps, {r.images_per_s:.1f} images/s; val {val}", err=True)
-    if "cgan" in results:
-        click.echo(f"mf2 train: model -> {Path(out) / 'model.pt'}", err=True)
+    if results:
+        holds = "hourglass + cGAN" if "cgan" in results else "the hourglass alone"
+        click.echo(f"mf2 train: model ({holds}) -> {Path(out) / 'model.pt'}", err=True)
     if as_json:
         click.echo((Path(out) / "train_summary.json").read_text())
 
@@ -765,6 +783,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
     require_ffmpeg()
     check_writable_dir(Path(out))
     r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device, reference)
+    click.echo(f"mf2 deblur: {r.model}", err=True)
     for line in r.skipped:
         click.echo(f"skipped: {line}", err=True)
     for video, t in r.traces.items():

@@ -20,7 +20,7 @@ from mf2 import __version__
 from mf2.errors import InputError
 from mf2.params import upgrade_params
 
-SCHEMA_VERSION = "1.6"
+SCHEMA_VERSION = "1.7"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
@@ -32,6 +32,7 @@ SCHEMA_HISTORY = {
            "mf2.params.upgrade_params",
     "1.5": "pairs: landmarks_source (manual: a human annotation of the sharp frame; fitted: the localiser's)",
     "1.6": "pairs: blurry_rgb_sha256 and sharp_rgb_sha256, the hashes of the pixels (PNG encoders may differ)",
+    "1.7": "pairs: source_kind (video or photo) and face_px (the face's size in source pixels)",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -110,6 +111,11 @@ PAIR_SCHEMA = pa.schema(
         # whatever PNG encoder wrote the file; null before 1.6 (mf2.pngs)
         ("blurry_rgb_sha256", pa.string()),
         ("sharp_rgb_sha256", pa.string()),
+        # what the pair was cut from: "video" (frames of a video) or "photo" (`--images`: a
+        # still, its own source); and the face's size there, the larger side of the sharp
+        # frame's 68-point extent in source pixels (an output larger than it was upsampled)
+        ("source_kind", pa.string()),
+        ("face_px", pa.float32()),
     ]
 )
 

@@ -39,6 +39,7 @@ from mf2.schema import (PAIR_SCHEMA, made_with, pair_table, metadata, params_jso
                         try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, iter_frames, probe
+from mf2.video.frames import PHOTO_CODEC
 
 
 
@@ -276,6 +277,7 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
     windows = sorted((w for p in plans for w in p.windows), key=lambda w: (w.end, w.center))
     mode = get_mode(cfg.mode)
     params = params_json(cfg.params())
+    kind = "photo" if info.codec == PHOTO_CODEC else "video"
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(_counted(frames, progress), windows, cfg.crf, cfg.out_size):
             extra, ser = extra_of[id(w)]
@@ -299,8 +301,14 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
                 "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
                 "crf": cfg.crf, "fps": float(info.fps), "params": params,
                 "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
-                "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted", **extra,
+                "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
+                "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **extra,
             }
+
+
+def face_px(landmarks: np.ndarray) -> float:
+    """The face's size in source pixels: the larger side of its 68-point extent."""
+    return float(np.max(np.nanmax(landmarks, axis=0) - np.nanmin(landmarks, axis=0)))
 
 
 def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: np.ndarray, plan: Plan) -> str:

@@ -94,6 +94,101 @@ def frame_files(folder: Path) -> list[Path]:
     return [f for _, f in numbered]
 
 
+def is_photo(path: Path) -> bool:
+    """A file that mf2 reads as a photo (by its extension, as videos are)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _photo_files(root: Path) -> list[Path]:
+    """Every photo under ``root``, in a stable order; hidden files and folders and mf2
+    datasets (folders with pairs.parquet) are skipped, and links to folders are not followed
+    (no loops, no photo twice)."""
+    import os
+
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(folder) / d / "pairs.parquet").exists())
+        found += [Path(folder) / f for f in sorted(files) if not f.startswith(".") and is_photo(Path(f))]
+    return found
+
+
+def _photo_manifest(csv_path: Path) -> list[tuple[Path, str | None]]:
+    """(photo, identity) rows of a CSV with a ``path`` column (relative to the CSV) and an
+    optional ``identity`` column."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "path" not in (reader.fieldnames or []):
+            raise UsageError(f"{csv_path}: a photo manifest needs a 'path' column (and optionally 'identity')")
+        rows = []
+        for i, r in enumerate(reader, start=2):
+            rel = (r.get("path") or "").strip()
+            if not rel:
+                raise UsageError(f"{csv_path}: line {i}: empty path")
+            p = Path(rel) if Path(rel).is_absolute() else csv_path.parent / rel
+            rows.append((p, (r.get("identity") or "").strip() or None))
+    return rows
+
+
+def resolve_images(path: str | Path) -> list[VideoSource]:
+    """Photos as sources, one source per photo (never the frames of one video, whatever the
+    names): a photo, a folder searched recursively, or a CSV manifest (``path``, ``identity``).
+    Who is in a photo: the manifest's ``identity``, else the folder holding it (``NAME/x.jpg``;
+    CelebA-style ``id00042/``), else unknown. Ids are the path below the folder, made safe."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        rows = _photo_manifest(p)
+        root = p.parent
+    elif p.is_file():
+        if not is_photo(p):
+            raise UsageError(f"--images {p}: not a photo ({', '.join(sorted(IMAGE_EXTENSIONS))}) nor a CSV manifest")
+        rows, root = [(p, None)], p.parent
+    elif p.is_dir():
+        rows = [(f, f.parent.name if f.parent != p else None) for f in _photo_files(p)]
+        root = p
+        if not rows:
+            raise UsageError(f"--images {p}: no photos ({', '.join(sorted(IMAGE_EXTENSIONS))}) in this folder")
+    else:
+        raise UsageError(f"--images {p}: no such file or folder")
+    sources: list[VideoSource] = []
+    seen: set[str] = set()
+    for f, identity in rows:
+        try:
+            rel = f.resolve().relative_to(root.resolve()).with_suffix("")
+            name = "_".join(rel.parts)
+        except ValueError:
+            name = f.stem
+        vid = safe_id(name)
+        if vid in seen:
+            vid = safe_id(f"{name}_{hashlib.sha1(str(f).encode()).hexdigest()[:8]}")
+        seen.add(vid)
+        sources.append(VideoSource(vid, f, identity=identity))
+    return sources
+
+
+# Modes that blur one frame alone; the others average frames, which a photo does not have.
+PHOTO_MODES = ("synthetic",)
+
+
+def gather_sources(videos: str | Path | None, images: str | Path | None, fps: float | None = None,
+                   mode: str | None = None) -> list[VideoSource]:
+    """The sources of one run: ``--videos`` and ``--images`` together (at least one). A photo
+    id equal to a video id is refused: both would write the same files."""
+    if videos is None and images is None:
+        raise UsageError("give --videos PATH, --images PATH, or both")
+    if images is not None and mode is not None and mode not in PHOTO_MODES:
+        raise UsageError(f"--images: photos are single frames; --mode {mode} averages frames of a video "
+                         f"(photos take --mode {' or '.join(PHOTO_MODES)})")
+    sources = resolve_videos(videos, fps) if videos is not None else []
+    photos = resolve_images(images) if images is not None else []
+    clash = sorted({s.video_id for s in sources} & {p.video_id for p in photos})
+    if clash:
+        raise UsageError(f"--images {images}: photo id {clash[0]!r} is also a video id in --videos {videos}; "
+                         f"rename one of them")
+    return sources + photos
+
+
 def frame_number(path: Path) -> int | None:
     m = _LAST_NUMBER.search(path.stem)
     return int(m.group(1)) if m else None

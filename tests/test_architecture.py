@@ -188,7 +188,7 @@ def test_each_simulate_parameter_is_declared_once() -> None:
         assert p.key in options and options[p.key].default == p.default, p.key
         assert p.flag.split("/")[0] in options[p.key].opts, p.key
         assert JOB_KEYS[p.key] == ((p.type,), p.default)
-    assert set(JOB_KEYS) == {"name"} | {p.key for p in SIMULATE}
+    assert set(JOB_KEYS) == {"name", "inputs"} | {p.key for p in SIMULATE}  # inputs: videos or photos
     assert simulate_config({"margin": 0.5}).flow.margin == 0.5  # one margin, not two
     assert SimulateConfig(margin=0.5).flow.margin == 0.5  # even when built by hand
 

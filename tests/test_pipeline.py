@@ -237,7 +237,31 @@ def test_every_shipped_recipe_is_valid():
     assert names == {"2mf2.yaml": ["vla"], "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
                      "synthetic.yaml": ["synthetic_k31"],
                      "paper-tests.yaml": [f"pravg_L{L}_s{L}" for L in (7, 9, 11, 15, 21)]
-                     + ["vla", "synthetic_k31"]}
+                     + ["vla", "synthetic_k31"], "deblur-model.yaml": ["pravg7", "photos"],
+                     "paper-model.yaml": ["vla", "photos"]}
+    model = load_recipe(REPO / "pipelines" / "deblur-model.yaml")
+    assert [j.inputs for j in model.jobs] == ["videos", "photos"]
+    assert model.train is not None and model.train.pairs == ("pravg7", "photos") and model.train.config == "small"
+
+
+@pytest.mark.parametrize("train, needle", [
+    ("train: {pairs: [nojob]}", "train.pairs[0]: 'nojob' is not a job"),
+    ("train: {config: small}", "train.pairs: name the job"),
+    ("train: {pairs: [a], device: tpu}", "train.device"),
+    ("train: {pairs: [a], epochs: 3}", "train.epochs: unknown key"),
+])
+def test_recipe_train_step_errors_name_the_key(tmp_path, train, needle):
+    from mf2.errors import UsageError
+    from mf2.pipeline.recipe import load_recipe
+
+    p = tmp_path / "r.yaml"
+    p.write_text(f"name: r\njobs:\n  - {{name: a, mode: pravg}}\n  - {{name: b, mode: pravg, inputs: photos}}\n{train}\n")
+    with pytest.raises(UsageError, match="photos are single frames"):
+        load_recipe(p)
+    p.write_text(f"name: r\njobs:\n  - {{name: a, mode: pravg}}\n{train}\n")
+    with pytest.raises(UsageError) as e:
+        load_recipe(p)
+    assert needle in str(e.value) and str(p) in str(e.value)
 
 
 def test_paper_test_sets_do_not_overlap(clips, tmp_path):

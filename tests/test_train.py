@@ -264,7 +264,7 @@ def test_two_process_ddp_training_on_cpu(pairs_dir, tmp_path):
                           "-m", "mf2", "train", str(pairs_dir), "--config", "tiny", "--max-steps", "4",
                           "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert res.stderr.count("mf2 train: model ->") == 1  # one report, from rank 0
+    assert res.stderr.count("mf2 train: model (") == 1  # one report, from rank 0
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 4 and summary["cgan"]["steps"] == 4
     assert (out / "model.pt").is_file()
@@ -471,3 +471,34 @@ def test_appearance_augmentations_are_deterministic_and_keep_the_pair_aligned(pa
         load_config("tiny", {"identity_fraction": 1.5})
     with pytest.raises(Exception, match="loss.hg_pixel"):
         load_config("tiny", {"loss": {"hg_pixel": "l3"}})
+
+
+def test_dead_zone_keeps_small_changes_out_at_prediction_time_only():
+    """A change under the zone's width leaves the pixel exactly as it was (a sharp face comes
+    out unchanged); a larger one is kept less the width; training sees the raw output."""
+    import torch
+
+    from mf2.train.archs.space import dead_zone
+    from mf2.train.config import load_config
+    from mf2.train.trainer import build_models
+
+    x = torch.zeros(1, 3, 4, 4)
+    y = x.clone()
+    y[..., 0, 0], y[..., 0, 1] = 1.5 / 127.5, 5.0 / 127.5
+    out = dead_zone(x, y, 2.0, training=False)
+    assert out[..., 0, 0].abs().max() == 0
+    assert torch.allclose(out[..., 0, 1], torch.full_like(out[..., 0, 1], 3.0 / 127.5))
+    assert torch.equal(dead_zone(x, y, 2.0, training=True), y)
+    assert torch.equal(dead_zone(x, y, 0.0, training=False), y)
+    cfg = load_config("tiny", {"hourglass": {"dead_zone": 3.0}})
+    hg = build_models(cfg)["hg"]
+    for p in hg.heads.parameters():  # a head that moves every pixel by about 1 code value
+        torch.nn.init.constant_(p, 0.0)
+    hg.heads[-1].out[0].bias.data.fill_(0.02)
+    img = torch.rand(2, 3, 64, 64) * 1.6 - 0.8
+    hg.eval()
+    assert torch.equal(hg(img)[-1], img)
+    hg.train()
+    assert not torch.equal(hg(img)[-1], img)
+    with pytest.raises(Exception, match="dead_zone"):
+        load_config("tiny", {"cgan": {"dead_zone": -1}})

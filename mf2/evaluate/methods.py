@@ -27,10 +27,10 @@ class Method:
     name: str
     kind: str  # blurred | oracle | folder | checkpoint
     folder: Path | None = None  # folder: the restored images; checkpoint: the model file
-    stage: str = "cgan"  # checkpoint: the whole model, or "hg": its hourglass alone
+    stage: str | None = None  # checkpoint: "hg" its hourglass alone, "cgan" both, None the last it holds
 
 
-def parse_checkpoint(spec: str, stage: str = "cgan") -> Method:
+def parse_checkpoint(spec: str, stage: str | None = None) -> Method:
     """[NAME=]RUN/model.pt: an mf2 model restores each blurry crop in this process; with
     ``stage="hg"`` its hourglass alone does (default name RUN-HG)."""
     name, sep, path = spec.rpartition("=")

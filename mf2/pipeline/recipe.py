@@ -36,12 +36,17 @@ def _spec(table: tuple[Param, ...] | list[Param]) -> Spec:
     return {p.key: ((p.type,) if p.default is not None else (p.type, _OPT), p.default) for p in table}
 
 
-# Job keys are `mf2 simulate`'s options (mf2.params), plus a name.
-JOB_KEYS: Spec = {"name": ((str, _OPT), None), **_spec(SIMULATE)}
+# Job keys are `mf2 simulate`'s options (mf2.params), plus a name and the inputs the job blurs:
+# the run's videos, or its photos (`--images`; single frames, so synthetic jobs only).
+JOB_KEYS: Spec = {"name": ((str, _OPT), None), "inputs": ((str,), "videos"), **_spec(SIMULATE)}
+INPUTS = ("videos", "photos")
+# A recipe's optional training step, after its jobs: a model from their pairs (mf2 train).
+TRAIN_KEYS: Spec = {"config": ((str,), "small"), "pairs": ((list,), None), "hg_pairs": ((list, _OPT), None),
+                    "device": ((str,), "auto")}
 SECTIONS: dict[str, Spec] = {"landmarks": _spec(LANDMARKS), "fetch": _spec(FETCH), "filters": _spec(FILTERS),
                              "dask": _spec(DASK)}
 TOP_KEYS = {"name": ((str,), "run"), "description": ((str, _OPT), None), "defaults": None, "jobs": None,
-            **{k: None for k in SECTIONS}}
+            "train": None, **{k: None for k in SECTIONS}}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", _OPT: "null"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -56,6 +61,22 @@ class DaskConfig:
 class RecipeJob:
     name: str  # the job's folder under the run's --out
     cfg: SimulateConfig
+    inputs: str = "videos"  # or "photos" (--images)
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """Train a model on the jobs' pairs once they are built: ``pairs`` (job names) train the
+    cGAN, and the hourglass too unless ``hg_pairs`` are given; the model is RUN/model.pt."""
+
+    config: str = "small"  # a preset name or a YAML file (mf2.train.config.load_config)
+    pairs: tuple[str, ...] = ()
+    hg_pairs: tuple[str, ...] = ()
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "pairs": list(self.pairs), "hg_pairs": list(self.hg_pairs) or None,
+                "device": self.device}
 
 
 @dataclass(frozen=True)
@@ -67,14 +88,18 @@ class Recipe:
     dask: DaskConfig
     jobs: tuple[RecipeJob, ...]  # validated, every setting resolved
     filters: VideoFilter = VideoFilter()  # which videos every job keeps
+    train: TrainStep | None = None
 
     def to_dict(self) -> dict:
         """The resolved recipe, in the keys a recipe file uses (what run folders save)."""
-        return {"name": self.name, "description": self.description,
-                "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
-                "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
-                "jobs": [{"name": j.name, **values_of(j.cfg, [p for p in SIMULATE if p.applies(j.cfg.mode)])}
-                         for j in self.jobs]}
+        out = {"name": self.name, "description": self.description,
+               "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
+               "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
+               "jobs": [{"name": j.name, **({"inputs": j.inputs} if j.inputs != "videos" else {}),
+                         **values_of(j.cfg, [p for p in SIMULATE if p.applies(j.cfg.mode)])} for j in self.jobs]}
+        if self.train is not None:
+            out["train"] = self.train.to_dict()
+        return out
 
     def landmark_config(self) -> LandmarkConfig:
         return self.landmarks
@@ -163,8 +188,29 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
     jobs = _parse_jobs(data, src, name, landmarks)
     filters = VideoFilter(**sections["filters"])
     filters.validate()
+    train = _parse_train(src, data.get("train"), jobs) if "train" in data else None
     return Recipe(name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs,
-                  filters)
+                  filters, train)
+
+
+def _parse_train(src, given: Any, jobs: tuple[RecipeJob, ...]) -> TrainStep:
+    """The training step: its keys checked, every job it names one of the recipe's."""
+    d = _check_mapping(src, "train.", given, TRAIN_KEYS)
+    names = [j.name for j in jobs]
+    lists = {}
+    for key in ("pairs", "hg_pairs"):
+        value = d.get(key) or []
+        for i, n in enumerate(value):
+            if n not in names:
+                raise UsageError(f"{_where(src, f'train.{key}[{i}]')}: {n!r} is not a job of this recipe "
+                                 f"({', '.join(names)})")
+        lists[key] = tuple(value)
+    if not lists["pairs"]:
+        raise UsageError(f"{_where(src, 'train.pairs')}: name the job(s) whose pairs train the model")
+    device = d.get("device", "auto")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"{_where(src, 'train.device')}: {device!r}: expected auto, cpu or cuda")
+    return TrainStep(d.get("config", "small"), lists["pairs"], lists["hg_pairs"], device)
 
 
 def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkConfig) -> tuple[RecipeJob, ...]:
@@ -184,6 +230,12 @@ def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkCon
         full.update(own)
         _refuse_other_modes(src, f"jobs[{i}].", own, [full["mode"]])
         modes.append(full["mode"])
+        inputs = full.pop("inputs")
+        if inputs not in INPUTS:
+            raise UsageError(f"{_where(src, f'jobs[{i}].inputs')}: {inputs!r}: expected {' or '.join(INPUTS)}")
+        if inputs == "photos" and full["mode"] != "synthetic":
+            raise UsageError(f"{_where(src, f'jobs[{i}].inputs')}: photos are single frames; mode {full['mode']} "
+                             f"averages frames of a video (photos take mode synthetic)")
         full["name"] = full["name"] or _job_name(full)
         if not _NAME.match(full["name"]):
             raise UsageError(f"{_where(src, f'jobs[{i}].name')}: {full['name']!r} must match {_NAME.pattern}")
@@ -192,7 +244,7 @@ def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkCon
             cfg.validate()
         except UsageError as e:
             raise UsageError(f"recipe {recipe}: jobs[{i}] ({full['name']}): {e}") from None
-        jobs.append(RecipeJob(full["name"], cfg))
+        jobs.append(RecipeJob(full["name"], cfg, inputs))
     _refuse_other_modes(src, "defaults.", defaults, modes)
     names = [j.name for j in jobs]
     dup = sorted({n for n in names if names.count(n) > 1})

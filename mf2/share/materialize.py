@@ -33,7 +33,7 @@ from mf2.blur.windows import Window
 from mf2.errors import InputError, UsageError
 from mf2.share.dataset import load, pairs_metadata, safe_rel, write
 from mf2.share.verify import sha256_of
-from mf2.sources import VideoSource, resolve_videos, sha256_file
+from mf2.sources import VideoSource, resolve_images, resolve_videos, sha256_file
 from mf2.video import ffmpeg_version, iter_frames, probe
 
 REPORT_FIELDS = ("pair_id", "video_id", "status", "detail")
@@ -129,8 +129,8 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     out = Path(out)
     if out.resolve() == ds.root.resolve() and ds.has_images:
         raise UsageError(f"--out {out}: is the dataset itself; materialize into another folder")
-    sources = {s.video_id: s for s in resolve_videos(videos, need_fps=False)}
     rows = ds.table.to_pylist()
+    sources = local_sources(videos, rows)
     for r in rows:  # refuse unsafe paths before writing anything
         safe_rel(r["blurry_path"]), safe_rel(r["sharp_path"])
     by_video: dict[str, list[dict]] = defaultdict(list)
@@ -154,6 +154,23 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     return MaterializeSummary(len(rows), tally.exact, tally.reused, tally.mismatched, tally.missing, len(by_video),
                               time.perf_counter() - t0, pairs_path, report_path,
                               then if then and then != ffmpeg_version() else None)
+
+
+def local_sources(path: str | Path, rows: list[dict]) -> dict[str, VideoSource]:
+    """video_id -> the local copy of each source the rows name: videos as `mf2 simulate
+    --videos` reads them, photos (``source_kind`` photo) as ``--images`` does: a folder of
+    numbered photos is many photos there, not the frames of one video."""
+    kinds = {r.get("source_kind") or "video" for r in rows}
+    found: dict[str, VideoSource] = {}
+    if "photo" in kinds:
+        found.update({s.video_id: s for s in resolve_images(path)})
+    if kinds - {"photo"}:
+        try:
+            found.update({s.video_id: s for s in resolve_videos(path, need_fps=False)})
+        except UsageError:
+            if "photo" not in kinds:
+                raise
+    return found
 
 
 def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatched: bool, tally: _Tally) -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
 from mf2.errors import UsageError
+from mf2.quality import psnr
 from mf2.share.dataset import load, safe_rel
 from mf2.share.split import groups
 
@@ -101,8 +102,9 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
 class PairDataset(Dataset):
     def __init__(self, pairs: list[PairRef], size: int, augment: bool, seed: int = 0, flip: bool = True,
                  crop_jitter: float = 0.05, identity_fraction: float = 0.0, tone_jitter: float = 0.0,
-                 rescale_prob: float = 0.0, rescale_min: float = 0.45) -> None:
+                 rescale_prob: float = 0.0, rescale_min: float = 0.45, static_identity_db: float = 0.0) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
+        self.static_identity_db = static_identity_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
         self.identity_fraction, self.tone_jitter = identity_fraction, tone_jitter
         self.rescale_prob, self.rescale_min = rescale_prob, rescale_min
@@ -122,6 +124,8 @@ class PairDataset(Dataset):
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
+        if self.augment and self.static_identity_db > 0 and psnr(blurry, sharp) >= self.static_identity_db:
+            blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, i])
             h, w = sharp.shape[:2]
@@ -170,7 +174,7 @@ class PairDataset(Dataset):
 def training_dataset(pairs: list[PairRef], cfg: "TrainConfig") -> PairDataset:
     """The augmented training set a configuration describes (the trainer and bench/gpu.py)."""
     return PairDataset(pairs, cfg.image_size, True, cfg.seed, cfg.flip, cfg.crop_jitter, cfg.identity_fraction,
-                       cfg.tone_jitter, cfg.rescale_prob, cfg.rescale_min)
+                       cfg.tone_jitter, cfg.rescale_prob, cfg.rescale_min, cfg.static_identity_db)
 
 
 class EpochBatches(Sampler):

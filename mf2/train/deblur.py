@@ -22,6 +22,7 @@ from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
 from mf2.train.archs.cgan import Decoder, Encoder, bl_base
+from mf2.train.archs.space import dead_zone
 from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import config_from_dict
 from mf2.train.data import to_tensor, to_uint8
@@ -32,13 +33,15 @@ VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", "
 
 
 class Deblurrer:
-    """The prediction network: hourglass, then G_bl (its encoder and the shared decoder)."""
+    """The prediction network: hourglass, then G_bl (its encoder and the shared decoder). A
+    model exported after the hourglass stage alone (``mf2 train --stage hg``) holds only the
+    hourglass, which is a complete deblurrer too (the paper's HG row)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", stage: str = "cgan") -> None:
-        """``stage="hg"``: the hourglass alone (step 1's output), the paper's HG row."""
-        if stage not in ("hg", "cgan"):
+    def __init__(self, checkpoint: str | Path, device: str = "auto", stage: str | None = None) -> None:
+        """``stage``: ``hg`` (the hourglass alone), ``cgan``, or None (the last stage the model
+        holds)."""
+        if stage not in (None, "hg", "cgan"):
             raise UsageError(f"stage {stage!r}: expected hg or cgan")
-        self.stage = stage
         p = Path(checkpoint)
         if not p.is_file():
             raise UsageError(f"--checkpoint {checkpoint}: no such file")
@@ -48,6 +51,11 @@ class Deblurrer:
             raise UsageError(f"--checkpoint {checkpoint}: not a loadable checkpoint ({type(e).__name__})") from None
         if not isinstance(state, dict) or state.get("format") not in ("mf2-deblur-1", "mf2-train-1"):
             raise UsageError(f"--checkpoint {checkpoint}: not an mf2 model (train writes RUN/model.pt)")
+        self.stages = model_stages(state)
+        self.stage = stage or self.stages[-1]
+        if self.stage not in self.stages:
+            raise UsageError(f"--checkpoint {checkpoint}: holds only the {' and '.join(self.stages)} stage(s), "
+                             f"not {self.stage} (train the cGAN: mf2 train ... --stage cgan)")
         self.cfg = config_from_dict(state["config"], str(p))
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
@@ -56,16 +64,24 @@ class Deblurrer:
         self.dec = Decoder(c.cgan)
         if state["format"] == "mf2-deblur-1":
             self.hg.load_state_dict(state["hg"])
-            self.enc.load_state_dict(state["enc_bl"])
-            self.dec.load_state_dict(state["decoder"])
-        else:  # a training checkpoint of the cGAN stage
-            gen = state["models"]["gen"]
+            if "cgan" in self.stages:
+                self.enc.load_state_dict(state["enc_bl"])
+                self.dec.load_state_dict(state["decoder"])
+        else:  # a training checkpoint
             self.hg.load_state_dict(state["models"]["hg"])
-            self.enc.load_state_dict({k[len("enc_bl."):]: v for k, v in gen.items() if k.startswith("enc_bl.")})
-            self.dec.load_state_dict({k[len("decoder."):]: v for k, v in gen.items() if k.startswith("decoder.")})
+            if "cgan" in self.stages:
+                gen = state["models"]["gen"]
+                self.enc.load_state_dict({k[len("enc_bl."):]: v for k, v in gen.items() if k.startswith("enc_bl.")})
+                self.dec.load_state_dict({k[len("decoder."):]: v for k, v in gen.items() if k.startswith("decoder.")})
         for m in (self.hg, self.enc, self.dec):
             m.to(self.device).eval()
         self.size = c.image_size
+
+    def describe(self) -> str:
+        """What a user is told before restoring: which stages the model holds and which runs."""
+        holds = " + ".join({"hg": "hourglass", "cgan": "cGAN"}[s] for s in self.stages)
+        runs = "the hourglass alone" if self.stage == "hg" else "hourglass then cGAN"
+        return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}"
 
     @torch.no_grad()
     def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
@@ -81,7 +97,15 @@ class Deblurrer:
                 cond = self.cfg.cgan.condition_on_hg
                 code, feats = self.enc(torch.cat([x, hg], dim=1) if cond else x)
                 y = self.dec(code, feats, bl_base(self.cfg.cgan.residual, x, hg if cond else None)).float()
+                y = dead_zone(x, y, self.cfg.cgan.dead_zone, False)
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
+
+
+def model_stages(state: dict) -> tuple[str, ...]:
+    """The stages a model or training checkpoint holds: ("hg",) or ("hg", "cgan")."""
+    if state.get("format") == "mf2-deblur-1":
+        return tuple(state.get("stages") or ("hg", "cgan"))  # models before mf2 0.x's hg export held both
+    return ("hg", "cgan") if state.get("stage") == "cgan" else ("hg",)
 
 
 def _resize(img: np.ndarray, h: int, w: int | None = None) -> np.ndarray:
@@ -125,6 +149,7 @@ class DeblurResult:
     no_face: int = 0
     skipped: list = field(default_factory=list)  # "path: why" of inputs that could not be read
     traces: dict = field(default_factory=dict)  # output video -> identity-cosine summary (--reference)
+    model: str = ""  # which stages the model holds and which ran (Deblurrer.describe)
 
 
 def _read_image(path: Path) -> np.ndarray:
@@ -286,7 +311,7 @@ def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", ma
             raise UsageError(f"{spec}: no such file or folder")
     if not files:
         raise UsageError(f"{', '.join(inputs)}: no images or videos found")
-    res = DeblurResult()
+    res = DeblurResult(model=model.describe())
     faces = _Faces()
     for src, dst in files:
         try:

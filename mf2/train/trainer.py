@@ -67,6 +67,58 @@ def pick_device(dist: Dist, want: str = "auto") -> torch.device:
     return torch.device("cuda", dist.local_rank)
 
 
+@dataclass(frozen=True)
+class CpuPlan:
+    """How this process uses the CPU: torch's intra-op threads and the loader's worker
+    processes. Neither changes what is learned (augmentations are drawn per sample from
+    (seed, epoch, index)); both decide the speed."""
+
+    cores: int  # the cores this process may run on (its affinity)
+    busy: float  # cores other processes kept busy at the start (busy_cores)
+    threads: int
+    loader_workers: int
+
+    def line(self) -> str:
+        return (f"{self.threads} torch thread(s), {self.loader_workers} loader worker(s) on {self.cores} core(s) "
+                f"({self.busy:.1f} busy with other processes at the start)")
+
+
+def busy_cores(seconds: float = 0.3) -> float:
+    """How many cores other processes keep busy now: the machine's busy share over a short
+    sleep of this process (Linux /proc/stat), times the cores. The load average would lag a
+    minute behind a job that just started or ended; elsewhere it is the fallback."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:]]
+        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+        return sum(vals[:8]) - idle, sum(vals[:8])
+
+    try:
+        b0, t0 = sample()
+        time.sleep(seconds)
+        b1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
+
+
+def plan_cpu(cfg: TrainConfig, device: torch.device, threads: int | None = None) -> CpuPlan:
+    """Threads for the cores that are free. torch starts one intra-op thread per core; when
+    another process keeps a core busy, its threads wait on each other at every parallel
+    region: on a 2-core machine beside one busy process, 2 threads trained at 4 images/s and
+    1 thread at 34 (issue 30). So: the cores this process may use (affinity, as
+    mf2.pipeline.threads does for Dask workers) less the cores other processes keep busy,
+    at least one. On the CPU the loader's workers would take cores from the convolutions; they
+    run only where cores are left over (and on a GPU, at most the cores less one)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = busy_cores() if threads is None else 0.0
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads}: must be >= 1")
+    n = threads or max(1, min(cores, int(cores - busy + 0.5)))
+    spare = max(0, cores - n) if device.type == "cpu" else max(0, cores - 1)
+    return CpuPlan(cores, round(busy, 2), n, min(cfg.num_workers, spare))
+
+
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
     hg = hourglass_from(cfg.hourglass)
@@ -93,6 +145,17 @@ def _set_rng_state(s: dict) -> None:
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
     if s["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _filled(saved: dict) -> dict:
+    """A checkpoint's configuration with the keys it predates at their defaults: a run made
+    before a new option was added resumes while that option stays at its default."""
+    from mf2.train.config import config_from_dict
+
+    try:
+        return config_from_dict(saved).to_dict()
+    except UsageError:
+        return saved
 
 
 def _labelled(grid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
@@ -164,13 +227,16 @@ class StageResult:
 class Trainer:
     def __init__(self, cfg: TrainConfig, manifests: list[str], out: Path, device: str = "auto",
                  echo: Callable[[str], None] | None = None, show_progress: bool | None = None,
-                 hg_manifests: list[str] | None = None) -> None:
+                 hg_manifests: list[str] | None = None, threads: int | None = None) -> None:
         """``manifests`` train the cGAN, and the hourglass too unless ``hg_manifests`` are
-        given (the paper: the hourglass on synthetic-kernel pairs, the cGAN on VLA pairs)."""
+        given (the paper: the hourglass on synthetic-kernel pairs, the cGAN on VLA pairs).
+        ``threads``: torch's intra-op threads (None: the free cores, ``plan_cpu``)."""
         cfg.validate()
         self.cfg, self.out, self.echo = cfg, out, echo or (lambda s: None)
         self.dist = setup_distributed()
         self.device = pick_device(self.dist, device)
+        self.cpu = plan_cpu(cfg, self.device, threads)
+        torch.set_num_threads(self.cpu.threads)
         self.show_progress = show_progress
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
@@ -253,7 +319,7 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != "mf2-train-1" or \
                 not {"config", "models", "optim", "step"} <= set(state):
             raise UsageError(f"{p}: not an mf2 training checkpoint")
-        if state["config"] != self.cfg.to_dict():
+        if _filled(state["config"]) != self.cfg.to_dict():
             raise UsageError(f"{p}: made with another configuration; use another --out or the same --config")
         was = state.get("data", {}).get(stage)
         now = self.data[stage].record
@@ -371,7 +437,7 @@ class Trainer:
         """The stage's train or val loader, made once: its workers persist across epochs. Its
         own generator: making a loader must not draw from the global RNG (exact resume)."""
         if kind not in self._loaders:
-            w = self.cfg.num_workers
+            w = self.cpu.loader_workers
             common = dict(num_workers=w, pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
                           generator=torch.Generator().manual_seed(self.cfg.seed))
             self._loaders[kind] = (DataLoader(self.train_ds, batch_sampler=EpochBatches(), **common) if kind == "train"
@@ -554,15 +620,17 @@ class Trainer:
         self._hparams(stage, val)
         return StageResult(stage, prog.step, rate, {k: float(v) for k, v in losses.items()}, val)
 
-    def export(self) -> Path:
-        """The prediction checkpoint (hourglass + G_bl's encoder and the shared decoder) that
-        `mf2 deblur` and `mf2 evaluate` load with weights_only=True."""
+    def export(self, stages: tuple[str, ...] = STAGES) -> Path:
+        """The prediction checkpoint that `mf2 deblur` and `mf2 evaluate` load with
+        weights_only=True: the hourglass, and after the cGAN stage G_bl's encoder and the
+        shared decoder. ``stages`` says which it holds (the hourglass alone is a model too)."""
         path = self.out / "model.pt"
         if self.dist.main:
-            gen = self.models["gen"]
             state = {"format": "mf2-deblur-1", "config": self.cfg.to_dict(), "hg": self.models["hg"].state_dict(),
-                     "data": {k: self.data[k].record for k in STAGES},
-                     "enc_bl": gen.enc_bl.state_dict(), "decoder": gen.decoder.state_dict()}
+                     "stages": list(stages), "data": {k: self.data[k].record for k in stages}}
+            if "cgan" in stages:
+                gen = self.models["gen"]
+                state.update(enc_bl=gen.enc_bl.state_dict(), decoder=gen.decoder.state_dict())
             write_atomic(path, lambda tmp: torch.save(state, tmp))
         return path
 
@@ -570,7 +638,7 @@ class Trainer:
 def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all", max_steps: int | None = None,
           device: str = "auto", echo: Callable[[str], None] | None = None,
           show_progress: bool | None = None, restart_cgan: bool = False,
-          hg_manifests: list[str] | None = None) -> dict[str, StageResult]:
+          hg_manifests: list[str] | None = None, threads: int | None = None) -> dict[str, StageResult]:
     if stage not in ("hg", "cgan", "all"):
         raise UsageError(f"--stage {stage!r}: expected hg, cgan or all")
     out.mkdir(parents=True, exist_ok=True)
@@ -581,8 +649,9 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
     if resolved.is_file() and resolved.read_text() != text and any((out / "checkpoints").glob("*.pt")):
         raise UsageError(f"--out {out}: holds a run with another configuration (see {resolved})")
     write_bytes_atomic(resolved, text.encode())
-    tr = Trainer(cfg, manifests, out, device, echo, show_progress, hg_manifests)
-    (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}")
+    tr = Trainer(cfg, manifests, out, device, echo, show_progress, hg_manifests, threads)
+    (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}; "
+                               f"{tr.cpu.line()}")
     results = {}
     try:
         tr.preflight(stage, max_steps, restart_cgan)
@@ -590,6 +659,8 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
             results[st] = tr.run_stage(st, max_steps)
         if "cgan" in results:
             tr.export()
+        elif "hg" in results:  # the hourglass alone is a complete deblurrer
+            tr.export(("hg",))
     finally:
         if tr.dist.world > 1:
             import torch.distributed as dist

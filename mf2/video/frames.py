@@ -21,6 +21,9 @@ from mf2.sources import frame_files
 from mf2.video.info import VideoInfo
 
 CODEC = "image2"  # ffmpeg's name for an image sequence
+# A photo (``mf2 simulate --images``): its own source of one frame, never a frame of a video,
+# whatever its name. It has no frame rate; 1 fps keeps every per-frame table well defined.
+PHOTO_CODEC = "photo"
 
 
 def _size(path: Path) -> tuple[int, int, str]:
@@ -45,6 +48,38 @@ def probe_frames(folder: str | Path, fps: float | None) -> VideoInfo:
     return VideoInfo(path=str(folder), width=w, height=h, coded_width=w, coded_height=h, rotation=0, fps=rate,
                      n_frames=len(files), duration=float(len(files) / rate), pix_fmt=mode.lower(), color_range=None,
                      codec=CODEC, vfr=False)
+
+
+def probe_photo(path: str | Path) -> VideoInfo:
+    """A photo as a one-frame source, in its upright orientation (EXIF applied, as a viewer
+    shows it: phone photos are often stored on their side)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file", "missing-file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)", "empty-file")
+    rgb = _read_photo(path)
+    h, w = rgb.shape[:2]
+    return VideoInfo(path=str(path), width=w, height=h, coded_width=w, coded_height=h, rotation=0, fps=Fraction(1),
+                     n_frames=1, duration=1.0, pix_fmt="rgb24", color_range=None, codec=PHOTO_CODEC, vfr=False)
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    from PIL import ImageOps
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable image ({type(e).__name__})", "decode-error") from None
+
+
+def iter_photo(info: VideoInfo) -> Iterator[np.ndarray]:
+    rgb = _read_photo(Path(info.path))
+    if rgb.shape[:2] != (info.height, info.width):
+        raise InputError(f"{info.path}: {rgb.shape[1]}x{rgb.shape[0]}, probed as {info.width}x{info.height} (the "
+                         f"photo changed)", "decode-error")
+    yield rgb
 
 
 def iter_frame_files(info: VideoInfo) -> Iterator[np.ndarray]:

@@ -85,6 +85,12 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
         from mf2.video.frames import probe_frames
 
         return probe_frames(path, fps)
+    from mf2.sources import is_photo
+
+    if is_photo(path):
+        from mf2.video.frames import probe_photo
+
+        return probe_photo(path)
     return _probe_file(path)
 
 

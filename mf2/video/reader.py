@@ -49,10 +49,13 @@ def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
     frames it could decode, so a caller sees the failure rather than a silently short video.
     """
     info = video if isinstance(video, VideoInfo) else probe(video)
-    from mf2.video.frames import CODEC, iter_frame_files
+    from mf2.video.frames import CODEC, PHOTO_CODEC, iter_frame_files, iter_photo
 
     if info.codec == CODEC:
         yield from iter_frame_files(info)
+        return
+    if info.codec == PHOTO_CODEC:
+        yield from iter_photo(info)
         return
     w, h = info.width, info.height
     frame_bytes = w * h * 3

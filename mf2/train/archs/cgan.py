@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mf2.train.archs.space import atanh_base
+from mf2.train.archs.space import atanh_base, dead_zone
 from mf2.train.config import CganConfig
 
 
@@ -124,6 +124,7 @@ class TwoPathwayGenerator(nn.Module):
         super().__init__()
         self.condition_on_hg = cfg.condition_on_hg
         self.residual = cfg.residual
+        self.dead_zone = cfg.dead_zone
         self.enc_bl = Encoder(cfg, in_ch=cfg.bl_channels)
         self.enc_s = Encoder(cfg, in_ch=3) if cfg.two_pathway else None
         self.decoder = Decoder(cfg)  # shared: one module, one set of weights, two pathways
@@ -140,7 +141,8 @@ class TwoPathwayGenerator(nn.Module):
     def forward_bl(self, blurry: torch.Tensor, hg_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([blurry, hg_out], dim=1) if self.condition_on_hg else blurry
         code, feats = self.enc_bl(x)
-        return self.decoder(code, feats, bl_base(self.residual, blurry, hg_out)), code
+        out = self.decoder(code, feats, bl_base(self.residual, blurry, hg_out))
+        return dead_zone(blurry, out, self.dead_zone, self.training), code
 
     def forward_s(self, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code, feats = self.enc_s(sharp)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mf2.train.archs.space import atanh_base
+from mf2.train.archs.space import atanh_base, dead_zone
 from mf2.train.config import HourglassConfig
 
 STEMS = ("newell", "full")
@@ -88,8 +88,9 @@ class StackedHourglass(nn.Module):
     one 7x7 conv, every hourglass at full resolution), which old checkpoints keep using."""
 
     def __init__(self, stacks: int = 2, features: int = 128, depth: int = 4, in_ch: int = 3,
-                 stem: str = "newell") -> None:
+                 stem: str = "newell", dead_zone: float = 0.0) -> None:
         super().__init__()
+        self.dead_zone = dead_zone  # code values (mf2.train.archs.space.dead_zone)
         if stem not in STEMS:
             raise ValueError(f"hourglass stem {stem!r}: expected one of {', '.join(STEMS)}")
         self.stem_kind = stem
@@ -116,7 +117,7 @@ class StackedHourglass(nn.Module):
         for i, hg in enumerate(self.hgs):
             f = self.feats[i](hg(y))
             r = self.heads[i](f, fine) if fine is not None else self.heads[i](f)
-            img = torch.tanh(r + base)
+            img = dead_zone(x, torch.tanh(r + base), self.dead_zone, self.training)
             outs.append(img)
             if i < len(self.hgs) - 1:
                 y = y + self.merge[i](f) + self.back[i](img)
@@ -135,4 +136,4 @@ class StackedHourglass(nn.Module):
 
 def hourglass_from(cfg: HourglassConfig) -> StackedHourglass:
     """The network a ``HourglassConfig`` describes."""
-    return StackedHourglass(cfg.stacks, cfg.features, cfg.depth, stem=cfg.stem)
+    return StackedHourglass(cfg.stacks, cfg.features, cfg.depth, stem=cfg.stem, dead_zone=cfg.dead_zone)
