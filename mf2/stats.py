@@ -28,10 +28,12 @@ class StatsReport:
     pairs_per_video: dict
     plots: list[str] = field(default_factory=list)
     tracks: dict = field(default_factory=dict)  # video_id -> mf2.track_audit.video_audit (+ sheet)
+    photos: dict = field(default_factory=dict)  # photo sources: counts and face sizes (no per-photo audit)
 
     def to_json(self) -> dict:
         return {"n_pairs": self.n_pairs, "modes": self.modes, "L": self.L, "stop_reasons": self.stop_reasons,
-                "pairs_per_video": self.pairs_per_video, "plots": self.plots, "tracks": self.tracks}
+                "pairs_per_video": self.pairs_per_video, "plots": self.plots, "tracks": self.tracks,
+                "photos": self.photos}
 
     def text(self) -> str:
         lines = [f"{self.n_pairs} pairs; modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items())]
@@ -39,9 +41,15 @@ class StatsReport:
             lines.append("L: " + ", ".join(f"{k} {v:.2f}" if k == "mean" else f"{k} {v:g}" for k, v in self.L.items()))
         if self.stop_reasons:
             lines.append("stop reasons: " + ", ".join(f"{k} {v}" for k, v in self.stop_reasons.items()))
-        ppv = self.pairs_per_video
-        lines.append(f"{len(ppv)} videos; pairs per video: min {min(ppv.values(), default=0)}, "
-                     f"median {float(np.median(list(ppv.values()))) if ppv else 0:g}, max {max(ppv.values(), default=0)}")
+        ppv = {k: v for k, v in self.pairs_per_video.items() if k not in self.photos.get("ids", ())}
+        if ppv or not self.photos:
+            lines.append(f"{len(ppv)} videos; pairs per video: min {min(ppv.values(), default=0)}, median "
+                         f"{float(np.median(list(ppv.values()))) if ppv else 0:g}, max {max(ppv.values(), default=0)}")
+        if self.photos:
+            ph, fp = self.photos, self.photos["face_px"]
+            lines.append(f"{ph['photos']} photos: {ph['with_pairs']} with a pair, {ph['without_pairs']} without a "
+                         f"usable face; face size in the photo (px): p10 {fp.get('p10', 0):.0f}, median "
+                         f"{fp.get('median', 0):.0f}, p90 {fp.get('p90', 0):.0f}")
         for vid, a in self.tracks.items():
             why = ", ".join(f"{k} {v}" for k, v in a["reasons"].items())
             skip = ", ".join(f"{k} {v}" for k, v in a["windows_skipped"].items())
@@ -69,7 +77,8 @@ def run_stats(out: Path) -> StatsReport:
     ds = load(path)  # reads every page: a corrupt manifest is an error, never plausible counts
     if ds.meta.get("mf2.kind") != "pairs":
         raise InputError(f"{path}: not an mf2 pairs table (kind {ds.meta.get('mf2.kind')!r})", "not-a-manifest")
-    t = ds.table.select(["video_id", "mode", "L", "stop_reason", "path_px", "displacement_px"])
+    t = ds.table.select(["video_id", "mode", "L", "stop_reason", "path_px", "displacement_px", "source_kind",
+                         "face_px"])
     d = t.to_pydict()
     L = np.asarray(d["L"], dtype=float)
     modes = dict(Counter(d["mode"]))
@@ -84,9 +93,31 @@ def run_stats(out: Path) -> StatsReport:
     from mf2.track_audit import audit_folder
 
     vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
-    report.tracks = audit_folder(out, vids, folder)
+    report.photos = _photos(out, d, vids)
+    photo_ids = set(report.photos.get("ids", ()))
+    report.tracks = audit_folder(out, [v for v in vids if v not in photo_ids], folder)
     write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
     return report
+
+
+def _photos(out: Path, d: dict, vids: list[str]) -> dict:
+    """Photo sources get counts, not a tracking audit each (a photo has one frame and no track):
+    those with a pair, those whose face was not found or not usable, and their face sizes. A
+    source with no pair is a photo when its landmark table holds one frame."""
+    import pyarrow.parquet as pq
+
+    with_pairs = {v for v, k in zip(d["video_id"], d["source_kind"]) if k == "photo"}
+    if not with_pairs and not any(k == "photo" for k in d["source_kind"]):
+        return {}
+    ids, paired = set(with_pairs), set(d["video_id"])
+    for v in vids:
+        p = out / "landmarks" / f"{v}.parquet"
+        if v not in paired and p.is_file() and pq.read_metadata(p).num_rows <= 1:
+            ids.add(v)
+    px = np.asarray([f for f, k in zip(d["face_px"], d["source_kind"]) if k == "photo" and f is not None], float)
+    stats = {q: float(np.percentile(px, n)) for q, n in (("p10", 10), ("median", 50), ("p90", 90))} if len(px) else {}
+    return {"photos": len(ids), "with_pairs": len(with_pairs), "without_pairs": len(ids - with_pairs),
+            "face_px": stats, "ids": sorted(ids)}
 
 
 def _plots(report: StatsReport, L: np.ndarray, stops: dict, motion: np.ndarray, ppv: dict) -> None:

@@ -100,6 +100,9 @@ def test_photo_datasets_verify_split_export_materialize_and_stats(photos, photo_
         assert (rebuilt / r["blurry_path"]).read_bytes() == (work / r["blurry_path"]).read_bytes()
     res = run_mf2("stats", str(work))
     assert res.returncode == 0, res.stderr
+    n_photos = sum(1 for p in photos.rglob("*") if p.suffix in (".jpg", ".png"))
+    assert f"{n_photos} photos: {len(t)} with a pair, {n_photos - len(t)} without a usable face" in res.stdout + res.stderr
+    assert not list((work / "stats").glob("tracks_*.png"))  # no tracking audit per photo
 
 
 def test_photos_refuse_modes_that_average_frames(photos, tmp_path):
