@@ -100,7 +100,7 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
     0: ("errors", "atomic", "pngs", "quality", "params", "builtin"),
-    1: ("schema", "sources", "sample"),
+    1: ("schema", "sources", "sample", "yamlsafe"),
     2: ("video",),
     3: ("faces", "fetch"),
     4: ("flow",),

@@ -244,6 +244,29 @@ def test_every_shipped_recipe_is_valid():
     assert model.train is not None and model.train.pairs == ("pravg7", "photos") and model.train.config == "small"
 
 
+def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):
+    """A 'billion laughs' recipe or training config is refused before any expansion; a wrong
+    value is shown cut short (issue 33)."""
+    from mf2.errors import UsageError
+    from mf2.pipeline.recipe import load_recipe
+    from mf2.train.config import load_config
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    for text, load in ((f"name: x\ndescription: {{{bomb.replace(chr(10), ', ')}}}\njobs: [{{mode: pravg}}]\n",
+                        load_recipe), ("preset: tiny\n" + bomb, load_config)):
+        p = tmp_path / "bomb.yaml"
+        p.write_text(text)
+        with pytest.raises(UsageError, match="YAML aliases") as e:
+            load(str(p))
+        assert str(p) in str(e.value) and "\n" not in str(e.value)
+    p = tmp_path / "long.yaml"
+    p.write_text("name: x\ndescription: [" + ", ".join(["word"] * 5000) + "]\njobs: [{mode: pravg}]\n")
+    with pytest.raises(UsageError) as e:
+        load_recipe(p)
+    assert "description" in str(e.value) and len(str(e.value)) < 300
+
+
 @pytest.mark.parametrize("train, needle", [
     ("train: {pairs: [nojob]}", "train.pairs[0]: 'nojob' is not a job"),
     ("train: {config: small}", "train.pairs: name the job"),

@@ -243,6 +243,15 @@ def test_config_errors_are_one_line(tmp_path, pairs_dir):
     res = run_mf2("train", str(pairs_dir), "--stage", "cgan", "--config", "tiny", "--out",
                   str(tmp_path / "fresh"), "--device", "cpu")
     assert res.returncode == 2 and "no trained hourglass" in res.stderr
+    for text, needle in (("hg_stage: {lr: .nan}", "hg_stage.lr: expected a number (finite), got nan"),
+                         ("hg_stage: {lr: fast}", "hg_stage.lr: expected a number (finite), got 'fast'"),
+                         ("batch_size: '16'", "batch_size: expected an integer"),
+                         ("hg_stage: {lr: -1.0}", "lr -1.0 must be in (0, 1)"),
+                         ("cgan_stage: {betas: [0.5]}", "cgan_stage.betas")):
+        cfg.write_text(f"preset: tiny\n{text}\n")
+        res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
+        assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (text, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_shipped_configs_are_the_presets():

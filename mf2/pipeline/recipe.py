@@ -25,6 +25,7 @@ from mf2.params import (ALIAS_BY_OLD, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE,
                         section_of, values_of)
 from mf2.simulate import SimulateConfig, simulate_config
 from mf2.video.filters import VideoFilter
+from mf2.yamlsafe import load_yaml, shown
 
 _OPT = type(None)
 PARAM_BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
@@ -131,7 +132,7 @@ def _check_value(src, key: str, value: Any, types: tuple[type, ...]) -> Any:
         ok = isinstance(value, types)
     if not ok:
         want = " or ".join(_TYPE_NAMES[t] for t in types)
-        raise UsageError(f"{_where(src, key)}: expected {want}, got {value!r} ({type(value).__name__})")
+        raise UsageError(f"{_where(src, key)}: expected {want}, got {shown(value)} ({type(value).__name__})")
     return value
 
 
@@ -288,12 +289,7 @@ def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{path}: no such recipe file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}: not valid YAML{at} ({getattr(e, 'problem', e)})") from None
+    data = load_yaml(path, p.read_text(encoding="utf-8"))
     data = copy.deepcopy(data) if isinstance(data, dict) else data
     items: list[tuple[str, Any]] = []
     for s in sets:
@@ -301,8 +297,8 @@ def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any
         if not sep or not key:
             raise UsageError(f"--set {s!r}: expected KEY=VALUE, e.g. jobs.0.L=9 or landmarks.backend=dlib")
         try:
-            items.append((key.strip(), yaml.safe_load(raw) if raw.strip() else None))
-        except yaml.YAMLError:
+            items.append((key.strip(), load_yaml("--set", raw) if raw.strip() else None))
+        except UsageError:  # not YAML (or an alias): the text as it is
             items.append((key.strip(), raw))
     items += list((overrides or {}).items())
     items = [_current_name(k, v) for k, v in items]

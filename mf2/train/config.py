@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from mf2.errors import UsageError
+from mf2.yamlsafe import load_yaml, shown
 
 # A layer: (kernel, out channels, stride, batch norm); decoder layers add the keep probability
 # of dropout (the paper's Table 3 gives it as "the probability that this layer is kept").
@@ -158,6 +159,11 @@ class TrainConfig:
         if len(self.cgan.encoder) != len(self.cgan.decoder):
             raise UsageError("config: encoder and decoder need the same number of layers")
         for name, st in (("hg_stage", self.hg_stage), ("cgan_stage", self.cgan_stage)):
+            if not 0 < st.lr < 1 or st.epochs < 0 or st.max_steps < 0:
+                raise UsageError(f"config: {name}: lr {st.lr} must be in (0, 1), epochs {st.epochs} and max_steps "
+                                 f"{st.max_steps} >= 0")
+            if len(st.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in st.betas):
+                raise UsageError(f"config: {name}.betas {list(st.betas)}: two numbers in [0, 1)")
             if st.schedule not in ("constant", "cosine"):
                 raise UsageError(f"config: {name}.schedule {st.schedule!r}: expected constant or cosine")
         if not 0 <= self.val_fraction < 1:
@@ -229,8 +235,22 @@ def _build(cls, data: dict, where: str):
         elif isinstance(v, list):
             kwargs[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
         else:
-            kwargs[k] = v
+            kwargs[k] = _checked(v, str(fields[k].type), f"{where}.{k}")
     return cls(**kwargs)
+
+
+_KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string", "tuple": "a list"}
+
+
+def _checked(v: Any, kind: str, where: str) -> Any:
+    """A scalar setting of the declared kind, or one line naming the key (a value is shown
+    cut short: a config is user input)."""
+    ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
+          "float": isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+          "str": isinstance(v, str), "tuple": isinstance(v, (list, tuple))}.get(kind, True)
+    if not ok:
+        raise UsageError(f"{where}: expected {_KINDS[kind]}{' (finite)' if kind == 'float' else ''}, got {shown(v)}")
+    return float(v) if kind == "float" else v
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -249,10 +269,7 @@ def load_config(spec: str, overrides: dict | None = None) -> TrainConfig:
         p = Path(spec)
         if not p.is_file():
             raise UsageError(f"--config {spec}: not a preset ({', '.join(PRESETS)}) nor a file")
-        try:
-            user = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"{p}: not valid YAML ({e})") from None
+        user = load_yaml(p, p.read_text()) or {}
         if not isinstance(user, dict):
             raise UsageError(f"{p}: expected a mapping")
         base = user.get("preset", "paper")
