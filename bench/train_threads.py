@@ -32,8 +32,15 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     tr = Trainer(cfg, [dataset], out, "cpu", None, False, None, threads)
     tr.use("hg")
     tr.models["hg"].train()
-    tr._epoch_batches(list(range(len(tr.train_ds))), 0, 0)
-    it = iter(tr._loader("train"))
+
+    def batches():
+        epoch = 0
+        while True:  # as many epochs as the time takes
+            tr._epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
+            yield from tr._loader("train")
+            epoch += 1
+
+    it = batches()
     for _ in range(3):  # warm-up
         b = next(it)
         tr._hg_step(b["blurry"], b["sharp"])
