@@ -334,7 +334,7 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
             as_json, strict, **params) -> None:
     """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
 
-    RECIPE is a YAML file or a built-in name (2mf2, paper-tests, pravg, synthetic; mf2 recipes lists them).
+    RECIPE is a YAML file or a built-in name (2mf2, deblur-model, paper-model, paper-tests, pravg, synthetic; mf2 recipes lists them).
 
     \b
     Examples:

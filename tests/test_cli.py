@@ -98,7 +98,7 @@ def test_builtin_names_work_from_any_folder(tmp_path):
     res = run_mf2("fetch", "sample", "--out", "data", "--validate-only", cwd=tmp_path)
     assert res.returncode != 0 and str(tmp_path / "sample") in res.stderr
     res = run_mf2("run", "nosuch", "--videos", "v", "--out", "o", cwd=tmp_path)
-    assert res.returncode == 2 and "not a built-in recipe (2mf2, paper-tests, pravg, synthetic" in res.stderr
+    assert res.returncode == 2 and "not a built-in recipe (2mf2, deblur-model, paper-model, paper-tests, pravg" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
 
 
