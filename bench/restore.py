@@ -126,7 +126,7 @@ def build_photo_pairs(stills: Path, work: Path, size: int, runner) -> dict:
     r = run_jobs(photos, [Job("photos", replace(cfg, stride=1), work / "train" / "photos")], work / "train" / "cache",
                  runner, show_progress=False)["photos"]
     return {"seconds": round(time.perf_counter() - t, 1), "photos": len(photos), "pairs": r.n_pairs,
-            "photos_without_pairs": len(photos) - r.n_ok + len(r.notes), "path": str(work / "train" / "photos")}
+            "photos_without_pairs": len(r.notes) + r.n_failed, "path": str(work / "train" / "photos")}
 
 
 def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps: tuple[int, int], device: str,
