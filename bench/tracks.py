@@ -133,7 +133,19 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="where the constructed videos are kept (default: temp)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--plain-step", type=int, default=3, help="time every N-th shared clip too (0: none)")
+    ap.add_argument("--moving", nargs="*", default=None, metavar="CLIP",
+                    help="only issue 34's moving and small faces (bench/moving_faces.py) on these shared clips "
+                         "(default: three)")
     args = ap.parse_args()
+    if args.moving is not None:
+        import moving_faces
+
+        work = args.work or Path(tempfile.mkdtemp(prefix="mf2-moving-"))
+        clips = args.moving or ["retalking_face_3.mp4", "sbr_demo.mp4", "fomm_10.mp4"]
+        print(json.dumps(moving_faces.run(args.videos, work / "moving",
+                                          lambda c: ft.reference_landmarks(args.videos, c, work / "refs"), clips),
+                         indent=2))
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="mf2-tracks-"))
     foot = ft.build(args.videos, work / "in")
     clips = {layer["clip"] for f in foot.values() for frame in f.layers for layer in frame}

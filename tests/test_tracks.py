@@ -328,3 +328,68 @@ def test_clustering_never_joins_tracks_seen_together():
     spans = {0: (0, 10), 1: (5, 20), 2: (30, 40)}  # 0 and 1 overlap: two people, however alike
     f = cluster_tracks(e, spans, 0.6)
     assert f[0] != f[1] and f[2] in (f[0], f[1])
+
+
+class _Sliding:
+    """A real dlib backend whose tracked fits go wrong, as on issue 34's clips, while a fit on
+    a detector's box stays right (the detector sees the real face): ``collapse`` slides the
+    points 3 % further onto the right eye at every tracked fit since the last detection (each
+    step passes the per-frame checks); ``squash`` flattens a tracked fit to 0.35 of its height
+    from the 20th call on (its extent, the width, stays: no scale jump). Fault injection; nothing else is mocked."""
+
+    def __init__(self, kind: str) -> None:
+        self.inner, self.name, self.batch_size, self.kind = DlibBackend(), "dlib", 1, kind
+        self.calls, self.since, self.detected = 0, 0, False
+
+    def detect(self, image, min_face=None):
+        self.detected = True  # the tracker fits a detection's box right after asking
+        return self.inner.detect(image, min_face)
+
+    def fit(self, images, boxes):
+        self.calls += 1
+        out = []
+        real, self.detected = self.detected, False
+        for lm, s in self.inner.fit(images, boxes):
+            if real:
+                self.since = 0  # a fit on a detection: the real face
+            elif self.kind == "collapse":
+                self.since += 1
+                eye, g = lm[42:48].mean(0), 0.97 ** self.since
+                lm = eye + (lm - eye) * g
+                lm[42:48] = self.inner.fit(images, boxes)[0][0][42:48]
+            elif self.calls >= 20:
+                c = lm.mean(0)
+                lm = (lm - c) * (1.0, 0.35) + c
+            out.append((lm.astype(np.float32), s))
+        return out
+
+
+def _bad_usable_fits(t) -> int:
+    """Usable fits that are no face, or far from their track's median size (issue 34's check)."""
+    from mf2.faces.shape import extent_aspect, procrustes_residual
+
+    lms, _ = landmarks_to_numpy(t["landmarks"])
+    d = t.to_pydict()
+    ok = [i for i, r in enumerate(d["reason"]) if r == "ok"]
+    sizes: dict = {}
+    for i in ok:
+        sizes.setdefault(d["track"][i], []).append(float(np.ptp(lms[i], axis=0).max()))
+    med = {k: float(np.median(v)) for k, v in sizes.items()}
+    return sum(1 for i in ok if procrustes_residual(lms[i]) > 0.5 or not 0.5 <= extent_aspect(lms[i]) <= 2
+               or not 1 / 1.5 <= float(np.ptp(lms[i], axis=0).max()) / med[d["track"][i]] <= 1.5)
+
+
+@pytest.mark.parametrize("kind", ["collapse", "squash"])
+def test_a_fit_sliding_off_the_face_is_refused_and_the_detector_takes_over(videos, kind):
+    """Issue 34: a slow collapse passes the per-frame checks and a squashed fit is no face.
+    With the new checks off, such fits are used; with them on, every one is refused, the
+    detector re-anchors the track on the real face, and the frames stay usable."""
+    clip = "retalking_face_3.mp4"
+    info = probe(videos / clip)
+    off = LandmarkConfig(backend="dlib", max_shape_residual=10.0, max_aspect=100.0, max_drift=100.0,
+                         max_size_outlier=100.0)
+    assert _bad_usable_fits(compute_landmarks(clip, info, off, backend=_Sliding(kind))) > 0
+    t = compute_landmarks(clip, info, LandmarkConfig(backend="dlib"), backend=_Sliding(kind))
+    d = t.to_pydict()
+    assert _bad_usable_fits(t) == 0
+    assert d["reason"].count("ok") >= 0.9 * info.n_frames

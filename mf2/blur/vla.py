@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.faces.crop import Crop, face_crop
+from mf2.faces.crop import Crop, face_crop, window_crop
 from mf2.blur.windows import Window, crop_fits
 from mf2.errors import UsageError
 from mf2.params import default
@@ -280,7 +280,7 @@ class _Planner:
               stats: VlaStats, out: list[VlaWindow]) -> None:
         """A grown sub-sequence becomes a window when it is long enough and its crop fits."""
         frames = tuple(sorted(int(x) for x in seq))
-        crop = face_crop(self.lms[frames[len(frames) // 2]], self.margin)
+        crop = window_crop(self.lms, frames, self.margin)
         if len(seq) >= self.cfg.min_L and not crop_fits(crop, self.frame_size):
             stats.too_large += 1
         elif len(seq) >= self.cfg.min_L:

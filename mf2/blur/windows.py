@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mf2.faces.crop import Crop, face_crop
+from mf2.faces.crop import Crop, window_crop
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def plan_pravg(
             _count(stats, why)
             continue
         c = int(fr[L // 2])
-        crop = face_crop(landmarks[c], margin)
+        crop = window_crop(landmarks, fr, margin)
         if not crop_fits(crop, frame_size):
             _count(stats, "crop-too-large")
             continue

@@ -35,6 +35,13 @@ class LandmarkConfig:
     max_outside: float = 0.05  # share of the 68 points allowed outside the picture
     min_contrast: float = 6.0  # grey std of the face region: below it the fit is on nothing
     max_light_change: float = 0.2  # face brightness change over 3 frames, relative (fades)
+    # Is the fit a face at all (issue 34; mf2.faces.shape, measured by bench/fits.py)
+    max_shape_residual: float = 0.5  # Procrustes distance to the mean face, in RMS radii
+    max_aspect: float = 2.0  # the extent's width/height (or height/width) at most this
+    max_drift: float = 1.25  # extent against the median of the track's last drift_window fits
+    drift_window: int = 25
+    max_size_outlier: float = 1.5  # extent against its whole track's median (size-outlier flag)
+    min_fit_face: int = 20  # extent (px) below which a fit is lost as small-face
     identity_interval: int = 0  # frames between identity checks (0: off)
     identity_threshold: float = 0.6  # dlib embedding distance: dlib's same-person threshold
     shots: ShotConfig = field(default_factory=ShotConfig)
@@ -43,8 +50,11 @@ class LandmarkConfig:
         for name in ("keyframe_interval", "discover_interval", "min_face", "discover_min_face", "max_faces"):
             if getattr(self, name) < 1:
                 raise UsageError(f"landmarks: {name} must be >= 1")
-        if self.max_scale_step <= 1:
-            raise UsageError("landmarks: max_scale_step must be > 1")
+        for name in ("max_scale_step", "max_aspect", "max_drift", "max_size_outlier"):
+            if getattr(self, name) <= 1:
+                raise UsageError(f"landmarks: {name} must be > 1")
+        if self.drift_window < 1 or self.max_shape_residual <= 0:
+            raise UsageError("landmarks: drift_window must be >= 1 and max_shape_residual > 0")
         self.shots.validate()
 
     def key(self) -> dict:

@@ -125,6 +125,7 @@ def compute_landmarks(
     shot = shot_index(n, boundaries)
     _split_tracks_at_shots(rows, shot, tracker.chips)
     _flag_short_shots(rows, shot, cfg.shots.min_shot)
+    _flag_size_outliers(rows, cfg.max_size_outlier)
     spans: dict[int, tuple[int, int]] = {}
     for r in rows:
         if r.track is not None and r.landmarks is not None:
@@ -165,6 +166,29 @@ def _flag_short_shots(rows: list[FaceRow], shot: np.ndarray, min_shot: int) -> N
     for r in rows:
         if r.reason == "ok" and 0 < r.shot < last and lengths[r.shot] < min_shot:
             r.reason = "short-shot"
+
+
+def _flag_size_outliers(rows: list[FaceRow], ratio: float) -> None:
+    """A usable fit whose extent is outside 1/ratio..ratio of its whole track's median is
+    flagged ``size-outlier`` (issue 34's check, kept as a rule). The tracker's running median
+    (``scale-drift``) must follow real zooms as they happen, so a fit can pass it and still be
+    far from the track's typical size; such frames are not averaged, and the track goes on."""
+    # Repeated until nothing changes: flagging the extremes moves the median of what is left
+    # (a track that shrank steadily has outliers at both ends of what remains).
+    for _ in range(len(rows)):
+        ext: dict[int, list[float]] = {}
+        for r in rows:
+            if r.reason == "ok" and r.track is not None:
+                ext.setdefault(r.track, []).append(float(np.ptp(r.landmarks, axis=0).max()))
+        med = {t: float(np.median(v)) for t, v in ext.items()}
+        changed = False
+        for r in rows:
+            if r.reason == "ok" and r.track is not None:
+                e = float(np.ptp(r.landmarks, axis=0).max()) / med[r.track]
+                if not 1.0 / ratio <= e <= ratio:
+                    r.reason, changed = "size-outlier", True
+        if not changed:
+            break
 
 
 def _table(video_id: str, rows: list[FaceRow], spans: dict[int, tuple[int, int]], face_of: dict[int, int],

@@ -12,6 +12,14 @@ A fit is believed only if it passes every check against the track's last accepte
 - the extent changes by at most ``max_scale_step`` and the centre moves by at most
   ``max_shift`` face sizes per frame (a diverging fit grows geometrically: it fails here on
   its first step, long before its crop could take the machine's memory);
+- the fit is a face: its Procrustes distance to the mean face is at most
+  ``max_shape_residual`` and its extent's aspect within 1/``max_aspect``..``max_aspect``
+  (``implausible-shape``, mf2.faces.shape); its extent is at least ``min_fit_face`` px
+  (``small-face``: below it the fit's error doubles, bench/small_faces.py);
+- a tracked fit's extent stays within ``max_drift`` of the median of its track's last
+  ``drift_window`` fits (``scale-drift``): a fit that grows or shrinks a little every frame
+  passes the per-frame step but not this. A detection is the authority: its fit skips this
+  check and restarts the median when it disagrees (a real zoom);
 - the face region is not flat (grey std >= ``min_contrast``): a fit on a black or faded
   frame lands on nothing;
 - on keyframes the detector is asked near the track; a detection whose own fit passes
@@ -47,6 +55,7 @@ import numpy as np
 
 from mf2.faces.base import Detection, LandmarkBackend, iou, landmark_box
 from mf2.faces.select import LandmarkConfig
+from mf2.faces.shape import extent_aspect, procrustes_residual
 
 _HOG_WINDOW = 80  # dlib's HOG detector finds faces from 80 px up without upsampling
 _LOCAL_FACE = 120  # face side when re-detecting near a track: room to grow or shrink 1.5x
@@ -55,8 +64,8 @@ MAX_CLUSTERED = 400  # tracks per video that face_id clustering considers (and w
 OK = "ok"
 # Why a row is not usable. Failures end the track; flags keep it.
 FAILURES = ("bad-extent", "outside", "scale-jump", "shift-jump", "no-contrast", "no-detection",
-            "identity-change", "merged")
-FLAGS = ("light-change", "short-shot")
+            "identity-change", "merged", "implausible-shape", "scale-drift", "small-face")
+FLAGS = ("light-change", "short-shot", "size-outlier")  # size-outlier: mf2.faces.stage
 NO_FACE = "no-face"
 
 
@@ -98,11 +107,27 @@ class _Track:
     age: int = 0
     chip: np.ndarray | None = None  # aligned face of its first detection (for its embedding)
     embedding: np.ndarray | None = None  # computed from ``chip`` when first needed
+    sizes: deque = field(default_factory=deque)  # extents of the last accepted fits (scale-drift)
+
+    def drift(self, ext: float) -> float:
+        """How far ``ext`` is from the median of the recent extents (a ratio >= 1)."""
+        if not self.sizes:
+            return 1.0
+        med = float(np.median(self.sizes))
+        return max(ext / med, med / ext) if ext > 0 and med > 0 else float("inf")
 
 
 def _extent(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lb = landmark_box(lm)
     return lb, np.array([lb[2] - lb[0], lb[3] - lb[1]] * 2, dtype=np.float32)
+
+
+def same_face(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two boxes on one face: IoU above 0.5, or most (70 %) of the smaller inside the larger."""
+    ix = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+    iy = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+    small = min(float((a[2] - a[0]) * (a[3] - a[1])), float((b[2] - b[0]) * (b[3] - b[1])))
+    return iou(a, b) > 0.5 or (small > 0 and ix * iy / small > 0.7)
 
 
 def face_stats(image: np.ndarray, lm: np.ndarray) -> tuple[float, float]:
@@ -138,7 +163,8 @@ class FaceTracker:
         self._prev_rows: list[FaceRow] | None = None
 
     # -- checks --------------------------------------------------------------------------
-    def _sane(self, lm: np.ndarray, shape: tuple[int, ...], prev: np.ndarray | None) -> str:
+    def _sane(self, lm: np.ndarray, shape: tuple[int, ...], prev: np.ndarray | None,
+              track: _Track | None = None) -> str:
         cfg = self.cfg
         if not np.isfinite(lm).all():
             return "bad-extent"
@@ -150,6 +176,11 @@ class FaceTracker:
         outside = ((lm[:, 0] < 0) | (lm[:, 0] > w - 1) | (lm[:, 1] < 0) | (lm[:, 1] > h - 1)).mean()
         if outside > cfg.max_outside:
             return "outside"
+        aspect = extent_aspect(lm)
+        if not 1.0 / cfg.max_aspect <= aspect <= cfg.max_aspect or procrustes_residual(lm) > cfg.max_shape_residual:
+            return "implausible-shape"
+        if ext < cfg.min_fit_face:
+            return "small-face"
         if prev is not None:
             plo, phi = prev.min(axis=0), prev.max(axis=0)
             pext = float(max(phi - plo))
@@ -158,10 +189,13 @@ class FaceTracker:
                 return "scale-jump"
             if float(np.hypot(*((lo + hi) / 2 - (plo + phi) / 2))) > cfg.max_shift * pext:
                 return "shift-jump"
+        if track is not None and track.drift(ext) > cfg.max_drift:
+            return "scale-drift"
         return OK
 
-    def _check(self, lm: np.ndarray, image: np.ndarray, prev: np.ndarray | None) -> tuple[str, float]:
-        why = self._sane(lm, image.shape, prev)
+    def _check(self, lm: np.ndarray, image: np.ndarray, prev: np.ndarray | None,
+               track: _Track | None = None) -> tuple[str, float]:
+        why = self._sane(lm, image.shape, prev, track)
         if why != OK:
             return why, float("nan")
         light, contrast = face_stats(image, lm)
@@ -209,6 +243,7 @@ class FaceTracker:
             return None
         lb, size = _extent(lm)
         tr = _Track(self._next_id, det.box.astype(np.float32), (det.box - lb) / size, lm, det.score, light)
+        tr.sizes.append(float(max(size[0], size[1])))
         self._next_id += 1
         if self.embedder is not None:
             tr.chip = self.embedder.chip(f.image, lm)
@@ -230,8 +265,14 @@ class FaceTracker:
         ref = tr.lights[0]
         jump = len(tr.lights) == 3 and abs(light - ref) > self.cfg.max_light_change * max(ref, light, 16.0)
         lb, size = _extent(lm)
+        ext = float(max(size[0], size[1]))
         if det is not None:
             tr.rel, tr.score, tr.since_detect, tr.missed = (det.box - lb) / size, det.score, 0, 0
+            if tr.drift(ext) > self.cfg.max_drift:
+                tr.sizes.clear()  # the detector says the face really is this size now
+        tr.sizes.append(ext)
+        while len(tr.sizes) > self.cfg.drift_window:
+            tr.sizes.popleft()
         tr.box = (lb + tr.rel * size).astype(np.float32)
         tr.lm, tr.light = lm, light
         tr.age += 1
@@ -250,7 +291,7 @@ class FaceTracker:
         """One track on one frame, given the fit from its predicted box."""
         pred_box = tr.box
         fit_iou = iou(landmark_box(lm) + tr.rel * _extent(lm)[1], pred_box) if np.isfinite(lm).all() else 0.0
-        why, light = self._check(lm, f.image, tr.lm)
+        why, light = self._check(lm, f.image, tr.lm, tr)
         if keyframe or why != OK:
             det = self._match(self._detect_near(f.image, pred_box), pred_box)
             if det is not None:
@@ -294,11 +335,13 @@ class FaceTracker:
         for tr in list(self.tracks):
             keyframe = tr.since_detect >= self.cfg.keyframe_interval
             rows.append(self._update(f, tr, fits[tr.id], keyframe))
-        # Two tracks on one face (a re-detection landed on the other's face): keep the older.
+        # Two tracks on one face (a re-detection landed on the other's face, or a ghost: a fit
+        # shrunk onto part of a face while a new detection of that face started a track):
+        # keep the older. A ghost's box lies inside the face's, so IoU alone misses it.
         alive = sorted(self.tracks, key=lambda t: t.id)
         for i, a in enumerate(alive):
             for b in alive[i + 1:]:
-                if b in self.tracks and a in self.tracks and iou(landmark_box(a.lm), landmark_box(b.lm)) > 0.5:
+                if b in self.tracks and a in self.tracks and same_face(landmark_box(a.lm), landmark_box(b.lm)):
                     for r in rows:
                         if r.track == b.id:
                             rows.remove(r)
