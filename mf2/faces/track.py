@@ -15,7 +15,7 @@ A fit is believed only if it passes every check against the track's last accepte
 - the fit is a face: its Procrustes distance to the mean face is at most
   ``max_shape_residual`` and its extent's aspect within 1/``max_aspect``..``max_aspect``
   (``implausible-shape``, mf2.faces.shape); its extent is at least ``min_fit_face`` px
-  (``small-face``: below it the fit's error doubles, bench/small_faces.py);
+  (``small-face``: below it the fit's error is 1.7x a 64 px face's, bench/small_faces.py);
 - a tracked fit's extent stays within ``max_drift`` of the median of its track's last
   ``drift_window`` fits (``scale-drift``): a fit that grows or shrinks a little every frame
   passes the per-frame step but not this. A detection is the authority: its fit skips this
