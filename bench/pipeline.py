@@ -9,6 +9,10 @@ Prints JSON:
   (workers' and their ffmpeg decoders' CPU seconds per wall second);
 - peak RSS of `mf2 simulate` on a clip and on the same clip played forward and back to 4x
   its length, without a cut (target: within 10 %).
+- issue 35's comparison (``--reference`` runs it alone): frames/s and CPU-ms per frame of
+  ``mf2 simulate`` (PrAvg L 7, 256 px, default workers and ``--workers 0``) against the
+  hand-written baseline bench/reference_pravg.py as 1 process and as 2 processes over halves
+  of the same eight clips, alternated.
 Every figure is the median of ``--repeats`` runs, each in a fresh folder.
 """
 
@@ -37,6 +41,57 @@ E2E_CLIPS = ["lp_d9.mp4", "ffpp_youtube_634.mp4", "fomm_10.mp4", "lp_d3.mp4"]
 SCALE_CLIPS = ["sadtalker_RD_Radio2_000.mp4", "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
                "sadtalker_WDA_KatieHill_000.mp4", "lp_d11.mp4"]
 RSS_CLIP = "fomm_10.mp4"
+# issue 35: eight clips, about 2,500 frames, against the hand-written reference script
+REF_CLIPS = ["lp_d9.mp4", "fomm_10.mp4", "lp_d3.mp4", "lp_d19.mp4", "lp_d18.mp4", "retalking_face_3.mp4",
+             "sadtalker_RD_Radio2_000.mp4", "sadtalker_WDA_KatieHill_000.mp4"]
+
+
+def _timed(cmds: list[list[str]]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (the commands and everything they waited for) of commands
+    run side by side."""
+    import resource
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for c in cmds]
+    codes = [p.wait() for p in procs]
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if any(codes):
+        raise RuntimeError(f"{cmds[0][:3]} exited {codes}")
+    return wall, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+
+
+def _reference(videos: Path, repeats: int) -> dict:
+    """mf2's default path and its in-process path against bench/reference_pravg.py as 1 and 2
+    processes, on the same clips, alternated, each in a fresh folder; medians."""
+    paths = [videos / c for c in REF_CLIPS]
+    n = {p: probe(p).n_frames for p in paths}
+    halves: tuple[list, list] = ([], [])
+    for p in sorted(paths, key=lambda p: -n[p]):  # two halves of about equal frames
+        min(halves, key=lambda h: sum(n[q] for q in h)).append(p)
+    frames = sum(n.values())
+    script = [sys.executable, str(REPO / "bench" / "reference_pravg.py"), "--out"]
+    mf2 = [sys.executable, "-m", "mf2", "simulate", "--mode", "pravg", "--L", "7", "--out-size", "256",
+           "--landmarks", "dlib"]
+    runs: dict[str, list] = {k: [] for k in ("script_1_process", "script_2_processes", "mf2_default", "mf2_in_process")}
+    for _ in range(repeats):
+        for label in runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                vids = _folder(videos, REF_CLIPS, Path(tmp))
+                out = Path(tmp) / "out"
+                cmds = {"script_1_process": [[*script, str(out), *map(str, paths)]],
+                        "script_2_processes": [[*script, str(out / str(i)), *map(str, h)] for i, h in enumerate(halves)],
+                        "mf2_default": [[*mf2, "--videos", str(vids), "--out", str(out)]],
+                        "mf2_in_process": [[*mf2, "--videos", str(vids), "--out", str(out), "--workers", "0"]]}[label]
+                runs[label].append(_timed(cmds))
+    med = statistics.median
+    res: dict = {"clips": REF_CLIPS, "frames": frames}
+    for label, rs in runs.items():
+        res[label] = {"fps": round(frames / med(w for w, _ in rs), 1), "cpu_ms_per_frame": round(1000 * med(c for _, c in rs) / frames, 1)}
+    res["default_over_script_2"] = round(res["mf2_default"]["fps"] / res["script_2_processes"]["fps"], 3)
+    res["default_cpu_over_script_2"] = round(res["mf2_default"]["cpu_ms_per_frame"] /
+                                             res["script_2_processes"]["cpu_ms_per_frame"], 3)
+    res["in_process_over_script_1"] = round(res["mf2_in_process"]["fps"] / res["script_1_process"]["fps"], 3)
+    return res
 
 
 def _folder(videos: Path, names: list[str], tmp: Path) -> Path:
@@ -89,12 +144,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--videos", type=Path, default=REPO.parent / "shared" / "data" / "videos")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["e2e", "scaling", "rss"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["e2e", "scaling", "rss", "reference"])
+    ap.add_argument("--reference", action="store_true", help="only issue 35's comparison with bench/reference_pravg.py")
     args = ap.parse_args()
     cores = default_workers()
     med = statistics.median
     out: dict = {"bench": "pipeline", "mf2": __version__, "python": platform.python_version(),
                  "machine": platform.machine(), "cores": cores, "repeats": args.repeats, "backend": "dlib"}
+
+    if args.reference:
+        args.skip = ["e2e", "scaling", "rss"]
+    if "reference" not in args.skip:
+        out["reference"] = _reference(args.videos, args.repeats)
 
     if "e2e" not in args.skip:
         paths = [args.videos / c for c in E2E_CLIPS]

@@ -206,7 +206,13 @@ def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | N
     out = str(check_writable_dir(Path(out)))
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers
-    with make_runner(min(n, max(1, len(sources))) if n > 0 else 0, scheduler, gpu, _echo_err) as runner:
+    n = min(n, max(1, len(sources))) if n > 0 else 0
+    if workers is None and scheduler is None and n == 1:
+        # One source is one task: a cluster would add its start-up (~3.5 s wall, ~4 s CPU:
+        # issue 35) and run nothing beside it. An explicit --workers 1 still gets one.
+        n = 0
+        _echo_err("dask: one source: running in this process (--workers 1 for a worker process)")
+    with make_runner(n, scheduler, gpu, _echo_err) as runner:
         summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed, replace=replace,
                                filters=filters)
     if contact:

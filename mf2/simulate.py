@@ -195,13 +195,16 @@ def simulate_video(
     cache: Path | None = None,
     sha: str | None = None,
     stages: Stages | None = None,
+    info: VideoInfo | None = None,
 ) -> VideoResult:
     """``cache``: where the landmark and flow tables live (default ``out``; a recipe shares
-    one cache between its jobs). ``stages`` records the current stage and its timings."""
+    one cache between its jobs). ``stages`` records the current stage and its timings.
+    ``info``: the video's probe when the caller has it (the pipeline's landmark task does:
+    probing again cost ~0.2 s a video, issue 35)."""
     stages = stages or Stages()
     cache = cache or out
     stages.enter("probe")
-    info = probe(src.path, src.fps)
+    info = info or probe(src.path, src.fps)
     stages.enter("hash")
     sha = sha or sha256_file(src.path)
     ppath = part_path(out, cfg, src.video_id)

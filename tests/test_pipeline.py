@@ -433,3 +433,36 @@ def test_workers_take_their_share_of_the_cores(workers):
         with make_runner(scheduler=cluster.scheduler_address) as runner:
             limits = list(runner.client.run(current_limits).values())
     assert all(lim["decode"] == share for lim in limits), limits
+    assert all(lim["malloc"] == {"trim_threshold": 128 << 20, "mmap_threshold": 32 << 20} for lim in limits), limits
+
+
+def _rss_kept_after_free() -> int:
+    """Bytes of resident memory a freed 24 MiB block leaves behind in this process."""
+    import os
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before = rss()
+    block = bytearray(24 << 20)
+    block[::4096] = b"\x01" * len(range(0, 24 << 20, 4096))  # touch every page
+    del block
+    return rss() - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_workers_keep_freed_frames_instead_of_returning_them_to_the_os():
+    """Issue 35: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so every large
+    temporary the render stage frees goes back to the OS and is faulted in again. On mf2's
+    workers a freed 24 MiB block stays in the process (below the 32 MiB mmap threshold, the
+    128 MiB trim threshold); on a plain Dask worker it is returned."""
+    from distributed import Client, LocalCluster
+
+    from mf2.pipeline.runner import make_runner
+
+    with make_runner(1) as runner:
+        kept = list(runner.client.run(_rss_kept_after_free).values())
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
+        plain = list(c.run(_rss_kept_after_free).values())
+    assert kept[0] > 16 << 20 and plain[0] < 8 << 20, (kept, plain)

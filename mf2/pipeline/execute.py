@@ -17,7 +17,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -88,6 +88,7 @@ class Prepared:
     timings: dict[str, float]
     failure: dict | None = None
     backend: str | None = None  # the landmark backend that made the cached table
+    info: Any = None  # the VideoInfo the landmark task probed (the simulate task does not probe again)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job], filters: Video
                 progress.close()
             stages.enter("filter")
             filters.check_faces(table)
-        return Prepared(sha, info.n_frames, stages.done(), backend=name)
+        return Prepared(sha, info.n_frames, stages.done(), backend=name, info=info)
     except Exception as e:
         failure = _failure(src, stages.current, e, cache, sha)  # before done(): it names the stage
         return Prepared(sha, 0, stages.done(), failure)
@@ -160,7 +161,7 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
         cfg = replace(job.cfg, landmarks=replace(job.cfg.landmarks, backend=prep.backend or job.cfg.landmarks.backend))
         progress = FrameProgress(cache, src.video_id, prep.frames, stages, job.name if len(jobs) > 1 else None)
         try:
-            res = simulate_video(src, job.out, cfg, None, progress, cache, prep.sha256, stages)
+            res = simulate_video(src, job.out, cfg, None, progress, cache, prep.sha256, stages, prep.info)
             rec.part, rec.resumed = str(part_path(job.out, job.cfg, src.video_id)), res.resumed
             rec.face_lost, rec.note = res.windows_face_lost, res.note
         except Exception as e:

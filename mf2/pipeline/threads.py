@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from mf2.pipeline.malloc import current_malloc, tune_malloc
 from mf2.video.reader import set_decode_threads
 
 
@@ -56,7 +57,8 @@ def _host(address: str) -> str:
 
 class ThreadLimits(WorkerPlugin):
     """A Dask worker plugin: on setup, the worker counts the workers registered on its own host
-    and takes its share of the host's cores."""
+    and takes its share of the host's cores, and sets glibc's allocator thresholds
+    (mf2.pipeline.malloc)."""
 
     name = "mf2-thread-limits"
 
@@ -65,6 +67,7 @@ class ThreadLimits(WorkerPlugin):
         me = _host(worker.address)
         peers = sum(1 for addr in info.get("workers", {}) if _host(addr) == me)
         ThreadBudget.share(host_cores(), peers).apply()
+        tune_malloc()  # mf2.pipeline.malloc says why
 
 
 def current_limits() -> dict:
@@ -75,4 +78,4 @@ def current_limits() -> dict:
 
     torch = sys.modules.get("torch")
     return {"opencv": cv2.getNumThreads(), "decode": decode_threads(),
-            "torch": torch.get_num_threads() if torch is not None else None}
+            "torch": torch.get_num_threads() if torch is not None else None, "malloc": current_malloc()}

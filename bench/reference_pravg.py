@@ -1,0 +1,108 @@
+"""A BASELINE, not mf2: the minimal hand-written PrAvg L=7 script that issue 35 timed mf2 against.
+
+What a researcher would write in an afternoon: ffmpeg decodes to an RGB pipe; dlib's HOG
+detector runs on every 10th frame (else the box comes from the last landmarks); the 68-point
+fit runs on every frame; a 7-frame ring buffer is averaged in linear light; the crop is the
+square around the middle frame's landmarks (margin 0.25); INTER_AREA to 256 px; two PNGs per
+pair; one Parquet at the end. No shots, no repeats, no tracking checks, no resumable or
+atomic writes, no hashes: it is the speed floor mf2's default path is measured against
+(``bench/pipeline.py --reference``), never a tool to use.
+
+    python bench/reference_pravg.py --out DIR CLIP [CLIP ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+import cv2
+import dlib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from mf2.faces.models import shape_predictor_68  # the model file only
+from mf2.video import probe  # width/height only
+
+L, OUT, MARGIN, DETECT_EVERY = 7, 256, 0.25, 10
+TO_LINEAR = ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4
+TO_LINEAR[:11] = np.arange(11) / 255.0 / 12.92
+TO_LINEAR = TO_LINEAR.astype(np.float32)
+
+
+def to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0, 1)
+    y = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.clip(np.round(y * 255), 0, 255).astype(np.uint8)
+
+
+def frames(path: Path, w: int, h: int):
+    proc = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", str(path),
+                             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    size = w * h * 3
+    while True:
+        buf = proc.stdout.read(size)
+        if len(buf) < size:
+            break
+        yield np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+    proc.wait()
+
+
+def run(path: Path, out: Path, detector, predictor, rows: list) -> None:
+    info = probe(path)
+    ring: deque = deque(maxlen=L)
+    rect = None
+    for t, frame in enumerate(frames(path, info.width, info.height)):
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if rect is None or t % DETECT_EVERY == 0:
+            dets = detector(grey, 0)
+            rect = max(dets, key=lambda r: r.area()) if dets else None
+        if rect is None:
+            ring.clear()
+            continue
+        shape = predictor(grey, rect)
+        lm = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+        lo, hi = lm.min(0), lm.max(0)
+        rect = dlib.rectangle(*(int(v) for v in (lo[0], lo[1], hi[0], hi[1])))
+        ring.append((t, frame, lm))
+        if len(ring) < L:
+            continue
+        mid_t, mid, mlm = ring[L // 2]
+        lo, hi = mlm.min(0), mlm.max(0)
+        side = int(round(float(max(hi - lo)) * (1 + 2 * MARGIN)))
+        x0, y0 = int(round((lo[0] + hi[0]) / 2 - side / 2)), int(round((lo[1] + hi[1]) / 2 - side / 2))
+        if x0 < 0 or y0 < 0 or x0 + side > info.width or y0 + side > info.height:
+            continue
+        acc = sum(TO_LINEAR[f[y0:y0 + side, x0:x0 + side]] for _, f, _ in ring) / L
+        blurry = cv2.resize(to_srgb(acc), (OUT, OUT), interpolation=cv2.INTER_AREA)
+        sharp = cv2.resize(mid[y0:y0 + side, x0:x0 + side], (OUT, OUT), interpolation=cv2.INTER_AREA)
+        name = f"{path.stem}_{mid_t:06d}"
+        cv2.imwrite(str(out / f"{name}_blurry.png"), blurry[..., ::-1])
+        cv2.imwrite(str(out / f"{name}_sharp.png"), sharp[..., ::-1])
+        rows.append({"video": path.stem, "frame": mid_t, "x0": x0, "y0": y0, "size": side})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("clips", type=Path, nargs="+")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cv2.setNumThreads(1)
+    detector, predictor = dlib.get_frontal_face_detector(), dlib.shape_predictor(str(shape_predictor_68()))
+    rows: list = []
+    for clip in args.clips:
+        run(clip, args.out, detector, predictor, rows)
+    pq.write_table(pa.Table.from_pylist(rows), args.out / "pairs.parquet")
+    print(len(rows))
+
+
+if __name__ == "__main__":
+    main()
