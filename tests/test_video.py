@@ -84,6 +84,18 @@ def test_29_97_fps_is_exact(videos, tmp_path):
     assert info.n_frames == 150 and not info.vfr
 
 
+@pytest.mark.parametrize("container", ["mpegts", "matroska"])
+def test_other_listed_containers_probe_and_decode_like_the_mp4(videos, tmp_path, container):
+    """Issue 33: ``mf2 probe clip.ts`` ended in a traceback (ffprobe's csv writes MPEG-TS
+    packets' side data as extra fields after the time: "1.466667,"). A stream copy into
+    another container is the same frames."""
+    out = tmp_path / ("clip.ts" if container == "mpegts" else "clip.mkv")
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-c", "copy", "-f", container, str(out))
+    a, b = probe(videos / "fomm_08.mp4"), probe(out)
+    assert (b.n_frames, b.fps, b.width, b.height, b.vfr) == (a.n_frames, a.fps, a.width, a.height, a.vfr)
+    assert all(np.array_equal(x, y) for x, y in zip(iter_frames(a), iter_frames(b), strict=True))
+
+
 def test_variable_frame_rate_is_reported_and_not_resampled(videos, tmp_path):
     out = tmp_path / "vfr.mp4"
     # first half at 35 fps, second half at 17.5 fps

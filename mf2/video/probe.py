@@ -110,7 +110,10 @@ def _probe_file(path: Path) -> VideoInfo:
     pts_text = _run_ffprobe(
         ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
     )
-    pts = sorted(float(t) for t in pts_text.split() if t not in ("", "N/A"))
+    # One packet a line; MPEG-TS packets carry side data that ffprobe's csv writes as extra
+    # (empty) fields after the time ("1.466667,"), so only the first field is the time.
+    pts = sorted(float(t) for t in (line.split(",")[0].strip() for line in pts_text.splitlines())
+                 if t not in ("", "N/A"))
     n_frames = len(pts)
     if n_frames == 0:
         raise InputError(f"{path}: video stream has no frames", "not-a-video")
