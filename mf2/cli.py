@@ -202,7 +202,10 @@ def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | N
 
     if videos is not None:
         require_ffmpeg()
-    sources = gather_sources(videos, images, fps, cfg.mode)
+    same: list = []
+    sources = gather_sources(videos, images, fps, cfg.mode, same)
+    for skipped, kept in same:
+        _echo_err(f"{skipped}: the same file as {kept}; taken once")
     out = str(check_writable_dir(Path(out)))
     gpu = check_backend(cfg.landmarks) == "fan"
     n = default_workers() if workers is None else workers

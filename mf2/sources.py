@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +26,29 @@ class VideoSource:
     path: Path
     identity: str | None = None  # who is in it, from a fetch table; several joined by ";"
     fps: float | None = None  # a folder of frames: its frame rate (a video file carries its own)
+    name: str | None = None  # the name the id was made from (mf2.pipeline.execute finds legacy ids by it)
 
 
-def safe_id(text: str) -> str:
-    """A file-name-safe id from any text; a hash suffix keeps distinct long names distinct."""
+def legacy_safe_id(text: str) -> str:
+    """The id mf2 gave a name before issue 33: unsafe characters replaced by ``_``, so
+    ``café`` and ``cafè`` were both ``caf``. Kept to find datasets' existing ids."""
     clean = re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "video"
     if _SAFE_ID.match(clean):
         return clean
     digest = hashlib.sha1(text.encode()).hexdigest()[:8]
     return f"{clean[:55]}_{digest}"
+
+
+def safe_id(text: str) -> str:
+    """A file-name-safe id from any text; a hash suffix keeps distinct long names distinct.
+    A name with characters outside ASCII is transliterated (``é`` -> ``e``) and always gets a
+    hash of the original name, so two names differing only there (``café``, ``cafè``) never
+    share an id; ASCII names keep the ids they always had (ids of existing datasets)."""
+    if text.isascii():
+        return legacy_safe_id(text)
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    clean = re.sub(r"[^A-Za-z0-9_-]+", "_", plain).strip("_") or "video"
+    return f"{clean[:55]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def is_safe_id(text: str) -> bool:
@@ -172,15 +187,16 @@ PHOTO_MODES = ("synthetic",)
 
 
 def gather_sources(videos: str | Path | None, images: str | Path | None, fps: float | None = None,
-                   mode: str | None = None) -> list[VideoSource]:
+                   mode: str | None = None, same: list[tuple[Path, Path]] | None = None) -> list[VideoSource]:
     """The sources of one run: ``--videos`` and ``--images`` together (at least one). A photo
-    id equal to a video id is refused: both would write the same files."""
+    id equal to a video id is refused: both would write the same files. ``same``: as for
+    ``resolve_videos``."""
     if videos is None and images is None:
         raise UsageError("give --videos PATH, --images PATH, or both")
     if images is not None and mode is not None and mode not in PHOTO_MODES:
         raise UsageError(f"--images: photos are single frames; --mode {mode} averages frames of a video "
                          f"(photos take --mode {' or '.join(PHOTO_MODES)})")
-    sources = resolve_videos(videos, fps) if videos is not None else []
+    sources = resolve_videos(videos, fps, same=same) if videos is not None else []
     photos = resolve_images(images) if images is not None else []
     clash = sorted({s.video_id for s in sources} & {p.video_id for p in photos})
     if clash:
@@ -271,9 +287,11 @@ def _subfolder_videos(p: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = True) -> list[VideoSource]:
+def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = True,
+                   same: list[tuple[Path, Path]] | None = None) -> list[VideoSource]:
     """``fps``: the frame rate of folders of frames (``--fps``); a video file has its own.
-    ``need_fps=False``: the caller knows it otherwise (materialize reads it from the pairs)."""
+    ``need_fps=False``: the caller knows it otherwise (materialize reads it from the pairs).
+    ``same``: receives (skipped, kept) for each file found twice (``_one_each``)."""
     p = Path(path)
     if p.is_file() and p.suffix == ".parquet":
         return _from_fetch_table(p)
@@ -292,12 +310,44 @@ def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = 
         raise UsageError(f"--fps {fps}: must be between 0 and 1000")
     sources: list[VideoSource] = []
     seen: set[str] = set()
-    for name, f in named:
+    for name, f in _one_each(named, same):
         vid = safe_id(name)
         if vid in seen:  # same stem, other extension or folder
             vid = safe_id(f"{name}_{hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]}")
         seen.add(vid)
         if f.is_dir() and fps is None and need_fps:
             raise UsageError(f"{f}: a folder of frames needs its frame rate: give --fps N")
-        sources.append(VideoSource(vid, f, fps=fps if f.is_dir() else None))
+        sources.append(VideoSource(vid, f, fps=fps if f.is_dir() else None, name=name))
     return sources
+
+
+def _one_each(named: list[tuple[str, Path]], same: list[tuple[Path, Path]] | None = None) -> list[tuple[str, Path]]:
+    """Each file once: a path reached twice (a symlink to a folder above, ``up -> .``) or a
+    copy with the same bytes would put one footage under two ids, on both sides of a split.
+    Same resolved path first; then same size and same sha256 (only same-size files are hashed).
+    The skipped ones go to ``same`` as (skipped, kept)."""
+    same = [] if same is None else same
+    kept: list[tuple[str, Path]] = []
+    by_real: dict[Path, Path] = {}
+    for name, f in named:
+        real = f.resolve()
+        if real in by_real:
+            same.append((f, by_real[real]))
+            continue
+        by_real[real] = f
+        kept.append((name, f))
+    by_size: dict[int, list[tuple[str, Path]]] = {}
+    for name, f in kept:
+        if f.is_file():
+            by_size.setdefault(f.stat().st_size, []).append((name, f))
+    drop: set[Path] = set()
+    for group in (g for g in by_size.values() if len(g) > 1):
+        first: dict[str, Path] = {}
+        for _, f in group:
+            h = sha256_file(f)
+            if h in first:
+                same.append((f, first[h]))
+                drop.add(f)
+            else:
+                first[h] = f
+    return [(n, f) for n, f in kept if f not in drop]

@@ -10,6 +10,7 @@ with its stage, class and message.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import traceback
@@ -32,7 +33,7 @@ from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, TIMING_SCHEMA, metadata, par
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
 from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
-from mf2.sources import VideoSource, sha256_file
+from mf2.sources import VideoSource, legacy_safe_id, sha256_file
 from mf2.video.filters import FILTERED, VideoFilter
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, s
     (otherwise such a run is refused before any work)."""
     lcfg = _check_jobs(jobs)
     _prepare_folders(jobs, cache, replace)
+    sources = _check_ids(sources, jobs)
     if runner.name == "synchronous":
         _backend(lcfg)  # a missing model is a usage error before any video, not a failure per video
     gpu = {"GPU": 1} if check_backend(lcfg) == "fan" and runner.name != "synchronous" else None
@@ -254,6 +256,52 @@ def _prepare_folders(jobs: list[Job], cache: Path, replace: bool) -> None:
         j.out.mkdir(parents=True, exist_ok=True)
         if j.out != cache:
             clean_stale_tmp(j.out)
+
+
+def _part_source(job: Job, video_id: str) -> tuple[Path, str] | None:
+    """The file and sha256 an existing part of this id was made from (None: no part)."""
+    md = try_read_metadata(part_path(job.out, job.cfg, video_id))
+    if not md or "mf2.video_sha256" not in md:
+        return None
+    try:
+        return Path(json.loads(md.get("mf2.video", "{}")).get("path", "")), md["mf2.video_sha256"]
+    except (ValueError, AttributeError):
+        return None
+
+
+def _check_ids(sources: list[VideoSource], jobs: list[Job]) -> list[VideoSource]:
+    """Ids against the datasets' existing parts, before any work (issue 33):
+
+    - a non-ASCII name made before issue 33 got a lossy id (``café`` -> ``caf``); where such a
+      part exists and was made from this very file (same path, or same bytes), the source keeps
+      that id, so a dataset never holds one video under two ids;
+    - an id whose part was made from another file with other bytes (two names mapping to one
+      id) is refused in one line naming both files: the second run would silently replace the
+      first video's pairs. The same path with new bytes is an updated video, as before."""
+    hashes: dict[Path, str] = {}
+
+    def sha(path: Path) -> str:
+        if path not in hashes:
+            hashes[path] = sha256_file(path)
+        return hashes[path]
+
+    def same_file(old: tuple[Path, str] | None, src: VideoSource) -> bool:
+        return old is not None and src.path.exists() and (
+            old[0].resolve() == src.path.resolve() or old[1] == sha(src.path))
+
+    out = []
+    for src in sources:
+        legacy = legacy_safe_id(src.name) if src.name and not src.name.isascii() else None
+        if legacy and legacy != src.video_id and any(same_file(_part_source(j, legacy), src) for j in jobs):
+            src = dataclasses.replace(src, video_id=legacy)
+        for j in jobs:
+            old = _part_source(j, src.video_id)
+            if (old is not None and src.path.exists() and old[0].resolve() != src.path.resolve()
+                    and old[0].exists() and old[1] != sha(src.path)):
+                raise UsageError(f"{src.path}: its id {src.video_id!r} already holds the pairs of another file, "
+                                 f"{old[0]}, in {j.out}; rename one of them (nothing was changed)")
+        out.append(src)
+    return out
 
 
 class _KeptFailures:

@@ -33,7 +33,7 @@ from mf2.blur.windows import Window
 from mf2.errors import InputError, UsageError
 from mf2.share.dataset import load, pairs_metadata, safe_rel, write
 from mf2.share.verify import sha256_of
-from mf2.sources import VideoSource, resolve_images, resolve_videos, sha256_file
+from mf2.sources import legacy_safe_id, VideoSource, resolve_images, resolve_videos, sha256_file
 from mf2.video import ffmpeg_version, iter_frames, probe
 
 REPORT_FIELDS = ("pair_id", "video_id", "status", "detail")
@@ -166,7 +166,10 @@ def local_sources(path: str | Path, rows: list[dict]) -> dict[str, VideoSource]:
         found.update({s.video_id: s for s in resolve_images(path)})
     if kinds - {"photo"}:
         try:
-            found.update({s.video_id: s for s in resolve_videos(path, need_fps=False)})
+            videos = resolve_videos(path, need_fps=False)
+            # datasets made before issue 33 named non-ASCII files by their lossy id (café -> caf)
+            found.update({legacy_safe_id(s.name): s for s in videos if s.name and not s.name.isascii()})
+            found.update({s.video_id: s for s in videos})
         except UsageError:
             if "photo" not in kinds:
                 raise
