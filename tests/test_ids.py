@@ -81,3 +81,26 @@ def test_a_file_reached_twice_is_taken_once(videos, tmp_path, twice):
     assert list(_ids(tmp_path / "O")) == ["a"]
     said = [ln for ln in r.stderr.splitlines() if "the same file as" in ln]
     assert len(said) == 1 and said[0].endswith("a.mp4; taken once"), r.stderr
+
+
+def test_two_runs_with_different_settings_into_one_new_folder_one_wins(videos, tmp_path):
+    """Issue 33: started together into one new --out with L 7 and L 9, both used to exit 0 and
+    the manifest held one of them. The settings check and the folder's claim now happen under
+    the dataset lock: one run goes on, the other is refused in one line, nothing is mixed."""
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    shutil.copy(videos / "fomm_08.mp4", tmp_path / "in" / "a.mp4")
+    cmd = [sys.executable, "-m", "mf2", "simulate", "--videos", "in", "--out", "O", "--workers", "0",
+           "--no-contact-sheet", "--stride", "8"]
+    procs = [subprocess.Popen([*cmd, "--L", L], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for L in ("7", "9")]
+    res = [(p.wait(), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in res)
+    assert codes == [0, 2], res
+    won = ("7", "9")[[c for c, _ in res].index(0)]
+    lost = next(err for c, err in res if c == 2)
+    assert "holds pairs made with other settings" in lost and "Traceback" not in lost
+    t = pq.read_table(tmp_path / "O" / "pairs.parquet", columns=["L"]).column("L").to_pylist()
+    assert t and set(t) == {int(won)}

@@ -21,13 +21,15 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.schema import pair_params, params_json, try_read_metadata
 
 LOCK_NAME = ".mf2.lock"
 # What --replace clears. The landmark and flow caches stay: they are keyed by their own
 # parameters and the video's hash, so they are reused or recomputed as needed.
-_DATASET_FILES = ("pairs.parquet", "failures.parquet", "contact_sheet.png")
+SETTINGS_NAME = ".mf2-settings.json"  # the settings a folder was claimed with, before its first part
+_DATASET_FILES = ("pairs.parquet", "failures.parquet", "contact_sheet.png", SETTINGS_NAME)
 _DATASET_DIRS = ("parts", "blurry", "sharp", "stats")
 
 
@@ -53,7 +55,11 @@ def dataset_params(out: Path) -> dict[str, Any] | None:
         params = pair_params(try_read_metadata(p))
         if params:
             return params
-    return None
+    try:  # claimed by a run that has not finished a video yet (prepare)
+        claimed = json.loads((out / SETTINGS_NAME).read_text())
+        return claimed if isinstance(claimed, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -75,16 +81,22 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def prepare(out: Path, params: dict[str, Any], replace: bool, option: str = "--out") -> None:
     """Refuse (before any work) a run whose settings differ from the folder's pairs, or clear
-    the folder when asked to replace it."""
-    old = dataset_params(out)
-    if old is None or params_json(old) == params_json(params):
-        return
-    diff = differences(old, params)
-    if not replace:
-        shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
-        raise UsageError(f"{option} {out}: holds pairs made with other settings ({shown}); use the same "
-                         "settings to add videos, another folder, or --replace to start this one over")
+    the folder when asked to replace it. The check and the claim happen under the dataset
+    lock: a new folder is claimed with this run's settings (``SETTINGS_NAME``) before the lock
+    is released, so of two runs with different settings started together into one new folder,
+    one goes on and the other is refused (issue 33: both used to exit 0, the manifest holding
+    one of them)."""
     with dataset_lock(out):
+        old = dataset_params(out)
+        if old is None or params_json(old) == params_json(params):
+            if old is None:
+                write_bytes_atomic(out / SETTINGS_NAME, params_json(params).encode())
+            return
+        diff = differences(old, params)
+        if not replace:
+            shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+            raise UsageError(f"{option} {out}: holds pairs made with other settings ({shown}); use the same "
+                             "settings to add videos, another folder, or --replace to start this one over")
         for name in _DATASET_FILES:
             (out / name).unlink(missing_ok=True)
         for name in _DATASET_DIRS:
@@ -93,6 +105,7 @@ def prepare(out: Path, params: dict[str, Any], replace: bool, option: str = "--o
                 d.unlink()
             elif d.is_dir():
                 shutil.rmtree(d)
+        write_bytes_atomic(out / SETTINGS_NAME, params_json(params).encode())
 
 
 def identities_in(pairs_path: Path) -> dict[str, str | None]:

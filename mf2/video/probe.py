@@ -94,6 +94,14 @@ def probe(path: str | Path, fps: float | None = None) -> VideoInfo:
     return _probe_file(path)
 
 
+def _packet_times(text: str) -> list[float]:
+    """Sorted packet times of ffprobe's csv, one packet a line. MPEG-TS packets carry side
+    data that the csv writes as extra (empty) fields after the time ("1.466667,"): only the
+    first field is the time."""
+    return sorted(float(t) for t in (line.split(",")[0].strip() for line in text.splitlines())
+                  if t not in ("", "N/A"))
+
+
 def _probe_file(path: Path) -> VideoInfo:
     require_ffmpeg()
     if not path.is_file():
@@ -110,10 +118,7 @@ def _probe_file(path: Path) -> VideoInfo:
     pts_text = _run_ffprobe(
         ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
     )
-    # One packet a line; MPEG-TS packets carry side data that ffprobe's csv writes as extra
-    # (empty) fields after the time ("1.466667,"), so only the first field is the time.
-    pts = sorted(float(t) for t in (line.split(",")[0].strip() for line in pts_text.splitlines())
-                 if t not in ("", "N/A"))
+    pts = _packet_times(pts_text)
     n_frames = len(pts)
     if n_frames == 0:
         raise InputError(f"{path}: video stream has no frames", "not-a-video")
