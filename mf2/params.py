@@ -141,6 +141,10 @@ FETCH: tuple[Param, ...] = (
           "Extra attempts for transient failures (5xx, 429, network, timeout), with backoff."),
     Param("backoff", "--backoff", float, 2.0, "backoff", "Seconds before the first retry; doubles each time, with jitter."),
     Param("timeout", "--timeout", float, 30.0, "timeout", "Socket timeout in seconds."),
+    Param("max_seconds", "--max-seconds", float, 1800.0, "max_seconds",
+          "Longest one download may take, in seconds (a trickling server never trips --timeout)."),
+    Param("min_rate", "--min-rate", float, 10000.0, "min_rate",
+          "Slowest average rate, bytes/s, a download may keep after its first 30 s (0: off)."),
     Param("downloads", "--downloads", int, 2, "downloads", "Downloads in parallel.", min=1),
     Param("link", "--link", bool, False, "link", "Hard-link local files instead of copying them."),
 )

@@ -8,6 +8,9 @@ Routes (NAME is a file in the served folder):
   /slow/NAME        headers, then one byte every ``slow_s`` seconds (a stalled body)
   /throttle/NAME    the whole file at ``throttle_bps`` bytes/s (a long but healthy download)
   /trunc/NAME       200 with the first 60% of the file, Content-Length matching (a truncated upload)
+  /r429/NAME        429 with ``Retry-After: 2`` on the first request for this path, then like /ok
+  /r429date/NAME    the same with Retry-After as an HTTP-date 3 s ahead
+  /loop/NAME        302 to itself (a redirect loop)
 Every request is logged with its arrival time (time.monotonic()).
 """
 
@@ -55,6 +58,13 @@ class VideoServer:
                     return self._status(404)
                 if route == "flaky" and n == 1:
                     return self._status(500)
+                if route in ("r429", "r429date") and n == 1:
+                    from email.utils import formatdate
+
+                    after = "2" if route == "r429" else formatdate(time.time() + 3, usegmt=True)
+                    return self._status(429, {"Retry-After": after})
+                if route == "loop":
+                    return self._status(302, {"Location": self.path})
                 data = f.read_bytes()
                 if route == "trunc":
                     data = data[: int(len(data) * 0.6)]
@@ -89,9 +99,11 @@ class VideoServer:
                 except (BrokenPipeError, ConnectionResetError, OSError):
                     pass
 
-            def _status(self, code: int) -> None:
+            def _status(self, code: int, headers: dict | None = None) -> None:
                 body = f"status {code}\n".encode()
                 self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

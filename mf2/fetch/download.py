@@ -36,6 +36,8 @@ class FetchConfig:
     retries: int = default("retries", FETCH)  # extra attempts for transient failures
     backoff: float = default("backoff", FETCH)  # seconds before the first retry; doubles, with jitter
     timeout: float = default("timeout", FETCH)  # socket timeout, seconds
+    max_seconds: float = default("max_seconds", FETCH)  # one download's total time
+    min_rate: float = default("min_rate", FETCH)  # bytes/s averaged after MIN_RATE_GRACE s; 0: off
     cookies: str | None = None  # a path to a secret: a flag only, never in a recipe or a record
     downloads: int = default("downloads", FETCH)  # in parallel
     link: bool = default("link", FETCH)  # local files: hard link (falls back to copy across file systems)
@@ -49,6 +51,8 @@ class FetchConfig:
             raise UsageError(f"--retries {self.retries}: must be between 0 and 20")
         if self.timeout <= 0:
             raise UsageError(f"--timeout {self.timeout}: must be > 0")
+        if self.max_seconds <= 0 or self.min_rate < 0:
+            raise UsageError(f"--max-seconds {self.max_seconds} must be > 0 and --min-rate {self.min_rate} >= 0")
         if not 1 <= self.downloads <= 64:
             raise UsageError(f"--downloads {self.downloads}: must be between 1 and 64")
         if self.cookies is not None and not Path(self.cookies).is_file():
@@ -68,15 +72,18 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        """Blocks until this start's slot; returns the slot (time.monotonic()). Consecutive
+        slots are ``interval`` apart or more, whatever the load: that is what tests check."""
         if not self.interval:
-            return
+            return time.monotonic()
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next)
             self._next = slot + self.interval
         if slot > now:
             time.sleep(slot - now)
+        return slot
 
 
 class ClusterRateLimiter:
@@ -88,9 +95,10 @@ class ClusterRateLimiter:
         self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
         self.name = name
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        """As RateLimiter.wait; the slot is wall-clock time (time.time()), shared by the cluster."""
         if not self.interval:
-            return
+            return time.time()
         from distributed import Lock, Variable
 
         with Lock(self.name):
@@ -104,12 +112,105 @@ class ClusterRateLimiter:
             var.set(slot + self.interval)
         if slot > now:
             time.sleep(slot - now)
+        return slot
 
 
 class FetchError(Exception):
-    def __init__(self, message: str, error_class: str):
+    def __init__(self, message: str, error_class: str, retry_after: float | None = None):
         super().__init__(message)
         self.error_class = error_class
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
+
+
+MIN_RATE_GRACE = 30.0  # seconds before --min-rate applies (connection set-up, a slow start)
+MAX_RETRY_AFTER = 600.0  # a longer Retry-After is not waited for: the download is recorded as failed
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds from now: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _header_retry_after(exc: BaseException | None) -> float | None:
+    """The Retry-After of the HTTP error under a yt-dlp error, if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        resp = getattr(exc, "response", None)
+        headers = getattr(resp, "headers", None) or getattr(exc, "headers", None)
+        if headers is not None and hasattr(headers, "get"):
+            return retry_after_seconds(headers.get("Retry-After"))
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+class _TooSlow(Exception):
+    """Raised inside the downloading thread by its _Watchdog."""
+
+
+class _Watchdog:
+    """Ends a download that takes longer than ``max_seconds`` or averages under ``min_rate``
+    bytes/s after ``MIN_RATE_GRACE`` s. ``--timeout`` bounds one socket read, so a server
+    sending a byte every half second held a download slot forever (issue 33); a progress hook
+    cannot bound it either, since yt-dlp reads whole blocks (and the generic extractor's first
+    512 bytes) before calling it. So a thread watches the clock and raises ``_TooSlow`` in the
+    downloading thread (``PyThreadState_SetAsyncExc``: it lands between two socket reads, each
+    bounded by the timeout). Written by hand: neither yt-dlp nor urllib has a total deadline."""
+
+    def __init__(self, cfg: FetchConfig) -> None:
+        self.cfg, self.start, self.got = cfg, time.monotonic(), 0
+        self.why: str | None = None
+        self._tid = threading.get_ident()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="mf2-fetch-watchdog")
+
+    def hook(self, d: dict) -> None:  # a yt-dlp progress hook: the bytes so far
+        self.got = int(d.get("downloaded_bytes") or 0)
+
+    def _verdict(self) -> str | None:
+        elapsed = time.monotonic() - self.start
+        if elapsed > self.cfg.max_seconds:
+            return f"download took longer than {self.cfg.max_seconds:g} s (--max-seconds)"
+        if self.cfg.min_rate and elapsed > MIN_RATE_GRACE and self.got / elapsed < self.cfg.min_rate:
+            return (f"download slower than {self.cfg.min_rate:g} bytes/s after {elapsed:.0f} s "
+                    f"({self.got} bytes; --min-rate)")
+        return None
+
+    def _watch(self) -> None:
+        import ctypes
+
+        while not self._stop.wait(0.25):
+            why = self._verdict()
+            if why is None:
+                continue
+            with self._lock:
+                if not self._stop.is_set():
+                    self.why = why
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._tid), ctypes.py_object(_TooSlow))
+            return
+
+    def __enter__(self) -> "_Watchdog":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ctypes
+
+        with self._lock:
+            self._stop.set()
+            if self.why is not None:  # not delivered yet: it must not land after this block
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._tid), None)
 
 
 class _Log:
@@ -191,13 +292,21 @@ def _ytdlp(cfg: FetchConfig, row: ManifestRow, folder: Path) -> Path:
     import yt_dlp
 
     log = _Log()
+    params = ytdlp_params(cfg, row, folder, log)
+    dog = _Watchdog(cfg)
+    params["progress_hooks"] = [dog.hook]
     try:
-        with yt_dlp.YoutubeDL(ytdlp_params(cfg, row, folder, log)) as ydl:
+        with dog, yt_dlp.YoutubeDL(params) as ydl:
             # A list with one URL: yt-dlp never parses it as an option, even if it starts with '-'.
             rc = ydl.download([row.url])
+    except _TooSlow:
+        raise FetchError(dog.why or "download too slow", "too-slow") from None
     except yt_dlp.utils.DownloadError as e:
+        if dog.why is not None:  # yt-dlp wrapped the watchdog's exception
+            raise FetchError(dog.why, "too-slow") from None
+        inner = e.exc_info[1] if getattr(e, "exc_info", None) else None
         msg = str(e) or (log.errors[-1] if log.errors else "download failed")
-        raise FetchError(_one_line(msg), classify(msg)) from None
+        raise FetchError(_one_line(msg), classify(msg), _header_retry_after(inner)) from None
     except Exception as e:  # yt-dlp leaks socket/OS errors on some paths
         msg = f"{type(e).__name__}: {e}"
         raise FetchError(_one_line(msg), classify(msg)) from None
@@ -324,11 +433,14 @@ def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path,
             return {"status": "ok", "error_class": None, "error": None, "attempts": attempts,
                     "path": f"videos/{dst.name}", "bytes": size, "sha256": sha, **meta}
         except FetchError as e:
-            e = FetchError(str(e).replace(f"{folder}/", ""), e.error_class)  # no temporary paths in the table
-            if is_transient(e.error_class) and attempts <= cfg.retries:
+            e = FetchError(str(e).replace(f"{folder}/", ""), e.error_class, e.retry_after)  # no temp paths
+            wait = getattr(e, "retry_after", None)
+            if is_transient(e.error_class) and attempts <= cfg.retries and (wait is None or wait <= MAX_RETRY_AFTER):
                 delay = cfg.backoff * (2 ** (attempts - 1)) * random.uniform(0.5, 1.5)
-                time.sleep(min(delay, 300.0))
+                time.sleep(max(min(delay, 300.0), wait or 0.0))  # the server's Retry-After, at least
                 continue
+            if wait is not None:
+                e = FetchError(f"{e} (Retry-After: {wait:.0f} s)", e.error_class)
             return {"status": "failed", "error_class": e.error_class, "error": str(e), "attempts": attempts}
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 
-TRANSIENT = frozenset({"http-5xx", "http-429", "network", "timeout"})
+TRANSIENT = frozenset({"http-5xx", "http-429", "network", "timeout", "too-slow"})
 # Retried by a bare --retry-failed too: not the video's fault, so worth another try.
 RETRY_BY_DEFAULT = TRANSIENT | {"internal-error", "disk-full"}
 
 # (class, pattern) in order: the first match wins. Lower-cased message.
 _RULES: list[tuple[str, str]] = [
+    # a server that redirects to itself will do so again: permanent, not "network"
+    ("redirect-loop", r"redirect loop|too many redirects|infinite loop"),
+    ("too-slow", r"download slower than|download took longer than"),
     ("private", r"private video|this video is private"),
     ("removed", r"has been removed|account associated with this video has been terminated|"
                 r"removed for violating|no longer available because|copyright claim"),
