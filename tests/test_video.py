@@ -96,6 +96,18 @@ def test_other_listed_containers_probe_and_decode_like_the_mp4(videos, tmp_path,
     assert all(np.array_equal(x, y) for x, y in zip(iter_frames(a), iter_frames(b), strict=True))
 
 
+def test_the_first_video_stream_is_probed_and_decoded(videos, tmp_path):
+    """Issue 33: an mp4 whose first stream is 256x256 and second 512x512 was probed on the first
+    and decoded from ffmpeg's pick (the second), cut into 256x256 garbage frames."""
+    two = tmp_path / "two.mp4"
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-i", str(videos / "lp_d0.mp4"), "-map", "0:v", "-map", "1:v",
+           "-c", "copy", "-t", "2", str(two))
+    info = probe(two)
+    frames = list(iter_frames(info))
+    assert (info.width, info.height) == (256, 256) and len(frames) == info.n_frames
+    assert all(np.array_equal(a, b) for a, b in zip(frames, iter_frames(videos / "fomm_08.mp4")))
+
+
 def test_variable_frame_rate_is_reported_and_not_resampled(videos, tmp_path):
     out = tmp_path / "vfr.mp4"
     # first half at 35 fps, second half at 17.5 fps

@@ -60,7 +60,10 @@ def iter_frames(video: str | Path | VideoInfo) -> Iterator[np.ndarray]:
     w, h = info.width, info.height
     frame_bytes = w * h * 3
     threads = {} if _DECODE_THREADS is None else {"threads": _DECODE_THREADS}
-    stream = ffmpeg.input(str(Path(info.path).resolve()), **threads)
+    # The first video stream, as probe describes (-select_streams v:0): ffmpeg's own pick is
+    # the largest, so a file with a 256x256 and a 512x512 stream was read at the wrong size
+    # and cut into garbage frames (issue 33).
+    stream = ffmpeg.input(str(Path(info.path).resolve()), **threads)["v:0"]
     if info.sar != 1:  # non-square pixels (anamorphic DV, some broadcast): decode to square ones
         # scale runs after autorotate, so it acts on the displayed axes: stretch the stored
         # width axis, which is the height once rotated by 90/270 degrees.
