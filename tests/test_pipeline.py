@@ -451,7 +451,6 @@ def _rss_kept_after_free() -> int:
     return rss() - before
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_workers_keep_freed_frames_instead_of_returning_them_to_the_os():
     """Issue 35: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, so every large
     temporary the render stage frees goes back to the OS and is faulted in again. On mf2's

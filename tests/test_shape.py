@@ -90,3 +90,19 @@ def test_fits_far_from_their_tracks_size_are_flagged_not_averaged():
     _flag_size_outliers(rows, 1.5)
     assert [r.reason for r in rows[20:]] == ["size-outlier", "size-outlier", "ok"]
     assert all(r.reason == "ok" for r in rows[:20])
+
+
+def test_a_detections_fit_must_span_its_box():
+    """A fit on a detector's box spans 0.82-1.24 of the box on the shared clips; one at a
+    third of it (collapsed) or twice it (spread) is no fit of that face."""
+    from mf2.faces.select import LandmarkConfig
+    from mf2.faces.track import OK, FaceTracker
+
+    tracker = FaceTracker(None, LandmarkConfig())
+    lm = (MEAN_SHAPE * 40 + 200).astype(np.float32)  # extent ~ 110 px
+    ext = float(np.ptp(lm, axis=0).max())
+    box = np.array([200 - ext / 2, 200 - ext / 2, 200 + ext / 2, 200 + ext / 2], np.float32)
+    assert tracker._sane(lm, (480, 640, 3), None, det_box=box) == OK
+    assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (0, 0, 3 * ext, 3 * ext)) == "implausible-shape"
+    assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (150, 150, 150 + ext / 2, 150 + ext / 2)) \
+        == "implausible-shape"

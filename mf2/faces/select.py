@@ -38,6 +38,7 @@ class LandmarkConfig:
     # Is the fit a face at all (issue 34; mf2.faces.shape, measured by bench/fits.py)
     max_shape_residual: float = 0.5  # Procrustes distance to the mean face, in RMS radii
     max_aspect: float = 2.0  # the extent's width/height (or height/width) at most this
+    max_box_ratio: float = 1.6  # a detection's fit: extent against the detector's box (0.82-1.24 measured)
     max_drift: float = 1.25  # extent against the median of the track's last drift_window fits
     drift_window: int = 25
     max_size_outlier: float = 1.5  # extent against its whole track's median (size-outlier flag)
@@ -50,7 +51,7 @@ class LandmarkConfig:
         for name in ("keyframe_interval", "discover_interval", "min_face", "discover_min_face", "max_faces"):
             if getattr(self, name) < 1:
                 raise UsageError(f"landmarks: {name} must be >= 1")
-        for name in ("max_scale_step", "max_aspect", "max_drift", "max_size_outlier"):
+        for name in ("max_scale_step", "max_aspect", "max_drift", "max_size_outlier", "max_box_ratio"):
             if getattr(self, name) <= 1:
                 raise UsageError(f"landmarks: {name} must be > 1")
         if self.drift_window < 1 or self.max_shape_residual <= 0:

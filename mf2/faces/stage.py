@@ -172,23 +172,25 @@ def _flag_size_outliers(rows: list[FaceRow], ratio: float) -> None:
     """A usable fit whose extent is outside 1/ratio..ratio of its whole track's median is
     flagged ``size-outlier`` (issue 34's check, kept as a rule). The tracker's running median
     (``scale-drift``) must follow real zooms as they happen, so a fit can pass it and still be
-    far from the track's typical size; such frames are not averaged, and the track goes on."""
-    # Repeated until nothing changes: flagging the extremes moves the median of what is left
-    # (a track that shrank steadily has outliers at both ends of what remains).
-    for _ in range(len(rows)):
-        ext: dict[int, list[float]] = {}
-        for r in rows:
-            if r.reason == "ok" and r.track is not None:
-                ext.setdefault(r.track, []).append(float(np.ptp(r.landmarks, axis=0).max()))
-        med = {t: float(np.median(v)) for t, v in ext.items()}
-        changed = False
-        for r in rows:
-            if r.reason == "ok" and r.track is not None:
-                e = float(np.ptp(r.landmarks, axis=0).max()) / med[r.track]
-                if not 1.0 / ratio <= e <= ratio:
-                    r.reason, changed = "size-outlier", True
-        if not changed:
-            break
+    far from the track's typical size; such frames are not averaged, and the track goes on.
+    Repeated until nothing changes (flagging the extremes moves the median of what is left: a
+    track that shrank steadily has outliers at both ends of what remains); in numpy per track,
+    and at most 64 rounds."""
+    by_track: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r.reason == "ok" and r.track is not None:
+            by_track.setdefault(r.track, []).append(i)
+    for idx in by_track.values():
+        ext = np.array([float(np.ptp(rows[i].landmarks, axis=0).max()) for i in idx])
+        alive = np.ones(len(idx), bool)
+        for _ in range(64):
+            e = ext / float(np.median(ext[alive]))
+            bad = alive & ((e < 1.0 / ratio) | (e > ratio))
+            if not bad.any():
+                break
+            alive &= ~bad
+        for k in np.flatnonzero(~alive):
+            rows[idx[k]].reason = "size-outlier"
 
 
 def _table(video_id: str, rows: list[FaceRow], spans: dict[int, tuple[int, int]], face_of: dict[int, int],

@@ -14,7 +14,8 @@ A fit is believed only if it passes every check against the track's last accepte
   its first step, long before its crop could take the machine's memory);
 - the fit is a face: its Procrustes distance to the mean face is at most
   ``max_shape_residual`` and its extent's aspect within 1/``max_aspect``..``max_aspect``
-  (``implausible-shape``, mf2.faces.shape); its extent is at least ``min_fit_face`` px
+  (``implausible-shape``, mf2.faces.shape), and a detection's fit spans 1/``max_box_ratio``..
+  ``max_box_ratio`` of the detector's box (measured 0.82-1.24 on the shared clips); its extent is at least ``min_fit_face`` px
   (``small-face``: below it the fit's error is 1.7x a 64 px face's, bench/small_faces.py);
 - a tracked fit's extent stays within ``max_drift`` of the median of its track's last
   ``drift_window`` fits (``scale-drift``): a fit that grows or shrinks a little every frame
@@ -164,7 +165,7 @@ class FaceTracker:
 
     # -- checks --------------------------------------------------------------------------
     def _sane(self, lm: np.ndarray, shape: tuple[int, ...], prev: np.ndarray | None,
-              track: _Track | None = None) -> str:
+              track: _Track | None = None, det_box: np.ndarray | None = None) -> str:
         cfg = self.cfg
         if not np.isfinite(lm).all():
             return "bad-extent"
@@ -179,6 +180,10 @@ class FaceTracker:
         aspect = extent_aspect(lm)
         if not 1.0 / cfg.max_aspect <= aspect <= cfg.max_aspect or procrustes_residual(lm) > cfg.max_shape_residual:
             return "implausible-shape"
+        if det_box is not None:
+            side = float(max(det_box[2] - det_box[0], det_box[3] - det_box[1]))
+            if not side > 0 or not 1.0 / cfg.max_box_ratio <= ext / side <= cfg.max_box_ratio:
+                return "implausible-shape"
         if ext < cfg.min_fit_face:
             return "small-face"
         if prev is not None:
@@ -194,8 +199,8 @@ class FaceTracker:
         return OK
 
     def _check(self, lm: np.ndarray, image: np.ndarray, prev: np.ndarray | None,
-               track: _Track | None = None) -> tuple[str, float]:
-        why = self._sane(lm, image.shape, prev, track)
+               track: _Track | None = None, det_box: np.ndarray | None = None) -> tuple[str, float]:
+        why = self._sane(lm, image.shape, prev, track, det_box)
         if why != OK:
             return why, float("nan")
         light, contrast = face_stats(image, lm)
@@ -238,7 +243,7 @@ class FaceTracker:
     # -- track lifecycle -----------------------------------------------------------------
     def _start(self, f: TrackFrame, det: Detection) -> FaceRow | None:
         lm, _ = self.backend.fit([f.image], [det.box])[0]
-        why, light = self._check(lm, f.image, None)
+        why, light = self._check(lm, f.image, None, det_box=det.box)
         if why != OK:
             return None
         lb, size = _extent(lm)
@@ -299,7 +304,7 @@ class FaceTracker:
                 # The detector is the authority here: its fit is checked on its own, not against a
                 # track that may have been drifting (a slowly shrinking fit passes every per-frame
                 # step check, and the detection that would correct it is a big "jump" from it).
-                dwhy, dlight = self._check(dlm, f.image, None)
+                dwhy, dlight = self._check(dlm, f.image, None, det_box=det.box)
                 if dwhy == OK:  # the detector's fit continues the track
                     if self._identity_changed(f, tr, dlm):
                         return self._lose(f, tr, "identity-change")
