@@ -50,7 +50,7 @@ LANDMARK_SCHEMA = pa.schema(
         ("score", pa.float32()),
         ("fit_iou", pa.float32()),  # track quality: the fit's agreement with the box it was given
         ("source", pa.string()),
-        ("reason", pa.string()),  # ok (usable), a flag (light-change, short-shot, size-outlier), why it was lost, or no-face
+        ("reason", pa.string()),  # ok (usable), a flag (light-change, short-shot, size-outlier, before-loss), why it was lost, or no-face
         ("backend", pa.string()),
         ("is_duplicate", pa.bool_()),
         ("dup_mad", pa.float32()),

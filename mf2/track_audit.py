@@ -54,7 +54,7 @@ def video_audit(table: pa.Table, skipped: dict | None = None) -> dict:
 
 def worst_frames(table: pa.Table, k: int = 12) -> list[tuple[int, np.ndarray | None, str]]:
     """(frame, landmarks or None, label): each track's last frame before a loss, then the
-    tracked frames of lowest fit agreement; at most ``k``."""
+    tracked frames of lowest fit agreement (a flagged one says so); at most ``k``."""
     d = table.select(["frame", "track", "fit_iou", "reason"]).to_pydict()
     lms, has = landmarks_to_numpy(table["landmarks"])
     last: dict[int, int] = {}
@@ -70,7 +70,8 @@ def worst_frames(table: pa.Table, k: int = 12) -> list[tuple[int, np.ndarray | N
     rest = [(float(d["fit_iou"][i]), i) for i in range(len(has))
             if has[i] and d["fit_iou"][i] is not None and np.isfinite(d["fit_iou"][i])]
     for q, i in sorted(rest)[: max(0, k - len(picks))]:
-        picks.append((int(d["frame"][i]), lms[i], f"frame {d['frame'][i]} track {d['track'][i]} fit {q:.2f}"))
+        flag = "" if d["reason"][i] == "ok" else f" ({d['reason'][i]}: not averaged)"
+        picks.append((int(d["frame"][i]), lms[i], f"frame {d['frame'][i]} track {d['track'][i]} fit {q:.2f}{flag}"))
     return sorted(picks[:k], key=lambda p: p[0])
 
 

@@ -11,7 +11,7 @@ import pytest
 from mf2.faces.crop import face_crop, window_crop
 from mf2.faces.pts import read_pts
 from mf2.faces.shape import MEAN_SHAPE, extent_aspect, normalised, procrustes_residual
-from mf2.faces.stage import _flag_size_outliers
+from mf2.faces.stage import _flag_before_loss, _flag_size_outliers
 from mf2.faces.track import FaceRow, same_face
 
 
@@ -106,3 +106,16 @@ def test_a_detections_fit_must_span_its_box():
     assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (0, 0, 3 * ext, 3 * ext)) == "implausible-shape"
     assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (150, 150, 150 + ext / 2, 150 + ext / 2)) \
         == "implausible-shape"
+
+
+def test_a_tracks_fits_since_its_last_detection_are_flagged_when_it_drifts_away():
+    def row(i: int, source: str, reason: str = "ok", track: int = 0) -> FaceRow:
+        lm = None if source == "none" else (MEAN_SHAPE * 30 + 100).astype(np.float32)
+        return FaceRow(i, 0, track, None, lm, 1.0, 1.0, source, reason, False, 0.0)
+
+    rows = [row(0, "detect"), row(1, "track"), row(2, "confirmed"), row(3, "track"), row(4, "track"),
+            row(5, "none", "scale-drift"), row(5, "detect", track=1), row(6, "track", track=1),
+            row(7, "none", "no-detection", track=1)]
+    _flag_before_loss(rows)
+    assert [r.reason for r in rows] == ["ok", "ok", "ok", "before-loss", "before-loss", "scale-drift",
+                                        "ok", "ok", "no-detection"]  # a track that simply ended keeps its frames

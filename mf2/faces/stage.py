@@ -126,6 +126,7 @@ def compute_landmarks(
     _split_tracks_at_shots(rows, shot, tracker.chips)
     _flag_short_shots(rows, shot, cfg.shots.min_shot)
     _flag_size_outliers(rows, cfg.max_size_outlier)
+    _flag_before_loss(rows)
     spans: dict[int, tuple[int, int]] = {}
     for r in rows:
         if r.track is not None and r.landmarks is not None:
@@ -166,6 +167,30 @@ def _flag_short_shots(rows: list[FaceRow], shot: np.ndarray, min_shot: int) -> N
     for r in rows:
         if r.reason == "ok" and 0 < r.shot < last and lengths[r.shot] < min_shot:
             r.reason = "short-shot"
+
+
+DRIFT_LOSSES = ("scale-drift", "implausible-shape", "small-face")
+
+
+def _flag_before_loss(rows: list[FaceRow]) -> None:
+    """A track lost because its fit drifted off the face (``DRIFT_LOSSES``) was usually
+    drifting for a frame or two before a check caught it: a shifted fit keeps a face's shape
+    and size (issue 34's worst-frame sheets). Its tracked fits since the last one a detection
+    confirmed are flagged ``before-loss``: not averaged, the track's earlier frames kept."""
+    last: dict[int, list[FaceRow]] = {}  # track -> its tracked rows since its last detection
+    for r in rows:
+        if r.track is None:
+            continue
+        if r.landmarks is None:
+            if r.reason in DRIFT_LOSSES:
+                for t in last.get(r.track, []):
+                    if t.reason == "ok":
+                        t.reason = "before-loss"
+            last.pop(r.track, None)
+        elif r.source in ("detect", "confirmed"):
+            last[r.track] = []
+        elif r.source in ("track", "duplicate"):
+            last.setdefault(r.track, []).append(r)
 
 
 def _flag_size_outliers(rows: list[FaceRow], ratio: float) -> None:

@@ -66,7 +66,7 @@ OK = "ok"
 # Why a row is not usable. Failures end the track; flags keep it.
 FAILURES = ("bad-extent", "outside", "scale-jump", "shift-jump", "no-contrast", "no-detection",
             "identity-change", "merged", "implausible-shape", "scale-drift", "small-face")
-FLAGS = ("light-change", "short-shot", "size-outlier")  # size-outlier: mf2.faces.stage
+FLAGS = ("light-change", "short-shot", "size-outlier", "before-loss")  # the last two: mf2.faces.stage
 NO_FACE = "no-face"
 
 
