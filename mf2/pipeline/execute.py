@@ -10,7 +10,6 @@ with its stage, class and message.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import traceback
@@ -18,7 +17,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,6 +33,7 @@ from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
 from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
 from mf2.sources import VideoSource, legacy_safe_id, sha256_file
+from mf2.video import VideoInfo
 from mf2.video.filters import FILTERED, VideoFilter
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Prepared:
     timings: dict[str, float]
     failure: dict | None = None
     backend: str | None = None  # the landmark backend that made the cached table
-    info: Any = None  # the VideoInfo the landmark task probed (the simulate task does not probe again)
+    info: VideoInfo | None = None  # what the landmark task probed (the simulate task does not probe again)
 
 
 @dataclass
@@ -293,7 +293,7 @@ def _check_ids(sources: list[VideoSource], jobs: list[Job]) -> list[VideoSource]
     for src in sources:
         legacy = legacy_safe_id(src.name) if src.name and not src.name.isascii() else None
         if legacy and legacy != src.video_id and any(same_file(_part_source(j, legacy), src) for j in jobs):
-            src = dataclasses.replace(src, video_id=legacy)
+            src = replace(src, video_id=legacy)
         for j in jobs:
             old = _part_source(j, src.video_id)
             if (old is not None and src.path.exists() and old[0].resolve() != src.path.resolve()
