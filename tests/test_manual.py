@@ -102,9 +102,9 @@ def test_300vw_layout_names_the_video_by_its_folder_and_reads_annot(sequence, tm
            str(root / "001" / "vid.avi"))
     for i in range(N):
         (root / "001" / "annot" / f"{i + 1:06d}.pts").write_text((sequence / f"frame_{i + 1:04d}.pts").read_text())
-    (root / "002").mkdir()  # a video without annotations, beside it
-    ffmpeg("-framerate", "30", "-i", str(sequence / "frame_%04d.png"), "-c:v", "ffv1", "-pix_fmt", "bgr0",
-           str(root / "002" / "vid.avi"))
+    (root / "002").mkdir()  # a video without annotations, beside it (mirrored: the same bytes would be taken once)
+    ffmpeg("-framerate", "30", "-i", str(sequence / "frame_%04d.png"), "-vf", "hflip", "-c:v", "ffv1",
+           "-pix_fmt", "bgr0", str(root / "002" / "vid.avi"))
     out = tmp_path / "pairs"
     res = run_mf2("simulate", "--videos", str(root), "--out", str(out), "--L", "5", "--landmarks", "dlib",
                   "--out-size", "128", "--workers", "0", "--no-contact-sheet")
