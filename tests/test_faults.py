@@ -529,6 +529,55 @@ def short_clip_explained(c: Ctx) -> None:
     assert "short: no pairs: 5 distinct frames" in res.stderr and "fewer than --L 7" in res.stderr, res.stderr
 
 
+def _showinfo_times(path: Path) -> list[float]:
+    """Each decoded frame's timestamp, in the order ffmpeg outputs them (frames it drops are
+    absent): what lines a damaged clip's frames up with the intact clip's."""
+    import re
+
+    log = subprocess.run(["ffmpeg", "-nostdin", "-i", str(path), "-map", "v:0", "-vf", "showinfo=checksum=0",
+                          "-f", "null", "-"], capture_output=True, text=True).stderr
+    return [float(t) for t in re.findall(r"pts_time:([0-9.]+)", log)]
+
+
+def concealed_frames_never_averaged(c: Ctx) -> None:
+    """10 % of a clip's bytes zeroed mid-stream: ffmpeg drops what it cannot parse and
+    conceals the rest, and every frame predicted from the damage carries invented pixels until
+    the next keyframe. Each such frame (it differs from the intact clip's frame at the same
+    time) is flagged ``decode-error`` and averaged by no pair; the rest of the clip still
+    gives pairs, and ``mf2 stats`` says why frames were lost."""
+    import numpy as np
+
+    from mf2.video import iter_frames, probe
+
+    intact, d = c.tmp / "intact.mp4", c.tmp / "in"
+    d.mkdir()
+    ffmpeg("-i", str(c.videos / "fomm_08.mp4"), "-frames:v", "90", "-c:v", "libx264", "-preset", "ultrafast",
+           "-g", "30", "-pix_fmt", "yuv420p", str(intact))
+    data = bytearray(intact.read_bytes())
+    lo, n = len(data) * 45 // 100, len(data) // 10
+    data[lo:lo + n] = bytes(n)
+    (d / "concealed.mp4").write_bytes(bytes(data))
+
+    fps = float(probe(intact).fps)
+    good = [f.copy() for f in iter_frames(probe(intact))]
+    times = _showinfo_times(d / "concealed.mp4")
+    frames = list(iter_frames(probe(d / "concealed.mp4")))
+    assert len(frames) == len(times) < 90  # packets were dropped
+    invented = {i for i, (f, t) in enumerate(zip(frames, times))
+                if np.abs(f.astype(int) - good[round(t * fps)]).mean() > 1.0}
+    assert len(invented) >= 5  # the construction damaged frames the decoder still output
+
+    ok(run_mf2("simulate", "--videos", str(d), "--out", str(c.tmp / "O"), *SIM))
+    lm = pq.read_table(c.tmp / "O" / "landmarks" / "concealed.parquet")
+    flagged = {r["frame"] for r in lm.select(["frame", "reason"]).to_pylist() if r["reason"] == "decode-error"}
+    fitted = {r["frame"] for r in lm.select(["frame", "landmarks"]).to_pylist() if r["landmarks"] is not None}
+    assert invented & fitted <= flagged  # every invented frame with a face fitted is flagged
+    assert len(flagged) <= 3 * len(invented)  # and the flag does not swallow the clip
+    pairs = pq.read_table(c.tmp / "O" / "pairs.parquet").to_pylist()
+    assert pairs and not [r["pair_id"] for r in pairs if set(r["frames"]) & invented]
+    assert "decode-error" in ok(run_mf2("stats", str(c.tmp / "O"))).stdout
+
+
 def input_case(name: str, error_class: str | None) -> Callable[[Ctx], None]:
     """One input file alone: recorded as its failure class (the run goes on and says why),
     or processed into pairs with square, upright crops."""
@@ -680,6 +729,7 @@ CASES: dict[str, Callable[[Ctx], None]] = {
     "input-10bit": input_case("p10.mp4", None),
     "input-444": input_case("p444.mp4", None),
     "input-sar-2-1": sar_is_square,
+    "input-concealed-errors": concealed_frames_never_averaged,
     "sigint-simulate": interrupted_simulate_resumes(signal.SIGINT),
     "sigkill-simulate": interrupted_simulate_resumes(signal.SIGKILL),
     "sigkill-fetch": interrupted_fetch_resumes,

@@ -106,6 +106,23 @@ def test_the_first_video_stream_is_probed_and_decoded(videos, tmp_path):
     frames = list(iter_frames(info))
     assert (info.width, info.height) == (256, 256) and len(frames) == info.n_frames
     assert all(np.array_equal(a, b) for a, b in zip(frames, iter_frames(videos / "fomm_08.mp4")))
+    assert (info.stream_index, info.video_streams) == (0, 2)  # recorded: the probe JSON in every table
+    assert info.to_json()["stream_index"] == 0
+
+
+def test_the_stream_read_is_the_footage_after_audio_and_beside_cover_art(videos, tmp_path):
+    """Audio first, then the footage, then a cover picture (an attached-picture video stream):
+    the footage is read, and its container index is what probe records."""
+    cover, f = tmp_path / "cover.png", tmp_path / "cov.mp4"
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-frames:v", "1", str(cover))
+    ffmpeg("-i", str(cover), "-i", str(videos / "lp_d6_first20s.mp4"), "-i", str(videos / "fomm_08.mp4"),
+           "-map", "0", "-map", "1:a", "-map", "2:v", "-c", "copy", "-disposition:0", "attached_pic", "-t", "2",
+           str(f))
+    info = probe(f)
+    assert (info.stream_index, info.video_streams, info.codec) == (1, 1, "h264")
+    frames = list(iter_frames(info))
+    assert len(frames) == info.n_frames > 1
+    assert all(np.array_equal(a, b) for a, b in zip(frames, iter_frames(videos / "fomm_08.mp4")))
 
 
 def test_variable_frame_rate_is_reported_and_not_resampled(videos, tmp_path):
@@ -193,3 +210,42 @@ def test_exact_mode_finds_only_bit_exact_repeats(videos):
     assert det(f0) == (False, pytest.approx(float("nan"), nan_ok=True))
     assert det(f0.copy())[0] is True
     assert det(next(frames))[0] is False
+
+
+def _frame_line(n: int, key: bool) -> str:
+    return (f"[Parsed_showinfo_1 @ 0x55] [info] n:{n:4d} pts:{n * 512:7d} pts_time:{n / 25:<7} pos: 1 "
+            f"fmt:yuv420p sar:1/1 s:256x256 i:P iskey:{int(key)} type:{'I' if key else 'P'}")
+
+
+def test_damage_runs_from_an_error_to_a_keyframe_past_the_decoders_lag():
+    """The rule that places ffmpeg's error reports on frames (mf2.video.reader._DamageWatch):
+    from the first frame shown after an error to the frame before the next keyframe shown at
+    least ``lag`` frames after the last error; a keyframe sooner than that does not end it."""
+    from mf2.video.reader import DecodeDamage, _DamageWatch
+
+    d = DecodeDamage()
+    w = _DamageWatch(d, lag=4)
+    log = [_frame_line(n, n % 10 == 0) for n in range(0, 4)]
+    log += ["[h264 @ 0x1] [error] Invalid NAL unit size (0 > 846).", "[info] Stream mapping:"]
+    log += [_frame_line(n, n % 10 == 0) for n in range(4, 11)]  # keyframe 10: 6 frames after the error
+    log += [_frame_line(n, n % 10 == 0) for n in range(11, 21)]
+    log += ["[warning] x.mp4: corrupt decoded frame in stream 0", _frame_line(21, False)]
+    log += ["[h264 @ 0x1] [error] concealing 12 DC, 12 AC, 12 MV errors in P frame", _frame_line(22, False)]
+    log += [_frame_line(n, n % 5 == 0) for n in range(23, 29)]  # keyframe 25 (3 after): too soon
+    log += [_frame_line(n, False) for n in range(29, 31)]
+    for line in log:
+        w.line(line)
+    w.close()
+    assert d.spans == [(4, 9), (21, 30)] and d.errors == 3 and d.n_frames == 16
+    assert 9 in d and 10 not in d and 30 in d
+    assert d.first_error == "Invalid NAL unit size (0 > 846)."
+
+
+@pytest.mark.parametrize("name", ["fomm_08.mp4", "lp_d13.mp4", "sbr_demo.mp4"])
+def test_intact_clips_report_no_damage_and_the_same_frames(videos, name):
+    from mf2.video import DecodeDamage
+
+    d = DecodeDamage()
+    checked = list(iter_frames(videos / name, d))
+    assert d.errors == 0 and d.spans == []
+    assert all(np.array_equal(a, b) for a, b in zip(checked, iter_frames(videos / name), strict=True))

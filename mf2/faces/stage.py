@@ -12,6 +12,7 @@ and the parameters that change it, so later simulate runs (other modes, other L,
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,15 +25,15 @@ from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.shots import ShotDetector, shot_index
 from mf2.faces.track import MAX_CLUSTERED, FaceRow, FaceTracker, TrackFrame
 from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
-from mf2.video import DuplicateDetector, VideoInfo, iter_frames
+from mf2.video import DecodeDamage, DuplicateDetector, VideoInfo, iter_frames
 
 
 def _frames(info: VideoInfo, cfg: LandmarkConfig, shots: ShotDetector,
-            progress: Callable[[int], None] | None) -> Iterator[TrackFrame]:
+            progress: Callable[[int], None] | None, damage: DecodeDamage | None = None) -> Iterator[TrackFrame]:
     dup = DuplicateDetector(cfg.duplicate_threshold)
     held: deque[TrackFrame] = deque()
     cuts: set[int] = set()
-    for i, frame in enumerate(iter_frames(info)):
+    for i, frame in enumerate(iter_frames(info, damage)):
         is_dup, mad = dup(frame)
         cuts.update(shots.push(i, frame))
         held.append(TrackFrame(i, frame, is_dup, mad, False))
@@ -119,11 +120,14 @@ def compute_landmarks(
         embedder = shared_embedder()
     shots = ShotDetector(cfg.shots, info.fps)
     tracker = FaceTracker(backend, cfg, embedder)
-    rows: list[FaceRow] = [r for frame_rows in tracker.run(_frames(info, cfg, shots, progress)) for r in frame_rows]
+    damage = DecodeDamage()
+    rows: list[FaceRow] = [r for frame_rows in tracker.run(_frames(info, cfg, shots, progress, damage))
+                           for r in frame_rows]
     n = (rows[-1].frame + 1) if rows else 0
     boundaries = shots.finish()
     shot = shot_index(n, boundaries)
     _split_tracks_at_shots(rows, shot, tracker.chips)
+    _flag_decode_damage(rows, damage)
     _flag_short_shots(rows, shot, cfg.shots.min_shot)
     _flag_size_outliers(rows, cfg.max_size_outlier)
     _flag_before_loss(rows)
@@ -133,8 +137,21 @@ def compute_landmarks(
             a, b = spans.get(r.track, (r.frame, r.frame))
             spans[r.track] = (min(a, r.frame), max(b, r.frame))
     face_of = cluster_tracks(embed_tracks(tracker.chips, spans, embedder), spans, cfg.identity_threshold)
-    return _table(video_id, rows, spans, face_of, backend.name).replace_schema_metadata(
-        {b"mf2.shots": ",".join(str(b) for b in boundaries).encode()})
+    meta = {b"mf2.shots": ",".join(str(b) for b in boundaries).encode()}
+    if damage.errors:
+        meta[b"mf2.decode"] = json.dumps(damage.to_json()).encode()
+    return _table(video_id, rows, spans, face_of, backend.name).replace_schema_metadata(meta)
+
+
+def _flag_decode_damage(rows: list[FaceRow], damage: DecodeDamage) -> None:
+    """A frame ffmpeg decoded from damaged data (mf2.video.DecodeDamage: dropped packets,
+    concealed blocks, and every frame predicted from them until the next keyframe) holds
+    pixels the decoder invented: its fits are flagged ``decode-error`` and never averaged."""
+    if not damage.spans:
+        return
+    for r in rows:
+        if r.reason == "ok" and r.frame in damage:
+            r.reason = "decode-error"
 
 
 def _split_tracks_at_shots(rows: list[FaceRow], shot: np.ndarray, chips: dict) -> None:
@@ -264,6 +281,9 @@ def landmarks_for_video(
     table = compute_landmarks(video_id, info, cfg, backend, progress)
     shots = (table.schema.metadata or {}).get(b"mf2.shots", b"").decode()
     extra = {}
+    decode = (table.schema.metadata or {}).get(b"mf2.decode")
+    if decode:
+        extra["decode"] = json.loads(decode)
     if manual:
         table, extra["manual"] = apply_manual(table, manual)
     table = table.replace_schema_metadata(

@@ -66,7 +66,8 @@ OK = "ok"
 # Why a row is not usable. Failures end the track; flags keep it.
 FAILURES = ("bad-extent", "outside", "scale-jump", "shift-jump", "no-contrast", "no-detection",
             "identity-change", "merged", "implausible-shape", "scale-drift", "small-face")
-FLAGS = ("light-change", "short-shot", "size-outlier", "before-loss")  # the last two: mf2.faces.stage
+# The last three: mf2.faces.stage ("decode-error": ffmpeg decoded the frame from damaged data)
+FLAGS = ("light-change", "short-shot", "size-outlier", "before-loss", "decode-error")
 NO_FACE = "no-face"
 
 

@@ -25,6 +25,10 @@ class VideoInfo:
     # Sample (pixel) aspect ratio of the stored frames. Frames are decoded to square pixels
     # (width scaled by it), so width above is the display width, as a viewer shows it.
     sar: Fraction = Fraction(1)
+    # Which stream of the file is read: its index in the container, and how many video
+    # streams (cover art aside) the file holds. mf2 reads the first (mf2.video.probe).
+    stream_index: int | None = None
+    video_streams: int = 1
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -108,15 +108,14 @@ def _probe_file(path: Path) -> VideoInfo:
         raise InputError(f"{path}: no such file", "missing-file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)", "empty-file")
-    meta = json.loads(
-        _run_ffprobe(["-show_streams", "-show_format", "-select_streams", "v:0", "-of", "json"], path)
-    )
-    streams = meta.get("streams") or []
-    if not streams:
+    meta = json.loads(_run_ffprobe(["-show_streams", "-show_format", "-of", "json"], path))
+    videos = video_streams(meta.get("streams") or [])
+    if not videos:
         raise InputError(f"{path}: no video stream", "not-a-video")
-    s = streams[0]
+    s = videos[0]
+    index = int(s.get("index", 0))
     pts_text = _run_ffprobe(
-        ["-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
+        ["-select_streams", str(index), "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
     )
     pts = _packet_times(pts_text)
     n_frames = len(pts)
@@ -159,7 +158,18 @@ def _probe_file(path: Path) -> VideoInfo:
         codec=str(s.get("codec_name", "")),
         vfr=vfr,
         sar=sar,
+        stream_index=index,
+        video_streams=len(videos),
     )
+
+
+def video_streams(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The file's video streams that are footage, in container order: cover art and
+    thumbnails (attached pictures) are video streams to ffmpeg but hold one still image.
+    mf2 reads the first of these, in probe and decode alike (issue 33: ffmpeg's own pick is
+    the largest, and a file whose streams differ in size was read at the wrong size)."""
+    return [st for st in streams if st.get("codec_type") == "video"
+            and not (st.get("disposition") or {}).get("attached_pic")]
 
 
 def square_width(coded_width: int, sar: Fraction) -> int:
@@ -172,9 +182,9 @@ def frame_timestamps(path: str | Path) -> tuple[list[int], Fraction]:
     a writer needs to give restored frames the input's timing, variable frame rate included.
     From the demuxed packets (no decoding), sorted as the decoder emits frames."""
     path = Path(path)
-    meta = json.loads(_run_ffprobe(["-select_streams", "v:0", "-show_entries", "stream=time_base", "-of", "json"],
+    meta = json.loads(_run_ffprobe(["-select_streams", "V:0", "-show_entries", "stream=time_base", "-of", "json"],
                                    path))
     tb = _fraction((meta.get("streams") or [{}])[0].get("time_base")) or Fraction(1, 90000)
-    text = _run_ffprobe(["-select_streams", "v:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path)
+    text = _run_ffprobe(["-select_streams", "V:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path)
     pts = sorted(int(t) for t in text.split() if t.lstrip("-").isdigit())
     return pts, tb
