@@ -12,6 +12,9 @@ landmark table. Run it before and after a change and diff the two files:
     # change the code
     .venv/bin/python bench/outputs_digest.py > after.json
     diff before.json after.json
+
+A change that adds columns (a schema minor version) proves the rest unchanged with
+``--ignore COL ...``: the digest then leaves those columns out, whichever side lacks them.
 """
 
 from __future__ import annotations
@@ -65,10 +68,10 @@ def _pixels(root: Path, rel: str) -> str:
     return hashlib.sha256(cv2.imread(str(root / rel), cv2.IMREAD_UNCHANGED).tobytes()).hexdigest()
 
 
-def _digest(rows: list[dict], root: Path | None = None) -> str:
+def _digest(rows: list[dict], root: Path | None = None, ignore: frozenset = frozenset()) -> str:
     h = hashlib.sha256()
     for r in rows:
-        d = {k: v for k, v in r.items() if k not in SKIP}
+        d = {k: v for k, v in r.items() if k not in SKIP and k not in ignore}
         if root is not None:
             d["pixels"] = [_pixels(root, r["blurry_path"]), _pixels(root, r["sharp_path"])]
         h.update(json.dumps(d, sort_keys=True, default=str).encode())
@@ -79,12 +82,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--videos", type=Path, default=HERE.parents[1] / "shared" / "data" / "videos")
     ap.add_argument("--clips", nargs="*", default=list(CLIPS))
+    ap.add_argument("--ignore", nargs="*", default=[], help="pair columns left out (ones a change added)")
     args = ap.parse_args()
+    ignore = frozenset(args.ignore)
     from click.testing import CliRunner
 
     from mf2.cli import cli
 
     report: dict = {"clips": args.clips, "modes": {}, "landmarks": {}}
+    if ignore:
+        report["ignored"] = sorted(ignore)
     with tempfile.TemporaryDirectory(prefix="mf2-digest-") as tmp:
         vids = Path(tmp) / "in"
         vids.mkdir()
@@ -98,7 +105,7 @@ def main() -> None:
                 sys.exit(f"simulate {mode} failed: {res.output}")
             table = pq.read_table(out / "pairs.parquet")
             rows = sorted(table.to_pylist(), key=lambda r: r["pair_id"])
-            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows, out),
+            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows, out, ignore),
                                      "params_sha256": _params_digest(rows, table.schema.metadata[b"mf2.params"])}
             if mode == "pravg":
                 for p in sorted((out / "landmarks").glob("*.parquet")):

@@ -25,6 +25,7 @@ from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
 from mf2.blur.kernels import SyntheticConfig
+from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
 from mf2.blur.vla import VlaConfig
 from mf2.blur.windows import Window
 from mf2.flow import FlowConfig
@@ -253,10 +254,14 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
     # The rows go to an anonymous file first (no name: a second run into this folder, which
     # clears stale temporaries, cannot remove it), then into the part in one atomic write.
     with tempfile.TemporaryFile(dir=ppath.parent) as buf:
+        groups: list[tuple] = []  # per pair: its shot and face, and its target's sharpness
+        sharpness: list[float] = []
         with pq.ParquetWriter(buf, PAIR_SCHEMA.with_metadata(meta), compression="zstd") as writer:
             rows: list[dict] = []
             for row in _pair_rows(src, out, cfg, info, sha, plans, progress):
                 rows.append(row)
+                groups.append((row["shot"], row["face_id"]))
+                sharpness.append(row["target_sharpness"])
                 if len(rows) == _BATCH:
                     writer.write_table(pair_table(rows))
                     n, rows = n + len(rows), []
@@ -264,13 +269,22 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
                 writer.write_table(pair_table(rows))
                 n += len(rows)
         buf.seek(0)
-
-        def copy(tmp: Path) -> None:
-            with open(tmp, "wb") as f:
-                shutil.copyfileobj(buf, f)
-
-        write_atomic(ppath, copy)
+        rank, _ = ranks(groups, sharpness)
+        write_atomic(ppath, lambda tmp: _with_ranks(buf, tmp, rank))
     return n
+
+
+def _with_ranks(buf, tmp: Path, rank: np.ndarray) -> None:
+    """The part's rows again, one row group at a time, with each target's rank in its shot:
+    known only once the whole video's pairs exist."""
+    f = pq.ParquetFile(buf)
+    at = 0
+    with pq.ParquetWriter(tmp, f.schema_arrow, compression="zstd") as writer:
+        for g in range(f.num_row_groups):
+            t = f.read_row_group(g)
+            col = pa.array(rank[at:at + t.num_rows], pa.float32())
+            writer.write_table(t.set_column(t.schema.get_field_index("sharpness_rank"), "sharpness_rank", col))
+            at += t.num_rows
 
 
 def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
@@ -281,6 +295,7 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
     mode = get_mode(cfg.mode)
     params = params_json(cfg.params())
     kind = "photo" if info.codec == PHOTO_CODEC else "video"
+    bpp = bits_per_pixel(info.bit_rate, info.coded_width, info.coded_height, float(info.fps))
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(_counted(frames, progress), windows, cfg.crf, cfg.out_size):
             extra, ser = extra_of[id(w)]
@@ -290,6 +305,8 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
             pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
             rel_b = f"blurry/{src.video_id}/{pair_id}.png"
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
+            lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
+            measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
             b_img, s_img = encode_image(blurry), encode_image(sharp)
             write_bytes_atomic(out / rel_b, b_img.png)
             write_bytes_atomic(out / rel_s, s_img.png)
@@ -301,11 +318,11 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
                 "sharp_path": rel_s, "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
                 "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256, "crop_x0": w.crop.x0,
                 "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
-                "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
+                "landmarks": lm_out,
                 "crf": cfg.crf, "fps": float(info.fps), "params": params,
                 "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
                 "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
-                "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **extra,
+                "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **measures, **extra,
             }
 
 

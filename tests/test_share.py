@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -437,3 +438,15 @@ def test_manifest_reads_in_pandas_pyarrow_dataset_and_duckdb(dataset):
     assert n == len(df) and mean_l == 7
     paths = [r[0] for r in con.execute(f"SELECT blurry_path FROM read_parquet('{path}')").fetchall()]
     assert all((path.parent / p).is_file() for p in paths)
+    # the pair measures (schema 1.8), read back as a lab would filter on them
+    sql = ("SELECT count(*), count(target_sharpness), min(sharpness_rank), max(sharpness_rank), "
+           "avg(blur_psnr), max(blur_ssim), max(saturated_share), avg(fit_residual), min(bits_per_pixel) "
+           f"FROM read_parquet('{path}')")
+    n, n_sharp, r0, r1, psnr, ssim, sat, res, bpp = con.execute(sql).fetchone()
+    assert n_sharp == n and r0 == 0 and r1 == 1
+    assert 20 < psnr < 60 and 0 < ssim <= 1 and 0 <= sat < 1 and 0.05 < res < 0.5 and bpp > 0
+    from mf2.quality import psnr as y_psnr
+
+    row = df.iloc[0]
+    b, t = (np.asarray(Image.open(path.parent / q).convert("RGB")) for q in (row.blurry_path, row.sharp_path))
+    assert abs(min(y_psnr(b, t), 100.0) - row.blur_psnr) < 1e-3

@@ -61,7 +61,8 @@ def probe_photo(path: str | Path) -> VideoInfo:
     rgb = _read_photo(path)
     h, w = rgb.shape[:2]
     return VideoInfo(path=str(path), width=w, height=h, coded_width=w, coded_height=h, rotation=0, fps=Fraction(1),
-                     n_frames=1, duration=1.0, pix_fmt="rgb24", color_range=None, codec=PHOTO_CODEC, vfr=False)
+                     n_frames=1, duration=1.0, pix_fmt="rgb24", color_range=None, codec=PHOTO_CODEC, vfr=False,
+                     bit_rate=path.stat().st_size * 8.0)
 
 
 def _read_photo(path: Path) -> np.ndarray:

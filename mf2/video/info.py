@@ -29,6 +29,7 @@ class VideoInfo:
     # streams (cover art aside) the file holds. mf2 reads the first (mf2.video.probe).
     stream_index: int | None = None
     video_streams: int = 1
+    bit_rate: float | None = None  # bits per second of that stream (a photo: its file's bits); None: unknown
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -160,7 +160,23 @@ def _probe_file(path: Path) -> VideoInfo:
         sar=sar,
         stream_index=index,
         video_streams=len(videos),
+        bit_rate=_bit_rate(s, meta.get("format") or {}, path, duration, len(videos)),
     )
+
+
+def _bit_rate(stream: dict[str, Any], fmt: dict[str, Any], path: Path, duration: float, n_videos: int) -> float | None:
+    """The stream's bit rate: its own field, else (one video stream only) the container's
+    (an upper bound: audio inflates it a little), else the file's size over its duration;
+    None when unknown."""
+    for v in (stream.get("bit_rate"), fmt.get("bit_rate") if n_videos == 1 else None):
+        try:
+            if v and float(v) > 0:
+                return float(v)
+        except ValueError:
+            continue
+    if n_videos == 1 and duration > 0:
+        return path.stat().st_size * 8.0 / duration
+    return None
 
 
 def video_streams(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
