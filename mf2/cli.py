@@ -12,7 +12,7 @@ import click
 from mf2 import __version__
 from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
 from mf2.modes import mode_names
-from mf2.params import BY_KEY, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE
+from mf2.params import BY_KEY, DASK, FETCH, FILTERS, LANDMARKS, PAIR_FILTERS, SIMULATE
 
 
 class AbsPath(click.Path):
@@ -614,6 +614,31 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
     if res.n_mismatched or res.n_missing:
         click.echo(f"per-pair report: {res.report_path}", err=True)
         sys.exit(1)
+
+
+@cli.command(name="filter")
+@click.argument("dataset", type=AbsPath())
+@click.option("--out", required=True, type=AbsPath(file_okay=False), help="The new dataset folder (resumable).")
+@_options([BY_KEY[k] for k in PAIR_FILTERS])
+def filter_pairs(dataset: str, out: str, **rules: float) -> None:
+    """Write the pairs that pass the pair filters as a new dataset (PNGs hard-linked).
+
+    The same rules as `mf2 simulate --min-target-sharpness/--min-blur`, on the manifest's
+    measures; the filter is recorded in the new manifest's metadata (mf2.filter).
+
+    \b
+    Examples:
+      mf2 filter DS --min-target-sharpness 0.9 --out DS-sharp
+      mf2 filter DS --min-blur 38 --out DS-moving      # drop pairs that barely differ from their target
+    """
+    from mf2.share.filter import PairFilter, filter_dataset
+
+    check_writable_dir(Path(out), "--out")
+    res = filter_dataset(dataset, Path(out), PairFilter(**rules))
+    why = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in res.dropped.items())
+    measured = f"; {res.n_measured} pairs measured from their PNGs (made before schema 1.8)" if res.n_measured else ""
+    click.echo(f"mf2 filter: {res.n_kept} of {res.n_in} pairs kept (dropped: {why or 'none'}){measured} "
+               f"-> {res.export.path}", err=True)
 
 
 @cli.command()

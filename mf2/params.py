@@ -112,6 +112,17 @@ SIMULATE: tuple[Param, ...] = (
           choices=("ultrafast", "fast", "medium"), modes=VLA),
     Param("flow_size", "--flow-size", int, 128, "flow.work_size",
           "vla: side of the face square the flow is computed on (pixels).", modes=VLA),
+    # Pair filters (issue 31; mf2.blur.measures). Off (0) by default, so a dataset's pairs do not
+    # change with an upgrade; left off, they are not in the ``params`` record either, so datasets
+    # made before they existed resume. The 2mf2 recipe states its own.
+    Param("min_target_sharpness", "--min-target-sharpness", float, 0.0, "min_target_sharpness",
+          "Drop pairs whose target is softer than this share of its neighbours in the shot (sharpness_ratio; "
+          "0.9 flags blurred targets, bench/target_sharpness.py; 0: off)."),
+    Param("min_target_sharpness_abs", "--min-target-sharpness-abs", float, 0.0, "min_target_sharpness_abs",
+          "Drop pairs whose target_sharpness is below this absolute value (LoG variance at 128 px; 0: off)."),
+    Param("min_blur", "--min-blur", float, 0.0, "min_blur",
+          "Drop pairs whose blurry image is nearly its target: blur_psnr at or above this many dB "
+          "(38: bench/restore.py's static pairs; 0: off)."),
     Param("kernel_size", "--kernel-size", int, 31, "synthetic.kernel_size",
           "synthetic: kernel side in output pixels (odd).", modes=("synthetic",)),
     Param("seed", "--seed", int, 0, "synthetic.seed", "synthetic: run seed (pairs derive their own).",
@@ -175,6 +186,8 @@ ALIASES: tuple[Alias, ...] = (
     Alias("workers", "downloads", flag="--workers", section="fetch"),
     Alias("rate_limit", "starts_per_minute", flag="--rate-limit", section="fetch"),
 )
+# The pair filters among SIMULATE: also the options of ``mf2 filter`` (the same rules after the fact).
+PAIR_FILTERS = ("min_target_sharpness", "min_target_sharpness_abs", "min_blur")
 ALIAS_BY_OLD: dict[tuple[str, str], Alias] = {(a.section, a.old): a for a in ALIASES}
 BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
 TABLES: dict[str, tuple[Param, ...]] = {"job": SIMULATE, "fetch": FETCH}

@@ -33,7 +33,7 @@ SCHEMA_HISTORY = {
     "1.5": "pairs: landmarks_source (manual: a human annotation of the sharp frame; fitted: the localiser's)",
     "1.6": "pairs: blurry_rgb_sha256 and sharp_rgb_sha256, the hashes of the pixels (PNG encoders may differ)",
     "1.7": "pairs: source_kind (video or photo) and face_px (the face's size in source pixels)",
-    "1.8": "pairs: measures of each pair (target_sharpness, sharpness_rank, blur_psnr, blur_ssim, saturated_share, "
+    "1.8": "pairs: measures of each pair (target_sharpness, sharpness_rank, sharpness_ratio, blur_psnr, blur_ssim, saturated_share, "
            "fit_residual, bits_per_pixel: mf2.blur.measures)",
 }
 
@@ -118,12 +118,13 @@ PAIR_SCHEMA = pa.schema(
         # frame's 68-point extent in source pixels (an output larger than it was upsampled)
         ("source_kind", pa.string()),
         ("face_px", pa.float32()),
-        # what the pair holds (mf2.blur.measures): the target's sharpness at a fixed scale and
-        # its rank among its shot's targets, the blurry image's PSNR and SSIM against the
+        # what the pair holds (mf2.blur.measures): the target's sharpness at a fixed scale, its
+        # rank among its shot's targets and its ratio to its neighbours there, the blurry image's PSNR and SSIM against the
         # target, the target's clipped-pixel share, the sharp frame's landmark fit (Procrustes
         # residual) and the source stream's bits per pixel; null before 1.8
         ("target_sharpness", pa.float32()),
         ("sharpness_rank", pa.float32()),
+        ("sharpness_ratio", pa.float32()),
         ("blur_psnr", pa.float32()),
         ("blur_ssim", pa.float32()),
         ("saturated_share", pa.float32()),

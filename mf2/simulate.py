@@ -9,6 +9,7 @@ A failing video is recorded in failures.parquet and never stops the others.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -32,7 +33,7 @@ from mf2.flow import FlowConfig
 from mf2.errors import UsageError
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
-from mf2.params import SIMULATE, default, get_path
+from mf2.params import PAIR_FILTERS, SIMULATE, default, get_path
 from mf2.faces.select import LandmarkConfig
 from mf2.faces.series import FACE_CHOICES, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
@@ -58,6 +59,9 @@ class SimulateConfig:
     skip_duplicates: bool = default("skip_duplicates")
     face: str = default("face")  # the face of each shot: largest | centre | longest (mf2.faces.series)
     faces: str = default("faces")  # main: that face only; all: every face of the video, each its own face_id
+    min_target_sharpness: float = default("min_target_sharpness")  # pair filters: mf2.blur.measures
+    min_target_sharpness_abs: float = default("min_target_sharpness_abs")
+    min_blur: float = default("min_blur")
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     vla: VlaConfig = field(default_factory=VlaConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
@@ -84,6 +88,11 @@ class SimulateConfig:
             raise UsageError(f"--face {self.face!r}: expected one of {', '.join(FACE_CHOICES)}")
         if self.faces not in ("main", "all"):
             raise UsageError(f"--faces {self.faces!r}: expected main or all")
+        if not 0 <= self.min_target_sharpness <= 1:
+            raise UsageError(f"--min-target-sharpness {self.min_target_sharpness}: must be between 0 and 1 "
+                             "(a share of the neighbouring targets' sharpness)")
+        if self.min_target_sharpness_abs < 0 or self.min_blur < 0:
+            raise UsageError("--min-target-sharpness-abs and --min-blur must be >= 0 (0: off)")
         self.landmarks.validate()
         self.vla.validate()
         self.flow.validate()
@@ -98,6 +107,9 @@ class SimulateConfig:
         d = {p.key: get_path(self, p.target) for p in SIMULATE if p.applies(self.mode)}
         if self.faces == "all":
             del d["face"]
+        for k in PAIR_FILTERS:
+            if not d[k]:
+                del d[k]  # a filter left off: datasets made before it existed resume
         d["landmarks"] = self.landmarks.key()
         d.update(get_mode(self.mode).params(self))
         return d
@@ -120,6 +132,7 @@ class VideoResult:
     video_id: str
     n_pairs: int = 0
     windows_face_lost: int = 0
+    pairs_dropped: int = 0  # rendered, then dropped by a pair filter (--min-blur, --min-target-sharpness)
     resumed: bool = False
     failure: dict | None = None
     note: str | None = None  # why a video that was processed gave no pairs
@@ -212,8 +225,9 @@ def simulate_video(
     part = read_cached(ppath, sha, cfg.params(), pairs=True)
     if part is not None:
         md = read_metadata(ppath)
-        return VideoResult(src.video_id, part.num_rows, int(md.get("mf2.windows_face_lost", "0")), resumed=True,
-                           note=md.get("mf2.note"))
+        dropped = sum(json.loads(md.get("mf2.pairs_dropped", "{}")).values())
+        return VideoResult(src.video_id, part.num_rows, int(md.get("mf2.windows_face_lost", "0")), dropped,
+                           resumed=True, note=md.get("mf2.note"))
 
     stages.enter("landmarks")
     lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, cache, backend, progress)
@@ -223,14 +237,18 @@ def simulate_video(
     stages.enter("render")
     meta = metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
                     windows_face_lost=str(plan.face_lost), plan=plan.info)
-    n = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress)
+    n, dropped = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress)
     ser0 = plan.series
     note = None if n or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
+    if note and dropped:
+        meta[b"mf2.pairs_dropped"] = json.dumps(dropped, sort_keys=True).encode()
+        note = "every pair was dropped by the pair filters (" + ", ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in sorted(dropped.items())) + ")"
     if note:
         stages.enter("write")
         empty = PAIR_SCHEMA.empty_table().replace_schema_metadata({**meta, b"mf2.note": note.encode()})
         write_parquet_atomic(ppath, empty)
-    return VideoResult(src.video_id, n, plan.face_lost, note=note)
+    return VideoResult(src.video_id, n, plan.face_lost, sum(dropped.values()), note=note)
 
 
 def _counted(frames: Iterator, progress: Callable[[int], None] | None) -> Iterator:
@@ -244,47 +262,76 @@ _BATCH = 256  # pairs per row group of a part: a video's rows are never all in m
 
 
 def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
-                 ppath: Path, meta: dict[bytes, bytes], progress: Callable[[int], None] | None = None) -> int:
+                 ppath: Path, meta: dict[bytes, bytes], progress: Callable[[int], None] | None = None
+                 ) -> tuple[int, dict[str, int]]:
     """One more streaming decode turns every planned window into a pair: both PNGs written,
     then its row, streamed into the part file in batches (memory does not grow with the
     number of pairs). The part appears (atomically) only once every PNG exists; returns the
-    number of pairs."""
-    n = 0
+    number of pairs and, per pair filter, the pairs it dropped."""
     ppath.parent.mkdir(parents=True, exist_ok=True)
+    dropped: dict[str, int] = {}
+    # Per rendered pair, kept or not: its shot and face, middle frame and target's sharpness
+    # (a target is compared with its neighbours whatever filter drops them), and where its
+    # row sits in the part (-1: dropped before its PNGs were written).
+    groups: list[tuple] = []
+    centres: list[int] = []
+    sharpness: list[float] = []
+    written: list[int] = []
     # The rows go to an anonymous file first (no name: a second run into this folder, which
     # clears stale temporaries, cannot remove it), then into the part in one atomic write.
     with tempfile.TemporaryFile(dir=ppath.parent) as buf:
-        groups: list[tuple] = []  # per pair: its shot and face, and its target's sharpness
-        sharpness: list[float] = []
         with pq.ParquetWriter(buf, PAIR_SCHEMA.with_metadata(meta), compression="zstd") as writer:
             rows: list[dict] = []
-            for row in _pair_rows(src, out, cfg, info, sha, plans, progress):
-                rows.append(row)
+            for i, row in enumerate(_pair_rows(src, out, cfg, info, sha, plans, progress)):
                 groups.append((row["shot"], row["face_id"]))
+                centres.append(row["center_frame"])
                 sharpness.append(row["target_sharpness"])
+                why = row.pop("_dropped")
+                if why:
+                    dropped[why] = dropped.get(why, 0) + 1
+                    continue
+                written.append(i)
+                rows.append(row)
                 if len(rows) == _BATCH:
                     writer.write_table(pair_table(rows))
-                    n, rows = n + len(rows), []
+                    rows = []
             if rows:
                 writer.write_table(pair_table(rows))
-                n += len(rows)
         buf.seek(0)
-        rank, _ = ranks(groups, sharpness)
-        write_atomic(ppath, lambda tmp: _with_ranks(buf, tmp, rank))
-    return n
+        rank, ratio = ranks(groups, sharpness, centres)
+        at = np.asarray(written, np.int64)
+        keep = ratio[at] >= cfg.min_target_sharpness
+        if (~keep).any():
+            dropped["min_target_sharpness"] = int((~keep).sum())
+        write_atomic(ppath, lambda tmp: _finish_part(buf, tmp, rank[at], ratio[at], keep, out, dropped))
+    return int(keep.sum()), dropped
 
 
-def _with_ranks(buf, tmp: Path, rank: np.ndarray) -> None:
-    """The part's rows again, one row group at a time, with each target's rank in its shot:
-    known only once the whole video's pairs exist."""
+def _finish_part(buf, tmp: Path, rank: np.ndarray, ratio: np.ndarray, keep: np.ndarray, out: Path,
+                 dropped: dict[str, int]) -> None:
+    """The part's rows again, one row group at a time, with each target's rank in its shot
+    and ratio to its neighbours (known only once the whole video's pairs exist); rows that
+    ``--min-target-sharpness`` drops are left out and their PNGs removed."""
     f = pq.ParquetFile(buf)
+    schema = f.schema_arrow
+    if dropped:
+        schema = schema.with_metadata({**(schema.metadata or {}),
+                                       b"mf2.pairs_dropped": json.dumps(dropped, sort_keys=True).encode()})
     at = 0
-    with pq.ParquetWriter(tmp, f.schema_arrow, compression="zstd") as writer:
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for g in range(f.num_row_groups):
             t = f.read_row_group(g)
-            col = pa.array(rank[at:at + t.num_rows], pa.float32())
-            writer.write_table(t.set_column(t.schema.get_field_index("sharpness_rank"), "sharpness_rank", col))
-            at += t.num_rows
+            n = t.num_rows
+            for name, values in (("sharpness_rank", rank), ("sharpness_ratio", ratio)):
+                t = t.set_column(t.schema.get_field_index(name), name, pa.array(values[at:at + n], pa.float32()))
+            k = keep[at:at + n]
+            if not k.all():
+                for rel in t.filter(pa.array(~k)).select(["blurry_path", "sharp_path"]).to_pylist():
+                    for path in rel.values():
+                        (out / path).unlink(missing_ok=True)
+                t = t.filter(pa.array(k))
+            writer.write_table(t.replace_schema_metadata(schema.metadata))
+            at += n
 
 
 def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
@@ -307,10 +354,15 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
             rel_s = f"sharp/{src.video_id}/{pair_id}.png"
             lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
             measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
+            why = _dropped_by(cfg, measures)
+            if why:
+                yield {"shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
+                       "center_frame": w.center, "target_sharpness": measures["target_sharpness"], "_dropped": why}
+                continue
             b_img, s_img = encode_image(blurry), encode_image(sharp)
             write_bytes_atomic(out / rel_b, b_img.png)
             write_bytes_atomic(out / rel_s, s_img.png)
-            yield {
+            yield {"_dropped": None,
                 "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
                 "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
                 "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
@@ -324,6 +376,16 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
                 "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
                 "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **measures, **extra,
             }
+
+
+def _dropped_by(cfg: SimulateConfig, m: dict) -> str | None:
+    """The pair filter that drops a pair before its PNGs are written (``--min-blur``,
+    ``--min-target-sharpness-abs``); the relative one needs the whole shot (_render_part)."""
+    if cfg.min_blur and m["blur_psnr"] >= cfg.min_blur:
+        return "min_blur"
+    if cfg.min_target_sharpness_abs and m["target_sharpness"] < cfg.min_target_sharpness_abs:
+        return "min_target_sharpness_abs"
+    return None
 
 
 def face_px(landmarks: np.ndarray) -> float:

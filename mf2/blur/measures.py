@@ -6,12 +6,16 @@ frame can carry its own motion blur or compression smear, and many pairs barely 
 their target; a lab needs to see and filter both. Every measure here is cheap enough to be
 always on (a few milliseconds per pair; ``bench/pipeline.py`` measures the render with them).
 
-- ``target_sharpness``: the variance of the Laplacian of the target's luminance, on the face
-  crop resized to ``SHARPNESS_SIZE`` pixels (a fixed scale: the crop is the face plus its
-  margin, so the number compares faces of any size and any ``--out-size``). Chosen over the
-  gradient energy (Tenengrad) by ``bench/target_sharpness.py``: see README.
+- ``target_sharpness``: the variance of the Laplacian of Gaussian (sigma ``LOG_SIGMA``) of
+  the target's luminance, on the face crop resized to ``SHARPNESS_SIZE`` pixels (a fixed
+  scale: the crop is the face plus its margin, so the number compares faces of any size and
+  any ``--out-size``). The Gaussian makes it answer to edges rather than to compression
+  blocks and noise. Chosen by ``bench/target_sharpness.py`` over the plain variance of the
+  Laplacian and the gradient energy (Tenengrad): see README.
 - ``sharpness_rank``: where the target stands among the targets of its shot and face, 0 the
-  softest, 1 the sharpest (``ranks``, after the video's pairs are rendered).
+  softest, 1 the sharpest; ``sharpness_ratio``: its sharpness over the median of the
+  ``NEIGHBOURS`` targets either side of it in that shot (what ``--min-target-sharpness``
+  compares: a soft frame among crisp ones, not a soft-focus interview as a whole).
 - ``blur_psnr``/``blur_ssim``: the blurry image against its target (mf2.quality's convention:
   Y of BT.601); PSNR is capped at ``PSNR_CAP`` for identical images.
 - ``saturated_share``: share of the target's pixels clipped to white (a channel at 255) or
@@ -29,8 +33,10 @@ from mf2.faces.shape import procrustes_residual
 from mf2.quality import luminance, psnr, ssim
 
 SHARPNESS_SIZE = 128  # the side the target is resized to before its Laplacian
+LOG_SIGMA = 1.5  # pixels at that size
+NEIGHBOURS = 3  # targets on either side that a target's sharpness is compared with
 PSNR_CAP = 100.0  # dB, for a blurry image identical to its target
-COLUMNS = ("target_sharpness", "sharpness_rank", "blur_psnr", "blur_ssim", "saturated_share", "fit_residual",
+COLUMNS = ("target_sharpness", "sharpness_rank", "sharpness_ratio", "blur_psnr", "blur_ssim", "saturated_share", "fit_residual",
            "bits_per_pixel")
 
 
@@ -40,6 +46,13 @@ def _grey_at_scale(rgb: np.ndarray) -> np.ndarray:
         interp = cv2.INTER_AREA if y.shape[0] > SHARPNESS_SIZE else cv2.INTER_CUBIC
         y = cv2.resize(y, (SHARPNESS_SIZE, SHARPNESS_SIZE), interpolation=interp)
     return y
+
+
+def log_variance(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of Gaussian of the luminance at the fixed scale: the
+    target's sharpness."""
+    y = cv2.GaussianBlur(_grey_at_scale(rgb), (0, 0), LOG_SIGMA)
+    return float(cv2.Laplacian(y, cv2.CV_32F, ksize=3).var())
 
 
 def laplacian_variance(rgb: np.ndarray) -> float:
@@ -77,7 +90,7 @@ def pair_measures(blurry: np.ndarray, sharp: np.ndarray, landmarks: np.ndarray |
     if landmarks is not None and np.isfinite(landmarks).all():
         res = float(procrustes_residual(np.asarray(landmarks, np.float64)))
     return {
-        "target_sharpness": laplacian_variance(sharp),
+        "target_sharpness": log_variance(sharp),
         "blur_psnr": min(p, PSNR_CAP),
         "blur_ssim": ssim(blurry, sharp),
         "saturated_share": saturated_share(sharp),
@@ -86,21 +99,22 @@ def pair_measures(blurry: np.ndarray, sharp: np.ndarray, landmarks: np.ndarray |
     }
 
 
-def ranks(groups: list, values: list[float]) -> tuple[np.ndarray, np.ndarray]:
+def ranks(groups: list, values: list[float], order: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Per value, its rank within its group (0 the lowest, 1 the highest; 0.5 alone) and its
-    ratio to the group's median: what ``--min-target-sharpness`` compares (relative to the
-    shot's own distribution, so a soft-focus interview is not judged by a crisp one)."""
+    ratio to the median of the ``NEIGHBOURS`` values either side of it in the group, in
+    ``order`` (a pair's middle frame): the shot's own distribution, near the frame."""
     v = np.asarray(values, np.float64)
     rank, ratio = np.full(len(v), 0.5), np.ones(len(v))
     index: dict = {}
     for i, g in enumerate(groups):
         index.setdefault(g, []).append(i)
     for idx in index.values():
-        ids = np.asarray(idx)
+        ids = np.asarray(sorted(idx, key=lambda i: order[i]))
         x = v[ids]
         if len(ids) > 1:
-            order = np.argsort(np.argsort(x, kind="stable"), kind="stable")
-            rank[ids] = order / (len(ids) - 1)
-        med = float(np.median(x))
-        ratio[ids] = x / med if med > 0 else 1.0
+            rank[ids] = np.argsort(np.argsort(x, kind="stable"), kind="stable") / (len(ids) - 1)
+        for j, i in enumerate(ids):
+            near = np.delete(x[max(0, j - NEIGHBOURS): j + NEIGHBOURS + 1], min(j, NEIGHBOURS))
+            med = float(np.median(near)) if len(near) else x[j]
+            ratio[i] = x[j] / med if med > 0 else 1.0
     return rank, ratio

@@ -105,6 +105,7 @@ class VideoRecord:
     part: str | None = None
     resumed: bool = False
     face_lost: int = 0
+    pairs_dropped: int = 0  # by the pair filters (--min-blur, --min-target-sharpness)
     note: str | None = None  # why a video that was processed gave no pairs
     carried: bool = False  # an earlier failure kept because the input is unchanged
 
@@ -164,7 +165,7 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
         try:
             res = simulate_video(src, job.out, cfg, None, progress, cache, prep.sha256, stages, prep.info)
             rec.part, rec.resumed = str(part_path(job.out, job.cfg, src.video_id)), res.resumed
-            rec.face_lost, rec.note = res.windows_face_lost, res.note
+            rec.face_lost, rec.note, rec.pairs_dropped = res.windows_face_lost, res.note, res.pairs_dropped
         except Exception as e:
             rec.failure = _failure(src, stages.current, e, job.out, prep.sha256)
         finally:
@@ -404,7 +405,8 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
                       sum(r.face_lost for r in ok), pairs_path, failures_path, n_removed,
                       {k: round(v, 3) for k, v in stage_seconds.items()},
                       dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
-                      failures=failures, notes={r.video_id: r.note for r in recs if r.note}, n_filtered=n_filtered)
+                      failures=failures, notes={r.video_id: r.note for r in recs if r.note}, n_filtered=n_filtered,
+                      n_pairs_dropped=sum(r.pairs_dropped for r in ok))
 
 
 def _gather_parts(job: Job, srcs: dict[str, VideoSource], exclude: set[str]) -> tuple[dict[str, pa.Table], int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pyarrow.compute as pc
 
 from mf2.atomic import write_atomic
 from mf2.errors import UsageError
-from mf2.share.dataset import load, pairs_metadata, safe_rel, write
+from mf2.share.dataset import Dataset, load, pairs_metadata, safe_rel, write
 
 
 @dataclass
@@ -50,6 +51,13 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
         out.parent.mkdir(parents=True, exist_ok=True)
         write(out, table, pairs_metadata(table, ds.params, kind="pairs-export", images="none", **extra))
         return ExportSummary(table.num_rows, 0, out)
+    return write_folder(ds, table, out, link, extra)
+
+
+def write_folder(ds: Dataset, table: pa.Table, out: Path, link: bool, extra: dict) -> ExportSummary:
+    """``table``'s rows of ``ds`` as a new dataset folder: their PNGs copied, or hard-linked
+    (the same files, no space taken; copied where the folder is on another file system), and
+    the manifest written last, so a stopped run is finished by running it again."""
     if not ds.has_images:
         raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
     marker = begin_export(out)
@@ -63,9 +71,13 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
             dst.parent.mkdir(parents=True, exist_ok=True)
             if link:
                 dst.unlink(missing_ok=True)
-                os.link(src, dst)
-            else:
-                write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+                try:
+                    os.link(src, dst)
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+            write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
     write(out / "pairs.parquet", table, pairs_metadata(table, ds.params, **extra))
     marker.unlink()
     return ExportSummary(table.num_rows, n, out / "pairs.parquet")
