@@ -29,11 +29,12 @@ class StatsReport:
     plots: list[str] = field(default_factory=list)
     tracks: dict = field(default_factory=dict)  # video_id -> mf2.track_audit.video_audit (+ sheet)
     photos: dict = field(default_factory=dict)  # photo sources: counts and face sizes (no per-photo audit)
+    measures: dict = field(default_factory=dict)  # the pair measures' quantiles and flagged counts
 
     def to_json(self) -> dict:
         return {"n_pairs": self.n_pairs, "modes": self.modes, "L": self.L, "stop_reasons": self.stop_reasons,
                 "pairs_per_video": self.pairs_per_video, "plots": self.plots, "tracks": self.tracks,
-                "photos": self.photos}
+                "photos": self.photos, "measures": self.measures}
 
     def text(self) -> str:
         lines = [f"{self.n_pairs} pairs; modes: " + ", ".join(f"{k} {v}" for k, v in self.modes.items())]
@@ -50,6 +51,12 @@ class StatsReport:
             lines.append(f"{ph['photos']} photos: {ph['with_pairs']} with a pair, {ph['without_pairs']} without a "
                          f"usable face; face size in the photo (px): p10 {fp.get('p10', 0):.0f}, median "
                          f"{fp.get('median', 0):.0f}, p90 {fp.get('p90', 0):.0f}")
+        m = self.measures
+        if m:
+            lines.append(f"pair measures ({m['measured']} of {self.n_pairs} pairs): soft targets (sharpness ratio < "
+                         f"{SOFT_RATIO}) {m['soft_targets']}, nearly unblurred (blur PSNR >= {STATIC_PSNR} dB) "
+                         f"{m['nearly_unblurred']}; blur PSNR median {m['blur_psnr']['median']:.1f} dB"
+                         + (f"; softest targets: stats/{m['sheet']}" if m.get("sheet") else ""))
         for vid, a in self.tracks.items():
             why = ", ".join(f"{k} {v}" for k, v in a["reasons"].items())
             skip = ", ".join(f"{k} {v}" for k, v in a["windows_skipped"].items())
@@ -90,6 +97,7 @@ def run_stats(out: Path) -> StatsReport:
     report = StatsReport(folder, len(L), modes, Ls, stops, ppv)
 
     _plots(report, L, stops, np.asarray([np.nan if v is None else v for v in d["path_px"]], dtype=float), ppv)
+    report.measures = _measures(ds.table, out, report)
     from mf2.track_audit import audit_folder
 
     vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
@@ -98,6 +106,59 @@ def run_stats(out: Path) -> StatsReport:
     report.tracks = audit_folder(out, [v for v in vids if v not in photo_ids], folder)
     write_atomic(folder / "stats.json", lambda tmp: tmp.write_text(json.dumps(report.to_json(), indent=2)))
     return report
+
+
+SOFT_RATIO = 0.9  # the sharpness ratio bench/target_sharpness.py found to flag blurred targets
+STATIC_PSNR = 38.0  # bench/restore.py's line between moving and static pairs
+MEASURES = ("target_sharpness", "sharpness_ratio", "blur_psnr", "blur_ssim", "saturated_share", "fit_residual",
+            "bits_per_pixel", "face_px")
+
+
+def _measures(table, out: Path, report: StatsReport) -> dict:
+    """Quantiles and histograms of the pair measures (issue 31), the counts the filters would
+    drop at their measured settings, and a sheet of the softest targets (lowest ratio)."""
+    cols = {c: np.asarray(table[c].to_numpy(zero_copy_only=False), dtype=float) for c in MEASURES}
+    have = np.isfinite(cols["target_sharpness"])
+    if not have.any():
+        return {}
+    q = {c: {k: float(np.nanpercentile(v[have], p)) for k, p in (("p10", 10), ("median", 50), ("p90", 90))}
+         for c, v in cols.items() if np.isfinite(v[have]).any()}
+    info = {"measured": int(have.sum()), **q,
+            "soft_targets": int((cols["sharpness_ratio"][have] < SOFT_RATIO).sum()),
+            "nearly_unblurred": int((cols["blur_psnr"][have] >= STATIC_PSNR).sum())}
+    _measure_hists(report, {c: v[have] for c, v in cols.items()})
+    from mf2.viz import worst_targets_sheet
+
+    idx = np.flatnonzero(have)[np.argsort(cols["sharpness_ratio"][have], kind="stable")[:16]]
+    rows = table.take(idx).select(["video_id", "center_frame", "sharp_path", "sharpness_ratio",
+                                   "target_sharpness"]).to_pylist()
+    info["softest"] = [{"video_id": r["video_id"], "center_frame": r["center_frame"],
+                        "sharpness_ratio": round(r["sharpness_ratio"], 3)} for r in rows]
+    if worst_targets_sheet(out, rows, report.folder / "softest_targets.png"):
+        info["sheet"] = "softest_targets.png"
+    return info
+
+
+def _measure_hists(report: StatsReport, cols: dict[str, np.ndarray]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(14, 6))
+    lines = {"sharpness_ratio": SOFT_RATIO, "blur_psnr": STATIC_PSNR}
+    for ax, (name, v) in zip(axes.ravel(), cols.items()):
+        v = v[np.isfinite(v)]
+        if len(v):
+            ax.hist(v, bins=40, color="#4c72b0")
+        if name in lines:
+            ax.axvline(lines[name], color="#c44e52", ls="--")
+        ax.set_title(f"{name} ({len(v)})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("pair measures (dashed: the filters' measured settings)")
+    _save(fig, report.folder / "measures.png")
+    plt.close(fig)
+    report.plots.append("measures.png")
 
 
 def _photos(out: Path, d: dict, vids: list[str]) -> dict:

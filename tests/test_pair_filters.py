@@ -62,11 +62,20 @@ def test_simulate_drops_soft_targets_and_nearly_unblurred_pairs(clip, tmp_path):
 
 def test_filter_command_after_the_fact_and_on_an_old_manifest(clip, tmp_path):
     _, full = _sim(clip, tmp_path / "DS")
+    # mf2 stats: the measures' histograms and the softest targets, the blurred frames first
+    st = run_mf2("stats", str(tmp_path / "DS"))
+    assert st.returncode == 0 and "soft targets (sharpness ratio < 0.9)" in st.stdout, st.stderr
+    import json
+
+    info = json.loads((tmp_path / "DS" / "stats" / "stats.json").read_text())["measures"]
+    assert {r["center_frame"] for r in info["softest"][:len(BLURRED)]} == set(BLURRED)
+    for name in ("measures.png", "softest_targets.png"):
+        img = cv2.imread(str(tmp_path / "DS" / "stats" / name))
+        assert img is not None and img.std() > 10
     res = run_mf2("filter", str(tmp_path / "DS"), "--min-target-sharpness", "0.9", "--out", str(tmp_path / "F"))
     assert res.returncode == 0, res.stderr
     kept = pq.read_table(tmp_path / "F" / "pairs.parquet")
     assert set(kept["pair_id"].to_pylist()) == set(full.pair_id[full.sharpness_ratio >= 0.9])
-    import json
 
     meta = json.loads(kept.schema.metadata[b"mf2.filter"])
     assert meta["rule"] == {"min_target_sharpness": 0.9} and meta["dropped"]["min_target_sharpness"] >= len(BLURRED)
