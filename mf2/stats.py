@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+import cv2
+
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import InputError
 
@@ -127,8 +129,6 @@ def _measures(table, out: Path, report: StatsReport) -> dict:
             "soft_targets": int((cols["sharpness_ratio"][have] < SOFT_RATIO).sum()),
             "nearly_unblurred": int((cols["blur_psnr"][have] >= STATIC_PSNR).sum())}
     _measure_hists(report, {c: v[have] for c, v in cols.items()})
-    from mf2.viz import worst_targets_sheet
-
     idx = np.flatnonzero(have)[np.argsort(cols["sharpness_ratio"][have], kind="stable")[:16]]
     rows = table.take(idx).select(["video_id", "center_frame", "sharp_path", "sharpness_ratio",
                                    "target_sharpness"]).to_pylist()
@@ -229,3 +229,29 @@ def _plots(report: StatsReport, L: np.ndarray, stops: dict, motion: np.ndarray, 
             ax.set_title("pairs per video" + (" (top 40)" if len(ppv) > 40 else ""))
             ax.tick_params(axis="y", labelsize=7)
         figure("pairs_per_video.png", per_video)
+
+
+def worst_targets_sheet(root: Path, rows: list[dict], path: Path, cols: int = 4, tile: int = 160) -> Path | None:
+    """The targets of ``rows`` (the softest, as ``mf2 stats`` picks them) side by side, each
+    labelled with its video, middle frame, sharpness ratio and sharpness: what a person looks
+    at before trusting a sharpness filter."""
+    cells = []
+    for r in rows:
+        img = cv2.imread(str(root / r["sharp_path"]), cv2.IMREAD_COLOR)
+        if img is None:
+            continue
+        cell = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
+        for k, text in enumerate((f"{r['video_id'][:22]} f{r['center_frame']}",
+                                  f"ratio {r['sharpness_ratio']:.2f} sharp {r['target_sharpness']:.0f}")):
+            org = (4, 14 + 14 * k)
+            cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(cell, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        cells.append(cv2.copyMakeBorder(cell, 4, 4, 4, 4, cv2.BORDER_CONSTANT, value=(40, 40, 40)))
+    if not cells:
+        return None
+    while len(cells) % cols:
+        cells.append(np.zeros_like(cells[0]))
+    sheet = np.vstack([np.hstack(cells[i:i + cols]) for i in range(0, len(cells), cols)])
+    ok, buf = cv2.imencode(".png", sheet)
+    write_bytes_atomic(path, buf.tobytes())
+    return path

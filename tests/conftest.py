@@ -34,6 +34,12 @@ def landmark_data() -> Path:
     return _require(SHARED / "data" / "landmarks")
 
 
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The training corpus: tests use a handful of its clips."""
+    return _require(SHARED / "data" / "corpus")
+
+
 def copy_clips(videos: Path, names, dest: Path) -> Path:
     """Copies of some shared clips in a folder of their own (a test's input folder)."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import dlib
 import numpy as np
 
 from mf2.faces.base import Detection
-from mf2.faces.models import shape_predictor_68
+from mf2.faces.models import mmod_face_detector, shape_predictor_68
 
 
 class DlibBackend:
@@ -29,6 +29,7 @@ class DlibBackend:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor_path = predictor_path
         self._predictor = None  # loaded on the first fit: FAN uses this class for detection only
+        self._cnn = None  # loaded on the first fallback detection
         self.detect_max_side = detect_max_side
         self.min_face = min_face
 
@@ -50,6 +51,16 @@ class DlibBackend:
             )
             for r, s in zip(rects, scores)
         ]
+
+    def detect_fallback(self, image: np.ndarray) -> list[Detection]:
+        """dlib's CNN face detector (mmod), no upsampling (faces from about 80 px): for the
+        turned, tilted or harshly lit faces HOG misses. About 20x HOG's cost per pixel, so the
+        tracker asks it only near a track that HOG lost, on a region scaled down to that."""
+        if self._cnn is None:
+            self._cnn = dlib.cnn_face_detection_model_v1(str(mmod_face_detector()))
+        return [Detection(box=np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()],
+                                       dtype=np.float32), score=float(d.confidence))
+                for d in self._cnn(np.ascontiguousarray(image), 0)]
 
     @property
     def predictor(self):

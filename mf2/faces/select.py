@@ -43,6 +43,7 @@ class LandmarkConfig:
     drift_window: int = 25
     max_size_outlier: float = 1.5  # extent against its whole track's median (size-outlier flag)
     min_fit_face: int = 20  # extent (px) below which a fit is lost as small-face
+    cnn_fallback: bool = True  # where HOG finds no face near a track, ask dlib's CNN detector (issue 31)
     identity_interval: int = 0  # frames between identity checks (0: off)
     identity_threshold: float = 0.6  # dlib embedding distance: dlib's same-person threshold
     shots: ShotConfig = field(default_factory=ShotConfig)

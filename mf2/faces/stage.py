@@ -140,6 +140,8 @@ def compute_landmarks(
     meta = {b"mf2.shots": ",".join(str(b) for b in boundaries).encode()}
     if damage.errors:
         meta[b"mf2.decode"] = json.dumps(damage.to_json()).encode()
+    if tracker.cnn_calls:
+        meta[b"mf2.cnn_fallback"] = json.dumps({"calls": tracker.cnn_calls, "found": tracker.cnn_found}).encode()
     return _table(video_id, rows, spans, face_of, backend.name).replace_schema_metadata(meta)
 
 
@@ -281,9 +283,10 @@ def landmarks_for_video(
     table = compute_landmarks(video_id, info, cfg, backend, progress)
     shots = (table.schema.metadata or {}).get(b"mf2.shots", b"").decode()
     extra = {}
-    decode = (table.schema.metadata or {}).get(b"mf2.decode")
-    if decode:
-        extra["decode"] = json.loads(decode)
+    for key in ("decode", "cnn_fallback"):
+        value = (table.schema.metadata or {}).get(f"mf2.{key}".encode())
+        if value:
+            extra[key] = json.loads(value)
     if manual:
         table, extra["manual"] = apply_manual(table, manual)
     table = table.replace_schema_metadata(

@@ -60,6 +60,7 @@ from mf2.faces.shape import extent_aspect, procrustes_residual
 
 _HOG_WINDOW = 80  # dlib's HOG detector finds faces from 80 px up without upsampling
 _LOCAL_FACE = 120  # face side when re-detecting near a track: room to grow or shrink 1.5x
+_CNN_FACE = 100  # face side for the CNN fallback: just above mmod's 80 px window (its cost goes with pixels)
 MAX_CLUSTERED = 400  # tracks per video that face_id clustering considers (and whose faces are kept)
 
 OK = "ok"
@@ -160,6 +161,8 @@ class FaceTracker:
         self.chips: dict[int, np.ndarray] = {}  # track id -> aligned face of its first detection
         self._next_id = 0
         self._shot = -1
+        self.cnn_calls = 0  # CNN fallback detections asked, and those that found a face
+        self.cnn_found = 0
         self._since_discover = 0
         self._fresh_shot = True
         self._prev_rows: list[FaceRow] | None = None
@@ -229,8 +232,19 @@ class FaceTracker:
         size = (max(1, round((rx1 - rx0) * scale)), max(1, round((ry1 - ry0) * scale)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         offset = np.array([rx0, ry0, rx0, ry0], dtype=np.float32)
-        return [Detection((d.box / scale + offset).astype(np.float32), d.score)
-                for d in self.backend.detect(region, min_face=_HOG_WINDOW)]
+        dets = self.backend.detect(region, min_face=_HOG_WINDOW)
+        if not dets and self.cfg.cnn_fallback and hasattr(self.backend, "detect_fallback"):
+            # HOG misses turned and harshly lit faces a track still follows (issue 31: an
+            # interviewee looking down lost ~50 frames); the CNN finds them at ~20x the cost,
+            # so it runs here only, on the region scaled to a face just above its window.
+            scale = _CNN_FACE / side
+            size = (max(1, round((rx1 - rx0) * scale)), max(1, round((ry1 - ry0) * scale)))
+            small = cv2.resize(image[ry0:ry1, rx0:rx1], size,
+                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            dets = self.backend.detect_fallback(small)
+            self.cnn_calls += 1
+            self.cnn_found += bool(dets)
+        return [Detection((d.box / scale + offset).astype(np.float32), d.score) for d in dets]
 
     def _detect_all(self, image: np.ndarray, min_face: int) -> list[Detection]:
         dets = [d for d in self.backend.detect(image, min_face=min_face)
