@@ -46,7 +46,11 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM of two uint8 RGB (or grey) images of the same size, on Y."""
     if a.shape != b.shape:
         raise ValueError(f"SSIM of images of different sizes {a.shape} and {b.shape}")
-    x, y = luminance(a), luminance(b)
+    return ssim_y(luminance(a), luminance(b))
+
+
+def ssim_y(x: np.ndarray, y: np.ndarray) -> float:
+    """SSIM of two luminance images (``luminance``'s output): for a caller that has them."""
     if min(x.shape) < 11:
         raise ValueError("SSIM needs images of at least 11x11 pixels")
     mx, my = _filter_valid(x), _filter_valid(y)
@@ -62,5 +66,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB on Y; ``math.inf`` for identical images."""
     if a.shape != b.shape:
         raise ValueError(f"PSNR of images of different sizes {a.shape} and {b.shape}")
-    mse = float(np.mean((luminance(a) - luminance(b)) ** 2))
+    return psnr_y(luminance(a), luminance(b))
+
+
+def psnr_y(x: np.ndarray, y: np.ndarray) -> float:
+    """PSNR of two luminance images (``luminance``'s output)."""
+    mse = float(np.mean((x - y) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from mf2.faces.shape import procrustes_residual
-from mf2.quality import luminance, psnr, ssim
+from mf2.quality import luminance, psnr_y, ssim_y
 
 SHARPNESS_SIZE = 128  # the side the target is resized to before its Laplacian
 LOG_SIGMA = 1.5  # pixels at that size
@@ -40,18 +40,18 @@ COLUMNS = ("target_sharpness", "sharpness_rank", "sharpness_ratio", "blur_psnr",
            "bits_per_pixel")
 
 
-def _grey_at_scale(rgb: np.ndarray) -> np.ndarray:
-    y = luminance(rgb).astype(np.float32)
+def _grey_at_scale(rgb: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+    y = (luminance(rgb) if y is None else y).astype(np.float32)
     if y.shape != (SHARPNESS_SIZE, SHARPNESS_SIZE):
         interp = cv2.INTER_AREA if y.shape[0] > SHARPNESS_SIZE else cv2.INTER_CUBIC
         y = cv2.resize(y, (SHARPNESS_SIZE, SHARPNESS_SIZE), interpolation=interp)
     return y
 
 
-def log_variance(rgb: np.ndarray) -> float:
+def log_variance(rgb: np.ndarray, y: np.ndarray | None = None) -> float:
     """Variance of the Laplacian of Gaussian of the luminance at the fixed scale: the
-    target's sharpness."""
-    y = cv2.GaussianBlur(_grey_at_scale(rgb), (0, 0), LOG_SIGMA)
+    target's sharpness. ``y``: the image's luminance when the caller has it."""
+    y = cv2.GaussianBlur(_grey_at_scale(rgb, y), (0, 0), LOG_SIGMA)
     return float(cv2.Laplacian(y, cv2.CV_32F, ksize=3).var())
 
 
@@ -85,14 +85,15 @@ def bits_per_pixel(bit_rate: float | None, width: int, height: int, fps: float) 
 def pair_measures(blurry: np.ndarray, sharp: np.ndarray, landmarks: np.ndarray | None,
                   bpp: float | None) -> dict:
     """The measures of one rendered pair (every column but ``sharpness_rank``)."""
-    p = psnr(blurry, sharp)
+    yb, ys = luminance(blurry), luminance(sharp)  # once, for all three measures that read it
+    p = psnr_y(yb, ys)
     res = None
     if landmarks is not None and np.isfinite(landmarks).all():
         res = float(procrustes_residual(np.asarray(landmarks, np.float64)))
     return {
-        "target_sharpness": log_variance(sharp),
+        "target_sharpness": log_variance(sharp, ys),
         "blur_psnr": min(p, PSNR_CAP),
-        "blur_ssim": ssim(blurry, sharp),
+        "blur_ssim": ssim_y(yb, ys),
         "saturated_share": saturated_share(sharp),
         "fit_residual": res,
         "bits_per_pixel": bpp,
