@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from mf2.dataset import pairs_path
 from mf2.errors import UsageError
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
@@ -122,7 +123,7 @@ def _photo_files(root: Path) -> list[Path]:
 
     found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (Path(folder) / d / "pairs.parquet").exists())
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not pairs_path(Path(folder) / d).exists())
         found += [Path(folder) / f for f in sorted(files) if not f.startswith(".") and is_photo(Path(f))]
     return found
 
@@ -274,7 +275,7 @@ def _subfolder_videos(p: Path) -> list[tuple[str, Path]]:
     (pairs.parquet) is never searched."""
     out = []
     for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        if (sub / "pairs.parquet").exists():
+        if pairs_path(sub).exists():
             continue
         video = _one_video(sub)
         if video is not None:

@@ -16,6 +16,7 @@ import numpy as np
 
 import cv2
 
+from mf2.dataset import pairs_path
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import InputError
 
@@ -78,7 +79,7 @@ def _save(fig, path: Path) -> None:
 
 
 def run_stats(out: Path) -> StatsReport:
-    path = out / "pairs.parquet"
+    path = pairs_path(out)
     if not path.is_file():
         raise InputError(f"{out}: no pairs.parquet here (run `mf2 simulate --out {out}` first)", "missing-file")
     from mf2.share.dataset import load

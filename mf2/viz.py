@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
+from mf2.dataset import CONTACT_SHEET, pairs_path
 from mf2.atomic import write_bytes_atomic
 from mf2.schema import landmarks_to_numpy
 
@@ -22,7 +23,7 @@ def _draw(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) -> Path | None:
     """Evenly spaced pairs from OUT/pairs.parquet into OUT/contact_sheet.png."""
-    table = pq.read_table(out_dir / "pairs.parquet", columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"])
+    table = pq.read_table(pairs_path(out_dir), columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"])
     if table.num_rows == 0:
         return None
     idx = np.unique(np.linspace(0, table.num_rows - 1, min(n, table.num_rows)).round().astype(int))
@@ -44,7 +45,7 @@ def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) ->
     pad = lambda c: cv2.copyMakeBorder(c, 6, 6, 6, 6, cv2.BORDER_CONSTANT, value=(40, 40, 40))  # noqa: E731
     rows = [np.hstack([pad(c) for c in cells[r : r + cols]]) for r in range(0, len(cells), cols)]
     ok, buf = cv2.imencode(".png", np.vstack(rows))
-    path = out_dir / "contact_sheet.png"
+    path = out_dir / CONTACT_SHEET
     write_bytes_atomic(path, buf.tobytes())
     return path
 

@@ -99,7 +99,7 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
-    0: ("errors", "atomic", "pngs", "quality", "params", "builtin"),
+    0: ("errors", "atomic", "pngs", "quality", "params", "builtin", "dataset"),
     1: ("schema", "sources", "sample", "yamlsafe"),
     2: ("video",),
     3: ("faces", "fetch"),
@@ -260,3 +260,13 @@ def test_every_arrow_schema_is_in_mf2_schema() -> None:
                     and isinstance(node.func.value, ast.Name) and node.func.value.id == "pa":
                 outside.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
     assert outside == []
+
+
+def test_only_the_dataset_package_names_the_dataset_files() -> None:
+    """Issue 32: the dataset folder has one owner. Its file names appear in mf2.dataset only
+    (docstrings and help texts aside: they describe, they do not build paths)."""
+    names = ('"pairs.parquet"', '"failures.parquet"', '"removed.parquet"', '".mf2-settings.json"',
+             '"contact_sheet.png"')
+    found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if "dataset" not in p.relative_to(ROOT).parts
+             for n in names if n in p.read_text()]
+    assert found == []

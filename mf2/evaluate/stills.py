@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mf2.dataset import pairs_path
 from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import face_crop, resize_to
@@ -114,7 +115,7 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
     if not rows:
         raise UsageError(f"--stills {folder}: no usable annotated image ({'; '.join(skipped[:3])})")
     table = pair_table(rows)
-    manifest = out / "pairs.parquet"
+    manifest = pairs_path(out)
     write(manifest, table, pairs_metadata(table, cfg.params(), landmarks_source="manual",
                                           stills_folder=str(folder)))
     return manifest, skipped

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mf2.dataset import CONTACT_SHEET, FAILURES, PAIRS, SETTINGS, pairs_path
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.schema import pair_params, params_json, try_read_metadata
@@ -28,8 +29,8 @@ from mf2.schema import pair_params, params_json, try_read_metadata
 LOCK_NAME = ".mf2.lock"
 # What --replace clears. The landmark and flow caches stay: they are keyed by their own
 # parameters and the video's hash, so they are reused or recomputed as needed.
-SETTINGS_NAME = ".mf2-settings.json"  # the settings a folder was claimed with, before its first part
-_DATASET_FILES = ("pairs.parquet", "failures.parquet", "contact_sheet.png", SETTINGS_NAME)
+SETTINGS_NAME = SETTINGS  # the settings a folder was claimed with, before its first part
+_DATASET_FILES = (PAIRS, FAILURES, CONTACT_SHEET, SETTINGS_NAME)
 _DATASET_DIRS = ("parts", "blurry", "sharp", "stats")
 
 
@@ -48,7 +49,7 @@ def dataset_lock(out: Path) -> Iterator[None]:
 def dataset_params(out: Path) -> dict[str, Any] | None:
     """The settings the folder's pairs were made with: from its manifest, or (a run killed
     before it wrote one) from any part file. None for a new or empty folder."""
-    md = try_read_metadata(out / "pairs.parquet")
+    md = try_read_metadata(pairs_path(out))
     if md is not None and md.get("mf2.kind") == "pairs" and md.get("mf2.params"):
         return pair_params(md)
     for p in sorted((out / "parts").glob("*/*.parquet")):

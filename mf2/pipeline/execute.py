@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from mf2.dataset import failures_path, pairs_path
 from mf2.atomic import clean_stale_tmp, write_parquet_atomic
 from mf2.errors import InputError, UsageError, os_error_line
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
@@ -185,7 +186,7 @@ def _removed(out: Path) -> set[str]:
 
 
 def _previous_failures(job: Job) -> dict[str, dict]:
-    path = job.out / "failures.parquet"
+    path = failures_path(job.out)
     if try_read_metadata(path) is None:
         return {}
     try:
@@ -388,7 +389,7 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
     for r in recs:
         for k, v in r.timings.items():
             stage_seconds[k] += v
-    pairs_path, failures_path = job.out / "pairs.parquet", job.out / "failures.parquet"
+    pairs_file, failures_file = pairs_path(job.out), failures_path(job.out)
     with dataset_lock(job.out):
         taken_down = _removed(job.out)
         parts, n_this_run = _gather_parts(job, srcs, {f["video_id"] for f in failures} | taken_down)
@@ -396,13 +397,13 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
         earlier = [f for vid, f in _previous_failures(job).items()
                    if vid not in srcs and vid not in have and vid not in taken_down]
         pairs = pa.concat_tables(list(parts.values())) if parts else PAIR_SCHEMA.empty_table()
-        write_parquet_atomic(pairs_path, _consolidated(pairs, pairs_path, job.cfg))
+        write_parquet_atomic(pairs_file, _consolidated(pairs, pairs_file, job.cfg))
         all_failures = sorted(earlier + failures, key=lambda f: f["video_id"])
-        write_parquet_atomic(failures_path, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
+        write_parquet_atomic(failures_file, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
                              .replace_schema_metadata(metadata("failures", job.cfg.params())))
     n_filtered = sum(f["error_class"] == FILTERED for f in failures)
     return RunSummary(len(recs), len(ok), len(failures) - n_filtered, sum(r.resumed for r in ok), n_this_run,
-                      sum(r.face_lost for r in ok), pairs_path, failures_path, n_removed,
+                      sum(r.face_lost for r in ok), pairs_file, failures_file, n_removed,
                       {k: round(v, 3) for k, v in stage_seconds.items()},
                       dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
                       failures=failures, notes={r.video_id: r.note for r in recs if r.note}, n_filtered=n_filtered,
@@ -412,7 +413,7 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
 def _gather_parts(job: Job, srcs: dict[str, VideoSource], exclude: set[str]) -> tuple[dict[str, pa.Table], int]:
     """video_id -> finished part for every current part in the job's folder (sorted by video
     id), and the number of pairs that belong to this run's videos."""
-    earlier_identity = identities_in(job.out / "pairs.parquet")
+    earlier_identity = identities_in(pairs_path(job.out))
     parts, n_this_run = {}, 0
     for vid, part in current_parts(job.out, job.cfg.mode, job.cfg.params(), exclude):
         src = srcs.get(vid)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from mf2.dataset import pairs_path
+from mf2.dataset import removed_path as layout_removed_path
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
 from mf2.schema import REMOVED_SCHEMA, metadata, pair_params, read_metadata, read_table_checked, upgrade_pairs
@@ -48,7 +50,7 @@ class Dataset:
 def manifest_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
-        p = p / "pairs.parquet"
+        p = pairs_path(p)
     if not p.is_file():
         raise UsageError(f"{path}: no pair manifest here (expected a dataset folder or a .parquet file)")
     return p
@@ -112,7 +114,7 @@ def safe_rel(rel: str | None) -> PurePosixPath:
 # -- takedowns ---------------------------------------------------------------------------------
 
 def removed_path(root: Path) -> Path:
-    return root / "removed.parquet"
+    return layout_removed_path(root)
 
 
 def read_removed(root: Path) -> list[dict]:

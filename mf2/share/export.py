@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mf2.dataset import pairs_path
 from mf2.atomic import write_atomic
 from mf2.errors import UsageError
 from mf2.share.dataset import Dataset, load, pairs_metadata, safe_rel, write
@@ -78,9 +79,9 @@ def write_folder(ds: Dataset, table: pa.Table, out: Path, link: bool, extra: dic
                     if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                         raise
             write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
-    write(out / "pairs.parquet", table, pairs_metadata(table, ds.params, **extra))
+    write(pairs_path(out), table, pairs_metadata(table, ds.params, **extra))
     marker.unlink()
-    return ExportSummary(table.num_rows, n, out / "pairs.parquet")
+    return ExportSummary(table.num_rows, n, pairs_path(out))
 
 
 _INCOMPLETE = ".mf2-export-incomplete"

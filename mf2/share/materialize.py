@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from mf2.dataset import pairs_path as pairs_file
 from mf2.pngs import EncodedImage, encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop
@@ -227,7 +228,7 @@ def _write_outputs(ds, out: Path, tally: _Tally) -> tuple[Path, Path]:
              if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
     extra["ffmpeg"] = ffmpeg_version()
     out.mkdir(parents=True, exist_ok=True)
-    pairs_path, report_path = out / "pairs.parquet", out / "materialize_report.csv"
+    pairs_path, report_path = pairs_file(out), out / "materialize_report.csv"
     write(pairs_path, table, pairs_metadata(table, ds.params, materialized_from=str(ds.path.name), **extra))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=REPORT_FIELDS, lineterminator="\n")
