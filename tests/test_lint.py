@@ -1,0 +1,23 @@
+"""Lint in the fast suite (issue 32, item 6): ruff with the rules pyproject.toml selects, on
+the package, its tests and its benchmarks. A finding fails the suite with ruff's own lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_ruff_finds_nothing():
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "mf2", "tests", "bench"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_ruff_would_see_an_unused_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\n")
+    res = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--config",
+                          str(REPO / "pyproject.toml"), str(bad)], capture_output=True, text=True)
+    assert res.returncode == 1 and "F401" in res.stdout
