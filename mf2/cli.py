@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from mf2 import __version__
-from mf2.errors import InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
+from mf2.errors import ENVIRONMENT, FILTERED, InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
 from mf2.modes import mode_names
 from mf2.params import BY_KEY, DASK, FETCH, FILTERS, LANDMARKS, PAIR_FILTERS, SIMULATE
 
@@ -230,9 +230,6 @@ def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | N
     return summary
 
 
-_ENVIRONMENT = ("disk-full", "read-only", "permission-denied")
-
-
 def _script_options(f):
     """--json and --strict: the same two flags, meaning the same, on every command that runs jobs."""
     f = click.option("--strict", is_flag=True,
@@ -251,7 +248,7 @@ def _finish(summary: dict, problems: list[str], as_json: bool, strict: bool) -> 
 def _stop_on_environment(summary) -> None:
     """A full or read-only disk is no video's fault and stops every video alike: one line,
     exit 1. Finished videos are kept; the next run resumes with the rest."""
-    hit = [f for f in summary.failures if f["error_class"] in _ENVIRONMENT]
+    hit = [f for f in summary.failures if f["error_class"] in ENVIRONMENT]
     if hit:
         raise Mf2Error(f"{len(hit)} video(s) stopped: {hit[0]['error']}")
 
@@ -261,7 +258,7 @@ def _report_videos(summary, prefix: str = "") -> None:
     line: a user should not have to open failures.parquet to learn what went wrong."""
     shown = 10
     for f in summary.failures[:shown]:
-        if f["error_class"] == "filtered":
+        if f["error_class"] == FILTERED:
             click.echo(f"{prefix}{f['video_id']}: filtered: {f['error']}", err=True)
             continue
         click.echo(f"{prefix}{f['video_id']}: failed at {f['stage']} ({f['error_class']}): {f['error']}", err=True)
@@ -657,7 +654,7 @@ def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None)
     Examples:
       mf2 split DS --by identity --ratios train=0.8,val=0.1,test=0.1 --seed 0
     """
-    from mf2.share.dataset import load, rewrite
+    from mf2.dataset.manifest import load, rewrite
     from mf2.share.split import SplitConfig, assign, leaks, parse_ratios, summary
 
     cfg = SplitConfig(parse_ratios(ratios), seed, by)

@@ -46,6 +46,44 @@ _OS_HINTS = {
 }
 
 
+# -- Failure classes: one vocabulary and one retry policy for simulate, run, fetch and the CLI --
+# A failed input is recorded with a short, stable class (status tables group by it). Whether a
+# re-run redoes it without --retry-failed depends only on the class, decided here.
+OS_CLASSES = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
+              errno.EACCES: "permission-denied", errno.EPERM: "permission-denied"}
+# The machine's state, no input's fault: it stops every video alike, so the CLI stops the run.
+ENVIRONMENT = frozenset(OS_CLASSES.values())
+# May pass when tried again soon: fetch retries these within the run, with back-off.
+TRANSIENT = frozenset({"http-5xx", "http-429", "network", "timeout", "too-slow"})
+# mf2's own fault (a bug, a worker that died): not the input's.
+MF2_SIDE = frozenset({"internal-error", "worker-lost"})
+FILTERED = "filtered"  # a video filter turned the input away; the filters may change by the next run
+RETRIED_BY_DEFAULT = TRANSIENT | MF2_SIDE | ENVIRONMENT | {FILTERED}
+
+
+def failure_class(e: BaseException) -> str | None:
+    """The class of an expected failure (an input's, or the machine's); None for a bug."""
+    if isinstance(e, InputError):
+        return e.error_class
+    if isinstance(e, OSError) and e.errno in OS_CLASSES:
+        return OS_CLASSES[e.errno]
+    return None
+
+
+def is_transient(error_class: str | None) -> bool:
+    return error_class in TRANSIENT
+
+
+def retried_by_default(error_class: str | None, error: str | None = None) -> bool:
+    """Whether every re-run redoes a recorded failure (without ``--retry-failed``): transient,
+    environment and mf2-side classes and filtered inputs; an input's own fault is kept while the
+    input is unchanged. Also failures an older mf2 recorded for what this one knows to be its
+    own bug (a relative ``fetch --out`` once made every download "finish without writing a file")."""
+    if error_class in RETRIED_BY_DEFAULT:
+        return True
+    return "finished without writing a file" in (error or "")
+
+
 def os_error_reason(e: OSError) -> str:
     return _OS_HINTS.get(e.errno or -1) or (e.strerror or str(e))
 

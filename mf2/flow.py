@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
+from mf2.dataset import flow_path
 from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
 from mf2.params import default
@@ -173,7 +174,7 @@ def flow_for_video(
     a decoder already open (another stage may share the pass); by default one is opened.
     ``face``: whose face (mf2.faces.series); a face_id gets a file of its own."""
     name = video_id if isinstance(face, str) else f"{video_id}_f{int(face)}"
-    path = out_dir / "flow" / f"{name}.parquet"
+    path = flow_path(out_dir, name)
     params = {"flow": cfg.key(), "landmarks": landmark_key, "face": face if isinstance(face, str) else int(face)}
     cached = read_cached(path, sha256, params)
     if cached is not None:

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mf2.pngs import encode_image
+from mf2.dataset import image_rel, part_path
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.crf import CRF_MODES
 from mf2.blur.render import render_windows
@@ -191,10 +192,6 @@ class Stages:
         return {k: round(v, 4) for k, v in self.seconds.items()}
 
 
-def part_path(out: Path, cfg: SimulateConfig, video_id: str) -> Path:
-    return out / "parts" / cfg.mode / f"{video_id}.parquet"
-
-
 def part_is_current(path: Path, sha: str, cfg: SimulateConfig) -> bool:
     return made_with(try_read_metadata(path), sha, cfg.params(), pairs=True)
 
@@ -220,7 +217,7 @@ def simulate_video(
     info = info or probe(src.path, src.fps)
     stages.enter("hash")
     sha = sha or sha256_file(src.path)
-    ppath = part_path(out, cfg, src.video_id)
+    ppath = part_path(out, cfg.mode, src.video_id)
     part = read_cached(ppath, sha, cfg.params(), pairs=True)
     if part is not None:
         md = read_metadata(ppath)
@@ -349,8 +346,8 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
             face_id = int(ser.face_id[w.center])
             blurry = mode.blur(cfg, sharp, blurry, extra)
             pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
-            rel_b = f"blurry/{src.video_id}/{pair_id}.png"
-            rel_s = f"sharp/{src.video_id}/{pair_id}.png"
+            rel_b = image_rel("blurry", src.video_id, pair_id)
+            rel_s = image_rel("sharp", src.video_id, pair_id)
             lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
             measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
             why = _dropped_by(cfg, measures)

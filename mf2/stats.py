@@ -16,7 +16,7 @@ import numpy as np
 
 import cv2
 
-from mf2.dataset import pairs_path
+from mf2.dataset import landmark_files, landmarks_path, pairs_path, stats_dir
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import InputError
 
@@ -82,7 +82,7 @@ def run_stats(out: Path) -> StatsReport:
     path = pairs_path(out)
     if not path.is_file():
         raise InputError(f"{out}: no pairs.parquet here (run `mf2 simulate --out {out}` first)", "missing-file")
-    from mf2.share.dataset import load
+    from mf2.dataset.manifest import load
 
     ds = load(path)  # reads every page: a corrupt manifest is an error, never plausible counts
     if ds.meta.get("mf2.kind") != "pairs":
@@ -95,7 +95,7 @@ def run_stats(out: Path) -> StatsReport:
     stops = dict(Counter(r for r in d["stop_reason"] if r is not None).most_common())
     ppv = dict(Counter(d["video_id"]).most_common())
     Ls = {"min": float(L.min()), "median": float(np.median(L)), "mean": round(float(L.mean()), 2), "max": float(L.max())} if len(L) else {}
-    folder = out / "stats"
+    folder = stats_dir(out)
     folder.mkdir(parents=True, exist_ok=True)
     report = StatsReport(folder, len(L), modes, Ls, stops, ppv)
 
@@ -103,7 +103,7 @@ def run_stats(out: Path) -> StatsReport:
     report.measures = _measures(ds.table, out, report)
     from mf2.track_audit import audit_folder
 
-    vids = sorted(set(ppv) | {p.stem for p in (out / "landmarks").glob("*.parquet")})
+    vids = sorted(set(ppv) | {p.stem for p in landmark_files(out)})
     report.photos = _photos(out, d, vids)
     photo_ids = set(report.photos.get("ids", ()))
     report.tracks = audit_folder(out, [v for v in vids if v not in photo_ids], folder)
@@ -173,7 +173,7 @@ def _photos(out: Path, d: dict, vids: list[str]) -> dict:
         return {}
     ids, paired = set(with_pairs), set(d["video_id"])
     for v in vids:
-        p = out / "landmarks" / f"{v}.parquet"
+        p = landmarks_path(out, v)
         if v not in paired and p.is_file() and pq.read_metadata(p).num_rows <= 1:
             ids.add(v)
     px = np.asarray([f for f, k in zip(d["face_px"], d["source_kind"]) if k == "photo" and f is not None], float)

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_bytes_atomic
+from mf2.dataset import landmarks_path, part_files
 from mf2.schema import landmarks_to_numpy, read_table_checked, try_read_metadata
 from mf2.faces.series import frame_count
 
@@ -118,13 +119,13 @@ def audit_folder(out: Path, video_ids: list[str], sheets: Path | None) -> dict[s
     """Per video with a landmark table in OUT/landmarks: video_audit, plus a sheet in ``sheets``."""
     result = {}
     for vid in video_ids:
-        path = out / "landmarks" / f"{vid}.parquet"
+        path = landmarks_path(out, vid)
         md = try_read_metadata(path)
         if md is None:
             continue
         table = read_table_checked(path)
         skipped: dict = {}
-        for part in sorted((out / "parts").glob(f"*/{vid}.parquet")):
+        for part in part_files(out, vid):
             pmd = try_read_metadata(part) or {}
             for k, v in (json.loads(pmd.get("mf2.plan", "{}")).get("skipped") or {}).items():
                 skipped[k] = skipped.get(k, 0) + int(v)

@@ -99,19 +99,21 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
-    0: ("errors", "atomic", "pngs", "quality", "params", "builtin", "dataset"),
-    1: ("schema", "sources", "sample", "yamlsafe"),
-    2: ("video",),
-    3: ("faces", "fetch"),
-    4: ("flow",),
-    5: ("blur",),
-    6: ("modes",),
-    7: ("simulate", "share", "track_audit"),
-    8: ("train", "stats", "viz"),
-    9: ("evaluate",),
-    10: ("pipeline",),
-    11: ("cli",),
-    12: ("__main__",),
+    0: ("errors", "atomic", "pngs", "quality", "params", "builtin"),
+    1: ("schema", "sample", "yamlsafe"),
+    2: ("dataset",),
+    3: ("sources",),
+    4: ("video",),
+    5: ("faces", "fetch"),
+    6: ("flow",),
+    7: ("blur",),
+    8: ("modes",),
+    9: ("simulate", "share", "track_audit"),
+    10: ("train", "stats", "viz"),
+    11: ("evaluate",),
+    12: ("pipeline",),
+    13: ("cli",),
+    14: ("__main__",),
 }
 LAYER = {f"mf2.{name}": rank for rank, names in LAYERS.items() for name in names}
 
@@ -263,10 +265,34 @@ def test_every_arrow_schema_is_in_mf2_schema() -> None:
 
 
 def test_only_the_dataset_package_names_the_dataset_files() -> None:
-    """Issue 32: the dataset folder has one owner. Its file names appear in mf2.dataset only
+    """Issue 32: the dataset folder has one owner. Its file and folder names (the manifest, the
+    parts, the caches, the images, the lock) are built into paths in mf2.dataset only
     (docstrings and help texts aside: they describe, they do not build paths)."""
     names = ('"pairs.parquet"', '"failures.parquet"', '"removed.parquet"', '".mf2-settings.json"',
-             '"contact_sheet.png"')
+             '"contact_sheet.png"', '".mf2.lock"', '/ "parts"', '/ "landmarks"', '/ "flow"', '/ "stats"',
+             '"blurry/', '"sharp/', '("blurry", "sharp")')
     found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if "dataset" not in p.relative_to(ROOT).parts
              for n in names if n in p.read_text()]
+    assert found == []
+
+
+def test_failures_have_one_home() -> None:
+    """Issue 32: the failure classes, the errno mapping and the retry policy are declared in
+    mf2.errors only; simulate/run (pipeline), fetch and the CLI read them from there."""
+    import errno
+
+    from mf2.errors import ENVIRONMENT, FILTERED, InputError, failure_class, is_transient, retried_by_default
+
+    assert failure_class(OSError(errno.ENOSPC, "full")) == "disk-full" in ENVIRONMENT
+    assert failure_class(InputError("x", "not-a-video")) == "not-a-video"
+    assert failure_class(ValueError("a bug")) is None
+    assert is_transient("http-429") and not is_transient("private")
+    # the machine's state, mf2's faults, transient errors and filtered inputs are redone by a
+    # plain re-run; an input's own fault is not (while the input is unchanged)
+    assert all(retried_by_default(c) for c in ("disk-full", "read-only", "internal-error", "worker-lost",
+                                                "network", FILTERED))
+    assert not any(retried_by_default(c) for c in ("not-a-video", "private", "removed", "bad-image"))
+    policy = ("RETRIED_BY_DEFAULT =", "RETRY_BY_DEFAULT =", "TRANSIENT =", "ENOSPC:", "_ENVIRONMENT =")
+    found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if p.name != "errors.py" or p.parent != ROOT
+             for n in policy if n in p.read_text()]
     assert found == []

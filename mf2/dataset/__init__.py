@@ -5,10 +5,24 @@ A dataset folder holds ``pairs.parquet`` (the manifest), ``failures.parquet``, `
 ``landmarks/`` and flow tables, the PNGs under ``blurry/`` and ``sharp/``, and reports
 (``contact_sheet.png``, ``stats/``). Every module reaches those names through here, so a change
 of layout is one file.
+
+- ``layout``: the names and paths (no I/O);
+- ``folder``: the folder as a growing dataset: the lock, the settings claim, ``--replace``, the
+  current parts;
+- ``manifest``: a manifest as a ``Dataset`` (load, write, rewrite, safe relative paths, the
+  takedown list);
+- ``failures``: the failure records a run keeps beside its manifest.
+
+The package sits just above ``mf2.schema`` (it reads and writes the tables schema declares)
+and below everything that makes or reads datasets.
 """
 
-from mf2.dataset.layout import (CONTACT_SHEET, FAILURES, PAIRS, REMOVED, SETTINGS, failures_path, pairs_path,
-                                removed_path, settings_path)
+from mf2.dataset.layout import (CONTACT_SHEET, FAILURES, FLOW, IMAGE_KINDS, LANDMARKS, LOCK, PAIRS, PARTS, REMOVED,
+                                SETTINGS, STATS, failures_path, flow_path, image_rel, landmark_files, landmarks_path,
+                                lock_path, pairs_path, part_files, part_path, parts_dir, removed_path, settings_path,
+                                stats_dir)
 
-__all__ = ["CONTACT_SHEET", "FAILURES", "PAIRS", "REMOVED", "SETTINGS", "failures_path", "pairs_path",
-           "removed_path", "settings_path"]
+__all__ = ["CONTACT_SHEET", "FAILURES", "FLOW", "IMAGE_KINDS", "LANDMARKS", "LOCK", "PAIRS", "PARTS", "REMOVED",
+           "SETTINGS", "STATS", "failures_path", "flow_path", "image_rel", "landmark_files", "landmarks_path",
+           "lock_path", "pairs_path", "part_files", "part_path", "parts_dir", "removed_path", "settings_path",
+           "stats_dir"]

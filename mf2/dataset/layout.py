@@ -9,6 +9,12 @@ FAILURES = "failures.parquet"  # videos that failed or were filtered, with their
 REMOVED = "removed.parquet"  # videos taken down (mf2 remove)
 SETTINGS = ".mf2-settings.json"  # the settings the folder was claimed with, before its first part
 CONTACT_SHEET = "contact_sheet.png"
+PARTS = "parts"  # parts/<mode>/<video_id>.parquet: one finished video's pairs, written last and atomically
+IMAGE_KINDS = ("blurry", "sharp")  # blurry/<video_id>/<pair_id>.png and sharp/...; also the columns' prefixes
+LANDMARKS = "landmarks"  # the cached landmark tables: landmarks/<video_id>.parquet
+FLOW = "flow"  # the cached flow tables: flow/<video_id>[_f<face>].parquet
+STATS = "stats"  # mf2 stats's report
+LOCK = ".mf2.lock"  # held while the manifest is rebuilt from the parts (mf2.dataset.folder)
 
 
 def pairs_path(folder: Path) -> Path:
@@ -25,3 +31,43 @@ def removed_path(folder: Path) -> Path:
 
 def settings_path(folder: Path) -> Path:
     return folder / SETTINGS
+
+
+def parts_dir(folder: Path, mode: str | None = None) -> Path:
+    """``parts/`` or, with a mode, ``parts/<mode>/``."""
+    return folder / PARTS if mode is None else folder / PARTS / mode
+
+
+def part_path(folder: Path, mode: str, video_id: str) -> Path:
+    """The part file of one video simulated in one mode."""
+    return parts_dir(folder, mode) / f"{video_id}.parquet"
+
+
+def part_files(folder: Path, video_id: str = "*") -> list[Path]:
+    """Every part file in the folder (of every mode), or those of one video, sorted."""
+    return sorted(parts_dir(folder).glob(f"*/{video_id}.parquet"))
+
+
+def lock_path(folder: Path) -> Path:
+    return folder / LOCK
+
+
+def image_rel(kind: str, video_id: str, pair_id: str) -> str:
+    """The manifest's relative path of one pair's image (``kind``: blurry or sharp)."""
+    return f"{kind}/{video_id}/{pair_id}.png"
+
+
+def landmarks_path(folder: Path, video_id: str) -> Path:
+    return folder / LANDMARKS / f"{video_id}.parquet"
+
+
+def landmark_files(folder: Path) -> list[Path]:
+    return sorted((folder / LANDMARKS).glob("*.parquet"))
+
+
+def flow_path(folder: Path, name: str) -> Path:
+    return folder / FLOW / f"{name}.parquet"
+
+
+def stats_dir(folder: Path) -> Path:
+    return folder / STATS

@@ -28,7 +28,7 @@ from mf2.quality import psnr, ssim
 from mf2.faces.base import iou, landmark_box
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.schema import landmarks_to_numpy
-from mf2.share.dataset import Dataset, load, safe_rel
+from mf2.dataset.manifest import Dataset, load, safe_rel
 
 GT_SOURCES = ("auto", "refit", "recorded")
 INITS = ("detect", "gt")

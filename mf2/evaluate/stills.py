@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mf2.dataset import pairs_path
+from mf2.dataset import image_rel, pairs_path
 from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import face_crop, resize_to
@@ -24,7 +24,7 @@ from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
 from mf2.errors import InputError, UsageError
 from mf2.faces.pts import read_pts
 from mf2.schema import pair_table, params_json
-from mf2.share.dataset import pairs_metadata, write
+from mf2.dataset.manifest import pairs_metadata, write
 from mf2.sources import safe_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
@@ -99,7 +99,7 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
             kernel = make_kernel(seed, k, cfg.iterations)
             blurry = synthetic_blur(sharp, kernel, seed, cfg.crf, cfg.noise_sigma)
             pid = f"{vid}_synthetic_k{k}_c000000"
-            rel_b, rel_s = f"blurry/{vid}/{pid}.png", f"sharp/{vid}/{pid}.png"
+            rel_b, rel_s = image_rel("blurry", vid, pid), image_rel("sharp", vid, pid)
             b_img = encode_image(blurry)
             write_bytes_atomic(out / rel_b, b_img.png)
             write_bytes_atomic(out / rel_s, s_img.png)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
+from mf2.dataset import landmarks_path
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.shots import ShotDetector, shot_index
 from mf2.faces.track import MAX_CLUSTERED, FaceRow, FaceTracker, TrackFrame
@@ -272,7 +273,7 @@ def landmarks_for_video(
     """Read the cached table if it matches this video and these settings, else compute it."""
     from mf2.faces.manual import annotation_files, annotations_key, apply_manual
 
-    path = out_dir / "landmarks" / f"{video_id}.parquet"
+    path = landmarks_path(out_dir, video_id)
     params = {**cfg.key(), "backend": backend.name if backend else resolve_backend_name(cfg)}
     manual = annotation_files(info.path)
     if manual:

@@ -18,8 +18,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mf2.errors import InputError, UsageError
-from mf2.fetch.errors import classify, is_transient
+from mf2.errors import InputError, UsageError, is_transient
+from mf2.fetch.errors import classify
 from mf2.fetch.manifest import ManifestRow, local_path
 from mf2.params import FETCH, default
 from mf2.sources import sha256_file

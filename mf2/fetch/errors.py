@@ -1,4 +1,4 @@
-"""Every fetch failure gets one class; only some classes are worth retrying.
+"""Every fetch failure gets one class (which of them are worth retrying is mf2.errors's policy).
 
 The classes come from yt-dlp's error messages (YouTube's wording for removed, private,
 geo-blocked and bot-checked videos) and from the HTTP and socket errors underneath.
@@ -7,10 +7,6 @@ geo-blocked and bot-checked videos) and from the HTTP and socket errors undernea
 from __future__ import annotations
 
 import re
-
-TRANSIENT = frozenset({"http-5xx", "http-429", "network", "timeout", "too-slow"})
-# Retried by a bare --retry-failed too: not the video's fault, so worth another try.
-RETRY_BY_DEFAULT = TRANSIENT | {"internal-error", "disk-full"}
 
 # (class, pattern) in order: the first match wins. Lower-cased message.
 _RULES: list[tuple[str, str]] = [
@@ -43,16 +39,3 @@ def classify(message: str) -> str:
         if re.search(pattern, m):
             return cls
     return "download-error"
-
-
-def is_transient(error_class: str | None) -> bool:
-    return error_class in TRANSIENT
-
-
-def retried_by_default(error_class: str | None, error: str | None = None, by_version: str | None = None) -> bool:
-    """Whether every re-run redoes a recorded failure (without ``--retry-failed``): transient and mf2-side
-    classes, and failures an older mf2 recorded for what this one knows to be its own bug
-    (a relative --out once made every download "finish without writing a file")."""
-    if error_class in RETRY_BY_DEFAULT:
-        return True
-    return "finished without writing a file" in (error or "")

@@ -26,9 +26,8 @@ import pyarrow.parquet as pq
 from mf2.atomic import write_parquet_atomic
 from mf2.fetch.download import (ClusterRateLimiter, FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
                                 verify_video)
-from mf2.errors import InputError
-from mf2.fetch.errors import retried_by_default
-from mf2.video.filters import FILTERED, VideoFilter
+from mf2.errors import FILTERED, InputError, retried_by_default
+from mf2.video.filters import VideoFilter
 from mf2.fetch.manifest import ManifestRow, read_manifest
 from mf2.schema import metadata, try_read_metadata
 from mf2.sources import sha256_file

@@ -10,7 +10,6 @@ with its stage, class and message.
 
 from __future__ import annotations
 
-import errno
 import json
 import traceback
 import uuid
@@ -20,22 +19,22 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from mf2.dataset import failures_path, pairs_path
+from mf2.dataset import failures_path, pairs_path, part_path
 from mf2.atomic import clean_stale_tmp, write_parquet_atomic
-from mf2.errors import InputError, UsageError, os_error_line
+from mf2.errors import FILTERED, InputError, UsageError, failure_class, os_error_line, retried_by_default
 from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
-from mf2.pipeline.consolidate import current_parts, dataset_lock, identities_in, prepare
+from mf2.dataset.failures import read_failures, write_failures
+from mf2.dataset.folder import current_parts, dataset_lock, identities_in, prepare
 from mf2.pipeline.progress import FrameProgress, ProgressWatcher
-from mf2.schema import FAILURE_SCHEMA, PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
+from mf2.schema import PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
-from mf2.simulate import SimulateConfig, Stages, part_is_current, part_path, simulate_video
+from mf2.simulate import SimulateConfig, Stages, part_is_current, simulate_video
 from mf2.sources import VideoSource, legacy_safe_id, sha256_file
 from mf2.video import VideoInfo
-from mf2.video.filters import FILTERED, VideoFilter
+from mf2.video.filters import VideoFilter
 
 @dataclass(frozen=True)
 class Job:
@@ -57,20 +56,12 @@ def _backend(cfg: LandmarkConfig):
     return _BACKENDS[key]
 
 
-# Failures a re-run retries without being asked: they may not happen again.
-# A filtered video is checked again: the filters may have changed.
-RETRIED_BY_DEFAULT = {"internal-error", "worker-lost", "disk-full", "read-only", "permission-denied", FILTERED}
-_OS_CLASSES = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
-               errno.EACCES: "permission-denied", errno.EPERM: "permission-denied"}
-
-
 def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha: str | None = None) -> dict:
-    if isinstance(e, InputError):
-        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": e.error_class,
-                "error": str(e), "video_sha256": sha}
-    if isinstance(e, OSError) and e.errno in _OS_CLASSES:  # the machine's state, not the video's
-        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": _OS_CLASSES[e.errno],
-                "error": os_error_line(e), "video_sha256": sha}
+    cls = failure_class(e)
+    if cls is not None:  # the input's fault, or the machine's state: one line
+        line = str(e) if isinstance(e, InputError) else os_error_line(e)
+        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": cls,
+                "error": line, "video_sha256": sha}
     try:  # a bug, not the input's fault: keep the traceback for the report
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "failures.log", "a") as log:
@@ -128,7 +119,7 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job], filters: Video
         filters.check_video(info)
         cfg = jobs[0].cfg.landmarks
         name = resolve_backend_name(cfg)
-        if filters.min_face or not all(part_is_current(part_path(j.out, j.cfg, src.video_id), sha, j.cfg)
+        if filters.min_face or not all(part_is_current(part_path(j.out, j.cfg.mode, src.video_id), sha, j.cfg)
                                        for j in jobs):
             stages.enter("landmarks")
             progress = FrameProgress(cache, src.video_id, info.n_frames, stages)
@@ -165,7 +156,7 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
         progress = FrameProgress(cache, src.video_id, prep.frames, stages, job.name if len(jobs) > 1 else None)
         try:
             res = simulate_video(src, job.out, cfg, None, progress, cache, prep.sha256, stages, prep.info)
-            rec.part, rec.resumed = str(part_path(job.out, job.cfg, src.video_id)), res.resumed
+            rec.part, rec.resumed = str(part_path(job.out, job.cfg.mode, src.video_id)), res.resumed
             rec.face_lost, rec.note, rec.pairs_dropped = res.windows_face_lost, res.note, res.pairs_dropped
         except Exception as e:
             rec.failure = _failure(src, stages.current, e, job.out, prep.sha256)
@@ -180,27 +171,9 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
 # -- driver side ------------------------------------------------------------------------------
 
 def _removed(out: Path) -> set[str]:
-    from mf2.share.dataset import removed_ids
+    from mf2.dataset.manifest import removed_ids
 
     return removed_ids(out)
-
-
-def _previous_failures(job: Job) -> dict[str, dict]:
-    path = failures_path(job.out)
-    if try_read_metadata(path) is None:
-        return {}
-    try:
-        t = upgrade_failures(pq.read_table(path))
-    except (pa.ArrowException, OSError):
-        return {}
-    return {r["video_id"]: r for r in t.to_pylist()}
-
-
-def upgrade_failures(t: pa.Table) -> pa.Table:
-    for f in FAILURE_SCHEMA:
-        if f.name not in t.column_names:
-            t = t.append_column(f.name, pa.nulls(t.num_rows, f.type))
-    return t.select(FAILURE_SCHEMA.names)
 
 
 def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, show_progress: bool | None = None,
@@ -262,7 +235,7 @@ def _prepare_folders(jobs: list[Job], cache: Path, replace: bool) -> None:
 
 def _part_source(job: Job, video_id: str) -> tuple[Path, str] | None:
     """The file and sha256 an existing part of this id was made from (None: no part)."""
-    md = try_read_metadata(part_path(job.out, job.cfg, video_id))
+    md = try_read_metadata(part_path(job.out, job.cfg.mode, video_id))
     if not md or "mf2.video_sha256" not in md:
         return None
     try:
@@ -310,12 +283,12 @@ class _KeptFailures:
     """Earlier failures a run does not retry: the input's fault, and the input unchanged."""
 
     def __init__(self, jobs: list[Job], retry_failed: bool):
-        self.before = {j.name: ({} if retry_failed else _previous_failures(j)) for j in jobs}
+        self.before = {j.name: ({} if retry_failed else read_failures(j.out)) for j in jobs}
         self.sha_now: dict[str, str | None] = {}
 
     def get(self, job: Job, src: VideoSource) -> dict | None:
         old = self.before[job.name].get(src.video_id)
-        if not old or old["error_class"] in RETRIED_BY_DEFAULT:
+        if not old or retried_by_default(old["error_class"]):
             return None
         if src.video_id not in self.sha_now:
             self.sha_now[src.video_id] = sha256_file(src.path) if src.path.exists() else None
@@ -394,13 +367,11 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
         taken_down = _removed(job.out)
         parts, n_this_run = _gather_parts(job, srcs, {f["video_id"] for f in failures} | taken_down)
         have = set(parts)
-        earlier = [f for vid, f in _previous_failures(job).items()
+        earlier = [f for vid, f in read_failures(job.out).items()
                    if vid not in srcs and vid not in have and vid not in taken_down]
         pairs = pa.concat_tables(list(parts.values())) if parts else PAIR_SCHEMA.empty_table()
         write_parquet_atomic(pairs_file, _consolidated(pairs, pairs_file, job.cfg))
-        all_failures = sorted(earlier + failures, key=lambda f: f["video_id"])
-        write_parquet_atomic(failures_file, pa.Table.from_pylist(all_failures, schema=FAILURE_SCHEMA)
-                             .replace_schema_metadata(metadata("failures", job.cfg.params())))
+        write_failures(job.out, earlier + failures, job.cfg.params())
     n_filtered = sum(f["error_class"] == FILTERED for f in failures)
     return RunSummary(len(recs), len(ok), len(failures) - n_filtered, sum(r.resumed for r in ok), n_this_run,
                       sum(r.face_lost for r in ok), pairs_file, failures_file, n_removed,
@@ -438,7 +409,7 @@ def _finish_part(part: pa.Table, identity: str | None, cfg: SimulateConfig) -> p
 
 def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.Table:
     """The job's manifest; a split made earlier by `mf2 split` is applied again to the new rows."""
-    from mf2.share.dataset import pairs_metadata
+    from mf2.dataset.manifest import pairs_metadata
     from mf2.share.split import SplitConfig, assign
     from mf2.video import ffmpeg_version
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
-from mf2.pipeline.consolidate import prepare
+from mf2.dataset.folder import prepare
 from mf2.pipeline.execute import Job, run_jobs
 from mf2.pipeline.recipe import Recipe, dump_recipe
 from mf2.pipeline.summary import RunSummary

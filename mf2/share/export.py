@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mf2.dataset import pairs_path
+from mf2.dataset import IMAGE_KINDS, pairs_path
 from mf2.atomic import write_atomic
 from mf2.errors import UsageError
-from mf2.share.dataset import Dataset, load, pairs_metadata, safe_rel, write
+from mf2.dataset.manifest import Dataset, load, pairs_metadata, safe_rel, write
 
 
 @dataclass
@@ -63,7 +63,7 @@ def write_folder(ds: Dataset, table: pa.Table, out: Path, link: bool, extra: dic
         raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
     marker = begin_export(out)
     n = 0
-    for kind in ("blurry", "sharp"):
+    for kind in IMAGE_KINDS:
         for rel in table[f"{kind}_path"].to_pylist():
             src, dst = ds.root / safe_rel(rel), out / safe_rel(rel)
             n += 1

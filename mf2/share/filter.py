@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from mf2.blur.measures import pair_measures, ranks
 from mf2.errors import UsageError
-from mf2.share.dataset import Dataset, load, safe_rel
+from mf2.dataset.manifest import Dataset, load, safe_rel
 from mf2.share.export import ExportSummary, write_folder
 
 IMAGE_MEASURES = ("target_sharpness", "blur_psnr", "blur_ssim", "saturated_share")

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from mf2 import __version__
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import UsageError
-from mf2.share.dataset import Dataset, load, safe_rel
+from mf2.dataset.manifest import Dataset, load, safe_rel
 from mf2.share.export import begin_export, select_splits
 
 FORMATS = ("hf", "webdataset")

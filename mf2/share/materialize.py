@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from mf2.dataset import IMAGE_KINDS
 from mf2.dataset import pairs_path as pairs_file
 from mf2.pngs import EncodedImage, encode_image
 from mf2.atomic import write_bytes_atomic
@@ -32,7 +33,7 @@ from mf2.blur.kernels import synthetic_blur
 from mf2.blur.render import render_windows
 from mf2.blur.windows import Window
 from mf2.errors import InputError, UsageError
-from mf2.share.dataset import load, pairs_metadata, safe_rel, write
+from mf2.dataset.manifest import load, pairs_metadata, safe_rel, write
 from mf2.share.verify import sha256_of
 from mf2.sources import legacy_safe_id, VideoSource, resolve_images, resolve_videos, sha256_file
 from mf2.video import ffmpeg_version, iter_frames, probe
@@ -101,7 +102,7 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[Encoded
 
 
 def _present(root: Path, r: dict) -> bool:
-    for kind in ("blurry", "sharp"):
+    for kind in IMAGE_KINDS:
         p = root / safe_rel(r[f"{kind}_path"])
         if not p.is_file() or sha256_of(p) != r[f"{kind}_sha256"]:
             return False
@@ -203,7 +204,7 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
             tally.problem(r, "frames-missing", f"frames up to {r['end_frame']} not in {src.path.name}")
             tally.missing += 1
             continue
-        which = [k for k, img in zip(("blurry", "sharp"), imgs) if not _same(r, k, img)]
+        which = [k for k, img in zip(IMAGE_KINDS, imgs) if not _same(r, k, img)]
         if not which:
             tally.exact += 1
         else:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from mf2.errors import InputError
 from mf2.schema import landmarks_to_numpy
-from mf2.share.dataset import Dataset, load, removed_ids, safe_rel
+from mf2.dataset import IMAGE_KINDS
+from mf2.dataset.manifest import Dataset, load, removed_ids, safe_rel
 from mf2.share.split import leaks
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -115,7 +116,7 @@ def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:
     t = ds.table
     referenced: set[Path] = set()
     sizes = t["out_size"].to_pylist()
-    for kind in ("blurry", "sharp"):
+    for kind in IMAGE_KINDS:
         paths, shas = t[f"{kind}_path"].to_pylist(), t[f"{kind}_sha256"].to_pylist()
         for pid, rel, sha, size in zip(t["pair_id"].to_pylist(), paths, shas, sizes):
             try:
@@ -137,7 +138,7 @@ def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:
             if hashes and sha != sha256_of(p):
                 rep.problems.append(f"pair {pid}: {kind} image modified (sha256 differs): {rel}")
     gone = removed_ids(ds.root)
-    for kind in ("blurry", "sharp"):
+    for kind in IMAGE_KINDS:
         folder = ds.root / kind
         if not folder.is_dir():
             continue

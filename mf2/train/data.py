@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, Sampler
 
 from mf2.errors import UsageError
 from mf2.quality import psnr
-from mf2.share.dataset import load, safe_rel
+from mf2.dataset.manifest import load, safe_rel
 from mf2.share.split import groups
 
 if TYPE_CHECKING:

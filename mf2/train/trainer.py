@@ -204,7 +204,7 @@ class StageData:
 def dataset_record(manifest: str | Path) -> dict:
     """Which pairs: the manifest's path as given, its mode and the sha256 of its Parquet file,
     so a run says what it was trained on and a resume on other pairs is refused."""
-    from mf2.share.dataset import load
+    from mf2.dataset.manifest import load
 
     ds = load(manifest)
     h = hashlib.sha256(ds.path.read_bytes()).hexdigest()

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from mf2.errors import InputError, UsageError
+from mf2.errors import FILTERED, InputError, UsageError
 from mf2.params import FILTERS, default
 from mf2.video.info import VideoInfo
 
-FILTERED = "filtered"  # the error class of a video a filter turned away
 
 
 @dataclass(frozen=True)

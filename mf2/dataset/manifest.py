@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from mf2.dataset import pairs_path
-from mf2.dataset import removed_path as layout_removed_path
+from mf2.dataset.layout import pairs_path
+from mf2.dataset.layout import removed_path as layout_removed_path
 from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
 from mf2.schema import REMOVED_SCHEMA, metadata, pair_params, read_metadata, read_table_checked, upgrade_pairs

@@ -21,24 +21,23 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mf2.dataset import CONTACT_SHEET, FAILURES, PAIRS, SETTINGS, pairs_path
+from mf2.dataset.layout import CONTACT_SHEET, FAILURES, IMAGE_KINDS, PAIRS, PARTS, SETTINGS, STATS, lock_path, pairs_path, parts_dir
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.schema import pair_params, params_json, try_read_metadata
 
-LOCK_NAME = ".mf2.lock"
 # What --replace clears. The landmark and flow caches stay: they are keyed by their own
 # parameters and the video's hash, so they are reused or recomputed as needed.
 SETTINGS_NAME = SETTINGS  # the settings a folder was claimed with, before its first part
 _DATASET_FILES = (PAIRS, FAILURES, CONTACT_SHEET, SETTINGS_NAME)
-_DATASET_DIRS = ("parts", "blurry", "sharp", "stats")
+_DATASET_DIRS = (PARTS, *IMAGE_KINDS, STATS)
 
 
 @contextlib.contextmanager
 def dataset_lock(out: Path) -> Iterator[None]:
     """Exclusive while held, across processes on this machine (and on NFS with lockd)."""
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_NAME, "a+") as f:
+    with open(lock_path(out), "a+") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -52,7 +51,7 @@ def dataset_params(out: Path) -> dict[str, Any] | None:
     md = try_read_metadata(pairs_path(out))
     if md is not None and md.get("mf2.kind") == "pairs" and md.get("mf2.params"):
         return pair_params(md)
-    for p in sorted((out / "parts").glob("*/*.parquet")):
+    for p in sorted(parts_dir(out).glob("*/*.parquet")):
         params = pair_params(try_read_metadata(p))
         if params:
             return params
@@ -124,7 +123,7 @@ def current_parts(out: Path, mode: str, params: dict[str, Any], exclude: set[str
     """(video_id, part) for every readable part made with ``params``, sorted by video id."""
     want = params_json(params)
     found = []
-    for p in sorted((out / "parts" / mode).glob("*.parquet")):
+    for p in sorted(parts_dir(out, mode).glob("*.parquet")):
         if p.stem in exclude:
             continue
         if params_json(pair_params(try_read_metadata(p))) != want:
