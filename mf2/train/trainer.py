@@ -27,7 +27,7 @@ from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weight
 from mf2.train.archs.hourglass import hourglass_from
 from mf2.train.config import TrainConfig
 from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, to_uint8, training_dataset
-from mf2.train.losses import adversarial_d, adversarial_g, content_loss, projection_loss
+from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
 
 STAGES = ("hg", "cgan")
 
@@ -471,7 +471,7 @@ class Trainer:
         hg = self._m("hg")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             outs = hg(blurry)
-            pixel = F.mse_loss if self.cfg.loss.hg_pixel == "l2" else F.l1_loss
+            pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}[self.cfg.loss.hg_pixel]
             loss = sum(pixel(o.float(), sharp) for o in outs) / len(outs)
         self.opt["hg"].zero_grad(set_to_none=True)
         loss.backward()
