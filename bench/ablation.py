@@ -43,7 +43,7 @@ def main() -> None:
 
     from mf2.evaluate.methods import Method
     from mf2.evaluate.run import EvaluateConfig, evaluate, to_json
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import train
 
     t0 = time.perf_counter()

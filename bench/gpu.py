@@ -427,7 +427,7 @@ def _loader_rate(manifest: list[str], cfg, batches: int = 60) -> float:
 
 
 def _configured(preset: str, workers: int, hg_steps: int, cgan_steps: int):
-    from mf2.train.config import PRESETS
+    from mf2.models.config import PRESETS
 
     cfg = PRESETS[preset]
     return replace(cfg, num_workers=workers, checkpoint_every=10**6, val_max_batches=4,
@@ -514,7 +514,7 @@ def _score(test: Path, runs: dict, limit: int, grid: Path) -> dict:
     import pyarrow.parquet as pq
 
     from mf2.quality import psnr, ssim
-    from mf2.train.deblur import Deblurrer
+    from mf2.restore.deblur import Deblurrer
 
     rows = pq.read_table(test / "pairs.parquet", columns=["blurry_path", "sharp_path"]).to_pylist()
     rows = rows[:: max(1, math.ceil(len(rows) / limit))]

@@ -138,7 +138,7 @@ def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps:
     paper's recipe (the photos' hourglass, reused, and a cGAN on VLA)."""
     import shutil
 
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import train
 
     def cfg_for(hg: int, cgan: int):
@@ -310,7 +310,7 @@ def sample_grid(work: Path, runs: dict, path: Path, per_setting: int = 2) -> Non
     import pyarrow.parquet as pq
 
     from mf2.quality import psnr
-    from mf2.train.deblur import Deblurrer
+    from mf2.restore.deblur import Deblurrer
 
     models = {}
     for name, r in runs.items():
@@ -360,7 +360,7 @@ def main() -> None:
         report: dict = {"bench": "restore", "mf2": __version__, "python": platform.python_version()}
         report["data"] = build_pairs(args.videos, work, args.size, args.corpus, args.stills)
         if not args.only_build:
-            from mf2.train.config import load_config
+            from mf2.models.config import load_config
 
             cfg = load_config(args.config)
             steps = (args.hg_steps or cfg.hg_stage.max_steps, args.cgan_steps or cfg.cgan_stage.max_steps)

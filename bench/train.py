@@ -21,7 +21,7 @@ from mf2 import __version__
 from mf2.pipeline.execute import run_simulate
 from mf2.simulate import SimulateConfig
 from mf2.sources import VideoSource
-from mf2.train.config import load_config
+from mf2.models.config import load_config
 from mf2.train.data import PairDataset, split_pairs
 from mf2.train.trainer import Trainer
 

@@ -24,7 +24,7 @@ BUSY = "import time\nt = time.time()\nwhile time.time() - t < 600:\n    sum(rang
 def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     import torch
 
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import Trainer
 
     cfg = load_config("small")

@@ -763,7 +763,7 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
       mf2 train runs/vla --config small --out runs/model
       mf2 train runs/vla --hg-pairs runs/synthetic --config paper --out runs/paper  # the paper's recipe
     """
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import train as run_train
 
     pairs = _datasets(datasets, old_pairs, "train")
@@ -808,7 +808,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
       mf2 deblur face.png frames/ --checkpoint runs/model/model.pt --out restored
       mf2 deblur talk.mp4 --reference 120 --checkpoint runs/model/model.pt --out restored
     """
-    from mf2.train.deblur import deblur as run_deblur
+    from mf2.restore.deblur import deblur as run_deblur
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()

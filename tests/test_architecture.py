@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import mf2
 
 ROOT = Path(mf2.__file__).resolve().parent
@@ -101,14 +103,14 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 LAYERS = {
     0: ("errors", "atomic", "pngs", "quality", "params", "builtin"),
     1: ("schema", "sample", "yamlsafe"),
-    2: ("dataset",),
+    2: ("dataset", "models"),
     3: ("sources",),
     4: ("video",),
     5: ("faces", "fetch"),
     6: ("flow",),
     7: ("blur",),
     8: ("modes",),
-    9: ("simulate", "share", "track_audit"),
+    9: ("simulate", "share", "track_audit", "restore"),
     10: ("train", "stats", "viz"),
     11: ("evaluate",),
     12: ("pipeline",),
@@ -296,3 +298,18 @@ def test_failures_have_one_home() -> None:
     found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if p.name != "errors.py" or p.parent != ROOT
              for n in policy if n in p.read_text()]
     assert found == []
+
+
+def test_architectures_are_built_by_name() -> None:
+    """Issue 32: networks come from a registry (as BasicSR's), so the trainer and inference
+    build the same network from the same name, and evaluate needs no part of the trainer."""
+    from mf2.models.archs import build, names
+    from mf2.models.config import PRESETS
+
+    assert {"hourglass", "cgan_generator", "cgan_discriminator", "cgan_encoder", "cgan_decoder"} <= set(names())
+    hg = build("hourglass", PRESETS["tiny"].hourglass)
+    assert sum(p.numel() for p in hg.parameters()) > 0
+    with pytest.raises(KeyError, match="no architecture"):
+        build("nafnet", PRESETS["tiny"].hourglass)
+    deps = import_graph()
+    assert not [d for m, ds in deps.items() if m.startswith("mf2.evaluate") for d in ds if d.startswith("mf2.train")]

@@ -145,7 +145,7 @@ def test_hourglass_stage_alone_exports_a_model_deblur_can_use(photo_ds, tmp_path
     res = run_mf2("deblur", str(out / "blurry"), "--checkpoint", str(run / "model.pt"), "--out", str(tmp_path / "r"))
     assert res.returncode == 0, res.stderr
     assert "model: hourglass (tiny" in res.stderr and "restoring with the hourglass alone" in res.stderr
-    from mf2.train.deblur import Deblurrer
+    from mf2.restore.deblur import Deblurrer
     from mf2.errors import UsageError
 
     with pytest.raises(UsageError, match="holds only the hg"):
@@ -167,7 +167,7 @@ def test_training_threads_follow_the_free_cores():
 
     import torch
 
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import busy_cores, plan_cpu
 
     cfg = load_config("paper")  # 4 loader workers configured

@@ -249,7 +249,7 @@ def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):
     value is shown cut short (issue 33)."""
     from mf2.errors import UsageError
     from mf2.pipeline.recipe import load_recipe
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
 
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))

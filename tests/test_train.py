@@ -31,8 +31,8 @@ def pairs_dir(videos, tmp_path_factory) -> Path:
 def test_paper_preset_matches_table_3():
     from torch import nn
 
-    from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, n_params
-    from mf2.train.config import PRESETS
+    from mf2.models.archs.cgan import Discriminator, TwoPathwayGenerator, n_params
+    from mf2.models.config import PRESETS
 
     cfg = PRESETS["paper"]
     g = TwoPathwayGenerator(cfg.cgan)
@@ -69,8 +69,8 @@ def test_paper_preset_matches_table_3():
 
 
 def test_decoder_weights_are_shared_and_get_gradients_from_both_pathways():
-    from mf2.train.archs.cgan import TwoPathwayGenerator
-    from mf2.train.config import PRESETS
+    from mf2.models.archs.cgan import TwoPathwayGenerator
+    from mf2.models.config import PRESETS
 
     g = TwoPathwayGenerator(PRESETS["tiny"].cgan)
     ids = {id(p) for p in g.decoder.parameters()}
@@ -91,7 +91,7 @@ def test_decoder_weights_are_shared_and_get_gradients_from_both_pathways():
 
 def test_tiny_preset_overfits_a_small_batch(pairs_dir):
     """Every loss wired right: a few hundred CPU steps on 8 pairs drive L1 to the sharp target down."""
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.data import split_pairs, PairDataset
     from mf2.train.trainer import Trainer
 
@@ -255,7 +255,7 @@ def test_config_errors_are_one_line(tmp_path, pairs_dir):
 
 
 def test_shipped_configs_are_the_presets():
-    from mf2.train.config import PRESETS, load_config
+    from mf2.models.config import PRESETS, load_config
     from conftest import REPO
 
     for name in PRESETS:
@@ -283,7 +283,7 @@ def test_newell_hourglass_works_at_a_quarter_and_starts_as_the_identity():
     """The paper names Newell's off-the-shelf hourglass: a strided stem, features at 1/4
     resolution, predictions back at full resolution; with zeroed heads a fresh model returns
     its input, so training starts at the blurry input's error."""
-    from mf2.train.config import PRESETS
+    from mf2.models.config import PRESETS
     from mf2.train.trainer import build_models
 
     for name in ("small", "paper"):
@@ -297,7 +297,7 @@ def test_newell_hourglass_works_at_a_quarter_and_starts_as_the_identity():
     # the speed it buys, as counted operations: the paper hourglass at 1/4 against full resolution
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mf2.train.archs.hourglass import StackedHourglass
+    from mf2.models.archs.hourglass import StackedHourglass
 
     flops = {}
     for stem in ("newell", "full"):
@@ -308,7 +308,7 @@ def test_newell_hourglass_works_at_a_quarter_and_starts_as_the_identity():
 
 
 def test_checkpoints_saved_before_the_stem_key_load_as_full_resolution(pairs_dir, tmp_path):
-    from mf2.train.config import config_from_dict, load_config
+    from mf2.models.config import config_from_dict, load_config
 
     old = load_config("tiny").to_dict()
     del old["hourglass"]["stem"]
@@ -320,7 +320,7 @@ def test_checkpoints_saved_before_the_stem_key_load_as_full_resolution(pairs_dir
 
 
 def test_cosine_schedule_is_a_function_of_the_step(pairs_dir, tmp_path):
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import Trainer
 
     cfg = load_config("tiny", {"hg_stage": {"schedule": "cosine", "lr": 0.001}})
@@ -366,7 +366,7 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
 def test_table_4_ablations_train_and_deblur(ablation, pairs_dir, tmp_path):
     """cGAN-noHG (G_bl sees the blurry image alone) and HG-vanilla-cGAN (no G_s, no
     reconstruction loss) are config switches; each trains, and its model restores images."""
-    from mf2.train.deblur import Deblurrer
+    from mf2.restore.deblur import Deblurrer
 
     cfg = tmp_path / "abl.yaml"
     cfg.write_text(f"preset: tiny\nbatch_size: 4\ncgan:\n  {ablation}: false\n")
@@ -393,9 +393,9 @@ def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model
     fresh G_s reconstructs perfectly. After training, `mf2 deblur` (which rebuilds the model
     from model.pt) gives what the trainer's own prediction gives, so the base is applied the
     same way on both sides; without it the two would differ by the whole base image."""
-    from mf2.train.config import PRESETS, load_config
-    from mf2.train.data import to_tensor, to_uint8
-    from mf2.train.deblur import Deblurrer
+    from mf2.models.config import PRESETS, load_config
+    from mf2.restore.tensors import to_tensor, to_uint8
+    from mf2.restore.deblur import Deblurrer
     from mf2.train.trainer import Trainer, build_models
 
     assert PRESETS["small"].cgan.residual and not PRESETS["paper"].cgan.residual
@@ -435,7 +435,7 @@ def test_appearance_augmentations_are_deterministic_and_keep_the_pair_aligned(pa
     """Identity pairs, tone jitter and rescaling (the small preset's answer to a few clips
     teaching "sharpen every face") act on both images alike, are a function of (seed, epoch,
     index) so resume stays exact, and leave a configuration without them exactly as before."""
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.data import PairDataset, split_pairs, training_dataset
 
     train, _, _ = split_pairs([str(pairs_dir)], 0.0, 0)
@@ -487,8 +487,8 @@ def test_dead_zone_keeps_small_changes_out_at_prediction_time_only():
     out unchanged); a larger one is kept less the width; training sees the raw output."""
     import torch
 
-    from mf2.train.archs.space import dead_zone
-    from mf2.train.config import load_config
+    from mf2.models.archs.space import dead_zone
+    from mf2.models.config import load_config
     from mf2.train.trainer import build_models
 
     x = torch.zeros(1, 3, 4, 4)

@@ -239,7 +239,7 @@ class _Scorer:
         self.models = {}
         for m in methods:
             if m.kind == "checkpoint":
-                from mf2.train.deblur import Deblurrer
+                from mf2.restore.deblur import Deblurrer
 
                 self.models[m.name] = Deblurrer(m.folder, stage=m.stage)
 

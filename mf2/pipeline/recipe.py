@@ -70,7 +70,7 @@ class TrainStep:
     """Train a model on the jobs' pairs once they are built: ``pairs`` (job names) train the
     cGAN, and the hourglass too unless ``hg_pairs`` are given; the model is RUN/model.pt."""
 
-    config: str = "small"  # a preset name or a YAML file (mf2.train.config.load_config)
+    config: str = "small"  # a preset name or a YAML file (mf2.models.config.load_config)
     pairs: tuple[str, ...] = ()
     hg_pairs: tuple[str, ...] = ()
     device: str = "auto"

@@ -115,7 +115,7 @@ def _train(recipe: Recipe, out: Path, summaries: dict[str, RunSummary], threads:
     """The recipe's training step on the pairs its jobs made: RUN/model.pt, resumable (the
     trainer's checkpoints live in RUN/checkpoints). Jobs that made no pairs (no photos given)
     are left out; the hourglass then trains on the cGAN's pairs."""
-    from mf2.train.config import load_config
+    from mf2.models.config import load_config
     from mf2.train.trainer import train
 
     step = recipe.train

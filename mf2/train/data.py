@@ -25,10 +25,11 @@ from torch.utils.data import Dataset, Sampler
 from mf2.errors import UsageError
 from mf2.quality import psnr
 from mf2.dataset.manifest import load, safe_rel
+from mf2.restore.tensors import to_tensor
 from mf2.share.split import groups
 
 if TYPE_CHECKING:
-    from mf2.train.config import TrainConfig
+    from mf2.models.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,6 @@ def _read(path: Path) -> np.ndarray:
     if img is None:
         raise UsageError(f"{path}: missing or unreadable image (run mf2 verify on the dataset)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 -> float CxHxW in [-1, 1]. A read-only array (a decoded buffer, a flipped
-    view) is copied first: torch warns on non-writable memory, and ``.float()`` copies anyway."""
-    if not img.flags.writeable or not img.flags.c_contiguous:
-        img = np.array(img, order="C")
-    return torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1.0)
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """float CxHxW in [-1, 1] -> uint8 HxWx3."""
-    return ((t.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class PairDataset(Dataset):

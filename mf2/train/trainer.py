@@ -23,10 +23,11 @@ from torch.utils.data import DataLoader
 from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.quality import psnr, ssim
-from mf2.train.archs.cgan import Discriminator, TwoPathwayGenerator, init_weights
-from mf2.train.archs.hourglass import hourglass_from
-from mf2.train.config import TrainConfig
-from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, to_uint8, training_dataset
+from mf2.models.archs import build
+from mf2.models.archs.cgan import init_weights
+from mf2.models.config import TrainConfig
+from mf2.restore.tensors import to_uint8
+from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
 
 STAGES = ("hg", "cgan")
@@ -121,8 +122,8 @@ def plan_cpu(cfg: TrainConfig, device: torch.device, threads: int | None = None)
 
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
-    hg = hourglass_from(cfg.hourglass)
-    gen, disc = TwoPathwayGenerator(cfg.cgan), Discriminator(cfg.cgan.disc_channels)
+    hg = build("hourglass", cfg.hourglass)
+    gen, disc = build("cgan_generator", cfg.cgan), build("cgan_discriminator", cfg.cgan.disc_channels)
     for m in (hg, gen, disc):
         m.apply(init_weights)
     if cfg.hourglass.stem == "newell":
@@ -150,7 +151,7 @@ def _set_rng_state(s: dict) -> None:
 def _filled(saved: dict) -> dict:
     """A checkpoint's configuration with the keys it predates at their defaults: a run made
     before a new option was added resumes while that option stays at its default."""
-    from mf2.train.config import config_from_dict
+    from mf2.models.config import config_from_dict
 
     try:
         return config_from_dict(saved).to_dict()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mf2.train.archs.space import atanh_base, dead_zone
-from mf2.train.config import CganConfig
+from mf2.models.archs import register
+from mf2.models.archs.space import atanh_base, dead_zone
+from mf2.models.config import CganConfig
 
 
 def _conv(cin: int, cout: int, k: int, stride: int) -> nn.Module:
@@ -35,6 +36,7 @@ def _fconv(cin: int, cout: int, k: int, stride: int) -> nn.Module:
     return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=1)
 
 
+@register("cgan_encoder")
 class Encoder(nn.Module):
     def __init__(self, cfg: CganConfig, in_ch: int) -> None:
         super().__init__()
@@ -65,6 +67,7 @@ class Encoder(nn.Module):
         return x, feats
 
 
+@register("cgan_decoder")
 class Decoder(nn.Module):
     def __init__(self, cfg: CganConfig) -> None:
         super().__init__()
@@ -116,6 +119,7 @@ class Decoder(nn.Module):
             nn.init.zeros_(last.bias)
 
 
+@register("cgan_generator")
 class TwoPathwayGenerator(nn.Module):
     """``cfg.condition_on_hg`` false: G_bl takes the blurry image alone (cGAN-noHG);
     ``cfg.two_pathway`` false: no G_s (HG-vanilla-cGAN). Both true: the paper's model."""
@@ -157,6 +161,7 @@ def bl_base(residual: bool, blurry: torch.Tensor, hg_out: torch.Tensor | None) -
     return hg_out if hg_out is not None else blurry
 
 
+@register("cgan_discriminator")
 class Discriminator(nn.Module):
     """PatchGAN of 5 layers conditioned on the blurry input; ``features`` is the penultimate
     layer's output, the projection the paper's Eq. 5 matches."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mf2.train.archs.space import atanh_base, dead_zone
-from mf2.train.config import HourglassConfig
+from mf2.models.archs import register
+from mf2.models.archs.space import atanh_base, dead_zone
+from mf2.models.config import HourglassConfig
 
 STEMS = ("newell", "full")
 
@@ -90,7 +91,7 @@ class StackedHourglass(nn.Module):
     def __init__(self, stacks: int = 2, features: int = 128, depth: int = 4, in_ch: int = 3,
                  stem: str = "newell", dead_zone: float = 0.0) -> None:
         super().__init__()
-        self.dead_zone = dead_zone  # code values (mf2.train.archs.space.dead_zone)
+        self.dead_zone = dead_zone  # code values (mf2.models.archs.space.dead_zone)
         if stem not in STEMS:
             raise ValueError(f"hourglass stem {stem!r}: expected one of {', '.join(STEMS)}")
         self.stem_kind = stem
@@ -134,6 +135,7 @@ class StackedHourglass(nn.Module):
             nn.init.zeros_(last.bias)
 
 
+@register("hourglass")
 def hourglass_from(cfg: HourglassConfig) -> StackedHourglass:
     """The network a ``HourglassConfig`` describes."""
     return StackedHourglass(cfg.stacks, cfg.features, cfg.depth, stem=cfg.stem, dead_zone=cfg.dead_zone)

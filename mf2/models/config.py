@@ -52,7 +52,7 @@ class HourglassConfig:
     # resolution (mf2 >= 0.5); full: hourglasses at full resolution (older runs' checkpoints)
     stem: str = "newell"
     # code values: a prediction's change to the input is soft-thresholded by this much
-    # (mf2.train.archs.space.dead_zone); 0: off, as in the paper
+    # (mf2.models.archs.space.dead_zone); 0: off, as in the paper
     dead_zone: float = 0.0
 
     @property

@@ -21,12 +21,12 @@ import torch
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
-from mf2.train.archs.cgan import Decoder, Encoder, bl_base
-from mf2.train.archs.space import dead_zone
-from mf2.train.archs.hourglass import hourglass_from
-from mf2.train.config import config_from_dict
-from mf2.train.data import to_tensor, to_uint8
-from mf2.train.trace import IdentityTrace
+from mf2.models.archs import build
+from mf2.models.archs.cgan import bl_base
+from mf2.models.archs.space import dead_zone
+from mf2.models.config import config_from_dict
+from mf2.restore.tensors import to_tensor, to_uint8
+from mf2.restore.trace import IdentityTrace
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
@@ -59,9 +59,9 @@ class Deblurrer:
         self.cfg = config_from_dict(state["config"], str(p))
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
-        self.hg = hourglass_from(c.hourglass)
-        self.enc = Encoder(c.cgan, in_ch=c.cgan.bl_channels)
-        self.dec = Decoder(c.cgan)
+        self.hg = build("hourglass", c.hourglass)
+        self.enc = build("cgan_encoder", c.cgan, in_ch=c.cgan.bl_channels)
+        self.dec = build("cgan_decoder", c.cgan)
         if state["format"] == "mf2-deblur-1":
             self.hg.load_state_dict(state["hg"])
             if "cgan" in self.stages:
@@ -222,7 +222,7 @@ def deblur_image(model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: st
 def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: DeblurResult, batch: int = 16,
                  reference: int | None = None) -> None:
     """Restore every frame's face, keeping each frame's timestamp and the audio. ``reference``:
-    a sharp frame whose identity each frame is compared with (mf2.train.trace)."""
+    a sharp frame whose identity each frame is compared with (mf2.restore.trace)."""
     from mf2.faces.select import LandmarkConfig
     from mf2.faces.stage import compute_landmarks
     from mf2.schema import landmarks_to_numpy

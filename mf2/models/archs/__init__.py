@@ -1,0 +1,38 @@
+"""Network architectures by name: the stacked hourglass (step 1) and the two-pathway cGAN
+(step 2). A small registry, as BasicSR keeps one: ``build(name, config)`` makes a network; a new
+architecture is a module that registers its constructor with ``@register("name")`` and is
+listed in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_MODULES = ("mf2.models.archs.hourglass", "mf2.models.archs.cgan")
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(make: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name] is not make:
+            raise ValueError(f"architecture {name!r} registered twice")
+        _REGISTRY[name] = make
+        return make
+    return deco
+
+
+def names() -> tuple[str, ...]:
+    """Every registered architecture."""
+    for m in _MODULES:
+        importlib.import_module(m)
+    return tuple(sorted(_REGISTRY))
+
+
+def build(name: str, *args: Any, **kwargs: Any) -> nn.Module:
+    """A new network of the named architecture (its constructor's arguments)."""
+    if name not in names():
+        raise KeyError(f"no architecture {name!r}; known: {', '.join(names())}")
+    return _REGISTRY[name](*args, **kwargs)
