@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--ignore", nargs="*", default=[], help="pair columns left out (ones a change added)")
     args = ap.parse_args()
     ignore = frozenset(args.ignore)
+    # The CLI, not mf2.api: this script also runs against older mf2 versions (PYTHONPATH), which
+    # have no API; their command line is the interface they share with today's.
     from click.testing import CliRunner
 
     from mf2.cli import cli

@@ -194,36 +194,11 @@ def _echo_err(line: str) -> None:
 def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
               retry_failed: bool = False, replace: bool = False, fps: float | None = None, filters=None,
               images: str | None = None):
-    from mf2.faces.select import check_backend
-    from mf2.pipeline.runner import default_workers, make_runner
-    from mf2.pipeline.execute import run_simulate
-    from mf2.sources import gather_sources
-    from mf2.video import require_ffmpeg
+    from mf2 import api
 
-    if videos is not None:
-        require_ffmpeg()
-    same: list = []
-    sources = gather_sources(videos, images, fps, cfg.mode, same)
-    for skipped, kept in same:
-        _echo_err(f"{skipped}: the same file as {kept}; taken once")
-    out = str(check_writable_dir(Path(out)))
-    gpu = check_backend(cfg.landmarks) == "fan"
-    n = default_workers() if workers is None else workers
-    n = min(n, max(1, len(sources))) if n > 0 else 0
-    if workers is None and scheduler is None and n == 1:
-        # One source is one task: a cluster would add its start-up (~3.5 s wall, ~4 s CPU:
-        # issue 35) and run nothing beside it. An explicit --workers 1 still gets one.
-        n = 0
-        _echo_err("dask: one source: running in this process (--workers 1 for a worker process)")
-    with make_runner(n, scheduler, gpu, _echo_err) as runner:
-        summary = run_simulate(sources, Path(out), cfg, runner=runner, retry_failed=retry_failed, replace=replace,
-                               filters=filters)
-    if contact:
-        from mf2.viz import contact_sheet
-
-        sheet = contact_sheet(Path(out))
-        if sheet:
-            click.echo(f"contact sheet: {sheet}", err=True)
+    summary = api.simulate(out, videos, images=images, fps=fps, workers=workers, scheduler=scheduler,
+                           retry_failed=retry_failed, replace=replace, contact_sheet=contact, echo=_echo_err,
+                           config=cfg, filters=filters)
     _report_videos(summary)
     click.echo(f"mf2 simulate: {summary.line()}", err=True)
     _stop_on_environment(summary)
