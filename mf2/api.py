@@ -22,7 +22,7 @@ summary, as in the CLI's ``--json`` output.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mf2.errors import UsageError, check_writable_dir
 
@@ -63,7 +63,7 @@ def simulate_config(**settings: Any):
     for key in settings:
         p = known[key]
         if p in SIMULATE and not p.applies(mode):
-            raise UsageError(f"{key}={settings[key]!r}: applies to mode {' or '.join(p.modes)}, not {mode}")
+            raise UsageError(f"{key}={settings[key]!r}: applies to mode {' or '.join(p.modes or ())}, not {mode}")
     lm = LandmarkConfig(**{p.target: settings.get(p.key, p.default) for p in LANDMARKS})
     filters = VideoFilter(**{p.target: settings.get(p.key, p.default) for p in FILTERS})
     filters.validate()
@@ -156,8 +156,8 @@ def materialize(manifest: str | Path, videos: str | Path, out: str | Path,
     return run(manifest, videos, Path(out), keep_mismatched)
 
 
-def train(datasets: list[str | Path], out: str | Path, config: str = "small", stage: str = "all",
-          max_steps: int | None = None, device: str = "auto", hg_pairs: list[str | Path] | None = None,
+def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small", stage: str = "all",
+          max_steps: int | None = None, device: str = "auto", hg_pairs: Sequence[str | Path] | None = None,
           threads: int | None = None, echo: Echo = _quiet) -> "dict[str, StageResult]":
     """``mf2 train``: the hourglass, then the cGAN, into the resumable run folder ``out``
     (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file."""
@@ -168,7 +168,7 @@ def train(datasets: list[str | Path], out: str | Path, config: str = "small", st
                False, False, [str(h) for h in hg_pairs] if hg_pairs else None, threads)
 
 
-def deblur(inputs: list[str | Path], model: str | Path, out: str | Path, mode: str = "auto",
+def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mode: str = "auto",
            margin: float = 0.25, device: str = "auto") -> "DeblurResult":
     """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``."""
     from mf2.restore.deblur import deblur as run
@@ -176,8 +176,8 @@ def deblur(inputs: list[str | Path], model: str | Path, out: str | Path, mode: s
     return run([str(i) for i in inputs], str(model), Path(out), mode, margin, device)
 
 
-def evaluate(datasets: list[str | Path], models: list[str | Path] = (), hourglasses: list[str | Path] = (),
-             restored: list[str] = (), **settings: Any) -> "Evaluation":
+def evaluate(datasets: Sequence[str | Path], models: Sequence[str | Path] = (),
+             hourglasses: Sequence[str | Path] = (), restored: Sequence[str] = (), **settings: Any) -> "Evaluation":
     """``mf2 evaluate``'s scores (SSIM, PSNR, landmark AUC/failure rate, identity) on the
     datasets' pairs, of Blurred, the Oracle, each ``models`` (model.pt, the stages it holds),
     each of ``hourglasses`` (a model's hourglass alone) and each ``restored`` folder

@@ -39,7 +39,7 @@ def _tmp_beside(path: Path) -> Path:
     return Path(name)
 
 
-def write_atomic(path: Path, writer: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, writer: Callable[[Path], object]) -> None:
     """Call ``writer(tmp)`` then rename tmp over ``path``; the tmp file is removed on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,7 @@ def _refuse_other_modes(params: dict) -> None:
     mode = params["mode"]
     for p in SIMULATE:
         if not p.applies(mode) and ctx.get_parameter_source(p.key) == click.core.ParameterSource.COMMANDLINE:
-            raise UsageError(f"{p.flag} {params[p.key]}: applies to --mode {' or '.join(p.modes)}, not {mode}")
+            raise UsageError(f"{p.flag} {params[p.key]}: applies to --mode {' or '.join(p.modes or ())}, not {mode}")
 
 
 def _filters(params: dict):
@@ -557,9 +557,9 @@ def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str,
         return
     from mf2.share.hub import export_hf, export_webdataset
 
-    res = (export_hf if fmt == "hf" else export_webdataset)(dataset, Path(out), splits, shard_pairs)
-    per = ", ".join(f"{s} {n}" for s, n in res.splits.items())
-    click.echo(f"mf2 export: {res.n_pairs} pairs ({per}) in {len(res.files)} {fmt} shard(s) -> {res.path}", err=True)
+    hub = (export_hf if fmt == "hf" else export_webdataset)(dataset, Path(out), splits, shard_pairs)
+    per = ", ".join(f"{s} {n}" for s, n in hub.splits.items())
+    click.echo(f"mf2 export: {hub.n_pairs} pairs ({per}) in {len(hub.files)} {fmt} shard(s) -> {hub.path}", err=True)
 
 
 @cli.command()

@@ -61,7 +61,8 @@ class FlowEstimator:
     def __init__(self, cfg: FlowConfig):
         cfg.validate()
         self.cfg = cfg
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[cfg.preset]) if cfg.method == "dis" else None
+        make = getattr(cv2, "DISOpticalFlow_create")  # opencv-python-headless's stubs miss it
+        self._dis = make(DIS_PRESETS[cfg.preset]) if cfg.method == "dis" else None
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if self._dis is not None:
@@ -74,7 +75,8 @@ _GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     if (h, w) not in _GRIDS:
-        _GRIDS[(h, w)] = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        _GRIDS[(h, w)] = (gx, gy)
     return _GRIDS[(h, w)]
 
 

@@ -65,8 +65,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
             h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
         return h.hexdigest()
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
+    with open(path, "rb") as fh:
+        while b := fh.read(chunk):
             h.update(b)
     return h.hexdigest()
 

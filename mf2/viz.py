@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from mf2.dataset import CONTACT_SHEET, pairs_path
 from mf2.atomic import write_bytes_atomic
+from mf2.errors import InputError
 from mf2.schema import landmarks_to_numpy
 
 
@@ -33,6 +34,9 @@ def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) ->
         pair = []
         for col in ("blurry_path", "sharp_path"):
             img = cv2.imread(str(out_dir / table[col][i].as_py()), cv2.IMREAD_COLOR)
+            if img is None:
+                raise InputError(f"{out_dir / table[col][i].as_py()}: missing or unreadable image (run mf2 verify)",
+                                 "missing-file")
             scale = tile / img.shape[0]
             img = _draw(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA), (lms[i] + 0.5) * scale - 0.5)
             pair.append(img)

@@ -34,7 +34,7 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
     """Composite Simpson on a uniform grid (trapezoid on the last interval if it is even)."""
     n = len(x) - 1
     if n < 2:
-        return float(np.trapezoid(y, x)) if hasattr(np, "trapezoid") else float(np.trapz(y, x))
+        return float(np.trapezoid(y, x)) if hasattr(np, "trapezoid") else float(getattr(np, "trapz")(y, x))
     h = (x[-1] - x[0]) / n
     m = n - (n % 2)
     s = y[0] + y[m] + 4.0 * y[1:m:2].sum() + 2.0 * y[2:m - 1:2].sum()

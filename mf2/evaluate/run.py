@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -152,7 +152,7 @@ def _summarise(setting: str, method: str, scores: list[PairScore], max_error: fl
         float(ids.mean()) if ids.size else math.nan, float(np.median(ids)) if ids.size else math.nan)
 
 
-def evaluate(manifests: list[str | Path], methods: list[Method], cfg: EvaluateConfig,
+def evaluate(manifests: Sequence[str | Path], methods: list[Method], cfg: EvaluateConfig,
              progress: Callable[[int], None] | None = None) -> Evaluation:
     from mf2.evaluate.verification import Descriptors, read_pairs, verify
 

@@ -33,7 +33,7 @@ class VideoPair:
 
 
 def read_pairs(path: str | Path) -> list[VideoPair]:
-    out = []
+    out: list[VideoPair] = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
         text = line.split("#", 1)[0].strip()
         if not text:

@@ -58,7 +58,7 @@ def face_crop(landmarks: np.ndarray, margin: float) -> Crop:
     return Crop(int(round(cx - size / 2.0)), int(round(cy - size / 2.0)), size)
 
 
-def window_crop(landmarks: np.ndarray, frames: Sequence[int], margin: float) -> Crop:
+def window_crop(landmarks: np.ndarray, frames: Sequence[int] | np.ndarray, margin: float) -> Crop:
     """The crop of a window of frames: median centre and median longest extent of their
     landmarks (``landmarks``: (n_frames, 68, 2)). Before mf2 0.12 it came from the middle frame
     alone; on a hand-held clip a fit that the per-frame checks let through could double it."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import cv2
 import dlib
@@ -29,7 +29,7 @@ class DlibBackend:
         self._detector = dlib.get_frontal_face_detector()
         self._predictor_path = predictor_path
         self._predictor = None  # loaded on the first fit: FAN uses this class for detection only
-        self._cnn = None  # loaded on the first fallback detection
+        self._cnn: Any = None  # loaded on the first fallback detection
         self.detect_max_side = detect_max_side
         self.min_face = min_face
 

@@ -112,8 +112,8 @@ class FanBackend:
 
         torch = self._torch
         centers, scales, crops = [], [], []
-        for image, d in zip(images, boxes):
-            d = [float(v) for v in d]  # face-alignment's transforms want Python/float64 numbers
+        for image, box in zip(images, boxes):
+            d = [float(v) for v in box]  # face-alignment's transforms want Python/float64 numbers
             center = np.array([(d[0] + d[2]) / 2.0, (d[1] + d[3]) / 2.0 - (d[3] - d[1]) * CENTER_Y_OFFSET])
             scale = float((d[2] - d[0] + d[3] - d[1]) / REFERENCE_SCALE)
             centers.append(center)

@@ -142,9 +142,9 @@ def _choose(face: str, frames, shot_rows, fid, reason, lms, has_lm, frame_size) 
     for (s, f), vals in stats.items():
         a = np.asarray(vals)
         if face == "largest":
-            score = (float(np.median(a[:, 0])), len(a))
+            score = (float(np.median(a[:, 0])), float(len(a)))
         elif face == "centre":
-            score = (-float(np.median(a[:, 1])), len(a))
+            score = (-float(np.median(a[:, 1])), float(len(a)))
         else:
             score = (float(len(a)), float(np.median(a[:, 0])))
         if s not in best or score > best[s][0]:

@@ -22,6 +22,7 @@ both edges of a 12-frame dissolve.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -49,7 +50,7 @@ class ShotConfig:
 class ShotDetector:
     """Streaming shot boundaries: ``push`` each frame, read the cuts it confirms."""
 
-    def __init__(self, cfg: ShotConfig, fps: float) -> None:
+    def __init__(self, cfg: ShotConfig, fps: float | Fraction) -> None:
         from scenedetect.common import FrameTimecode
         from scenedetect.detectors import AdaptiveDetector, ThresholdDetector
 

@@ -379,8 +379,8 @@ class FaceTracker:
                     break
                 if any(iou(det.box, b) >= self.cfg.match_iou for b in taken):
                     continue
-                r = self._start(f, det)
-                if r is not None:
+                started = self._start(f, det)
+                if started is not None:
                     rows.append(r)
                     taken.append(det.box)
         if not any(r.landmarks is not None for r in rows):

@@ -19,7 +19,9 @@ def _plan(ctx: PlanContext, ser: FaceSeries) -> Plan:
     syn = cfg.synthetic
     valid = ser.usable
     exposures = np.flatnonzero(~ser.is_duplicate) if cfg.skip_duplicates else np.arange(len(valid))
-    windows, extras, skipped = [], [], {}
+    windows: list[Window] = []
+    extras: list[dict] = []
+    skipped: dict[str, int] = {}
     for f in exposures[:: cfg.stride]:
         f = int(f)
         crop = face_crop(ser.landmarks[f], cfg.margin) if valid[f] else None

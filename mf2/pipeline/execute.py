@@ -59,7 +59,7 @@ def _backend(cfg: LandmarkConfig):
 def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha: str | None = None) -> dict:
     cls = failure_class(e)
     if cls is not None:  # the input's fault, or the machine's state: one line
-        line = str(e) if isinstance(e, InputError) else os_error_line(e)
+        line = os_error_line(e) if isinstance(e, OSError) else str(e)
         return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": cls,
                 "error": line, "video_sha256": sha}
     try:  # a bug, not the input's fault: keep the traceback for the report

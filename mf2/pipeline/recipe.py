@@ -13,7 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -163,7 +163,7 @@ def _refuse_other_modes(src, prefix: str, given: dict, modes: list[str]) -> None
     for key, value in given.items():
         p = PARAM_BY_KEY.get(key)
         if p is not None and value != p.default and not any(p.applies(m) for m in modes):
-            raise UsageError(f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes)}, "
+            raise UsageError(f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes or ())}, "
                              f"not {' or '.join(sorted(set(modes)))}")
 
 
@@ -283,7 +283,7 @@ def _set(data: dict, dotted: str, value: Any, src: str) -> None:
         cur[last] = value
 
 
-def load_recipe(path: str | Path, sets: list[str] = (), overrides: dict[str, Any] | None = None) -> Recipe:
+def load_recipe(path: str | Path, sets: Sequence[str] = (), overrides: dict[str, Any] | None = None) -> Recipe:
     """``sets``: KEY=VALUE strings (VALUE parsed as YAML); ``overrides``: dotted keys from the
     dedicated flags, applied last. ``jobs.*.KEY`` applies to every job."""
     p = Path(path)

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,7 +43,7 @@ def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[st
     ``out`` is a new dataset folder with the PNGs copied (or hard-linked) next to its manifest."""
     ds = load(dataset)
     table = select_splits(ds.table, splits)
-    extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
+    extra: dict[str, Any] = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
              if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
     if splits:
         extra["exported_splits"] = list(splits)

@@ -13,6 +13,7 @@ and stay null).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 from pathlib import Path
 
 import cv2
@@ -105,7 +106,7 @@ def filter_dataset(dataset: str | Path, out: Path, rule: PairFilter) -> FilterSu
     for d in drops.values():
         gone |= d
     kept = table.filter(pa.array(~gone))
-    extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
+    extra: dict[str, Any] = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
              if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
     dropped = {k: int(v.sum()) for k, v in drops.items()}
     extra["filter"] = {"rule": {k: v for k, v in asdict(rule).items() if v}, "from": str(ds.path),

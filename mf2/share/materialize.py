@@ -82,7 +82,7 @@ def _same(row: dict, kind: str, img: EncodedImage) -> bool:
 def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[EncodedImage, EncodedImage]]:
     """pair_id -> (blurry, sharp) encoded, for every row the video can make."""
     info = probe(src.path, src.fps or (rows[0].get("fps") if rows else None))  # a frame folder: the pairs' fps
-    out: dict[str, tuple[bytes, bytes]] = {}
+    out: dict[str, tuple[EncodedImage, EncodedImage]] = {}
     by_setting: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in rows:
         by_setting[(r["crf"], int(r["out_size"]))].append(r)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -46,10 +46,10 @@ def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str
         return set()
     score = {g: int.from_bytes(hashlib.sha256(f"mf2-val:{seed}:{g}".encode()).digest()[:8], "big") for g in gs}
     n = max(1, round(fraction * len(gs)))
-    return set(sorted(gs, key=score.get)[:n])
+    return set(sorted(gs, key=score.__getitem__)[:n])
 
 
-def split_pairs(manifests: list[str | Path], val_fraction: float, seed: int) -> tuple[list[PairRef], list[PairRef], str]:
+def split_pairs(manifests: Sequence[str | Path], val_fraction: float, seed: int) -> tuple[list[PairRef], list[PairRef], str]:
     """(train, val, how the split was made)."""
     rows, how = [], ""
     for m in manifests:

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from mf2.atomic import write_atomic, write_bytes_atomic
 from mf2.errors import UsageError
 from mf2.quality import psnr, ssim
 from mf2.models.archs import build
-from mf2.models.archs.cgan import init_weights
+from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
+from mf2.models.archs.hourglass import StackedHourglass
 from mf2.models.config import TrainConfig
 from mf2.restore.tensors import to_uint8
 from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
@@ -122,8 +123,9 @@ def plan_cpu(cfg: TrainConfig, device: torch.device, threads: int | None = None)
 
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     torch.manual_seed(cfg.seed)
-    hg = build("hourglass", cfg.hourglass)
-    gen, disc = build("cgan_generator", cfg.cgan), build("cgan_discriminator", cfg.cgan.disc_channels)
+    hg = cast(StackedHourglass, build("hourglass", cfg.hourglass))
+    gen = cast(TwoPathwayGenerator, build("cgan_generator", cfg.cgan))
+    disc = build("cgan_discriminator", cfg.cgan.disc_channels)
     for m in (hg, gen, disc):
         m.apply(init_weights)
     if cfg.hourglass.stem == "newell":
@@ -133,8 +135,12 @@ def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     return {"hg": hg, "gen": gen, "disc": disc}
 
 
+_PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}  # LossConfig.hg_pixel
+
+
 def _rng_state() -> dict:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
             "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
             "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
@@ -191,7 +197,7 @@ class StageData:
     record: dict
 
     @classmethod
-    def build(cls, manifests: list[str], cfg: TrainConfig) -> "StageData":
+    def build(cls, manifests: Sequence[str | Path], cfg: TrainConfig) -> "StageData":
         train, val, how = split_pairs(manifests, cfg.val_fraction, cfg.seed)
         note = f"{len(train)} train / {len(val)} val pairs: {how}"
         if not val:
@@ -250,7 +256,8 @@ class Trainer:
         # channels_last: 1.3x the images/s of both stages on a CPU (measured, small preset)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = fmt
-        self.models = {k: m.to(self.device, memory_format=fmt) for k, m in build_models(cfg).items()}
+        self.models = {k: m.to(self.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
+                       for k, m in build_models(cfg).items()}
         self.opt = {
             "hg": torch.optim.Adam(self.models["hg"].parameters(), lr=cfg.hg_stage.lr, betas=tuple(cfg.hg_stage.betas)),
             "gen": torch.optim.Adam(self.models["gen"].parameters(), lr=cfg.cgan_stage.lr,
@@ -439,8 +446,8 @@ class Trainer:
         own generator: making a loader must not draw from the global RNG (exact resume)."""
         if kind not in self._loaders:
             w = self.cpu.loader_workers
-            common = dict(num_workers=w, pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+            common: dict[str, Any] = dict(num_workers=w, pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
+                                          generator=torch.Generator().manual_seed(self.cfg.seed))
             self._loaders[kind] = (DataLoader(self.train_ds, batch_sampler=EpochBatches(), **common) if kind == "train"
                                    else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common))
         return self._loaders[kind]
@@ -451,7 +458,7 @@ class Trainer:
         batches = [[(epoch, i) for i in order[j:j + bs]] for j in range(0, len(order), bs)]
         if len(batches) > 1 and len(batches[-1]) < bs:
             batches = batches[:-1]  # equal batches: batch norm statistics stay comparable
-        self._loader("train").batch_sampler.batches = batches[start:]
+        cast(EpochBatches, self._loader("train").batch_sampler).batches = batches[start:]
         return len(batches)
 
     def steps_per_epoch(self) -> int:
@@ -472,8 +479,8 @@ class Trainer:
         hg = self._m("hg")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             outs = hg(blurry)
-            pixel = {"l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}[self.cfg.loss.hg_pixel]
-            loss = sum(pixel(o.float(), sharp) for o in outs) / len(outs)
+            pixel = _PIXEL_LOSSES[self.cfg.loss.hg_pixel]
+            loss = cast(torch.Tensor, sum(pixel(o.float(), sharp) for o in outs)) / len(outs)
         self.opt["hg"].zero_grad(set_to_none=True)
         loss.backward()
         self.opt["hg"].step()
@@ -525,8 +532,8 @@ class Trainer:
 
     def validate(self, stage: str, prog: Progress) -> dict:
         loader = self._loader("val")
-        scores = {"ssim": [], "psnr": [], "ssim_blurred": []}
-        grid = []
+        scores: dict[str, list[float]] = {"ssim": [], "psnr": [], "ssim_blurred": []}
+        grid: list[np.ndarray] = []
         for b, batch in enumerate(loader):
             if b >= self.cfg.val_max_batches:
                 break
@@ -564,14 +571,16 @@ class Trainer:
         from tqdm import tqdm
 
         self.use(stage)
+        hg_step = 0
         if stage == "cgan":
             hg_prog = self.load("hg")
             if hg_prog is None:
                 raise UsageError(f"--stage cgan: no trained hourglass in {self.ckpt_path('hg')} (run --stage hg first)")
-        prog = self.load(stage) or Progress(stage, hg_step=hg_prog.step if stage == "cgan" else 0)
-        if stage == "cgan" and prog.hg_step != hg_prog.step:  # preflight() catches this before any work
+            hg_step = hg_prog.step
+        prog = self.load(stage) or Progress(stage, hg_step=hg_step)
+        if stage == "cgan" and prog.hg_step != hg_step:  # preflight() catches this before any work
             raise UsageError(f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
-                             f"which has since been trained to step {hg_prog.step}; add --restart-cgan")
+                             f"which has since been trained to step {hg_step}; add --restart-cgan")
         if prog.done and (max_steps is None or prog.step >= max_steps):
             self.echo(f"{stage}: already trained ({prog.step} steps)")
             return StageResult(stage, prog.step, 0.0)

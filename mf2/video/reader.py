@@ -13,7 +13,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Generator
 
 import ffmpeg
 import numpy as np
@@ -172,7 +172,8 @@ def _start_decoder(info: VideoInfo, numbered: bool):
     )
 
 
-def iter_frames(video: str | Path | VideoInfo, damage: DecodeDamage | None = None) -> Iterator[np.ndarray]:
+def iter_frames(video: str | Path | VideoInfo, damage: DecodeDamage | None = None
+                ) -> Generator[np.ndarray, None, None]:
     """Yield ``(H, W, 3)`` uint8 RGB frames in display orientation.
 
     Raises ``InputError`` if ffmpeg fails (truncated or corrupt file), after yielding the

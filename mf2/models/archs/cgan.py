@@ -10,6 +10,8 @@ decoder. At prediction time only the hourglass and ``G_bl`` run.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -143,12 +145,13 @@ class TwoPathwayGenerator(nn.Module):
         return fake, code_bl, rec, code_s
 
     def forward_bl(self, blurry: torch.Tensor, hg_out: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([blurry, hg_out], dim=1) if self.condition_on_hg else blurry
+        x = torch.cat([blurry, cast(torch.Tensor, hg_out)], dim=1) if self.condition_on_hg else blurry
         code, feats = self.enc_bl(x)
         out = self.decoder(code, feats, bl_base(self.residual, blurry, hg_out))
         return dead_zone(blurry, out, self.dead_zone, self.training), code
 
     def forward_s(self, sharp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.enc_s is not None, "a two-pathway generator"  # forward() checks before calling
         code, feats = self.enc_s(sharp)
         return self.decoder(code, feats, sharp if self.residual else None), code
 

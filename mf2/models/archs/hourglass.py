@@ -10,6 +10,8 @@ See ``StackedHourglass`` for the two stems.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -96,7 +98,7 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"hourglass stem {stem!r}: expected one of {', '.join(STEMS)}")
         self.stem_kind = stem
         if stem == "newell":
-            self.stem = NewellStem(in_ch, features)
+            self.stem: nn.Module = NewellStem(in_ch, features)
             self.fine = nn.PixelUnshuffle(4)
             self.heads = nn.ModuleList(FullResHead(features, in_ch) for _ in range(stacks))
             self.back = nn.ModuleList(nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(in_ch * 16, features, 1))
@@ -130,9 +132,9 @@ class StackedHourglass(nn.Module):
         blurry input's error instead of a random image's (a N(0, 0.02) init of a 3x3 conv on
         112 channels perturbs the image by ~0.4 in tanh space)."""
         for head in self.heads:
-            last = head.out[0] if isinstance(head, FullResHead) else head
+            last = cast(nn.Conv2d, head.out[0] if isinstance(head, FullResHead) else head)
             nn.init.zeros_(last.weight)
-            nn.init.zeros_(last.bias)
+            nn.init.zeros_(cast(torch.Tensor, last.bias))
 
 
 @register("hourglass")
