@@ -381,7 +381,7 @@ class FaceTracker:
                     continue
                 started = self._start(f, det)
                 if started is not None:
-                    rows.append(r)
+                    rows.append(started)
                     taken.append(det.box)
         if not any(r.landmarks is not None for r in rows):
             rows.append(self._row(f, None, None, None, float("nan"), "none", NO_FACE))

@@ -567,10 +567,9 @@ class Trainer:
         return res
 
     # -- the loop -----------------------------------------------------------------------------------
-    def run_stage(self, stage: str, max_steps: int | None = None) -> StageResult:
-        from tqdm import tqdm
-
-        self.use(stage)
+    def _progress(self, stage: str) -> Progress:
+        """Where the stage stands (a new Progress when it has not started); the cGAN's must
+        have started on the hourglass as it is now."""
         hg_step = 0
         if stage == "cgan":
             hg_prog = self.load("hg")
@@ -581,6 +580,13 @@ class Trainer:
         if stage == "cgan" and prog.hg_step != hg_step:  # preflight() catches this before any work
             raise UsageError(f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
                              f"which has since been trained to step {hg_step}; add --restart-cgan")
+        return prog
+
+    def run_stage(self, stage: str, max_steps: int | None = None) -> StageResult:
+        from tqdm import tqdm
+
+        self.use(stage)
+        prog = self._progress(stage)
         if prog.done and (max_steps is None or prog.step >= max_steps):
             self.echo(f"{stage}: already trained ({prog.step} steps)")
             return StageResult(stage, prog.step, 0.0)
