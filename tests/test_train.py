@@ -511,3 +511,24 @@ def test_dead_zone_keeps_small_changes_out_at_prediction_time_only():
     assert not torch.equal(hg(img)[-1], img)
     with pytest.raises(Exception, match="dead_zone"):
         load_config("tiny", {"cgan": {"dead_zone": -1}})
+
+
+def test_psnr_pixel_loss_is_the_mean_log_mse_of_each_image():
+    """loss.hg_pixel psnr: minimising it maximises the images' mean PSNR (each image weighs the
+    same, however blurred), with a floor that keeps identity pairs finite."""
+    from mf2.models.config import load_config
+    from mf2.train.losses import log_mse_loss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    pred = target + torch.tensor([0.0, 0.01, 0.3]).view(3, 1, 1, 1) * torch.randn(3, 3, 8, 8, generator=g)
+    mse = ((pred - target) ** 2).flatten(1).mean(1)
+    floor = 4.0 * 10 ** (-50 / 10)
+    assert torch.allclose(log_mse_loss(pred, target), torch.log(mse + floor).mean())
+    # a plain MSE barely sees the nearly sharp image; the log weighs its error like the others'
+    p = pred.clone().requires_grad_(True)
+    log_mse_loss(p, target).backward()
+    per_image = p.grad.flatten(1).norm(dim=1)
+    assert per_image[1] > per_image[2]  # the smaller error gets the larger push (1 / MSE)
+    assert torch.isfinite(log_mse_loss(target, target))
+    assert load_config("tiny", {"loss": {"hg_pixel": "psnr"}}).loss.hg_pixel == "psnr"
