@@ -168,7 +168,7 @@ def test_training_threads_follow_the_free_cores():
     import torch
 
     from mf2.models.config import load_config
-    from mf2.train.trainer import busy_cores, plan_cpu
+    from mf2.train.devices import busy_cores, plan_cpu
 
     cfg = load_config("paper")  # 4 loader workers configured
     cpu = torch.device("cpu")

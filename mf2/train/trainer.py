@@ -5,11 +5,9 @@ position in the epoch's sample order, which is itself a function of (seed, epoch
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,97 +26,12 @@ from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
 from mf2.models.archs.hourglass import StackedHourglass
 from mf2.models.config import TrainConfig
 from mf2.restore.tensors import to_uint8
+from mf2.train.checkpoint import Progress, dataset_record, filled_config, rng_state, set_rng_state
+from mf2.train.devices import pick_device, plan_cpu, setup_distributed
 from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
 
 STAGES = ("hg", "cgan")
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed() -> Dist:
-    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK: one process per GPU, gradients all-reduced."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    d = Dist(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(d.local_rank)
-    return d
-
-
-def pick_device(dist: Dist, want: str = "auto") -> torch.device:
-    if want == "cpu" or (want == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device visible")
-    return torch.device("cuda", dist.local_rank)
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """How this process uses the CPU: torch's intra-op threads and the loader's worker
-    processes. Neither changes what is learned (augmentations are drawn per sample from
-    (seed, epoch, index)); both decide the speed."""
-
-    cores: int  # the cores this process may run on (its affinity)
-    busy: float  # cores other processes kept busy at the start (busy_cores)
-    threads: int
-    loader_workers: int
-
-    def line(self) -> str:
-        return (f"{self.threads} torch thread(s), {self.loader_workers} loader worker(s) on {self.cores} core(s) "
-                f"({self.busy:.1f} busy with other processes at the start)")
-
-
-def busy_cores(seconds: float = 0.3) -> float:
-    """How many cores other processes keep busy now: the machine's busy share over a short
-    sleep of this process (Linux /proc/stat), times the cores. The load average would lag a
-    minute behind a job that just started or ended; elsewhere it is the fallback."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-        idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
-        return sum(vals[:8]) - idle, sum(vals[:8])
-
-    try:
-        b0, t0 = sample()
-        time.sleep(seconds)
-        b1, t1 = sample()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
-
-
-def plan_cpu(cfg: TrainConfig, device: torch.device, threads: int | None = None) -> CpuPlan:
-    """Threads for the cores that are free. torch starts one intra-op thread per core; when
-    another process keeps a core busy, its threads wait on each other at every parallel
-    region: on a 2-core machine beside one busy process, 2 threads trained at 4 images/s and
-    1 thread at 34 (issue 30). So: the cores this process may use (affinity, as
-    mf2.pipeline.threads does for Dask workers) less the cores other processes keep busy,
-    at least one. On the CPU the loader's workers would take cores from the convolutions; they
-    run only where cores are left over (and on a GPU, at most the cores less one)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = busy_cores() if threads is None else 0.0
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads {threads}: must be >= 1")
-    n = threads or max(1, min(cores, int(cores - busy + 0.5)))
-    spare = max(0, cores - n) if device.type == "cpu" else max(0, cores - 1)
-    return CpuPlan(cores, round(busy, 2), n, min(cfg.num_workers, spare))
 
 
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
@@ -139,32 +52,6 @@ _PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
     "l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}  # LossConfig.hg_pixel
 
 
-def _rng_state() -> dict:
-    np_state: Any = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
-            "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    random.setstate((3, tuple(s["python"]), s["python_pos"]))
-    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _filled(saved: dict) -> dict:
-    """A checkpoint's configuration with the keys it predates at their defaults: a run made
-    before a new option was added resumes while that option stays at its default."""
-    from mf2.models.config import config_from_dict
-
-    try:
-        return config_from_dict(saved).to_dict()
-    except UsageError:
-        return saved
-
-
 def _labelled(grid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
     """A white band above equal-width columns, each named: a sample grid read months later
     (or by another lab) says which column is which."""
@@ -175,16 +62,6 @@ def _labelled(grid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
     for i, name in enumerate(labels):
         cv2.putText(band, name, (i * w + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([band, grid], axis=0)
-
-
-@dataclass
-class Progress:
-    stage: str
-    step: int = 0
-    epoch: int = 0
-    pos: int = 0  # batches of this epoch already done
-    done: bool = False
-    hg_step: int = 0  # cgan: the hourglass checkpoint it trains on
 
 
 @dataclass
@@ -206,20 +83,6 @@ class StageData:
                   "split": how}
         return cls(training_dataset(train, cfg),
                    PairDataset(val or train[: cfg.batch_size], cfg.image_size, False), note, record)
-
-
-def dataset_record(manifest: str | Path) -> dict:
-    """Which pairs: the manifest's path as given, its mode and the sha256 of its Parquet file,
-    so a run says what it was trained on and a resume on other pairs is refused."""
-    from mf2.dataset.manifest import load
-
-    ds = load(manifest)
-    h = hashlib.sha256(ds.path.read_bytes()).hexdigest()
-    try:
-        mode = json.loads(ds.meta.get("mf2.params") or "{}").get("mode", "")
-    except ValueError:
-        mode = ""
-    return {"path": str(manifest), "mode": mode, "pairs_sha256": h, "n_pairs": ds.table.num_rows}
 
 
 @dataclass
@@ -306,7 +169,7 @@ class Trainer:
                  "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
                  "models": {k: m.state_dict() for k, m in self.models.items()},
                  "optim": {k: o.state_dict() for k, o in self.opt.items()},
-                 "scaler": self.scaler.state_dict(), "rng": _rng_state(),
+                 "scaler": self.scaler.state_dict(), "rng": rng_state(),
                  "data": {k: self.data[k].record for k in STAGES}}
         write_atomic(self.ckpt_path(prog.stage), lambda tmp: torch.save(state, tmp))
 
@@ -327,7 +190,7 @@ class Trainer:
         if not isinstance(state, dict) or state.get("format") != "mf2-train-1" or \
                 not {"config", "models", "optim", "step"} <= set(state):
             raise UsageError(f"{p}: not an mf2 training checkpoint")
-        if _filled(state["config"]) != self.cfg.to_dict():
+        if filled_config(state["config"]) != self.cfg.to_dict():
             raise UsageError(f"{p}: made with another configuration; use another --out or the same --config")
         was = state.get("data", {}).get(stage)
         now = self.data[stage].record
@@ -358,7 +221,7 @@ class Trainer:
             for k, o in self.opt.items():
                 o.load_state_dict(state["optim"][k])
             self.scaler.load_state_dict(state["scaler"])
-            _set_rng_state(state["rng"])
+            set_rng_state(state["rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise UsageError(f"{p}: does not fit this model ({type(e).__name__}: {why})") from None
