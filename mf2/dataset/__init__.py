@@ -1,4 +1,4 @@
-"""The dataset folder: the one place that knows its file names (issue 32, first step).
+"""The dataset folder: its one owner, the only place that knows its file names (issue 32).
 
 A dataset folder holds ``pairs.parquet`` (the manifest), ``failures.parquet``, ``removed.parquet``
 (takedowns), the settings it was claimed with, the per-video ``parts/``, the cached
