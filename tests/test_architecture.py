@@ -240,13 +240,11 @@ def test_landmark_fetch_and_dask_settings_are_declared_once() -> None:
     assert all(overrides[k].default is None for k in ("backend", "fan_weights", "out_size", "workers", "scheduler"))
 
 
-def test_no_long_functions_outside_the_cli() -> None:
-    """Drivers are split into named steps: no function over 60 lines (decorators and
-    docstring included) anywhere in mf2 but the click commands of mf2/cli.py."""
+def test_no_long_functions() -> None:
+    """Drivers are split into named steps: no function over 60 lines (from its def to its last
+    line, docstring included) anywhere in mf2, the click commands of mf2/cli.py included."""
     long = []
     for path in sorted(ROOT.rglob("*.py")):
-        if path == ROOT / "cli.py":
-            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 n = node.end_lineno - node.lineno + 1
