@@ -152,28 +152,44 @@ def materialize(manifest: str | Path, videos: str | Path, out: str | Path,
                 keep_mismatched: bool = False) -> "MaterializeSummary":
     """``mf2 materialize``: rebuild a shared manifest's pixels from your copies of its videos."""
     from mf2.share.materialize import materialize as run
+    from mf2.video import require_ffmpeg
 
-    return run(manifest, videos, Path(out), keep_mismatched)
+    require_ffmpeg()
+    folder = check_writable_dir(Path(out))
+    return run(manifest, videos, folder, keep_mismatched=keep_mismatched)
 
 
 def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small", stage: str = "all",
           max_steps: int | None = None, device: str = "auto", hg_pairs: Sequence[str | Path] | None = None,
-          threads: int | None = None, echo: Echo = _quiet) -> "dict[str, StageResult]":
+          threads: int | None = None, restart_cgan: bool = False, echo: Echo = _quiet
+          ) -> "dict[str, StageResult]":
     """``mf2 train``: the hourglass, then the cGAN, into the resumable run folder ``out``
     (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file."""
     from mf2.models.config import load_config
     from mf2.train.trainer import train as run
 
-    return run([str(d) for d in datasets], Path(out), load_config(config), stage, max_steps, device, echo,
-               False, False, [str(h) for h in hg_pairs] if hg_pairs else None, threads)
+    if not datasets:
+        raise UsageError("mf2 train: give at least one pair dataset (mf2 train DATASET ... --out RUN)")
+    if max_steps is not None and max_steps < 1:
+        raise UsageError(f"--max-steps {max_steps}: must be >= 1")
+    cfg = load_config(config)
+    folder = check_writable_dir(Path(out))
+    return run([str(d) for d in datasets], folder, cfg, stage, max_steps, device, echo=echo,
+               restart_cgan=restart_cgan, hg_manifests=[str(h) for h in hg_pairs] if hg_pairs else None,
+               threads=threads)
 
 
 def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mode: str = "auto",
-           margin: float = 0.25, device: str = "auto") -> "DeblurResult":
-    """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``."""
+           margin: float = 0.25, device: str = "auto", reference: int | None = None) -> "DeblurResult":
+    """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``;
+    ``reference``: a sharp frame of a video whose identity every restored frame is traced
+    against."""
     from mf2.restore.deblur import deblur as run
+    from mf2.video import require_ffmpeg
 
-    return run([str(i) for i in inputs], str(model), Path(out), mode, margin, device)
+    require_ffmpeg()
+    folder = check_writable_dir(Path(out))
+    return run([str(i) for i in inputs], str(model), folder, mode, margin, device, reference)
 
 
 def evaluate(datasets: Sequence[str | Path], models: Sequence[str | Path] = (),

@@ -503,7 +503,7 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
       mf2 verify runs/vla
       mf2 verify shared_vla.parquet --no-hashes --json
     """
-    from mf2.share.verify import verify as run_verify
+    from mf2.api import verify as run_verify
 
     rep = run_verify(dataset, hashes=not no_hashes)
     if rep.unreadable and not as_json:
@@ -550,7 +550,7 @@ def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str,
         raise UsageError(f"--format {fmt}: {'--no-images' if no_images else '--link'} applies to --format folder")
     check_writable_dir(Path(out).parent if no_images else Path(out), "--out")
     if fmt == "folder":
-        from mf2.share.export import export as run_export
+        from mf2.api import export as run_export
 
         res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
         click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
@@ -576,12 +576,9 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
     Examples:
       mf2 materialize 2mf2_vla.parquet --videos DATA/fetch.parquet --out DS
     """
-    from mf2.share.materialize import materialize as run_materialize
-    from mf2.video import require_ffmpeg
+    from mf2.api import materialize as run_materialize
 
-    require_ffmpeg()
-    check_writable_dir(Path(out))
-    res = run_materialize(manifest, videos, Path(out), keep_mismatched=keep_mismatched)
+    res = run_materialize(manifest, videos, out, keep_mismatched=keep_mismatched)
     click.echo(f"mf2 materialize: {res.line()} ({res.seconds:.1f} s)", err=True)
     if res.n_mismatched or res.n_missing:
         click.echo(f"per-pair report: {res.report_path}", err=True)
@@ -738,20 +735,12 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
       mf2 train runs/vla --config small --out runs/model
       mf2 train runs/vla --hg-pairs runs/synthetic --config paper --out runs/paper  # the paper's recipe
     """
-    from mf2.models.config import load_config
-    from mf2.train.trainer import train as run_train
+    from mf2.api import train as run_train
 
     pairs = _datasets(datasets, old_pairs, "train")
-    if not pairs:
-        raise UsageError("mf2 train: give at least one pair dataset (mf2 train DATASET ... --out RUN)")
-    if max_steps is not None and max_steps < 1:
-        raise UsageError(f"--max-steps {max_steps}: must be >= 1")
-    cfg = load_config(config)
-    check_writable_dir(Path(out))
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
-    results = run_train(list(pairs), Path(out), cfg, stage, max_steps, device,
-                        echo=_echo_err if main_rank else (lambda line: None), restart_cgan=restart_cgan,
-                        hg_manifests=list(hg_pairs) or None, threads=threads)
+    results = run_train(list(pairs), out, config, stage, max_steps, device, list(hg_pairs) or None, threads,
+                        restart_cgan, echo=_echo_err if main_rank else (lambda line: None))
     if not main_rank:
         return
     for st, r in results.items():
@@ -783,12 +772,9 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
       mf2 deblur face.png frames/ --checkpoint runs/model/model.pt --out restored
       mf2 deblur talk.mp4 --reference 120 --checkpoint runs/model/model.pt --out restored
     """
-    from mf2.restore.deblur import deblur as run_deblur
-    from mf2.video import require_ffmpeg
+    from mf2.api import deblur as run_deblur
 
-    require_ffmpeg()
-    check_writable_dir(Path(out))
-    r = run_deblur(list(inputs), checkpoint, Path(out), mode, margin, device, reference)
+    r = run_deblur(list(inputs), checkpoint, out, mode, margin, device, reference)
     click.echo(f"mf2 deblur: {r.model}", err=True)
     for line in r.skipped:
         click.echo(f"skipped: {line}", err=True)

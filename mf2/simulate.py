@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,7 @@ from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
 from mf2.params import PAIR_FILTERS, SIMULATE, default, get_path
 from mf2.faces.select import LandmarkConfig
-from mf2.faces.series import FACE_CHOICES, face_ids, face_series
+from mf2.faces.series import FACE_CHOICES, FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
 from mf2.schema import (PAIR_SCHEMA, made_with, pair_table, metadata, params_json, read_cached, read_metadata,
                         try_read_metadata)
@@ -341,7 +341,8 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
     bpp = bits_per_pixel(info.bit_rate, info.coded_width, info.coded_height, float(info.fps))
     with contextlib.closing(iter_frames(info)) as frames:
         for w, blurry, sharp in render_windows(_counted(frames, progress), windows, cfg.crf, cfg.out_size):
-            extra, ser = extra_of[id(w)]
+            extra, series = extra_of[id(w)]
+            ser = cast(FaceSeries, series)  # a plan with windows has its series
             extra = dict(extra)
             face_id = int(ser.face_id[w.center])
             blurry = mode.blur(cfg, sharp, blurry, extra)

@@ -24,7 +24,7 @@ average of a frame set does not depend on the order of its frames.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import cv2
 import numpy as np
@@ -147,7 +147,7 @@ class VlaStats:
 class Thumbs:
     """Grey thumbnails of every frame (uint8, random access) and their scale."""
 
-    def __init__(self, frames: np.ndarray, scale: float):
+    def __init__(self, frames: Any, scale: float):  # an array, or anything indexed by frame (modes.vla.ThumbFile)
         self.frames, self.scale = frames, scale
 
 
@@ -268,11 +268,11 @@ class _Planner:
             osc_min = cfg.osc_frac * float(self.face_size[seq[0]])
         if lost or fb > cfg.max_fb_bad:
             st.reason = "flow-failure"
-        elif st.overlap < cfg.min_overlap:
+        elif cast(float, st.overlap) < cfg.min_overlap:
             st.reason = "overlap"
-        elif st.quality < cfg.min_quality:
+        elif cast(float, st.quality) < cfg.min_quality:
             st.reason = "quality"
-        elif float(np.hypot(*disp)) >= osc_min and st.osc_px <= -osc_min:
+        elif float(np.hypot(*disp)) >= osc_min and cast(float, st.osc_px) <= -osc_min:
             st.reason = "oscillation"
         return v, st, cand_acc
 

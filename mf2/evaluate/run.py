@@ -16,7 +16,9 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar, cast
+
+_Row = TypeVar("_Row")
 
 import numpy as np
 
@@ -119,7 +121,7 @@ def setting_of(row: dict) -> str:
     return get_mode(row["mode"]).label(row)
 
 
-def _select(rows: list[dict], limit: int) -> list[dict]:
+def _select(rows: list[_Row], limit: int) -> list[_Row]:
     if not limit or len(rows) <= limit:
         return rows
     idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
@@ -195,7 +197,7 @@ def evaluate(manifests: Sequence[str | Path], methods: list[Method], cfg: Evalua
                       verify(video_pairs, desc, list(selected), names) if video_pairs else None)
 
 
-def _select_pairs(manifests: list[str | Path], cfg: EvaluateConfig
+def _select_pairs(manifests: Sequence[str | Path], cfg: EvaluateConfig
                   ) -> tuple[list[Dataset], dict[str, list[tuple[Dataset, dict]]]]:
     """The manifests, and the pairs to score grouped by blur setting (in the paper's order)."""
     datasets: list[Dataset] = [load(m) for m in manifests]
@@ -232,7 +234,7 @@ class _Scorer:
             from mf2.faces.dlib_backend import DlibBackend
 
             # Faces fill about 2/3 of a pair's crop: no detector upsampling needed (4x faster).
-            self.backend = DlibBackend(min_face=64)
+            self.backend: Any = DlibBackend(min_face=64)
         else:
             self.backend = make_backend(lcfg)
         self.embedder = IdentityEmbedder() if cfg.identity else None
@@ -241,7 +243,7 @@ class _Scorer:
             if m.kind == "checkpoint":
                 from mf2.restore.deblur import Deblurrer
 
-                self.models[m.name] = Deblurrer(m.folder, stage=m.stage)
+                self.models[m.name] = Deblurrer(cast(Path, m.folder), stage=m.stage)
 
     def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
         # human landmarks (the stills, or a 300VW-style annotated frame) are the ground truth as
@@ -260,7 +262,9 @@ class _Scorer:
         gt = recorded if use_recorded else self.backend.fit([sharp], [box])[0][0]
         refit = None if use_recorded else nme(gt, recorded)
         sharp_emb = self.embedder.embed(sharp, gt) if self.embedder else None
-        scores, shown, embs = [], {}, {}
+        scores: list[PairScore] = []
+        shown: dict[str, bytes] = {}
+        embs: dict[str, Any] = {}
         for m in self.methods:
             img = self._image(m, row, sharp, blurry)
             pred = self.backend.fit([img], [box])[0][0]
@@ -268,7 +272,7 @@ class _Scorer:
                 cos = math.nan
             else:  # the Oracle's image is the sharp target: same input, same descriptor
                 embs[m.name] = sharp_emb if m.kind == "oracle" else self.embedder.embed(img, gt)
-                cos = cosine(embs[m.name], sharp_emb)
+                cos = cosine(embs[m.name], cast(np.ndarray, sharp_emb))  # embedder on: embedded
             if show:
                 shown[m.name] = _png_with_points(img, pred)
             scores.append(PairScore(setting, m.name, row["pair_id"], ssim(img, sharp), psnr(img, sharp),
@@ -282,7 +286,7 @@ class _Scorer:
             return blurry
         if m.kind == "checkpoint":
             return self.models[m.name]([blurry])[0]
-        img = read_rgb(restored_path(m, row["pair_id"], row["blurry_path"]))
+        img = read_rgb(cast(Path, restored_path(m, row["pair_id"], row["blurry_path"])))
         if img.shape != sharp.shape:
             raise InputError(f"--restored {m.name}: pair {row['pair_id']} is {img.shape[1]}x{img.shape[0]}, "
                              f"expected {sharp.shape[1]}x{sharp.shape[0]}", "bad-image")

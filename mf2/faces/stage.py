@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, cast
 
 import numpy as np
 import pyarrow as pa
@@ -226,7 +226,7 @@ def _flag_size_outliers(rows: list[FaceRow], ratio: float) -> None:
         if r.reason == "ok" and r.track is not None:
             by_track.setdefault(r.track, []).append(i)
     for idx in by_track.values():
-        ext = np.array([float(np.ptp(rows[i].landmarks, axis=0).max()) for i in idx])
+        ext = np.array([float(np.ptp(cast(np.ndarray, rows[i].landmarks), axis=0).max()) for i in idx])
         alive = np.ones(len(idx), bool)
         for _ in range(64):
             e = ext / float(np.median(ext[alive]))

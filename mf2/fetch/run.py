@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 from types import SimpleNamespace
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ from mf2.atomic import write_parquet_atomic
 from mf2.fetch.download import (ClusterRateLimiter, FetchConfig, FetchError, RateLimiter, clean_partials, fetch_one, final_path,
                                 verify_video)
 from mf2.errors import FILTERED, InputError, retried_by_default
+from mf2.video import VideoInfo
 from mf2.video.filters import VideoFilter
 from mf2.fetch.manifest import ManifestRow, read_manifest
 from mf2.schema import metadata, try_read_metadata
@@ -169,7 +171,7 @@ def _filter(results: dict[str, dict], filters: VideoFilter) -> None:
             continue
         info = SimpleNamespace(n_frames=res["n_frames"], fps=res["fps"], height=res["height"])
         try:
-            filters.check_video(info)
+            filters.check_video(cast(VideoInfo, info))  # the fields a filter reads
             res.update(status="ok", error_class=None, error=None)
         except InputError as e:
             res.update(status="filtered", error_class=FILTERED, error=str(e))

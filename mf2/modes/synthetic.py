@@ -25,9 +25,9 @@ def _plan(ctx: PlanContext, ser: FaceSeries) -> Plan:
     for f in exposures[:: cfg.stride]:
         f = int(f)
         crop = face_crop(ser.landmarks[f], cfg.margin) if valid[f] else None
-        why = str(ser.reason[f]) if not valid[f] else (None if crop_fits(crop, size) else "crop-too-large")
-        if why:
-            skipped[why] = skipped.get(why, 0) + 1
+        why = str(ser.reason[f]) if crop is None else (None if crop_fits(crop, size) else "crop-too-large")
+        if why is not None or crop is None:
+            skipped[str(why)] = skipped.get(str(why), 0) + 1
             continue
         seed = pair_seed(syn.seed, sha, f)
         windows.append(Window((f,), f, crop, 0))

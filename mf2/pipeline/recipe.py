@@ -97,7 +97,7 @@ class Recipe:
                "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
                "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
                "jobs": [{"name": j.name, **({"inputs": j.inputs} if j.inputs != "videos" else {}),
-                         **values_of(j.cfg, [p for p in SIMULATE if p.applies(j.cfg.mode)])} for j in self.jobs]}
+                         **values_of(j.cfg, tuple(p for p in SIMULATE if p.applies(j.cfg.mode)))} for j in self.jobs]}
         if self.train is not None:
             out["train"] = self.train.to_dict()
         return out
@@ -181,7 +181,7 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
     if not _NAME.match(name):
         raise UsageError(f"{_where(src, 'name')}: {name!r} must match {_NAME.pattern}")
     desc = _check_value(src, "description", data.get("description"), (str, _OPT))
-    sections = {}
+    sections: dict[str, dict[str, Any]] = {}
     for sec, spec in SECTIONS.items():
         given = _check_mapping(src, f"{sec}.", data.get(sec), spec)
         sections[sec] = {k: given.get(k, d) for k, (_, d) in spec.items()}

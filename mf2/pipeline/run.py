@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import UsageError
@@ -91,7 +91,7 @@ def _video_sources(recipe: Recipe, out: Path, runner, manifest: str | None, vide
                    echo: Callable[[str], None] | None) -> tuple[list[VideoSource], dict | None]:
     """The run's videos: fetched from a manifest (with what the fetch did), or local ones."""
     if manifest is None:
-        return resolve_videos(videos, fps), None
+        return resolve_videos(cast(str, videos), fps), None  # the caller gives one of the two
     from dataclasses import replace
 
     from mf2.fetch.run import run_fetch

@@ -6,6 +6,7 @@ import errno
 import os
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def write_folder(ds: Dataset, table: pa.Table, out: Path, link: bool, extra: dic
                 except OSError as e:
                     if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                         raise
-            write_atomic(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            write_atomic(dst, partial(shutil.copyfile, src))
     write(pairs_path(out), table, pairs_metadata(table, ds.params, **extra))
     marker.unlink()
     return ExportSummary(table.num_rows, n, pairs_path(out))

@@ -19,6 +19,7 @@ import json
 import math
 import tarfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -75,6 +76,10 @@ def _hf_table(ds: Dataset, part: pa.Table) -> pa.Table:
                                                    b"mf2.kind": b"pairs-hf", b"mf2.version": __version__.encode()})
 
 
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd")
+
+
 def export_hf(dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shard_pairs: int = 1000) -> HubExport:
     ds = _loaded(dataset)
     table = select_splits(ds.table, splits)
@@ -86,7 +91,7 @@ def export_hf(dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shar
         for i, shard in enumerate(shards):
             path = out / "data" / f"{split}-{i:05d}-of-{len(shards):05d}.parquet"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, lambda tmp, t=_hf_table(ds, shard): pq.write_table(t, tmp, compression="zstd"))
+            write_atomic(path, partial(_write_parquet, _hf_table(ds, shard)))
             files.append(path)
     write_bytes_atomic(out / "README.md", dataset_card(ds, table, counts, "hf").encode())
     marker.unlink()
@@ -126,7 +131,7 @@ def export_webdataset(dataset: str | Path, out: Path, splits: tuple[str, ...] = 
         counts[split] = part.num_rows
         for i, shard in enumerate(_shards(part, shard_pairs)):
             path = out / f"{split}-{i:06d}.tar"
-            write_atomic(path, lambda tmp, s=shard: _write_tar(ds, s, tmp))
+            write_atomic(path, partial(_write_tar, ds, shard))
             files.append(path)
     write_bytes_atomic(out / "README.md", dataset_card(ds, table, counts, "webdataset").encode())
     marker.unlink()
