@@ -2,7 +2,10 @@
 
 Each function takes what its command takes, with the same names and defaults (the settings of
 ``simulate`` are the names in ``mf2.params``, as in recipes: ``mode``, ``L``, ``out_size``,
-``direction``, ``seed``...), and returns the summary the command prints, as a typed object::
+``direction``, ``seed``...) but two, chosen for a notebook on a laptop: ``simulate`` runs in
+this process (``workers=0``; None picks as the command does) and ``train`` starts from the
+``small`` preset (the command's default is ``paper``, for a GPU). Each returns the summary the
+command prints, as a typed object::
 
     import mf2.api as mf2
 
