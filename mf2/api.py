@@ -52,7 +52,9 @@ def _quiet(line: str) -> None:
 
 def simulate_config(**settings: Any):
     """The ``SimulateConfig`` that keyword settings describe (names of ``mf2.params``'s simulate,
-    landmark and filter tables; anything else is refused), validated, and the video filters."""
+    landmark and filter tables; anything else is refused), validated, and the video filters. A
+    setting of another mode is refused unless it holds its default, as in a recipe (the CLI, which
+    knows what was typed, refuses any typed one first)."""
     from mf2.faces.select import LandmarkConfig
     from mf2.params import FILTERS, LANDMARKS, SIMULATE
     from mf2.simulate import simulate_config as from_values
@@ -65,7 +67,7 @@ def simulate_config(**settings: Any):
     mode = settings.get("mode", known["mode"].default)
     for key in settings:
         p = known[key]
-        if p in SIMULATE and not p.applies(mode):
+        if p in SIMULATE and not p.applies(mode) and settings[key] != p.default:
             raise UsageError(f"{key}={settings[key]!r}: applies to mode {' or '.join(p.modes or ())}, not {mode}")
     lm = LandmarkConfig(**{p.target: settings.get(p.key, p.default) for p in LANDMARKS})
     filters = VideoFilter(**{p.target: settings.get(p.key, p.default) for p in FILTERS})

@@ -144,14 +144,6 @@ def _filters(params: dict):
     return f
 
 
-def _landmark_config(params: dict):
-    """The landmark settings (mf2.params.LANDMARKS), taken out of a command's keywords."""
-    from mf2.faces.select import LandmarkConfig
-    from mf2.params import LANDMARKS
-
-    return LandmarkConfig(**{p.target: params.pop(p.key) for p in LANDMARKS})
-
-
 def _fps_option(f):
     return click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
                         help="Frame rate of videos given as folders of numbered frames (a file has its own).")(f)
@@ -277,13 +269,11 @@ def simulate(videos, images, fps, out, contact_sheet, workers, scheduler, retry_
       mf2 simulate --videos clip.mp4 --mode synthetic --seed 0 --out-size 128 --out runs/syn --json --strict
       mf2 simulate --images stills/ --mode synthetic --out runs/photos
     """
-    from mf2.simulate import simulate_config
+    from mf2.api import simulate_config
 
     _take_aliases(params)
     _refuse_other_modes(params)
-    filters = _filters(params)
-    cfg = simulate_config(params, _landmark_config(params))
-    cfg.validate()
+    cfg, filters = simulate_config(**params)
     summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, _retry(retry_failed), replace, fps,
                         filters, images)
     _finish(summary.to_json(), summary.problems(), as_json, strict)

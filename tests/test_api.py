@@ -46,6 +46,7 @@ def test_api_refuses_what_the_cli_refuses(tmp_path: Path) -> None:
         api.simulate_config(lenght=7)
     with pytest.raises(UsageError, match="applies to mode"):
         api.simulate_config(mode="pravg", direction="both")
+    assert api.simulate_config(mode="pravg", direction="forward")[0].mode == "pravg"  # a default, as in recipes
     with pytest.raises(UsageError):
         api.simulate_config(mode="pravg", L=0)
     cfg, filters = api.simulate_config(mode="vla", direction="both", out_size=128)
