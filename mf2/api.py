@@ -50,7 +50,7 @@ def _quiet(line: str) -> None:
     """The default ``echo``: a notebook asked for a result, not a log."""
 
 
-def simulate_config(**settings: Any):
+def simulate_config(**settings: Any) -> "tuple[SimulateConfig, VideoFilter]":
     """The ``SimulateConfig`` that keyword settings describe (names of ``mf2.params``'s simulate,
     landmark and filter tables; anything else is refused), validated, and the video filters. A
     setting of another mode is refused unless it holds its default, as in a recipe (the CLI, which
