@@ -20,7 +20,8 @@ from mf2.evaluate.methods import Method
 from mf2.evaluate.report import markdown, write_report
 from mf2.evaluate.run import EvaluateConfig, evaluate, to_json
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.blur.windows import PrAvgConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import resolve_videos
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        run_simulate(sources, tmp / "pravg", SimulateConfig(mode="pravg", L=7, stride=args.stride), show_progress=False)
+        run_simulate(sources, tmp / "pravg", SimulateConfig(mode="pravg", pravg=PrAvgConfig(L=7), stride=args.stride), show_progress=False)
         run_simulate(sources, tmp / "vla", SimulateConfig(mode="vla"), show_progress=False)
         simulate_s = time.perf_counter() - t
         ev = evaluate([tmp / "pravg", tmp / "vla"], [Method("Blurred", "blurred"), Method("Oracle", "oracle")],

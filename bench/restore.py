@@ -51,14 +51,15 @@ def _configs(size: int, side: str) -> dict:
     """The simulate settings of each blur on one side; test windows of PrAvg do not overlap."""
     from mf2.blur.kernels import SyntheticConfig
     from mf2.blur.vla import VlaConfig
-    from mf2.simulate import SimulateConfig
+    from mf2.blur.windows import PrAvgConfig
+    from mf2.modes.config import SimulateConfig
 
     base = SimulateConfig(out_size=size)
     kernel = max(3, (31 * size // 256) | 1)  # the default 31 px kernel at 256, scaled with the crop
     train = side == "train"
     return {
         "vla": replace(base, mode="vla", vla=replace(VlaConfig(), direction="both" if train else "forward")),
-        "pravg7": replace(base, mode="pravg", L=7, stride=2 if train else 7),
+        "pravg7": replace(base, mode="pravg", pravg=PrAvgConfig(L=7), stride=2 if train else 7),
         "synthetic": replace(base, mode="synthetic", stride=2 if train else 7,
                              synthetic=replace(SyntheticConfig(), kernel_size=kernel, seed=0 if train else 1)),
     }

@@ -21,7 +21,8 @@ from mf2 import __version__
 from mf2.share.export import export
 from mf2.share.materialize import materialize
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.blur.windows import PrAvgConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import VideoSource
 
 DEFAULT_CLIPS = ["fomm_10.mp4", "lp_d9.mp4", "retalking_face_3.mp4"]
@@ -42,7 +43,7 @@ def main() -> None:
     sources = [VideoSource(Path(c).stem, args.videos / c) for c in args.clips]
     results = []
     for mode in args.modes:
-        cfg = SimulateConfig(mode=mode, L=7)
+        cfg = SimulateConfig(mode=mode, pravg=PrAvgConfig(L=7))
         sim, mat, identical = [], [], True
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:

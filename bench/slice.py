@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from mf2 import __version__
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.blur.windows import PrAvgConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import VideoSource
 from mf2.video import iter_frames, probe
 
@@ -43,7 +44,7 @@ def main() -> None:
             decode.append(n / (time.perf_counter() - t))
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
-                s = run_simulate([VideoSource(path.stem, path)], Path(out), SimulateConfig(L=7), show_progress=False)
+                s = run_simulate([VideoSource(path.stem, path)], Path(out), SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=False)
                 full.append(info.n_frames / (time.perf_counter() - t))
                 n_pairs = s.n_pairs
                 backend = pq.read_table(Path(out) / "landmarks" / f"{path.stem}.parquet", columns=["backend"])["backend"][0].as_py()

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from mf2 import __version__
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.blur.windows import PrAvgConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import VideoSource
 from mf2.models.config import load_config
 from mf2.train.data import PairDataset, split_pairs
@@ -46,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         s = run_simulate([VideoSource(Path(args.clip).stem, args.videos / args.clip)], tmp / "ds",
-                         SimulateConfig(L=7, stride=2), show_progress=False)
+                         SimulateConfig(pravg=PrAvgConfig(L=7), stride=2), show_progress=False)
         out["pairs"] = s.n_pairs
         for name in args.configs:
             cfg = load_config(name, {"num_workers": 0, **({"batch_size": args.batch} if args.batch else {})})

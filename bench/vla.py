@@ -27,7 +27,7 @@ from mf2.faces.select import LandmarkConfig
 from mf2.flow import FlowConfig, compute_flow
 from mf2.schema import landmarks_to_numpy
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import VideoSource
 from mf2.video import iter_frames, probe
 

@@ -31,7 +31,8 @@ from mf2 import __version__
 from mf2.blur.vla import VlaConfig
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.faces.stage import landmarks_for_video
-from mf2.simulate import SimulateConfig, Stages, merge_plans, plan_video
+from mf2.modes.config import SimulateConfig
+from mf2.simulate import Stages, merge_plans, plan_video
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import probe
 

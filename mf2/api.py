@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mf2.errors import UsageError, check_writable_dir
+from mf2.params import default
 
 if TYPE_CHECKING:
     from mf2.dataset.manifest import Dataset
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from mf2.share.export import ExportSummary
     from mf2.share.materialize import MaterializeSummary
     from mf2.share.verify import VerifyReport
-    from mf2.simulate import SimulateConfig
+    from mf2.modes.config import SimulateConfig
     from mf2.train.trainer import StageResult
     from mf2.video.filters import VideoFilter
 
@@ -57,7 +58,7 @@ def simulate_config(**settings: Any) -> "tuple[SimulateConfig, VideoFilter]":
     knows what was typed, refuses any typed one first)."""
     from mf2.faces.select import LandmarkConfig
     from mf2.params import FILTERS, LANDMARKS, SIMULATE
-    from mf2.simulate import simulate_config as from_values
+    from mf2.modes.config import simulate_config as from_values
     from mf2.video.filters import VideoFilter
 
     known = {p.key: p for p in (*SIMULATE, *LANDMARKS, *FILTERS)}
@@ -185,7 +186,7 @@ def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small"
 
 
 def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mode: str = "auto",
-           margin: float = 0.25, device: str = "auto", reference: int | None = None) -> "DeblurResult":
+           margin: float = default("margin"), device: str = "auto", reference: int | None = None) -> "DeblurResult":
     """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``;
     ``reference``: a sharp frame of a video whose identity every restored frame is traced
     against."""

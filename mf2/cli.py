@@ -462,7 +462,7 @@ def demo(out: str) -> None:
       mf2 demo --out demo_out
     """
     from mf2.sample import sample_video
-    from mf2.simulate import SimulateConfig
+    from mf2.modes.config import SimulateConfig
 
     _simulate(str(sample_video()), out, SimulateConfig(), True)
 
@@ -749,7 +749,7 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
 @click.option("--out", required=True, type=AbsPath(file_okay=False))
 @click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "crop", "frame"]),
               help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.")
-@click.option("--margin", default=0.25, show_default=True, type=float, help="Face crop margin, as in simulate.")
+@_options([BY_KEY["margin"]])
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--reference", type=click.IntRange(min=0), default=None,
               help="Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
@@ -789,10 +789,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 @click.option("--hourglass", "hourglasses", multiple=True,
               help="[NAME=]RUN/model.pt: that model's hourglass alone (step 1, the paper's HG row); repeatable.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
-@click.option("--landmarks", default="auto", show_default=True, type=click.Choice(["auto", "dlib", "fan"]),
-              help="Localiser run on every method's images, as in simulate: fan when CUDA and its weights "
-                   "exist, else dlib (report.json names the one used).")
-@click.option("--fan-weights", type=AbsPath(dir_okay=False), default=None)
+@_options([p for p in LANDMARKS if p.key in ("backend", "fan_weights")])  # the localiser run on every method's images
 @click.option("--gt", default="auto", show_default=True, type=click.Choice(["auto", "refit", "recorded"]),
               help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
                    "sharp target (auto/refit) or as recorded.")
@@ -809,7 +806,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
                    "accuracy ± std per method (the paper's Table 8).")
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print REPORT/report.json on stdout instead of the table.")
-def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, out, landmarks, fan_weights, gt, init, no_identity, limit, max_error,
+def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, out, backend, fan_weights, gt, init, no_identity, limit, max_error,
              kernel_sizes, seed, verification, make_html, as_json) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity.
 
@@ -829,7 +826,7 @@ def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, ou
     pairs = _datasets(datasets, old_pairs, "evaluate")
     if not pairs and not stills:
         raise UsageError("mf2 evaluate: give a pair dataset (mf2 evaluate DATASET ...) and/or --stills DIR")
-    cfg = EvaluateConfig(landmarks, fan_weights, gt, init, not no_identity, limit, max_error, make_html,
+    cfg = EvaluateConfig(backend, fan_weights, gt, init, not no_identity, limit, max_error, make_html,
                          verification=verification)
     cfg.validate()
     methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \

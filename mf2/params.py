@@ -68,7 +68,7 @@ SIMULATE: tuple[Param, ...] = (
     Param("mode", "--mode", str, "pravg", "mode",
           "pravg: average a fixed number L of frames; vla: variable-length averaging stopped by the paper's "
           "overlap/quality/flow rules; synthetic: random camera-shake kernels on single frames."),
-    Param("L", "--L", int, 7, "L", "pravg: frames per blurry image (odd, >= 3).", modes=("pravg",)),
+    Param("L", "--L", int, 7, "pravg.L", "pravg: frames per blurry image (odd, >= 3).", modes=("pravg",)),
     Param("stride", "--stride", int, 1, "stride", "pravg, synthetic: exposures between consecutive pairs.",
           modes=("pravg", "synthetic")),
     Param("crf", "--crf", str, "srgb", "crf",

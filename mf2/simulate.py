@@ -8,13 +8,12 @@ A failing video is recorded in failures.parquet and never stops the others.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, cast
+from typing import Callable, Iterator, cast
 
 import numpy as np
 import pyarrow as pa
@@ -23,108 +22,20 @@ import pyarrow.parquet as pq
 from mf2.pngs import encode_image
 from mf2.dataset import image_rel, part_path
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
-from mf2.blur.crf import CRF_MODES
-from mf2.blur.render import render_windows
-from mf2.blur.kernels import SyntheticConfig
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
-from mf2.blur.vla import VlaConfig
 from mf2.blur.windows import Window
-from mf2.flow import FlowConfig
-from mf2.errors import UsageError
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
-from mf2.params import PAIR_FILTERS, SIMULATE, default, get_path
-from mf2.faces.select import LandmarkConfig
-from mf2.faces.series import FACE_CHOICES, FaceSeries, face_ids, face_series
+from mf2.modes.config import SimulateConfig, simulate_config  # noqa: F401 (re-exported: notebooks import them from here)
+from mf2.modes.render import render_pairs
+from mf2.faces.series import FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
 from mf2.schema import (PAIR_SCHEMA, made_with, pair_table, metadata, params_json, read_cached, read_metadata,
                         try_read_metadata)
 from mf2.sources import VideoSource, sha256_file
-from mf2.video import VideoInfo, iter_frames, probe
+from mf2.video import VideoInfo, probe
 from mf2.video.frames import PHOTO_CODEC
 
-
-
-@dataclass(frozen=True)
-class SimulateConfig:
-    """What one simulate job makes. Each user-settable field is declared in mf2.params (flag,
-    recipe key, default, help); ``simulate_config`` builds this from those keys."""
-
-    mode: str = default("mode")
-    L: int = default("L")  # pravg
-    stride: int = default("stride")  # pravg, synthetic: exposures between pairs
-    crf: str = default("crf")
-    out_size: int = default("out_size")
-    margin: float = default("margin")
-    skip_duplicates: bool = default("skip_duplicates")
-    face: str = default("face")  # the face of each shot: largest | centre | longest (mf2.faces.series)
-    faces: str = default("faces")  # main: that face only; all: every face of the video, each its own face_id
-    min_target_sharpness: float = default("min_target_sharpness")  # pair filters: mf2.blur.measures
-    min_target_sharpness_abs: float = default("min_target_sharpness_abs")
-    min_blur: float = default("min_blur")
-    landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
-    vla: VlaConfig = field(default_factory=VlaConfig)
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-
-    def __post_init__(self) -> None:
-        # The crop margin is one setting: the flow stage crops with the same one.
-        if self.flow.margin != self.margin:
-            object.__setattr__(self, "flow", replace(self.flow, margin=self.margin))
-
-    def validate(self) -> None:
-        get_mode(self.mode)  # a one-line error naming the modes there are
-        if self.L < 3 or self.L % 2 == 0:
-            raise UsageError(f"--L {self.L}: must be an odd number >= 3 (the middle frame is the sharp target)")
-        if self.stride < 1:
-            raise UsageError(f"--stride {self.stride}: must be >= 1")
-        if self.crf not in CRF_MODES:
-            raise UsageError(f"--crf {self.crf!r}: expected one of {', '.join(CRF_MODES)}")
-        if not 16 <= self.out_size <= 4096:
-            raise UsageError(f"--out-size {self.out_size}: must be between 16 and 4096")
-        if not 0 <= self.margin <= 2:
-            raise UsageError(f"--margin {self.margin}: must be between 0 and 2")
-        if self.face not in FACE_CHOICES:
-            raise UsageError(f"--face {self.face!r}: expected one of {', '.join(FACE_CHOICES)}")
-        if self.faces not in ("main", "all"):
-            raise UsageError(f"--faces {self.faces!r}: expected main or all")
-        if not 0 <= self.min_target_sharpness <= 1:
-            raise UsageError(f"--min-target-sharpness {self.min_target_sharpness}: must be between 0 and 1 "
-                             "(a share of the neighbouring targets' sharpness)")
-        if self.min_target_sharpness_abs < 0 or self.min_blur < 0:
-            raise UsageError("--min-target-sharpness-abs and --min-blur must be >= 0 (0: off)")
-        self.landmarks.validate()
-        self.vla.validate()
-        self.flow.validate()
-        self.synthetic.validate()
-        if self.mode == "synthetic" and self.synthetic.kernel_size > self.out_size:
-            raise UsageError(f"--kernel-size {self.synthetic.kernel_size}: larger than --out-size {self.out_size}")
-
-    def params(self) -> dict:
-        """Everything that changes this job's pairs, by the names of mf2.params: the resume key
-        and the ``params`` record of every row. A setting of another mode is left out, and so
-        is ``face`` when every face is kept."""
-        d = {p.key: get_path(self, p.target) for p in SIMULATE if p.applies(self.mode)}
-        if self.faces == "all":
-            del d["face"]
-        for k in PAIR_FILTERS:
-            if not d[k]:
-                del d[k]  # a filter left off: datasets made before it existed resume
-        d["landmarks"] = self.landmarks.key()
-        d.update(get_mode(self.mode).params(self))
-        return d
-
-
-def simulate_config(values: dict[str, Any], landmarks: LandmarkConfig | None = None) -> SimulateConfig:
-    """The config that recipe keys or CLI keywords (mf2.params) describe; keys not given take
-    their defaults, keys that are not parameters (a recipe job's name) are ignored."""
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"vla": {}, "flow": {}, "synthetic": {}}
-    for p in SIMULATE:
-        head, _, attr = p.target.rpartition(".")
-        (nested[head] if head else top)[attr] = values.get(p.key, p.default)
-    return SimulateConfig(**top, landmarks=landmarks or LandmarkConfig(), vla=VlaConfig(**nested["vla"]),
-                          flow=FlowConfig(**nested["flow"]), synthetic=SyntheticConfig(**nested["synthetic"]))
 
 
 @dataclass
@@ -247,13 +158,6 @@ def simulate_video(
     return VideoResult(src.video_id, n, plan.face_lost, sum(dropped.values()), note=note)
 
 
-def _counted(frames: Iterator, progress: Callable[[int], None] | None) -> Iterator:
-    for f in frames:
-        if progress:
-            progress(1)
-        yield f
-
-
 _BATCH = 256  # pairs per row group of a part: a video's rows are never all in memory
 
 
@@ -339,40 +243,40 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
     params = params_json(cfg.params())
     kind = "photo" if info.codec == PHOTO_CODEC else "video"
     bpp = bits_per_pixel(info.bit_rate, info.coded_width, info.coded_height, float(info.fps))
-    with contextlib.closing(iter_frames(info)) as frames:
-        for w, blurry, sharp in render_windows(_counted(frames, progress), windows, cfg.crf, cfg.out_size):
-            extra, series = extra_of[id(w)]
-            ser = cast(FaceSeries, series)  # a plan with windows has its series
-            extra = dict(extra)
-            face_id = int(ser.face_id[w.center])
-            blurry = mode.blur(cfg, sharp, blurry, extra)
-            pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
-            rel_b = image_rel("blurry", src.video_id, pair_id)
-            rel_s = image_rel("sharp", src.video_id, pair_id)
-            lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
-            measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
-            why = _dropped_by(cfg, measures)
-            if why:
-                yield {"shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
-                       "center_frame": w.center, "target_sharpness": measures["target_sharpness"], "_dropped": why}
-                continue
-            b_img, s_img = encode_image(blurry), encode_image(sharp)
-            write_bytes_atomic(out / rel_b, b_img.png)
-            write_bytes_atomic(out / rel_s, s_img.png)
-            yield {"_dropped": None,
-                "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
-                "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
-                "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
-                "n_duplicates_skipped": w.n_duplicates_skipped, "blurry_path": rel_b,
-                "sharp_path": rel_s, "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
-                "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256, "crop_x0": w.crop.x0,
-                "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
-                "landmarks": lm_out,
-                "crf": cfg.crf, "fps": float(info.fps), "params": params,
-                "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
-                "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
-                "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **measures, **extra,
-            }
+
+    def columns(w: Window) -> tuple[str, dict]:
+        return cfg.mode, mode.pair_columns(cfg, dict(extra_of[id(w)][0]))
+
+    for w, extra, blurry, sharp in render_pairs(info, windows, cfg.crf, cfg.out_size, columns, progress):
+        ser = cast(FaceSeries, extra_of[id(w)][1])  # a plan with windows has its series
+        face_id = int(ser.face_id[w.center])
+        pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
+        rel_b = image_rel("blurry", src.video_id, pair_id)
+        rel_s = image_rel("sharp", src.video_id, pair_id)
+        lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
+        measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
+        why = _dropped_by(cfg, measures)
+        if why:
+            yield {"shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
+                   "center_frame": w.center, "target_sharpness": measures["target_sharpness"], "_dropped": why}
+            continue
+        b_img, s_img = encode_image(blurry), encode_image(sharp)
+        write_bytes_atomic(out / rel_b, b_img.png)
+        write_bytes_atomic(out / rel_s, s_img.png)
+        yield {
+            "_dropped": None, "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
+            "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
+            "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
+            "n_duplicates_skipped": w.n_duplicates_skipped, "blurry_path": rel_b,
+            "sharp_path": rel_s, "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
+            "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256, "crop_x0": w.crop.x0,
+            "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
+            "landmarks": lm_out,
+            "crf": cfg.crf, "fps": float(info.fps), "params": params,
+            "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
+            "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
+            "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **measures, **extra,
+        }
 
 
 def _dropped_by(cfg: SimulateConfig, m: dict) -> str | None:
@@ -405,9 +309,4 @@ def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: n
         why = ", ".join(f"{k} {v}" for k, v in sorted((plan.info.get("skipped") or {}).items(), key=lambda kv: -kv[1]))
         return (f"every window was skipped ({plan.face_lost}: {why}); the face is usable in {int(valid.sum())} "
                 f"of {n} frames")
-    if cfg.mode == "vla":
-        reasons = plan.info.get("stop_reasons") or {}
-        short = plan.info.get("too_short", 0)
-        return (f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
-                + (f"; stop reasons {dict(reasons)}" if reasons else "") + ")")
-    return f"no window could be planned ({n} frames)"
+    return get_mode(cfg.mode).no_pairs(cfg, plan) or f"no window could be planned ({n} frames)"

@@ -182,7 +182,7 @@ def test_each_simulate_parameter_is_declared_once() -> None:
     from mf2.cli import simulate as command
     from mf2.params import SIMULATE, get_path
     from mf2.pipeline.recipe import JOB_KEYS
-    from mf2.simulate import SimulateConfig, simulate_config
+    from mf2.modes.config import SimulateConfig, simulate_config
 
     base = SimulateConfig()
     options = {o.name: o for o in command.params}
@@ -204,7 +204,7 @@ def test_params_record_uses_the_cli_names() -> None:
     key (no nesting, nothing twice), and a changed setting shows under that very key."""
     from mf2.params import PAIR_FILTERS, SIMULATE
     from mf2.modes import mode_names
-    from mf2.simulate import simulate_config
+    from mf2.modes.config import simulate_config
 
     for mode in mode_names():
         base = simulate_config({"mode": mode}).params()

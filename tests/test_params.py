@@ -36,7 +36,7 @@ def _nested(params: dict) -> dict:
 def test_old_params_upgrade_to_todays_names(mode, faces) -> None:
     from mf2.params import upgrade_params
     from mf2.schema import params_json
-    from mf2.simulate import simulate_config
+    from mf2.modes.config import simulate_config
 
     now = simulate_config({"mode": mode, "faces": faces, "face": "centre", "out_size": 96, "min_L": 5,
                            "flow_size": 64, "kernel_size": 15}).params()
@@ -184,7 +184,7 @@ def test_recipe_keys_of_another_mode_are_refused(tmp_path) -> None:
         load_recipe(rec)
     rec.write_text("defaults: {L: 9, max_L: 31}\njobs:\n  - {mode: vla}\n  - {mode: pravg}\n")
     r = load_recipe(rec)  # a default that some job uses is fine
-    assert [j.cfg.mode for j in r.jobs] == ["vla", "pravg"] and r.jobs[1].cfg.L == 9
+    assert [j.cfg.mode for j in r.jobs] == ["vla", "pravg"] and r.jobs[1].cfg.pravg.L == 9
     # the resolved recipe writes each job's own keys; one written with every key (older mf2) loads
     assert "L" not in r.to_dict()["jobs"][0] and "max_L" not in r.to_dict()["jobs"][1]
     rec.write_text("jobs:\n  - {mode: vla, L: 7, stride: 1, kernel_size: 31}\n")

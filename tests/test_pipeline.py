@@ -161,9 +161,9 @@ def test_override_precedence():
     from mf2.pipeline.recipe import load_recipe
 
     base = load_recipe(REPO / "pipelines" / "pravg.yaml")
-    assert [j.cfg.L for j in base.jobs] == [7, 9, 11, 15, 21] and {j.cfg.out_size for j in base.jobs} == {256}
+    assert [j.cfg.pravg.L for j in base.jobs] == [7, 9, 11, 15, 21] and {j.cfg.out_size for j in base.jobs} == {256}
     r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.0.L=5", "jobs.*.out_size=128", "landmarks.backend=dlib"])
-    assert [j.cfg.L for j in r.jobs] == [5, 9, 11, 15, 21] and {j.cfg.out_size for j in r.jobs} == {128}
+    assert [j.cfg.pravg.L for j in r.jobs] == [5, 9, 11, 15, 21] and {j.cfg.out_size for j in r.jobs} == {128}
     assert r.jobs[0].name == "pravg_L5" and r.landmarks.backend == "dlib"
     # dedicated flags come after --set
     r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.*.out_size=128", "dask.workers=3"],
@@ -200,7 +200,8 @@ def test_one_long_video_shows_its_frames_as_it_goes(clips, tmp_path, capsys):
     read from the progress files that the worker writes (removed when the video is done)."""
     from mf2.pipeline.execute import run_simulate
     from mf2.pipeline import progress
-    from mf2.simulate import SimulateConfig
+    from mf2.blur.windows import PrAvgConfig
+    from mf2.modes.config import SimulateConfig
     from mf2.sources import resolve_videos
 
     seen: list[str] = []
@@ -215,7 +216,7 @@ def test_one_long_video_shows_its_frames_as_it_goes(clips, tmp_path, capsys):
     progress.describe = spy
     try:
         out = tmp_path / "o"
-        s = run_simulate(resolve_videos(clips / "lp_d18.mp4"), out, SimulateConfig(L=7), show_progress=True)
+        s = run_simulate(resolve_videos(clips / "lp_d18.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=True)
     finally:
         progress.describe = real
     assert s.n_pairs > 0

@@ -14,7 +14,8 @@ from mf2.blur.crf import decode_lut, encode
 from mf2.blur.windows import plan_pravg
 from mf2.schema import landmarks_to_numpy, read_metadata
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.blur.windows import PrAvgConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import resolve_videos
 from mf2 import __version__
 
@@ -46,7 +47,7 @@ def _resize(img: np.ndarray, out: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fomm08_run(videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("pravg")
-    summary = run_simulate(resolve_videos(videos / "fomm_08.mp4"), out, SimulateConfig(L=7), show_progress=False)
+    summary = run_simulate(resolve_videos(videos / "fomm_08.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=False)
     return out, summary
 
 
@@ -136,14 +137,14 @@ def test_plan_windows_for_each_paper_L(L):
 def test_repeated_frames_add_no_exposure(videos, tmp_path):
     """lp_d19 is ~70% repeats: each window must average L distinct exposures."""
     out = tmp_path / "d19"
-    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(L=7, stride=4), show_progress=False)
+    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7), stride=4), show_progress=False)
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
     dup = pq.read_table(out / "landmarks" / "lp_d19.parquet")["is_duplicate"].to_pylist()
     assert rows
     assert all(not any(dup[f] for f in r["frames"]) for r in rows)
     assert sum(r["n_duplicates_skipped"] for r in rows) > len(rows)  # many windows spanned repeats
     # --keep-duplicates: plain consecutive frames; the landmark table is reused (same OUT, pairs replaced)
-    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(L=7, stride=4, skip_duplicates=False),
+    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7), stride=4, skip_duplicates=False),
                  show_progress=False, replace=True)
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
     assert all(r["frames"] == list(range(r["start_frame"], r["end_frame"] + 1)) for r in rows)

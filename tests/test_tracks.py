@@ -247,7 +247,8 @@ import sys
 sys.path.insert(0, {str(REPO / 'tests')!r})
 from pathlib import Path
 from test_tracks import _Diverging
-from mf2.simulate import SimulateConfig, simulate_video
+from mf2.modes.config import SimulateConfig
+from mf2.simulate import simulate_video
 from mf2.sources import VideoSource
 from mf2.faces.select import LandmarkConfig
 src = VideoSource('cuts', Path({str(folder / 'in' / 'cuts.mp4')!r}))

@@ -20,7 +20,7 @@ from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.flow import FlowConfig, iter_flow
 from mf2.schema import landmarks_to_numpy, read_metadata
 from mf2.pipeline.execute import run_simulate
-from mf2.simulate import SimulateConfig
+from mf2.modes.config import SimulateConfig
 from mf2.sources import resolve_videos
 from test_pravg import _crop, _linear_to_srgb_u8, _resize, _srgb_to_linear
 

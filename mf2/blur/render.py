@@ -7,7 +7,7 @@ Each open window keeps one float32 accumulator of its crop, in linear light. Mem
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -18,7 +18,7 @@ from mf2.blur.windows import Window
 
 
 def render_windows(
-    frames: Iterable[np.ndarray], windows: list[Window], crf: str, out_size: int
+    frames: Iterable[np.ndarray], windows: Sequence[Window], crf: str, out_size: int
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """Yield (window, blurry, sharp) as uint8 RGB ``out_size`` squares, in order of window end."""
     if not windows:

@@ -313,7 +313,7 @@ def drop_reverse_duplicates(forward: list[VlaWindow], reverse: list[VlaWindow], 
 
 def plan_vla(
     landmarks: np.ndarray, valid: np.ndarray, is_duplicate: np.ndarray, flow: FlowArrays, thumbs: Thumbs,
-    cfg: VlaConfig, margin: float = 0.25, crf: str = "srgb", skip_duplicates: bool = True,
+    cfg: VlaConfig, margin: float = default("margin"), crf: str = default("crf"), skip_duplicates: bool = True,
     run: np.ndarray | None = None, frame_size: tuple[int, int] | None = None,
 ) -> tuple[list[VlaWindow], VlaStats]:
     """Plan VLA windows over a whole clip; forward, reverse or both (duplicates dropped)."""

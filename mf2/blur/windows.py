@@ -10,7 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mf2.errors import UsageError
 from mf2.faces.crop import Crop, window_crop
+from mf2.params import default
+
+
+@dataclass(frozen=True)
+class PrAvgConfig:
+    """PrAvg's own setting (declared in mf2.params): how many consecutive exposures each
+    blurry image averages."""
+
+    L: int = default("pravg.L")
+
+    def validate(self) -> None:
+        if self.L < 3 or self.L % 2 == 0:
+            raise UsageError(f"--L {self.L}: must be an odd number >= 3 (the middle frame is the sharp target)")
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,7 @@ def plan_pravg(
     is_duplicate: np.ndarray,
     L: int,
     stride: int = 1,
-    margin: float = 0.25,
+    margin: float = default("margin"),
     skip_duplicates: bool = True,
     run: np.ndarray | None = None,
     reason: np.ndarray | None = None,

@@ -26,18 +26,20 @@ from mf2.faces.pts import read_pts
 from mf2.schema import pair_table, params_json
 from mf2.dataset.manifest import pairs_metadata, write
 from mf2.sources import safe_id
+from mf2.params import default
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
 class StillsConfig:
-    kernel_sizes: tuple[int, ...] = (31,)
-    seed: int = 0
-    margin: float = 0.25
-    out_size: int = 256
-    crf: str = "srgb"
-    noise_sigma: float = 0.0
+    # simulate's defaults (mf2.params: one declaration each)
+    kernel_sizes: tuple[int, ...] = (default("synthetic.kernel_size"),)
+    seed: int = default("synthetic.seed")
+    margin: float = default("margin")
+    out_size: int = default("out_size")
+    crf: str = default("crf")
+    noise_sigma: float = default("synthetic.noise_sigma")
     iterations: int = 2000
 
     def params(self) -> dict:

@@ -2,7 +2,8 @@
 ``MODE``, an instance of mf2.modes.base.Mode. A fourth mode is one new module here: it is
 found by its file, listed by ``mode_names()`` and reached through ``get_mode(name)``.
 
-``mode_names()`` reads the folder without importing the modes (their planners pull in
+A mode may also live in another folder on this package's ``__path__`` (the standard way to
+extend a package; tests/test_modes.py adds a fourth mode so). ``mode_names()`` reads the folders without importing the modes (their planners pull in
 OpenCV and the flow stage), so the CLI can list them and stay fast to start.
 """
 
@@ -10,21 +11,22 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from pathlib import Path
+from typing import Any
 
 from mf2.errors import UsageError
 
-_HERE = Path(__file__).resolve().parent
 _FIRST = ("pravg", "vla", "synthetic")  # the paper's order; others follow by name
+_NOT_MODES = ("base", "config", "render")  # the interface, SimulateConfig and the pair renderer
 
 
 def mode_names() -> tuple[str, ...]:
-    found = [m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.name != "base" and not m.name.startswith("_")]
+    found = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_MODES and not m.name.startswith("_")]
     return tuple(sorted(found, key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n)))
 
 
-def get_mode(name: str):
-    """The mode called ``name`` (mf2.modes.base.Mode); a one-line error for any other name."""
+def get_mode(name: str) -> Any:
+    """The mode called ``name`` (a mf2.modes.base.Mode: typed as Any because base imports
+    SimulateConfig, whose checks call this); a one-line error for any other name."""
     if name not in mode_names():
         raise UsageError(f"--mode {name!r}: expected one of {', '.join(mode_names())}")
     mode = importlib.import_module(f"mf2.modes.{name}").MODE

@@ -3,7 +3,7 @@ seeded per pair from the run's seed, the video's content and the frame."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -11,7 +11,9 @@ from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
 from mf2.blur.windows import Window, crop_fits
 from mf2.faces.crop import face_crop
 from mf2.faces.series import FaceSeries
+from mf2.errors import UsageError
 from mf2.modes.base import Mode, Plan, PlanContext
+from mf2.modes.config import SimulateConfig
 
 
 def _plan(ctx: PlanContext, ser: FaceSeries) -> Plan:
@@ -38,18 +40,29 @@ def _plan(ctx: PlanContext, ser: FaceSeries) -> Plan:
 class Synthetic(Mode):
     name = "synthetic"
 
-    def params(self, cfg: Any) -> dict:
+    def validate(self, cfg: SimulateConfig) -> None:
+        cfg.synthetic.validate()
+        if cfg.synthetic.kernel_size > cfg.out_size:
+            raise UsageError(f"--kernel-size {cfg.synthetic.kernel_size}: larger than --out-size {cfg.out_size}")
+
+    def params(self, cfg: SimulateConfig) -> dict:
         return {"iterations": cfg.synthetic.iterations}
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         return _plan(ctx, ser)
 
-    def blur(self, cfg: Any, sharp: np.ndarray, blurry: np.ndarray, extra: dict) -> np.ndarray:
+    def pair_columns(self, cfg: SimulateConfig, extra: dict) -> dict:
         kernel = make_kernel(extra["seed"], cfg.synthetic.kernel_size, cfg.synthetic.iterations)
-        extra["kernel"] = kernel.ravel().tolist()
-        return synthetic_blur(sharp, kernel, extra["seed"], cfg.crf, cfg.synthetic.noise_sigma)
+        return {**extra, "kernel": kernel.ravel().tolist()}
 
-    def pair_id(self, video_id: str, w: Window, extra: dict, cfg: Any) -> str:
+    def blur(self, sharp: np.ndarray, blurry: np.ndarray, pair: Mapping[str, Any], crf: str) -> np.ndarray:
+        """The sharp target blurred by the pair's own kernel (its ``kernel`` column, exact in
+        float32) with its seeded noise: the render's average is not used."""
+        k = int(pair["kernel_size"])
+        kernel = np.asarray(pair["kernel"], dtype=np.float32).reshape(k, k)
+        return synthetic_blur(sharp, kernel, int(pair["seed"]), crf, float(pair["noise_sigma"] or 0.0))
+
+    def pair_id(self, video_id: str, w: Window, extra: dict, cfg: SimulateConfig) -> str:
         return f"{video_id}_synthetic_k{extra['kernel_size']}_c{w.center:06d}"
 
     def label(self, row: dict) -> str:

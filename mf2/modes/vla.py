@@ -8,7 +8,7 @@ import collections
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -18,6 +18,7 @@ from mf2.blur.windows import Window
 from mf2.faces.series import FaceSeries
 from mf2.flow import FlowArrays, flow_for_video
 from mf2.modes.base import Mode, Plan, PlanContext
+from mf2.modes.config import SimulateConfig
 from mf2.video import VideoInfo, iter_frames
 
 
@@ -127,13 +128,17 @@ def _cut(flow: FlowArrays, n: int) -> FlowArrays:
 class Vla(Mode):
     name = "vla"
 
-    def params(self, cfg: Any) -> dict:
+    def validate(self, cfg: SimulateConfig) -> None:
+        cfg.vla.validate()
+        cfg.flow.validate()
+
+    def params(self, cfg: SimulateConfig) -> dict:
         return {"thumb_face": cfg.vla.thumb_face}
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         return _plan(ctx, ser)
 
-    def pair_id(self, video_id: str, w: Window, extra: dict, cfg: Any) -> str:
+    def pair_id(self, video_id: str, w: Window, extra: dict, cfg: SimulateConfig) -> str:
         return f"{video_id}_vla-{extra['direction'][0]}_L{len(w.frames)}_c{w.center:06d}"
 
     def label(self, row: dict) -> str:
@@ -142,8 +147,14 @@ class Vla(Mode):
     def job_name(self, job: dict) -> str:
         return "vla" if job["direction"] == "forward" else f"vla_{job['direction']}"
 
-    def min_exposures(self, cfg: Any) -> tuple[int, str]:
+    def min_exposures(self, cfg: SimulateConfig) -> tuple[int, str]:
         return cfg.vla.min_L, "--min-L"
+
+    def no_pairs(self, cfg: SimulateConfig, plan: Plan) -> str | None:
+        reasons = plan.info.get("stop_reasons") or {}
+        short = plan.info.get("too_short", 0)
+        return (f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
+                + (f"; stop reasons {dict(reasons)}" if reasons else "") + ")")
 
 
 MODE = Vla()

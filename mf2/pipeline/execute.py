@@ -31,7 +31,8 @@ from mf2.pipeline.progress import FrameProgress, ProgressWatcher
 from mf2.schema import PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
-from mf2.simulate import SimulateConfig, Stages, part_is_current, simulate_video
+from mf2.modes.config import SimulateConfig
+from mf2.simulate import Stages, part_is_current, simulate_video
 from mf2.sources import VideoSource, legacy_safe_id, sha256_file
 from mf2.video import VideoInfo
 from mf2.video.filters import VideoFilter

@@ -23,7 +23,7 @@ from mf2.fetch.download import FetchConfig
 from mf2.modes import get_mode
 from mf2.params import (ALIAS_BY_OLD, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE, Param, aliases, default, resolve_aliases,
                         section_of, values_of)
-from mf2.simulate import SimulateConfig, simulate_config
+from mf2.modes.config import SimulateConfig, simulate_config
 from mf2.video.filters import VideoFilter
 from mf2.yamlsafe import load_yaml, shown
 

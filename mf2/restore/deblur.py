@@ -27,6 +27,7 @@ from mf2.models.archs.space import dead_zone
 from mf2.models.config import config_from_dict
 from mf2.restore.tensors import to_tensor, to_uint8
 from mf2.restore.trace import IdentityTrace
+from mf2.params import default
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
@@ -291,7 +292,7 @@ def _with_audio(video: Path, src: Path, tmp: Path, dst: Path) -> None:
                          "encode-error")
 
 
-def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", margin: float = 0.25,
+def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", margin: float = default("margin"),
            device: str = "auto", reference: int | None = None) -> DeblurResult:
     if mode not in ("auto", "crop", "frame"):
         raise UsageError(f"--mode {mode!r}: expected auto, crop or frame")

@@ -12,7 +12,6 @@ upload) gives different pixels: those pairs are reported, and kept only with
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import time
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pyarrow as pa
 
 from mf2.dataset import IMAGE_KINDS
@@ -29,14 +27,13 @@ from mf2.dataset import pairs_path as pairs_file
 from mf2.pngs import EncodedImage, encode_image
 from mf2.atomic import write_bytes_atomic
 from mf2.faces.crop import Crop
-from mf2.blur.kernels import synthetic_blur
-from mf2.blur.render import render_windows
 from mf2.blur.windows import Window
 from mf2.errors import InputError, UsageError
 from mf2.dataset.manifest import load, pairs_metadata, safe_rel, write
 from mf2.share.verify import sha256_of
 from mf2.sources import legacy_safe_id, VideoSource, resolve_images, resolve_videos, sha256_file
-from mf2.video import ffmpeg_version, iter_frames, probe
+from mf2.modes.render import render_pairs
+from mf2.video import ffmpeg_version, probe
 
 REPORT_FIELDS = ("pair_id", "video_id", "status", "detail")
 
@@ -80,7 +77,8 @@ def _same(row: dict, kind: str, img: EncodedImage) -> bool:
 
 
 def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[EncodedImage, EncodedImage]]:
-    """pair_id -> (blurry, sharp) encoded, for every row the video can make."""
+    """pair_id -> (blurry, sharp) encoded, for every row the video can make: rendered by
+    simulate's own renderer, each row's mode finishing its blurry image from the row."""
     info = probe(src.path, src.fps or (rows[0].get("fps") if rows else None))  # a frame folder: the pairs' fps
     out: dict[str, tuple[EncodedImage, EncodedImage]] = {}
     by_setting: dict[tuple[str, int], list[dict]] = defaultdict(list)
@@ -89,15 +87,13 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[Encoded
     for (crf, size), group in by_setting.items():
         windows = [_window(r) for r in group]
         row_of = {id(w): r for w, r in zip(windows, group)}
-        with contextlib.closing(iter_frames(info)) as frames:
-            for w, blurry, sharp in render_windows(frames, windows, crf, size):
-                r = row_of[id(w)]
-                if r["mode"] == "synthetic":
-                    k = int(r["kernel_size"])
-                    kernel = np.asarray(r["kernel"], dtype=np.float32).reshape(k, k)
-                    blurry = synthetic_blur(sharp, kernel, int(r["seed"]), crf, float(r["noise_sigma"] or 0.0))
-                legacy = not _proven_by_pixels(r)
-                out[r["pair_id"]] = (encode_image(blurry, legacy), encode_image(sharp, legacy))
+
+        def columns(w: Window) -> tuple[str, dict]:
+            return row_of[id(w)]["mode"], row_of[id(w)]
+
+        for _, r, blurry, sharp in render_pairs(info, windows, crf, size, columns):
+            legacy = not _proven_by_pixels(r)
+            out[r["pair_id"]] = (encode_image(blurry, legacy), encode_image(sharp, legacy))
     return out
 
 
