@@ -33,6 +33,13 @@ from mf2.params import default
 if TYPE_CHECKING:
     from mf2.dataset.manifest import Dataset
     from mf2.evaluate.run import Evaluation
+    from mf2.fetch.run import FetchSummary
+    from mf2.pipeline.run import PipelineSummary
+    from mf2.share.filter import FilterSummary
+    from mf2.share.remove import RemoveSummary
+    from mf2.share.split import SplitSummary
+    from mf2.stats import StatsReport
+    from mf2.video import VideoInfo
     from mf2.pipeline.summary import RunSummary
     from mf2.restore.deblur import DeblurResult
     from mf2.share.export import ExportSummary
@@ -42,7 +49,8 @@ if TYPE_CHECKING:
     from mf2.train.trainer import StageResult
     from mf2.video.filters import VideoFilter
 
-__all__ = ["deblur", "evaluate", "export", "load", "materialize", "simulate", "simulate_config", "train", "verify"]
+__all__ = ["deblur", "evaluate", "export", "fetch", "filter_pairs", "load", "materialize", "probe", "remove", "run",
+           "simulate", "simulate_config", "split", "stats", "train", "verify"]
 
 Echo = Callable[[str], None]
 
@@ -131,6 +139,23 @@ def _workers(workers: int | None, scheduler: str | None, n_sources: int, default
     return n
 
 
+def probe(video: str | Path, fps: float | None = None) -> "VideoInfo":
+    """``mf2 probe``: what ffprobe says of a video (exact frame rate, rotation, the stream read,
+    VFR); ``fps`` for a folder of numbered frames."""
+    from mf2.video import probe as probe_video, require_ffmpeg
+
+    require_ffmpeg()
+    return probe_video(video, fps)
+
+
+def stats(dataset: str | Path) -> "StatsReport":
+    """``mf2 stats``: the dataset's summary (pairs per mode, L, stop reasons, motion, pairs per
+    video), with its plots written to DATASET/stats/."""
+    from mf2.stats import run_stats
+
+    return run_stats(Path(dataset))
+
+
 def load(dataset: str | Path) -> "Dataset":
     """A dataset folder or manifest as a ``Dataset`` (``table``: the pairs as Arrow, upgraded to
     the current schema; ``root``: where its relative image paths start)."""
@@ -198,16 +223,148 @@ def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mod
     return run([str(i) for i in inputs], str(model), folder, mode, margin, device, reference)
 
 
-def evaluate(datasets: Sequence[str | Path], models: Sequence[str | Path] = (),
-             hourglasses: Sequence[str | Path] = (), restored: Sequence[str] = (), **settings: Any) -> "Evaluation":
+def evaluate(datasets: Sequence[str | Path] = (), models: Sequence[str | Path] = (),
+             hourglasses: Sequence[str | Path] = (), restored: Sequence[str] = (), *, stills: str | Path | None = None,
+             out: str | Path | None = None, kernel_sizes: Sequence[int] = (default("synthetic.kernel_size"),),
+             seed: int = default("synthetic.seed"), progress: Callable[[int], None] | None = None,
+             echo: Echo = _quiet, **settings: Any) -> "Evaluation":
     """``mf2 evaluate``'s scores (SSIM, PSNR, landmark AUC/failure rate, identity) on the
     datasets' pairs, of Blurred, the Oracle, each ``models`` (model.pt, the stages it holds),
     each of ``hourglasses`` (a model's hourglass alone) and each ``restored`` folder
-    (``NAME=FOLDER``, images mirroring the dataset). ``settings``: ``EvaluateConfig``'s fields
-    (``limit``, ``landmarks``, ``identity``...)."""
+    (``NAME=FOLDER``, images mirroring the dataset). ``stills``: annotated photos blurred with
+    ``kernel_sizes`` (the paper's Table 5 setting). ``out``: the report folder (report.md,
+    report.json, CSVs; index.html with ``html=True``), written when given. ``settings``:
+    ``EvaluateConfig``'s fields (``limit``, ``landmarks``, ``identity``, ``gt``, ``html``...)."""
     from mf2.evaluate.methods import Method, parse_checkpoint, parse_restored
-    from mf2.evaluate.run import EvaluateConfig, evaluate as run
+    from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
 
+    if not datasets and not stills:
+        raise UsageError("mf2 evaluate: give a pair dataset (mf2 evaluate DATASET ...) and/or --stills DIR")
+    cfg = EvaluateConfig(**settings)
+    cfg.validate()
     methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
         + [parse_checkpoint(str(c)) for c in models] + [parse_checkpoint(str(c), "hg") for c in hourglasses]
-    return run([str(d) for d in datasets], methods, EvaluateConfig(**settings))
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise UsageError(f"method names must be distinct: {names}")
+    manifests = [str(d) for d in datasets]
+    report_dir = None if out is None else check_writable_dir(Path(out))
+    if stills:
+        from mf2.evaluate.stills import StillsConfig, build_stills
+
+        if report_dir is None:
+            raise UsageError("stills: give out too (the blurred stills are written into OUT/stills)")
+        manifest, skipped = build_stills(Path(stills), report_dir / "stills",
+                                         StillsConfig(kernel_sizes=tuple(kernel_sizes), seed=seed))
+        for line in skipped:
+            echo(f"skipped: {line}")
+        manifests.append(str(manifest))
+    ev = run_evaluate(manifests, methods, cfg, progress)
+    if report_dir is not None:
+        from mf2.evaluate.report import write_report
+
+        ev.report_files = write_report(ev, report_dir)
+    return ev
+
+
+def split(dataset: str | Path, by: str = "identity", ratios: str = "train=0.8,val=0.1,test=0.1", seed: int = 0,
+          identities: str | Path | None = None) -> "SplitSummary":
+    """``mf2 split``: every pair assigned train/val/test so that no person (``by="identity"``)
+    or video is in two splits, deterministically (a hash of seed and group, not a shuffle).
+    ``ratios``: names and weights of groups; ``identities``: a CSV or fetch table filling the
+    identity column first. The manifest is rewritten in place, atomically."""
+    from mf2.share.split import SplitConfig, parse_ratios, split_dataset
+
+    return split_dataset(dataset, SplitConfig(parse_ratios(ratios), seed, by), identities)
+
+
+def filter_pairs(dataset: str | Path, out: str | Path, **rules: float) -> "FilterSummary":
+    """``mf2 filter``: the pairs that pass the pair filters (``min_target_sharpness``,
+    ``min_target_sharpness_abs``, ``min_blur``: mf2.params) as a new dataset in ``out``, its
+    PNGs hard links to the source's."""
+    from mf2.params import PAIR_FILTERS
+    from mf2.share.filter import PairFilter, filter_dataset
+
+    unknown = sorted(set(rules) - set(PAIR_FILTERS))
+    if unknown:
+        raise UsageError(f"{unknown[0]}: not a pair filter (expected {', '.join(PAIR_FILTERS)})")
+    folder = check_writable_dir(Path(out), "--out")
+    return filter_dataset(dataset, folder, PairFilter(**rules))
+
+
+def remove(dataset: str | Path, video_ids: Sequence[str], reason: str = "") -> "RemoveSummary":
+    """``mf2 remove``: the videos' pairs, images and cached tables taken out of a dataset, and
+    the takedown remembered (removed.parquet) so no later run rebuilds them."""
+    from mf2.share.remove import remove as run_remove
+
+    if not video_ids:
+        raise UsageError("mf2 remove: give at least one video id (--video-id)")
+    return run_remove(dataset, list(video_ids), reason)
+
+
+def fetch(manifest: str | Path, out: str | Path, *, cookies: str | Path | None = None, retry_failed: bool = False,
+          scheduler: str | None = None, progress: Callable[[Any, dict], None] | None = None,
+          **settings: Any) -> "FetchSummary":
+    """``mf2 fetch``: download (yt-dlp) or copy the videos a manifest CSV lists into
+    ``out/videos`` and write ``out/fetch.parquet``; resumable. ``settings``: mf2.params's
+    fetch table (``max_height``, ``downloads``, ``retries``...) and video filters
+    (``min_frames``, ``min_fps``, ``min_height``). ``scheduler``: a Dask cluster's address
+    to download on its workers. ``progress(row, result)`` hears of each video."""
+    from mf2.builtin import resolve
+    from mf2.fetch.download import FetchConfig
+    from mf2.fetch.manifest import read_manifest
+    from mf2.fetch.run import run_fetch
+    from mf2.params import FETCH, FILTERS
+    from mf2.video import require_ffmpeg
+    from mf2.video.filters import VideoFilter
+
+    filter_keys = {p.key: p for p in FILTERS if p.key != "min_face"}  # faces are found later
+    known = {p.key: p for p in FETCH}
+    unknown = sorted(set(settings) - set(known) - set(filter_keys))
+    if unknown:
+        raise UsageError(f"{unknown[0]}: not a fetch setting (see mf2 fetch --help)")
+    cfg = FetchConfig(cookies=None if cookies is None else str(cookies),
+                      **{p.target: settings.get(p.key, p.default) for p in FETCH})
+    cfg.validate()
+    filters = VideoFilter(**{p.target: settings.get(p.key, p.default) for p in filter_keys.values()})
+    filters.validate()
+    manifest = resolve("manifests", manifest)
+    require_ffmpeg()
+    read_manifest(manifest)  # a bad manifest is named before out is touched
+    folder = check_writable_dir(Path(out))
+    if scheduler and scheduler != "synchronous":
+        from mf2.pipeline.runner import make_runner
+
+        with make_runner(None, scheduler) as runner:
+            return run_fetch(manifest, folder, cfg, retry_failed, progress=progress, runner=runner, filters=filters)
+    return run_fetch(manifest, folder, cfg, retry_failed, progress=progress, filters=filters)
+
+
+def run(recipe: str | Path, out: str | Path, *, manifest: str | Path | None = None, videos: str | Path | None = None,
+        images: str | Path | None = None, fps: float | None = None, sets: Sequence[str] = (),
+        overrides: dict[str, Any] | None = None, retry_failed: bool = False, replace: bool = False,
+        cookies: str | Path | None = None, echo: Echo = _quiet) -> "PipelineSummary":
+    """``mf2 run``: a recipe (a YAML file or a built-in name: 2mf2, pravg, deblur-model...)
+    end to end: fetch, landmarks, flow, every simulate job, and training when the recipe
+    has it; resumable. ``sets``: ``KEY=VALUE`` overrides as ``--set`` takes them
+    (``jobs.0.L=9``); ``overrides``: the same as a dict (``{"dask.workers": 0}``). Unlike
+    ``simulate``, a recipe's ``dask`` section decides where it runs (its default: a
+    LocalCluster of one process per core)."""
+    from mf2.builtin import resolve
+    from mf2.faces.select import check_backend
+    from mf2.pipeline.recipe import load_recipe
+    from mf2.pipeline.run import run_pipeline
+    from mf2.pipeline.runner import default_workers, make_runner
+    from mf2.video import require_ffmpeg
+
+    rec = load_recipe(resolve("recipes", recipe), list(sets), overrides or {})
+    rec.simulate_configs()
+    require_ffmpeg()
+    folder = check_writable_dir(Path(out))
+    gpu = check_backend(rec.landmark_config()) == "fan"
+    n = default_workers() if rec.dask.workers is None else rec.dask.workers
+    with make_runner(n, rec.dask.scheduler, gpu, echo) as runner:
+        return run_pipeline(rec, folder, runner, None if manifest is None else resolve("manifests", manifest),
+                            None if videos is None else str(videos), retry_failed,
+                            None if cookies is None else str(cookies), echo=echo, replace=replace, fps=fps,
+                            images=None if images is None else str(images))

@@ -53,6 +53,16 @@ def find(kind: str, spec: str) -> Path | None:
     return p if name in names(kind) and p.is_file() else None
 
 
+def resolve(kind: str, spec: str | Path) -> str:
+    """``spec`` as a path: an existing file wins, then a built-in name (``2mf2``, ``sample``),
+    else ``spec`` unchanged (the reader then names it as missing)."""
+    text = str(spec)
+    if Path(text).expanduser().exists():
+        return text
+    found = find(kind, text)
+    return str(found) if found is not None else text
+
+
 def _summary(kind: str, path: Path) -> str:
     if kind == "manifests":
         with open(path, newline="", encoding="utf-8") as f:

@@ -166,12 +166,12 @@ def probe(videos: tuple[str, ...], fps: float | None) -> None:
       mf2 probe clip.mp4
       mf2 probe videos/*.mp4 | jq .fps
     """
-    from mf2.video import probe as probe_video
+    from mf2 import api
 
     failed = 0
     for v in videos:
         try:
-            click.echo(json.dumps(probe_video(v, fps).to_json()))
+            click.echo(json.dumps(api.probe(v, fps).to_json()))
         except InputError as e:
             click.echo(f"mf2: error: {e}", err=True)
             failed += 1
@@ -313,11 +313,7 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
       mf2 run pipelines/pravg.yaml --manifest sample --out runs/pravg --set jobs.0.L=9
       mf2 run deblur-model --videos clips/ --images photos/ --out runs/model   # pairs, then RUN/model.pt
     """
-    from mf2.faces.select import check_backend
-    from mf2.pipeline.recipe import load_recipe
-    from mf2.pipeline.run import run_pipeline
-    from mf2.pipeline.runner import default_workers, make_runner
-    from mf2.video import require_ffmpeg
+    from mf2 import api
 
     _take_aliases(params)
     overrides = {k: v for k, v in (("landmarks.backend", params["backend"]),
@@ -325,15 +321,9 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
                                    ("jobs.*.out_size", params["out_size"]), ("dask.workers", workers),
                                    ("dask.scheduler", scheduler),
                                    *((f"filters.{p.key}", params[p.key]) for p in FILTERS)) if v is not None}
-    rec = load_recipe(recipe, list(sets), overrides)
-    rec.simulate_configs()
-    require_ffmpeg()
-    check_writable_dir(Path(out))
-    gpu = check_backend(rec.landmark_config()) == "fan"
-    n = default_workers() if rec.dask.workers is None else rec.dask.workers
-    with make_runner(n, rec.dask.scheduler, gpu, _echo_err) as runner:
-        summary = run_pipeline(rec, Path(out), runner, manifest, videos, _retry(retry_failed), cookies, echo=_echo_err,
-                               replace=replace, fps=fps, images=images)
+    summary = api.run(recipe, out, manifest=manifest, videos=videos, images=images, fps=fps, sets=sets,
+                      overrides=overrides, retry_failed=_retry(retry_failed), replace=replace, cookies=cookies,
+                      echo=_echo_err)
     for name, s in summary.jobs.items():
         _report_videos(s, f"{name}: ")
         click.echo(f"{name}: {s.line()}", err=True)
@@ -342,7 +332,7 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
     rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
     if summary.training:
         click.echo(f"train: model -> {summary.training['model']}", err=True)
-    click.echo(f"mf2 run {rec.name}: {summary.n_videos} sources in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
+    click.echo(f"mf2 run {summary.recipe}: {summary.n_videos} sources in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
                err=True)
     _finish(summary.to_json(), [f"{name}: {p}" for name, s in summary.jobs.items() for p in s.problems()],
             as_json, strict)
@@ -371,39 +361,29 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_jso
       mf2 fetch sample --out data
       mf2 fetch manifests/videos.csv --out data --validate-only
     """
-    from mf2.fetch.download import FetchConfig
-    from mf2.fetch.manifest import read_manifest
-    from mf2.fetch.run import run_fetch
-    from mf2.video import require_ffmpeg
+    from mf2 import api
 
     _take_aliases(params, "fetch")
-    params["min_face"] = 0  # faces are found later, by simulate and run
-    filters = _filters(params)
-    cfg = FetchConfig(cookies=cookies, **{p.target: params[p.key] for p in FETCH})
+    params.pop("min_face", None)  # faces are found later, by simulate and run
     retry_failed = _retry(retry_failed)
-    cfg.validate()
     if validate_only:
+        from mf2.fetch.download import FetchConfig
+        from mf2.fetch.manifest import read_manifest
+
+        FetchConfig(**{p.target: params[p.key] for p in FETCH}).validate()
+        _filters({**params, "min_face": 0})
         rows = read_manifest(manifest)
         n_videos = len({r.key for r in rows})
         click.echo(f"mf2 fetch: {manifest}: {len(rows)} rows, {n_videos} videos, "
                    f"{len({r.identity for r in rows if r.identity})} identities: valid")
         return
-    require_ffmpeg()
-    read_manifest(manifest)  # a bad manifest is named before --out is touched
-    check_writable_dir(Path(out))
 
     def report(row, res) -> None:
         msg = res["status"] if res["status"] == "ok" else f"{res['status']} ({res['error_class']}: {res['error']})"
         click.echo(f"{row.key}: {msg}", err=True)
 
-    if scheduler and scheduler != "synchronous":
-        from mf2.pipeline.runner import make_runner
-
-        with make_runner(None, scheduler, echo=_echo_err) as runner:
-            summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, runner=runner,
-                                filters=filters)
-    else:
-        summary = run_fetch(manifest, Path(out), cfg, retry_failed, progress=report, filters=filters)
+    summary = api.fetch(manifest, out, cookies=cookies, retry_failed=retry_failed, scheduler=scheduler,
+                        progress=report, **params)
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
     _finish(summary.to_json(), summary.problems(), as_json, strict)
 
@@ -445,9 +425,9 @@ def stats(out: str, as_json: bool) -> None:
       mf2 stats runs/vla
       mf2 stats runs/vla --json | jq .stop_reasons
     """
-    from mf2.stats import run_stats
+    from mf2 import api
 
-    report = run_stats(Path(out))
+    report = api.stats(out)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.text())
     click.echo(f"plots: {report.folder}", err=True)
 
@@ -590,10 +570,9 @@ def filter_pairs(dataset: str, out: str, **rules: float) -> None:
       mf2 filter DS --min-target-sharpness 0.9 --out DS-sharp
       mf2 filter DS --min-blur 38 --out DS-moving      # drop pairs that barely differ from their target
     """
-    from mf2.share.filter import PairFilter, filter_dataset
+    from mf2 import api
 
-    check_writable_dir(Path(out), "--out")
-    res = filter_dataset(dataset, Path(out), PairFilter(**rules))
+    res = api.filter_pairs(dataset, out, **rules)
     why = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in res.dropped.items())
     measured = f"; {res.n_measured} pairs measured from their PNGs (made before schema 1.8)" if res.n_measured else ""
     click.echo(f"mf2 filter: {res.n_kept} of {res.n_in} pairs kept (dropped: {why or 'none'}){measured} "
@@ -616,52 +595,12 @@ def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None)
     Examples:
       mf2 split DS --by identity --ratios train=0.8,val=0.1,test=0.1 --seed 0
     """
-    from mf2.dataset.manifest import load, rewrite
-    from mf2.share.split import SplitConfig, assign, leaks, parse_ratios, summary
+    from mf2 import api
 
-    cfg = SplitConfig(parse_ratios(ratios), seed, by)
-    cfg.validate()
-    ds = load(dataset)
-    table = ds.table
-    if identities:
-        table = _with_identities(table, Path(identities))
-    table = assign(table, cfg)
-    problems = leaks(table)
-    if problems:  # cannot happen by construction; refuse to write a leaking split all the same
-        raise Mf2Error(f"split would leak: {problems[0]}")
-    rewrite(ds, table, split=json.dumps(cfg.key(), sort_keys=True))
-    for name, c in summary(table).items():
+    res = api.split(dataset, by, ratios, seed, identities)
+    for name, c in res.splits.items():
         click.echo(f"{name}: {c['pairs']} pairs, {c['videos']} videos, {c['identities']} identities")
-    click.echo(f"mf2 split: {table.num_rows} pairs by {by} -> {ds.path}", err=True)
-
-
-def _with_identities(table, path: Path):
-    """Fill the identity column from a CSV (video_id, identity) or an mf2 fetch table."""
-    import csv
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from mf2.sources import join_identities, safe_id
-
-    if path.suffix == ".parquet":
-        rows = pq.read_table(path).to_pylist()
-    else:
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except OSError as e:
-            raise UsageError(f"--identities {path}: {e.strerror}") from None
-    if not rows or "identity" not in rows[0] or not ({"video_id", "key"} & set(rows[0])):
-        raise UsageError(f"--identities {path}: needs an identity column and a video_id (or key) column")
-    found: dict[str, set[str]] = {}
-    for r in rows:
-        vid = safe_id(r.get("key") or r["video_id"])
-        if r.get("identity"):
-            found.setdefault(vid, set()).add(r["identity"])
-    old = table["identity"].to_pylist()
-    new = [join_identities(found[v]) if v in found else o for v, o in zip(table["video_id"].to_pylist(), old)]
-    return table.set_column(table.schema.get_field_index("identity"), "identity", pa.array(new, pa.string()))
+    click.echo(f"mf2 split: {res.n_pairs} pairs by {by} -> {res.manifest}", err=True)
 
 
 @cli.command()
@@ -675,9 +614,9 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
     Examples:
       mf2 remove DS --video-id 1zcIwhmdeo4 --reason "request 2026-11-24"
     """
-    from mf2.share.remove import remove as run_remove
+    from mf2 import api
 
-    res = run_remove(dataset, list(video_ids), reason)
+    res = api.remove(dataset, video_ids, reason)
     click.echo(f"mf2 remove: {len(res.video_ids)} video(s), {res.n_pairs} pairs, {res.n_files} files removed", err=True)
 
 
@@ -798,9 +737,9 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 @click.option("--no-identity", is_flag=True, help="Skip identity embeddings.")
 @click.option("--limit", default=0, show_default=True, type=int, help="Pairs per blur setting, evenly spaced (0: all).")
 @click.option("--max-error", default=0.08, show_default=True, type=float, help="CED cut-off for AUC and failures.")
-@click.option("--kernel-size", "kernel_sizes", multiple=True, type=int, default=(31,), show_default=True,
-              help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
-@click.option("--seed", default=0, show_default=True, type=int, help="--stills: kernel seed.")
+@click.option("--kernel-size", "kernel_sizes", multiple=True, type=int, default=(BY_KEY["kernel_size"].default,),
+              show_default=True, help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
+@click.option("--seed", default=BY_KEY["seed"].default, show_default=True, type=int, help="--stills: kernel seed.")
 @click.option("--verification", type=AbsPath(dir_okay=False, exists=True), default=None,
               help="YTF-style video pairs (fold, video_a, video_b, same): face verification, 10-fold mean "
                    "accuracy ± std per method (the paper's Table 8).")
@@ -819,40 +758,19 @@ def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, ou
     """
     from tqdm import tqdm
 
-    from mf2.evaluate.methods import Method, parse_checkpoint, parse_restored
-    from mf2.evaluate.report import write_report
-    from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
+    from mf2 import api
 
-    pairs = _datasets(datasets, old_pairs, "evaluate")
-    if not pairs and not stills:
-        raise UsageError("mf2 evaluate: give a pair dataset (mf2 evaluate DATASET ...) and/or --stills DIR")
-    cfg = EvaluateConfig(backend, fan_weights, gt, init, not no_identity, limit, max_error, make_html,
-                         verification=verification)
-    cfg.validate()
-    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
-        + [parse_checkpoint(c) for c in checkpoints] + [parse_checkpoint(c, "hg") for c in hourglasses]
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise UsageError(f"method names must be distinct: {names}")
-    manifests = list(pairs)
-    report_dir = check_writable_dir(Path(out))
-    if stills:
-        from mf2.evaluate.stills import StillsConfig, build_stills
-
-        manifest, skipped = build_stills(Path(stills), report_dir / "stills",
-                                         StillsConfig(kernel_sizes=tuple(kernel_sizes), seed=seed))
-        for line in skipped:
-            click.echo(f"skipped: {line}", err=True)
-        manifests.append(str(manifest))
     with tqdm(unit="pair", disable=None) as bar:
-        ev = run_evaluate(manifests, methods, cfg, bar.update)
-    files = write_report(ev, report_dir)
+        ev = api.evaluate(_datasets(datasets, old_pairs, "evaluate"), checkpoints, hourglasses, restored, stills=stills,
+                          out=out, kernel_sizes=kernel_sizes, seed=seed, progress=bar.update, echo=_echo_err,
+                          landmarks=backend, fan_weights=fan_weights, gt=gt, init=init, identity=not no_identity,
+                          limit=limit, max_error=max_error, html=make_html, verification=verification)
     from mf2.evaluate.report import markdown
     from mf2.evaluate.run import to_json
 
     click.echo(json.dumps(to_json(ev), indent=2) if as_json else markdown(ev).split("## PSNR")[0].rstrip())
-    click.echo(f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(methods)} methods, {ev.pairs_per_s:.2f} pairs/s "
-               f"-> {report_dir} ({len(files)} files)", err=True)
+    click.echo(f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods, {ev.pairs_per_s:.2f} "
+               f"pairs/s -> {out} ({len(ev.report_files)} files)", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -109,6 +109,7 @@ class Evaluation:
     # setting -> [(pair_id, method -> PNG bytes)]: a few pairs for the HTML page
     examples: dict[str, list[tuple[str, dict[str, bytes]]]] = field(default_factory=dict)
     verification: dict | None = None  # setting -> method -> 10-fold accuracy (Table 8)
+    report_files: list[Path] = field(default_factory=list)  # written by mf2.api.evaluate(out=...)
 
     @property
     def pairs_per_s(self) -> float:

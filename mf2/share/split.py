@@ -9,14 +9,18 @@ new video links two groups.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from mf2.errors import UsageError
-from mf2.sources import split_identities
+from mf2.errors import Mf2Error, UsageError
+from mf2.sources import join_identities, safe_id, split_identities
 
 BY = ("identity", "video")
 
@@ -141,3 +145,55 @@ def summary(table: pa.Table) -> dict[str, dict[str, int]]:
         out[name] = {"pairs": len(rows), "videos": len({v for v, _ in rows}),
                      "identities": len({x for _, i in rows for x in split_identities(i)})}
     return out
+
+
+@dataclass
+class SplitSummary:
+    """What ``mf2 split`` wrote: the manifest and, per split, its pairs, videos, identities."""
+
+    manifest: Path
+    n_pairs: int
+    by: str
+    splits: dict[str, dict[str, int]]
+
+
+def split_dataset(dataset: str | Path, cfg: SplitConfig, identities: str | Path | None = None) -> SplitSummary:
+    """Assign every pair of ``dataset`` a split (the ``split`` column, rewritten atomically;
+    the config recorded in the manifest's metadata). ``identities``: a CSV (video_id or key,
+    identity) or a fetch table, filling the identity column first."""
+    from mf2.dataset.manifest import load, rewrite
+
+    cfg.validate()
+    ds = load(dataset)
+    table = ds.table
+    if identities:
+        table = with_identities(table, Path(identities))
+    table = assign(table, cfg)
+    problems = leaks(table)
+    if problems:  # cannot happen by construction; refuse to write a leaking split all the same
+        raise Mf2Error(f"split would leak: {problems[0]}")
+    rewrite(ds, table, split=json.dumps(cfg.key(), sort_keys=True))
+    return SplitSummary(ds.path, table.num_rows, cfg.by, summary(table))
+
+
+def with_identities(table: pa.Table, path: Path) -> pa.Table:
+    """The identity column filled from a CSV (video_id or key, identity) or an mf2 fetch
+    table; a video given several people joins them (mf2.sources.join_identities)."""
+    if path.suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+    else:
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError as e:
+            raise UsageError(f"--identities {path}: {e.strerror}") from None
+    if not rows or "identity" not in rows[0] or not ({"video_id", "key"} & set(rows[0])):
+        raise UsageError(f"--identities {path}: needs an identity column and a video_id (or key) column")
+    found: dict[str, set[str]] = {}
+    for r in rows:
+        vid = safe_id(r.get("key") or r["video_id"])
+        if r.get("identity"):
+            found.setdefault(vid, set()).add(r["identity"])
+    old = table["identity"].to_pylist()
+    new = [join_identities(found[v]) if v in found else o for v, o in zip(table["video_id"].to_pylist(), old)]
+    return table.set_column(table.schema.get_field_index("identity"), "identity", pa.array(new, pa.string()))
