@@ -44,7 +44,7 @@ def main() -> None:
     from mf2.evaluate.methods import Method
     from mf2.evaluate.run import EvaluateConfig, evaluate, to_json
     from mf2.models.config import load_config
-    from mf2.train.trainer import train
+    from mf2.train.loop import train
 
     t0 = time.perf_counter()
     size = 64 if args.preset == "tiny" else 128

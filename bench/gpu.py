@@ -34,6 +34,8 @@ Three commands, each printing JSON:
 
 from __future__ import annotations
 
+import functools
+
 import argparse
 import json
 import math
@@ -452,13 +454,13 @@ def _throughput(preset: str, manifest: list[str], out: Path, workers: int, batch
             m.train()
         if stage == "cgan":
             tr.models["hg"].eval().requires_grad_(False)
-        step = tr._hg_step if stage == "hg" else tr._cgan_step
+        step = functools.partial(tr.step, stage)
 
         def batches():
             epoch = 0
             while True:
-                tr._epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
-                for b in tr._loader("train"):
+                tr.epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
+                for b in tr.loader("train"):
                     yield (b["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format),
                            b["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format))
                 epoch += 1
@@ -491,7 +493,7 @@ def _train_preset(preset: str, manifest: list[str], out: Path, budget: float, wo
                   min_steps: int) -> dict:
     import torch
 
-    from mf2.train.trainer import train
+    from mf2.train.loop import train
 
     batch = _configured(preset, workers, 1, 1).batch_size
     speed = _throughput(preset, manifest, out / f"{preset}-speed", workers, batch, speed_s)

@@ -140,7 +140,7 @@ def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps:
     import shutil
 
     from mf2.models.config import load_config
-    from mf2.train.trainer import train
+    from mf2.train.loop import train
 
     def cfg_for(hg: int, cgan: int):
         return load_config(config, {"hg_stage": {"max_steps": hg, "epochs": 0},

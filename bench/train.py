@@ -5,6 +5,8 @@ repeated. CPU here; on a GPU box pass --device cuda --config paper.
 
 from __future__ import annotations
 
+import functools
+
 import argparse
 import json
 import platform
@@ -54,7 +56,8 @@ def main() -> None:
             tr = Trainer(cfg, [str(tmp / "ds")], tmp / f"run_{name}", args.device)
             blurry, sharp = (t.to(tr.device) for t in _batch(tr.train_ds, cfg.batch_size))
             res = {}
-            for stage, fn in (("hg", tr._hg_step), ("cgan", tr._cgan_step)):
+            for stage in ("hg", "cgan"):
+                fn = functools.partial(tr.step, stage)
                 if stage == "cgan":
                     tr.models["hg"].eval()
                 fn(blurry, sharp)  # warm-up
@@ -85,7 +88,8 @@ def main() -> None:
         train, _, _ = split_pairs([str(tmp / "ds")], cfg.val_fraction, cfg.seed)
         blurry, sharp = (t.to(tr.device) for t in _batch(PairDataset(train[:8], cfg.image_size, False), 8))
         curve = {"hg": [], "cgan": []}
-        for stage, fn in (("hg", tr._hg_step), ("cgan", tr._cgan_step)):
+        for stage in ("hg", "cgan"):
+            fn = functools.partial(tr.step, stage)
             if stage == "cgan":
                 tr.models["hg"].eval()
             for step in range(1, args.curve_steps + 1):

@@ -36,18 +36,18 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     def batches():
         epoch = 0
         while True:  # as many epochs as the time takes
-            tr._epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
-            yield from tr._loader("train")
+            tr.epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
+            yield from tr.loader("train")
             epoch += 1
 
     it = batches()
     for _ in range(3):  # warm-up
         b = next(it)
-        tr._hg_step(b["blurry"], b["sharp"])
+        tr.step("hg", b["blurry"], b["sharp"])
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         b = next(it)
-        tr._hg_step(b["blurry"].contiguous(memory_format=tr.memory_format),
+        tr.step("hg", b["blurry"].contiguous(memory_format=tr.memory_format),
                     b["sharp"].contiguous(memory_format=tr.memory_format))
         n += b["blurry"].shape[0]
     rate = n / (time.perf_counter() - t)

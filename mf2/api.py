@@ -197,7 +197,7 @@ def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small"
     """``mf2 train``: the hourglass, then the cGAN, into the resumable run folder ``out``
     (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file."""
     from mf2.models.config import load_config
-    from mf2.train.trainer import train as run
+    from mf2.train.loop import train as run
 
     if not datasets:
         raise UsageError("mf2 train: give at least one pair dataset (mf2 train DATASET ... --out RUN)")

@@ -102,14 +102,14 @@ def test_tiny_preset_overfits_a_small_batch(pairs_dir):
     batch = [ds[i] for i in range(8)]
     blurry = torch.stack([b["blurry"] for b in batch])
     sharp = torch.stack([b["sharp"] for b in batch])
-    start_hg = tr._hg_step(blurry, sharp)["l1"]
+    start_hg = tr.step("hg", blurry, sharp)["l1"]
     for _ in range(150):
-        hg = tr._hg_step(blurry, sharp)
+        hg = tr.step("hg", blurry, sharp)
     assert hg["l1"] < 0.9 * start_hg, (start_hg, hg)  # it starts as the identity: at the blurry input's error
     tr.models["hg"].eval()
-    first = tr._cgan_step(blurry, sharp)
+    first = tr.step("cgan", blurry, sharp)
     for _ in range(150):
-        last = tr._cgan_step(blurry, sharp)
+        last = tr.step("cgan", blurry, sharp)
     assert last["l1"] < 0.5 * first["l1"], (first, last)
     assert last["reconstruction"] < 0.5 * first["reconstruction"], (first, last)
     assert all(np.isfinite(float(v)) for v in last.values())
@@ -284,7 +284,7 @@ def test_newell_hourglass_works_at_a_quarter_and_starts_as_the_identity():
     resolution, predictions back at full resolution; with zeroed heads a fresh model returns
     its input, so training starts at the blurry input's error."""
     from mf2.models.config import PRESETS
-    from mf2.train.trainer import build_models
+    from mf2.train.steps import build_models
 
     for name in ("small", "paper"):
         cfg = PRESETS[name]
@@ -327,7 +327,7 @@ def test_cosine_schedule_is_a_function_of_the_step(pairs_dir, tmp_path):
     tr = Trainer(cfg, [str(pairs_dir)], tmp_path / "run", "cpu")
     seen = []
     for step in (0, 50, 100):
-        tr._set_lr("hg", step, 100)
+        tr.nets.set_lr("hg", step, 100)
         seen.append(tr.opt["hg"].param_groups[0]["lr"])
     assert seen[0] == pytest.approx(0.001) and seen[1] == pytest.approx(0.0005) and seen[2] == pytest.approx(0.0)
 
@@ -396,7 +396,8 @@ def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model
     from mf2.models.config import PRESETS, load_config
     from mf2.restore.tensors import to_tensor, to_uint8
     from mf2.restore.deblur import Deblurrer
-    from mf2.train.trainer import Trainer, build_models
+    from mf2.train.steps import build_models
+    from mf2.train.trainer import Trainer
 
     assert PRESETS["small"].cgan.residual and not PRESETS["paper"].cgan.residual
     for name in ("small", "paper"):
@@ -489,7 +490,7 @@ def test_dead_zone_keeps_small_changes_out_at_prediction_time_only():
 
     from mf2.models.archs.space import dead_zone
     from mf2.models.config import load_config
-    from mf2.train.trainer import build_models
+    from mf2.train.steps import build_models
 
     x = torch.zeros(1, 3, 4, 4)
     y = x.clone()

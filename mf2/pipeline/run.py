@@ -116,7 +116,7 @@ def _train(recipe: Recipe, out: Path, summaries: dict[str, RunSummary], threads:
     trainer's checkpoints live in RUN/checkpoints). Jobs that made no pairs (no photos given)
     are left out; the hourglass then trains on the cGAN's pairs."""
     from mf2.models.config import load_config
-    from mf2.train.trainer import train
+    from mf2.train.loop import train
 
     step = recipe.train
     assert step is not None

@@ -1,6 +1,7 @@
-"""What a training checkpoint keeps besides weights and optimiser moments, so a run resumes
-exactly: the position (``Progress``), the RNG states, the configuration (with keys it predates
-filled in) and the record of the pairs that trained it."""
+"""Training checkpoints: what one keeps besides weights and optimiser moments, so a run
+resumes exactly (the position, ``Progress``; the RNG states; the configuration, with keys it
+predates filled in; the record of the pairs that trained it), writing one atomically, and
+reading one back with its compatibility checks."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mf2.atomic import write_atomic
 from mf2.errors import UsageError
+from mf2.models.config import TrainConfig
+from mf2.train.steps import Nets
 
 
 @dataclass
@@ -65,3 +69,69 @@ def dataset_record(manifest: str | Path) -> dict:
     except ValueError:
         mode = ""
     return {"path": str(manifest), "mode": mode, "pairs_sha256": h, "n_pairs": ds.table.num_rows}
+
+
+FORMAT = "mf2-train-1"
+
+
+def checkpoint_state(cfg: TrainConfig, prog: Progress, nets: Nets, scaler: Any, data: dict) -> dict:
+    """Everything a stage resumes from: weights, optimiser moments, the scaler, RNG states,
+    the position, and the record of the pairs (``data``: stage -> record)."""
+    return {"format": FORMAT, "config": cfg.to_dict(), "stage": prog.stage, "step": prog.step,
+            "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
+            "models": {k: m.state_dict() for k, m in nets.models.items()},
+            "optim": {k: o.state_dict() for k, o in nets.opt.items()},
+            "scaler": scaler.state_dict(), "rng": rng_state(), "data": data}
+
+
+def write_checkpoint(path: Path, state: dict) -> None:
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def read_checkpoint(path: Path, cfg: TrainConfig, stage: str, record: dict) -> dict | None:
+    """A stage's checkpoint, checked: a truncated, foreign or hostile file (weights_only
+    refuses pickled code) is one line naming it, never a traceback; so is one made with
+    another configuration or on other pairs (``record``: the pairs this run trains on)."""
+    if not path.is_file():
+        return None
+    try:
+        # on the CPU: RNG states must stay CPU ByteTensors (set_rng_state refuses CUDA ones);
+        # load_state_dict copies weights and optimiser state onto the models' device
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UsageError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to "
+                         f"start the {stage} stage over") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or \
+            not {"config", "models", "optim", "step"} <= set(state):
+        raise UsageError(f"{path}: not an mf2 training checkpoint")
+    if filled_config(state["config"]) != cfg.to_dict():
+        raise UsageError(f"{path}: made with another configuration; use another --out or the same --config")
+    was = state.get("data", {}).get(stage)
+    if was is not None and [d["pairs_sha256"] for d in was["datasets"]] != \
+            [d["pairs_sha256"] for d in record["datasets"]]:
+        flag = "--hg-pairs" if stage == "hg" else "--pairs"
+        raise UsageError(f"{path}: the {stage} stage was trained on other pairs "
+                         f"({', '.join(d['path'] for d in was['datasets'])}); give the same {flag} or use "
+                         f"another --out")
+    return state
+
+
+def progress_of(state: dict, stage: str) -> Progress:
+    return Progress(stage, state["step"], state.get("epoch", 0), state.get("pos", 0), bool(state.get("done")),
+                    state.get("hg_step", 0))
+
+
+def restore(state: dict, path: Path, nets: Nets, scaler: Any) -> None:
+    """Weights, optimiser moments, scaler and RNG states back in place; a checkpoint of
+    another shape is one line."""
+    try:
+        for k, m in nets.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in nets.opt.items():
+            o.load_state_dict(state["optim"][k])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UsageError(f"{path}: does not fit this model ({type(e).__name__}: {why})") from None

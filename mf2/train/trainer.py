@@ -1,67 +1,28 @@
-"""`mf2 train`: step 1 (hourglass, L1) then step 2 (two-pathway cGAN with the hourglass
-frozen), with checkpoints that resume exactly: weights, optimiser moments, RNG states and the
-position in the epoch's sample order, which is itself a function of (seed, epoch)."""
+"""`mf2 train`'s state: the device and processes, the pairs of each stage and their
+loaders, the networks (mf2.train.steps.Nets) and the checkpoints of each stage (written and
+read through mf2.train.checkpoint). The loop that drives it is mf2.train.loop; a stage's
+step is mf2.train.steps; what a run logs is mf2.train.runlog."""
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mf2.atomic import write_atomic, write_bytes_atomic
+from mf2.atomic import write_atomic
 from mf2.errors import UsageError
-from mf2.quality import psnr, ssim
-from mf2.models.archs import build
-from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
-from mf2.models.archs.hourglass import StackedHourglass
+from mf2.models.archs.cgan import TwoPathwayGenerator
 from mf2.models.config import TrainConfig
-from mf2.restore.tensors import to_uint8
-from mf2.train.checkpoint import Progress, dataset_record, filled_config, rng_state, set_rng_state
-from mf2.train.devices import pick_device, plan_cpu, setup_distributed
+from mf2.train.checkpoint import (Progress, checkpoint_state, dataset_record, progress_of, read_checkpoint, restore,
+                                  write_checkpoint)
 from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
-from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
-
-STAGES = ("hg", "cgan")
-
-
-def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
-    torch.manual_seed(cfg.seed)
-    hg = cast(StackedHourglass, build("hourglass", cfg.hourglass))
-    gen = cast(TwoPathwayGenerator, build("cgan_generator", cfg.cgan))
-    disc = build("cgan_discriminator", cfg.cgan.disc_channels)
-    for m in (hg, gen, disc):
-        m.apply(init_weights)
-    if cfg.hourglass.stem == "newell":
-        hg.zero_heads()
-    if cfg.cgan.residual:
-        gen.decoder.zero_last()
-    return {"hg": hg, "gen": gen, "disc": disc}
-
-
-_PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}  # LossConfig.hg_pixel
-
-
-def _labelled(grid: np.ndarray, labels: tuple[str, ...]) -> np.ndarray:
-    """A white band above equal-width columns, each named: a sample grid read months later
-    (or by another lab) says which column is which."""
-    import cv2
-
-    w = grid.shape[1] // len(labels)
-    band = np.full((18, grid.shape[1], 3), 255, np.uint8)
-    for i, name in enumerate(labels):
-        cv2.putText(band, name, (i * w + 3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([band, grid], axis=0)
+from mf2.train.devices import pick_device, plan_cpu, setup_distributed
+from mf2.train.runlog import RunLog
+from mf2.train.steps import STAGES, STEP, Nets, build_models, make_optimisers
 
 
 @dataclass
@@ -119,35 +80,39 @@ class Trainer:
         # channels_last: 1.3x the images/s of both stages on a CPU (measured, small preset)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = fmt
-        self.models = {k: m.to(self.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
-                       for k, m in build_models(cfg).items()}
-        self.opt = {
-            "hg": torch.optim.Adam(self.models["hg"].parameters(), lr=cfg.hg_stage.lr, betas=tuple(cfg.hg_stage.betas)),
-            "gen": torch.optim.Adam(self.models["gen"].parameters(), lr=cfg.cgan_stage.lr,
-                                    betas=tuple(cfg.cgan_stage.betas)),
-            "disc": torch.optim.Adam(self.models["disc"].parameters(), lr=cfg.cgan_stage.lr,
-                                     betas=tuple(cfg.cgan_stage.betas)),
-        }
-        self.ddp = {}
+        models = {k: m.to(self.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
+                  for k, m in build_models(cfg).items()}
+        ddp: dict[str, torch.nn.Module] = {}
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = {k: DDP(m, device_ids=ids) for k, m in self.models.items()}
-        self.autocast = self.device.type == "cuda"
+            ddp = {k: DDP(m, device_ids=ids) for k, m in models.items()}
+        self.nets = Nets(cfg, models, make_optimisers(cfg, models), ddp, self.device.type, self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the format
+        self.log = RunLog(out, cfg, self.dist.main)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(parents=True, exist_ok=True)
-        self._tb = None
+
+    @property
+    def models(self) -> dict[str, torch.nn.Module]:
+        return self.nets.models
+
+    @property
+    def opt(self) -> dict[str, torch.optim.Optimizer]:
+        return self.nets.opt
+
+    def step(self, stage: str, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+        """One optimisation step of ``stage`` on a batch (mf2.train.steps)."""
+        return STEP[stage](self.nets, blurry, sharp)
+
+    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.nets.predict(blurry)
 
     def use(self, stage: str) -> None:
         """The pairs the next steps train and validate on."""
         self.train_ds, self.val_ds = self.data[stage].train, self.data[stage].val
         self._loaders: dict[str, DataLoader] = {}  # the last stage's workers end with their loaders
-
-    # -- plumbing ---------------------------------------------------------------------------------
-    def _m(self, name: str) -> torch.nn.Module:
-        return self.ddp.get(name, self.models[name])
 
     def ckpt_path(self, stage: str) -> Path:
         return self.out / "checkpoints" / f"{stage}_last.pt"
@@ -165,67 +130,24 @@ class Trainer:
         self._barrier()
 
     def _write_checkpoint(self, prog: Progress) -> None:
-        state = {"format": "mf2-train-1", "config": self.cfg.to_dict(), "stage": prog.stage, "step": prog.step,
-                 "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
-                 "models": {k: m.state_dict() for k, m in self.models.items()},
-                 "optim": {k: o.state_dict() for k, o in self.opt.items()},
-                 "scaler": self.scaler.state_dict(), "rng": rng_state(),
-                 "data": {k: self.data[k].record for k in STAGES}}
-        write_atomic(self.ckpt_path(prog.stage), lambda tmp: torch.save(state, tmp))
+        state = checkpoint_state(self.cfg, prog, self.nets, self.scaler, {k: self.data[k].record for k in STAGES})
+        write_checkpoint(self.ckpt_path(prog.stage), state)
 
     def _read(self, stage: str) -> dict | None:
-        """A stage's checkpoint, checked: a truncated, foreign or hostile file (weights_only
-        refuses pickled code) is one line naming it, never a traceback."""
-        p = self.ckpt_path(stage)
-        if not p.is_file():
-            return None
-        try:
-            # on the CPU: RNG states must stay CPU ByteTensors (set_rng_state refuses CUDA ones);
-            # load_state_dict copies weights and optimiser state onto the models' device
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise UsageError(f"{p}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to "
-                             f"start the {stage} stage over") from None
-        if not isinstance(state, dict) or state.get("format") != "mf2-train-1" or \
-                not {"config", "models", "optim", "step"} <= set(state):
-            raise UsageError(f"{p}: not an mf2 training checkpoint")
-        if filled_config(state["config"]) != self.cfg.to_dict():
-            raise UsageError(f"{p}: made with another configuration; use another --out or the same --config")
-        was = state.get("data", {}).get(stage)
-        now = self.data[stage].record
-        if was is not None and [d["pairs_sha256"] for d in was["datasets"]] != \
-                [d["pairs_sha256"] for d in now["datasets"]]:
-            flag = "--hg-pairs" if stage == "hg" else "--pairs"
-            raise UsageError(f"{p}: the {stage} stage was trained on other pairs "
-                             f"({', '.join(d['path'] for d in was['datasets'])}); give the same {flag} or use "
-                             f"another --out")
-        return state
+        return read_checkpoint(self.ckpt_path(stage), self.cfg, stage, self.data[stage].record)
 
     def peek(self, stage: str) -> Progress | None:
         """Where a stage stands, without touching the models."""
         state = self._read(stage)
-        if state is None:
-            return None
-        return Progress(stage, state["step"], state.get("epoch", 0), state.get("pos", 0), bool(state.get("done")),
-                        state.get("hg_step", 0))
+        return None if state is None else progress_of(state, stage)
 
     def load(self, stage: str) -> Progress | None:
+        """The stage's checkpoint restored into the networks (None: it has not started)."""
         state = self._read(stage)
         if state is None:
             return None
-        p = self.ckpt_path(stage)
-        try:
-            for k, m in self.models.items():
-                m.load_state_dict(state["models"][k])
-            for k, o in self.opt.items():
-                o.load_state_dict(state["optim"][k])
-            self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise UsageError(f"{p}: does not fit this model ({type(e).__name__}: {why})") from None
-        return Progress(stage, state["step"], state["epoch"], state["pos"], state["done"], state.get("hg_step", 0))
+        restore(state, self.ckpt_path(stage), self.nets, self.scaler)
+        return progress_of(state, stage)
 
     def target_steps(self, stage: str, max_steps: int | None) -> int:
         sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
@@ -257,54 +179,7 @@ class Trainer:
                          f"{plan}; add --restart-cgan to retrain the cGAN on it (the old cGAN is kept), "
                          f"or use a new --out")
 
-    def _log(self, row: dict) -> None:
-        if not self.dist.main:
-            return
-        path = self.out / "metrics.csv"
-        new = not path.exists()
-        fields = ["time", "stage", "kind", "step", "epoch", "name", "value"]
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            if new:
-                w.writeheader()
-            for k, v in row["values"].items():
-                w.writerow({"time": round(time.time(), 3), "stage": row["stage"], "kind": row["kind"],
-                            "step": row["step"], "epoch": row["epoch"], "name": k, "value": v})
-        tb = self._tensorboard()
-        if tb is not None:
-            for k, v in row["values"].items():
-                tb.add_scalar(f"{row['stage']}/{row['kind']}/{k}", v, row["step"])
-
-    def _hparams(self, stage: str, val: dict) -> None:
-        """The run's settings beside its final validation scores, in TensorBoard's HParams tab:
-        runs of a sweep compare there. Scalars only (TensorBoard's rule), nested keys dotted."""
-        tb = self._tensorboard() if self.dist.main else None
-        if tb is None:
-            return
-        flat: dict = {}
-
-        def walk(prefix: str, v) -> None:
-            if isinstance(v, dict):
-                for k, x in v.items():
-                    walk(f"{prefix}{k}.", x)
-            elif isinstance(v, (bool, int, float, str)):
-                flat[prefix[:-1]] = v
-
-        walk("", self.cfg.to_dict())
-        flat["stage"] = stage
-        tb.add_hparams(flat, {f"hparam/{stage}_{k}": float(v) for k, v in val.items()}, run_name=f"hparams_{stage}")
-
-    def _tensorboard(self):
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.out / "tensorboard"))
-            except Exception:  # tensorboard not installed: metrics.csv only
-                self._tb = False
-        return self._tb or None
-
-    def _loader(self, kind: str) -> DataLoader:
+    def loader(self, kind: str) -> DataLoader:
         """The stage's train or val loader, made once: its workers persist across epochs. Its
         own generator: making a loader must not draw from the global RNG (exact resume)."""
         if kind not in self._loaders:
@@ -315,122 +190,20 @@ class Trainer:
                                    else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common))
         return self._loaders[kind]
 
-    def _epoch_batches(self, order: list[int], start: int, epoch: int) -> int:
+    def epoch_batches(self, order: list[int], start: int, epoch: int) -> int:
         """Sets the train loader's batches for this epoch from ``start``; returns the epoch's count."""
         bs = self.cfg.batch_size
         batches = [[(epoch, i) for i in order[j:j + bs]] for j in range(0, len(order), bs)]
         if len(batches) > 1 and len(batches[-1]) < bs:
             batches = batches[:-1]  # equal batches: batch norm statistics stay comparable
-        cast(EpochBatches, self._loader("train").batch_sampler).batches = batches[start:]
+        cast(EpochBatches, self.loader("train").batch_sampler).batches = batches[start:]
         return len(batches)
 
     def steps_per_epoch(self) -> int:
         n = len(epoch_order(len(self.train_ds), self.cfg.seed, 0, self.dist.rank, self.dist.world))
         return max(1, n // self.cfg.batch_size) if n >= self.cfg.batch_size else 1
 
-    def _set_lr(self, stage: str, step: int, total: int) -> None:
-        """The rate for this step: a function of (step, total) only, so a resumed run follows
-        the same schedule."""
-        sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
-        lr = sc.lr if sc.schedule == "constant" else 0.5 * sc.lr * (1.0 + math.cos(math.pi * step / max(1, total)))
-        for name in (("hg",) if stage == "hg" else ("gen", "disc")):
-            for group in self.opt[name].param_groups:
-                group["lr"] = lr
-
-    # -- steps ------------------------------------------------------------------------------------
-    def _hg_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
-        hg = self._m("hg")
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            outs = hg(blurry)
-            pixel = _PIXEL_LOSSES[self.cfg.loss.hg_pixel]
-            loss = cast(torch.Tensor, sum(pixel(o.float(), sharp) for o in outs)) / len(outs)
-        self.opt["hg"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt["hg"].step()
-        return {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
-
-    def _cgan_step(self, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
-        w = self.cfg.loss
-        gen, disc = self._m("gen"), self._m("disc")
-        hg_out = None
-        if self.cfg.cgan.condition_on_hg:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                hg_out = self.models["hg"](blurry)[-1].float()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            fake, code_bl, rec, code_s = gen(blurry, hg_out, sharp)
-            # discriminator
-            real_logits, _ = disc(blurry, sharp)
-            fake_logits, _ = disc(blurry, fake.detach())
-            loss_d = adversarial_d(real_logits.float(), fake_logits.float())
-        self.opt["disc"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt["disc"].step()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            fake_logits, fake_f = disc(blurry, fake)
-            with torch.no_grad():
-                _, real_f = disc(blurry, sharp)
-            fake32 = fake.float()
-            adv = adversarial_g(fake_logits.float())
-            content = content_loss(fake32, sharp, w.content_image, w.content_grad)
-            proj = projection_loss(fake_f.float(), real_f.float())
-            recon = F.l1_loss(rec.float(), sharp) if rec is not None else torch.zeros((), device=sharp.device)
-            loss = w.adv * adv + content + w.projection * proj + w.reconstruction * recon
-            if self.cfg.cgan.latent_match > 0 and code_s is not None:
-                loss = loss + self.cfg.cgan.latent_match * F.l1_loss(code_bl.float(), code_s.float().detach())
-        self.opt["gen"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt["gen"].step()
-        vals = {"loss_g": loss, "loss_d": loss_d, "adv": adv, "content": content, "projection": proj,
-                "reconstruction": recon, "l1": F.l1_loss(fake32, sharp)}
-        return {k: v.detach() for k, v in vals.items()}
-
-    # -- validation and samples ----------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for m in self.models.values():
-            m.eval()
-        hg_out = self.models["hg"](blurry)[-1].float()
-        fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
-        return hg_out, fake.float()
-
-    def validate(self, stage: str, prog: Progress) -> dict:
-        loader = self._loader("val")
-        scores: dict[str, list[float]] = {"ssim": [], "psnr": [], "ssim_blurred": []}
-        grid: list[np.ndarray] = []
-        for b, batch in enumerate(loader):
-            if b >= self.cfg.val_max_batches:
-                break
-            blurry, sharp = batch["blurry"].to(self.device), batch["sharp"].to(self.device)
-            hg_out, fake = self.predict(blurry)
-            out = hg_out if stage == "hg" else fake
-            for i in range(blurry.shape[0]):
-                o, s, bl = to_uint8(out[i]), to_uint8(sharp[i]), to_uint8(blurry[i])
-                scores["ssim"].append(ssim(o, s))
-                p = psnr(o, s)
-                scores["psnr"].append(p if math.isfinite(p) else 100.0)
-                scores["ssim_blurred"].append(ssim(bl, s))
-                if len(grid) < 4:
-                    grid.append(np.concatenate([bl, to_uint8(hg_out[i]), to_uint8(fake[i]), s], axis=1))
-        for m in self.models.values():
-            m.train()
-        if stage == "cgan":
-            self.models["hg"].eval()
-        res = {k: float(np.mean(v)) for k, v in scores.items() if v}
-        if self.dist.main and grid:
-            import cv2
-
-            rgb = _labelled(np.concatenate(grid, axis=0), ("blurry", "hourglass", "cGAN", "sharp"))
-            img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-            tb = self._tensorboard()
-            if tb is not None:
-                tb.add_image(f"{stage}/samples", rgb, prog.step, dataformats="HWC")
-            write_bytes_atomic(self.out / "samples" / f"{stage}_epoch{prog.epoch:03d}_step{prog.step:07d}.png",
-                               cv2.imencode(".png", img)[1].tobytes())
-        self._log({"stage": stage, "kind": "val", "step": prog.step, "epoch": prog.epoch, "values": res})
-        return res
-
-    # -- the loop -----------------------------------------------------------------------------------
-    def _progress(self, stage: str) -> Progress:
+    def progress(self, stage: str) -> Progress:
         """Where the stage stands (a new Progress when it has not started); the cGAN's must
         have started on the hourglass as it is now."""
         hg_step = 0
@@ -445,60 +218,6 @@ class Trainer:
                              f"which has since been trained to step {hg_step}; add --restart-cgan")
         return prog
 
-    def run_stage(self, stage: str, max_steps: int | None = None) -> StageResult:
-        from tqdm import tqdm
-
-        self.use(stage)
-        prog = self._progress(stage)
-        if prog.done and (max_steps is None or prog.step >= max_steps):
-            self.echo(f"{stage}: already trained ({prog.step} steps)")
-            return StageResult(stage, prog.step, 0.0)
-        total = self.target_steps(stage, max_steps)
-        for m in self.models.values():
-            m.train()
-        if stage == "cgan":
-            self.models["hg"].eval()
-            for p in self.models["hg"].parameters():
-                p.requires_grad_(False)
-        step_fn = self._hg_step if stage == "hg" else self._cgan_step
-        # None lets tqdm decide (a bar on a terminal only); other ranks never draw one
-        disable = True if not self.dist.main else (None if self.show_progress is None else not self.show_progress)
-        bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step", disable=disable)
-        images, t0, losses, val = 0, time.perf_counter(), {}, {}
-        while prog.step < total:
-            order = epoch_order(len(self.train_ds), self.cfg.seed, prog.epoch, self.dist.rank, self.dist.world)
-            n_batches = self._epoch_batches(order, prog.pos, prog.epoch)
-            for batch in self._loader("train"):
-                self._set_lr(stage, prog.step, total)
-                blurry = batch["blurry"].to(self.device, non_blocking=True, memory_format=self.memory_format)
-                sharp = batch["sharp"].to(self.device, non_blocking=True, memory_format=self.memory_format)
-                losses = step_fn(blurry, sharp)
-                images += blurry.shape[0] * self.dist.world
-                prog.step += 1
-                prog.pos += 1
-                bar.update(1)
-                if prog.step % self.cfg.log_every == 0 or prog.step == total:
-                    losses = {k: float(v) for k, v in losses.items()}  # the only host sync of a step
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:3]})
-                    self._log({"stage": stage, "kind": "train", "step": prog.step, "epoch": prog.epoch,
-                               "values": {**losses, "images_per_s": images / max(1e-9, time.perf_counter() - t0)}})
-                if prog.step % self.cfg.checkpoint_every == 0 and prog.step < total:
-                    self.save(prog)
-                if prog.step >= total:
-                    break
-            if prog.pos >= n_batches:  # the epoch is complete
-                val = self.validate(stage, prog)
-                prog.epoch += 1
-                prog.pos = 0
-        bar.close()
-        prog.done = True
-        if not val:
-            val = self.validate(stage, prog)
-        self.save(prog)
-        rate = images / max(1e-9, time.perf_counter() - t0)
-        self._hparams(stage, val)
-        return StageResult(stage, prog.step, rate, {k: float(v) for k, v in losses.items()}, val)
-
     def export(self, stages: tuple[str, ...] = STAGES) -> Path:
         """The prediction checkpoint that `mf2 deblur` and `mf2 evaluate` load with
         weights_only=True: the hourglass, and after the cGAN stage G_bl's encoder and the
@@ -508,49 +227,8 @@ class Trainer:
             state = {"format": "mf2-deblur-1", "config": self.cfg.to_dict(), "hg": self.models["hg"].state_dict(),
                      "stages": list(stages), "data": {k: self.data[k].record for k in stages}}
             if "cgan" in stages:
-                gen = self.models["gen"]
+                gen = cast(TwoPathwayGenerator, self.models["gen"])
                 state.update(enc_bl=gen.enc_bl.state_dict(), decoder=gen.decoder.state_dict())
             write_atomic(path, lambda tmp: torch.save(state, tmp))
         return path
 
-
-def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all", max_steps: int | None = None,
-          device: str = "auto", echo: Callable[[str], None] | None = None,
-          show_progress: bool | None = None, restart_cgan: bool = False,
-          hg_manifests: list[str] | None = None, threads: int | None = None) -> dict[str, StageResult]:
-    if stage not in ("hg", "cgan", "all"):
-        raise UsageError(f"--stage {stage!r}: expected hg, cgan or all")
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = out / "config.yaml"
-    import yaml
-
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    if resolved.is_file() and resolved.read_text() != text and any((out / "checkpoints").glob("*.pt")):
-        raise UsageError(f"--out {out}: holds a run with another configuration (see {resolved})")
-    write_bytes_atomic(resolved, text.encode())
-    tr = Trainer(cfg, manifests, out, device, echo, show_progress, hg_manifests, threads)
-    (echo or (lambda s: None))(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}; "
-                               f"{tr.cpu.line()}")
-    results = {}
-    try:
-        tr.preflight(stage, max_steps, restart_cgan)
-        for st in (STAGES if stage == "all" else (stage,)):
-            results[st] = tr.run_stage(st, max_steps)
-        if "cgan" in results:
-            tr.export()
-        elif "hg" in results:  # the hourglass alone is a complete deblurrer
-            tr.export(("hg",))
-    finally:
-        if tr.dist.world > 1:
-            import torch.distributed as dist
-
-            if dist.is_initialized():
-                dist.destroy_process_group()
-    write_bytes_atomic(out / "train_summary.json", json.dumps(
-        {k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "last_losses": r.last_losses, "val": r.val,
-             "data": tr.data[k].record}
-         for k, r in results.items()}, indent=2).encode())
-    return results
-
-
-__all__ = ["Trainer", "train", "build_models"]

@@ -1,0 +1,145 @@
+"""The networks of a run and one optimisation step of each stage: the hourglass (pixel loss
+on every stack's output) and the two-pathway cGAN (discriminator, then generator with the
+content, projection, reconstruction and latent-matching terms; the hourglass frozen). A
+step is a function of (``Nets``, blurry, sharp), so the loop, a benchmark and a test call
+the same code."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, cast
+
+import torch
+import torch.nn.functional as F
+
+from mf2.models.archs import build
+from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
+from mf2.models.archs.hourglass import StackedHourglass
+from mf2.models.config import TrainConfig
+from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
+
+STAGES = ("hg", "cgan")
+_PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}  # LossConfig.hg_pixel
+
+
+def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
+    """The three networks, initialised from the run's seed (mf2.models.archs' registry)."""
+    torch.manual_seed(cfg.seed)
+    hg = cast(StackedHourglass, build("hourglass", cfg.hourglass))
+    gen = cast(TwoPathwayGenerator, build("cgan_generator", cfg.cgan))
+    disc = build("cgan_discriminator", cfg.cgan.disc_channels)
+    for m in (hg, gen, disc):
+        m.apply(init_weights)
+    if cfg.hourglass.stem == "newell":
+        hg.zero_heads()
+    if cfg.cgan.residual:
+        gen.decoder.zero_last()
+    return {"hg": hg, "gen": gen, "disc": disc}
+
+
+def make_optimisers(cfg: TrainConfig, models: dict[str, torch.nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    hg, cg = cfg.hg_stage, cfg.cgan_stage
+    return {
+        "hg": torch.optim.Adam(models["hg"].parameters(), lr=hg.lr, betas=tuple(hg.betas)),
+        "gen": torch.optim.Adam(models["gen"].parameters(), lr=cg.lr, betas=tuple(cg.betas)),
+        "disc": torch.optim.Adam(models["disc"].parameters(), lr=cg.lr, betas=tuple(cg.betas)),
+    }
+
+
+@dataclass
+class Nets:
+    """The networks, their optimisers, their DistributedDataParallel wrappers (several
+    processes) and how a step runs them (bf16 autocast on a GPU)."""
+
+    cfg: TrainConfig
+    models: dict[str, torch.nn.Module]
+    opt: dict[str, torch.optim.Optimizer]
+    ddp: dict[str, torch.nn.Module]
+    device_type: str
+    autocast: bool
+
+    def net(self, name: str) -> torch.nn.Module:
+        """The module a training step calls: its DDP wrapper when there is one."""
+        return self.ddp.get(name, self.models[name])
+
+    def amp(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast)
+
+    def train_mode(self, stage: str) -> None:
+        """Every network training, but the hourglass frozen (eval, no gradients) for the cGAN."""
+        for m in self.models.values():
+            m.train()
+        if stage == "cgan":
+            self.models["hg"].eval()
+            for p in self.models["hg"].parameters():
+                p.requires_grad_(False)
+
+    def set_lr(self, stage: str, step: int, total: int) -> None:
+        """The rate for this step: a function of (step, total) only, so a resumed run follows
+        the same schedule."""
+        sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
+        lr = sc.lr if sc.schedule == "constant" else 0.5 * sc.lr * (1.0 + math.cos(math.pi * step / max(1, total)))
+        for name in (("hg",) if stage == "hg" else ("gen", "disc")):
+            for group in self.opt[name].param_groups:
+                group["lr"] = lr
+
+    @torch.no_grad()
+    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hourglass's and the cGAN's restorations (networks left in eval mode)."""
+        for m in self.models.values():
+            m.eval()
+        hg_out = self.models["hg"](blurry)[-1].float()
+        fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
+        return hg_out, fake.float()
+
+
+def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+    hg = n.net("hg")
+    with n.amp():
+        outs = hg(blurry)
+        pixel = _PIXEL_LOSSES[n.cfg.loss.hg_pixel]
+        loss = cast(torch.Tensor, sum(pixel(o.float(), sharp) for o in outs)) / len(outs)
+    n.opt["hg"].zero_grad(set_to_none=True)
+    loss.backward()
+    n.opt["hg"].step()
+    return {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
+
+
+def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+    w, c = n.cfg.loss, n.cfg.cgan
+    gen, disc = n.net("gen"), n.net("disc")
+    hg_out = None
+    if c.condition_on_hg:
+        with torch.no_grad(), n.amp():
+            hg_out = n.models["hg"](blurry)[-1].float()
+    with n.amp():
+        fake, code_bl, rec, code_s = gen(blurry, hg_out, sharp)
+        real_logits, _ = disc(blurry, sharp)  # the discriminator first
+        fake_logits, _ = disc(blurry, fake.detach())
+        loss_d = adversarial_d(real_logits.float(), fake_logits.float())
+    n.opt["disc"].zero_grad(set_to_none=True)
+    loss_d.backward()
+    n.opt["disc"].step()
+    with n.amp():
+        fake_logits, fake_f = disc(blurry, fake)
+        with torch.no_grad():
+            _, real_f = disc(blurry, sharp)
+        fake32 = fake.float()
+        adv = adversarial_g(fake_logits.float())
+        content = content_loss(fake32, sharp, w.content_image, w.content_grad)
+        proj = projection_loss(fake_f.float(), real_f.float())
+        recon = F.l1_loss(rec.float(), sharp) if rec is not None else torch.zeros((), device=sharp.device)
+        loss = w.adv * adv + content + w.projection * proj + w.reconstruction * recon
+        if c.latent_match > 0 and code_s is not None:
+            loss = loss + c.latent_match * F.l1_loss(code_bl.float(), code_s.float().detach())
+    n.opt["gen"].zero_grad(set_to_none=True)
+    loss.backward()
+    n.opt["gen"].step()
+    vals = {"loss_g": loss, "loss_d": loss_d, "adv": adv, "content": content, "projection": proj,
+            "reconstruction": recon, "l1": F.l1_loss(fake32, sharp)}
+    return {k: v.detach() for k, v in vals.items()}
+
+
+STEP: dict[str, Callable[[Nets, torch.Tensor, torch.Tensor], dict]] = {"hg": hg_step, "cgan": cgan_step}
