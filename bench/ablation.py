@@ -51,24 +51,54 @@ def main() -> None:
     pairs = build_pairs(args.videos, args.work / f"pairs{size}", size)
     runs = {}
     for name, cgan in VARIANTS.items():
-        cfg = load_config(args.preset, {"hg_stage": {"max_steps": args.hg_steps, "epochs": 0},
-                                        "cgan_stage": {"max_steps": args.cgan_steps, "epochs": 0}, "cgan": cgan})
+        cfg = load_config(
+            args.preset,
+            {
+                "hg_stage": {"max_steps": args.hg_steps, "epochs": 0},
+                "cgan_stage": {"max_steps": args.cgan_steps, "epochs": 0},
+                "cgan": cgan,
+            },
+        )
         run = args.work / f"{args.preset}-{name}"
         t = time.perf_counter()
         train([pairs["train"]["vla"]["path"]], run, cfg, device="cpu", show_progress=False)
         runs[name] = {"model": run / "model.pt", "seconds": round(time.perf_counter() - t, 1)}
-    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle"),
-               Method("HG", "checkpoint", runs["final"]["model"], "hg")]
+    methods = [
+        Method("Blurred", "blurred"),
+        Method("Oracle", "oracle"),
+        Method("HG", "checkpoint", runs["final"]["model"], "hg"),
+    ]
     methods += [Method(name, "checkpoint", r["model"]) for name, r in runs.items()]
-    ev = to_json(evaluate([Path(pairs["test"]["pravg7"]["path"])], methods,
-                          EvaluateConfig(landmarks="dlib", limit=args.limit)))
-    table = {a["method"]: {"auc": _r(a["auc"], 3), "failure_pct": _r(a["failure_rate"], 3), "ssim": _r(a["ssim"], 4),
-                           "psnr": _r(a["psnr"], 2), "nme": _r(a["nme_mean"], 4)} for a in ev["results"]}
-    print(json.dumps({"mf2": __version__, "python": platform.python_version(), "preset": args.preset,
-                      "steps": {"hg": args.hg_steps, "cgan": args.cgan_steps}, "test": "PrAvg 7 (stride 7)",
-                      "n_test_pairs": ev["n_pairs"], "table_4": table,
-                      "train_seconds": {k: v["seconds"] for k, v in runs.items()},
-                      "seconds": round(time.perf_counter() - t0, 1)}, indent=2, default=str))
+    ev = to_json(
+        evaluate([Path(pairs["test"]["pravg7"]["path"])], methods, EvaluateConfig(landmarks="dlib", limit=args.limit))
+    )
+    table = {
+        a["method"]: {
+            "auc": _r(a["auc"], 3),
+            "failure_pct": _r(a["failure_rate"], 3),
+            "ssim": _r(a["ssim"], 4),
+            "psnr": _r(a["psnr"], 2),
+            "nme": _r(a["nme_mean"], 4),
+        }
+        for a in ev["results"]
+    }
+    print(
+        json.dumps(
+            {
+                "mf2": __version__,
+                "python": platform.python_version(),
+                "preset": args.preset,
+                "steps": {"hg": args.hg_steps, "cgan": args.cgan_steps},
+                "test": "PrAvg 7 (stride 7)",
+                "n_test_pairs": ev["n_pairs"],
+                "table_4": table,
+                "train_seconds": {k: v["seconds"] for k, v in runs.items()},
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

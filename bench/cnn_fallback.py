@@ -35,8 +35,13 @@ def one(path: Path, fallback: bool) -> dict:
     reasons = table["reason"].to_pylist()
     ok_frames = {f for f, r in zip(table["frame"].to_pylist(), reasons) if r == "ok"}
     cnn = json.loads((table.schema.metadata or {}).get(b"mf2.cnn_fallback", b"{}"))
-    return {"frames": max(table["frame"].to_pylist(), default=-1) + 1, "ok_frames": len(ok_frames),
-            "seconds": round(seconds, 2), "cnn_calls": cnn.get("calls", 0), "cnn_found": cnn.get("found", 0)}
+    return {
+        "frames": max(table["frame"].to_pylist(), default=-1) + 1,
+        "ok_frames": len(ok_frames),
+        "seconds": round(seconds, 2),
+        "cnn_calls": cnn.get("calls", 0),
+        "cnn_found": cnn.get("found", 0),
+    }
 
 
 def main() -> None:
@@ -47,14 +52,21 @@ def main() -> None:
     for path in args.clips:
         off = one(path, False)
         on = one(path, True)
-        report["clips"][path.name] = {"off": off, "on": on, "recovered": on["ok_frames"] - off["ok_frames"],
-                                      "extra_seconds": round(on["seconds"] - off["seconds"], 2)}
+        report["clips"][path.name] = {
+            "off": off,
+            "on": on,
+            "recovered": on["ok_frames"] - off["ok_frames"],
+            "extra_seconds": round(on["seconds"] - off["seconds"], 2),
+        }
     c = report["clips"].values()
-    report["total"] = {"frames": sum(v["off"]["frames"] for v in c), "recovered": sum(v["recovered"] for v in c),
-                       "cnn_calls": sum(v["on"]["cnn_calls"] for v in c),
-                       "cnn_found": sum(v["on"]["cnn_found"] for v in c),
-                       "seconds_off": round(sum(v["off"]["seconds"] for v in c), 1),
-                       "seconds_on": round(sum(v["on"]["seconds"] for v in c), 1)}
+    report["total"] = {
+        "frames": sum(v["off"]["frames"] for v in c),
+        "recovered": sum(v["recovered"] for v in c),
+        "cnn_calls": sum(v["on"]["cnn_calls"] for v in c),
+        "cnn_found": sum(v["on"]["cnn_found"] for v in c),
+        "seconds_off": round(sum(v["off"]["seconds"] for v in c), 1),
+        "seconds_on": round(sum(v["on"]["seconds"] for v in c), 1),
+    }
     print(json.dumps(report, indent=2))
 
 

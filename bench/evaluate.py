@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from mf2 import __version__
+from mf2.blur.windows import PrAvgConfig
 from mf2.evaluate.methods import Method
 from mf2.evaluate.report import markdown, write_report
 from mf2.evaluate.run import EvaluateConfig, evaluate, to_json
-from mf2.pipeline.execute import run_simulate
-from mf2.blur.windows import PrAvgConfig
 from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
 from mf2.sources import resolve_videos
 
 
@@ -36,16 +36,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        run_simulate(sources, tmp / "pravg", SimulateConfig(mode="pravg", pravg=PrAvgConfig(L=7), stride=args.stride), show_progress=False)
+        run_simulate(
+            sources,
+            tmp / "pravg",
+            SimulateConfig(mode="pravg", pravg=PrAvgConfig(L=7), stride=args.stride),
+            show_progress=False,
+        )
         run_simulate(sources, tmp / "vla", SimulateConfig(mode="vla"), show_progress=False)
         simulate_s = time.perf_counter() - t
-        ev = evaluate([tmp / "pravg", tmp / "vla"], [Method("Blurred", "blurred"), Method("Oracle", "oracle")],
-                      EvaluateConfig(limit=args.limit))
+        ev = evaluate(
+            [tmp / "pravg", tmp / "vla"],
+            [Method("Blurred", "blurred"), Method("Oracle", "oracle")],
+            EvaluateConfig(limit=args.limit),
+        )
         if args.report:
             write_report(ev, args.report)
-    out = {"bench": "evaluate", "mf2": __version__, "python": platform.python_version(),
-           "machine": platform.machine(), "clips": len(sources), "pravg_stride": args.stride,
-           "simulate_s": round(simulate_s, 1), **to_json(ev)}
+    out = {
+        "bench": "evaluate",
+        "mf2": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "clips": len(sources),
+        "pravg_stride": args.stride,
+        "simulate_s": round(simulate_s, 1),
+        **to_json(ev),
+    }
     json.dump(out, sys.stdout, indent=2)
     print()
     print(markdown(ev), file=sys.stderr)

@@ -51,13 +51,31 @@ def main() -> None:
                 mf2.append(time.perf_counter() - t)
                 assert s.counts == {"ok": len(names)}, s.line()
     p, q = statistics.median(plain), statistics.median(mf2)
-    print(json.dumps({
-        "bench": "fetch", "mf2": __version__, "python": platform.python_version(), "videos": len(names),
-        "megabytes": round(total, 2), "repeats": args.repeats, "workers": args.workers,
-        "plain_http_copy": {"seconds": round(p, 3), "videos_per_s": round(len(names) / p, 2), "MB_per_s": round(total / p, 1)},
-        "mf2_fetch": {"seconds": round(q, 3), "videos_per_s": round(len(names) / q, 2), "MB_per_s": round(total / q, 1)},
-        "mf2_over_plain": round(p / q, 3),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "bench": "fetch",
+                "mf2": __version__,
+                "python": platform.python_version(),
+                "videos": len(names),
+                "megabytes": round(total, 2),
+                "repeats": args.repeats,
+                "workers": args.workers,
+                "plain_http_copy": {
+                    "seconds": round(p, 3),
+                    "videos_per_s": round(len(names) / p, 2),
+                    "MB_per_s": round(total / p, 1),
+                },
+                "mf2_fetch": {
+                    "seconds": round(q, 3),
+                    "videos_per_s": round(len(names) / q, 2),
+                    "MB_per_s": round(total / q, 1),
+                },
+                "mf2_over_plain": round(p / q, 3),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

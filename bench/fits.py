@@ -30,9 +30,20 @@ from mf2.schema import landmarks_to_numpy
 from mf2.video import probe
 
 # the corpus clips with the largest p95 flow (PROVENANCE.md) and the smallest faces
-DEFAULT_CLIPS = ("ghost_nggyup", "hellomeme_jue", "styletalk_style_furious_talk2_clip7", "liax_driving4",
-                 "hellomeme_xzy3", "hellomeme_jgz", "latentsync_demo3", "liax_driving7", "liveportrait_s29",
-                 "styletalk_style_furious_talk1_clip2", "pcavs_audiosource_681100216", "lia_vox_obama")
+DEFAULT_CLIPS = (
+    "ghost_nggyup",
+    "hellomeme_jue",
+    "styletalk_style_furious_talk2_clip7",
+    "liax_driving4",
+    "hellomeme_xzy3",
+    "hellomeme_jgz",
+    "latentsync_demo3",
+    "liax_driving7",
+    "liveportrait_s29",
+    "styletalk_style_furious_talk1_clip2",
+    "pcavs_audiosource_681100216",
+    "lia_vox_obama",
+)
 
 
 def check(table) -> dict:
@@ -48,14 +59,22 @@ def check(table) -> dict:
     size = [i for i in ok if not 0.67 <= sizes[i] / med[d["track"][i]] <= 1.5]
     res = np.array([procrustes_residual(lms[i]) for i in ok]) if ok else np.zeros(0)
     return {
-        "rows": len(d["reason"]), "ok": len(ok), "tracks": len(by_track),
-        "flag_aspect": len(aspect), "flag_size": len(size), "flagged": len(set(aspect) | set(size)),
+        "rows": len(d["reason"]),
+        "ok": len(ok),
+        "tracks": len(by_track),
+        "flag_aspect": len(aspect),
+        "flag_size": len(size),
+        "flagged": len(set(aspect) | set(size)),
         "residual_p50_p95_p99_max": [round(float(np.percentile(res, q)), 3) for q in (50, 95, 99, 100)] if ok else None,
         "residual_over_0.4": int((res > 0.4).sum()),
-        "residual_flagged_min_p50": ([round(float(np.min(res[fl])), 3), round(float(np.median(res[fl])), 3)]
-                                     if (fl := np.isin(ok, aspect + size)).any() else None),
-        "residual_unflagged_p99_max": ([round(float(np.percentile(res[~fl], 99)), 3), round(float(res[~fl].max()), 3)]
-                                       if (~fl).any() else None),
+        "residual_flagged_min_p50": (
+            [round(float(np.min(res[fl])), 3), round(float(np.median(res[fl])), 3)]
+            if (fl := np.isin(ok, aspect + size)).any()
+            else None
+        ),
+        "residual_unflagged_p99_max": (
+            [round(float(np.percentile(res[~fl], 99)), 3), round(float(res[~fl].max()), 3)] if (~fl).any() else None
+        ),
         "lost": dict(Counter(r for r in d["reason"] if r not in ("ok",))),
         "frames": max(d["frame"]) + 1 if d["frame"] else 0,
     }

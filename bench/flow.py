@@ -62,8 +62,9 @@ def _frames_with_faces(clip: Path, table_path: Path, every: int) -> list[tuple[n
 
 def _shifted(frame: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(frame, m, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        frame, m, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def _measure(samples, preset: str, size: int, rng_seed: int = 0) -> dict:
@@ -81,10 +82,14 @@ def _measure(samples, preset: str, size: int, rng_seed: int = 0) -> dict:
         times.append((time.perf_counter() - t) * 1e3)
         fb.append(r["fb_err"])
         fb_bad.append(r["fb_bad"])
-    return {"shift_err_px_median": round(statistics.median(shift_err), 4),
-            "shift_err_px_p90": round(float(np.percentile(shift_err, 90)), 4),
-            "fb_err_px_mean": round(float(np.mean(fb)), 4), "fb_bad_mean": round(float(np.mean(fb_bad)), 4),
-            "ms_per_pair": round(statistics.median(times), 3), "samples": len(samples)}
+    return {
+        "shift_err_px_median": round(statistics.median(shift_err), 4),
+        "shift_err_px_p90": round(float(np.percentile(shift_err, 90)), 4),
+        "fb_err_px_mean": round(float(np.mean(fb)), 4),
+        "fb_bad_mean": round(float(np.mean(fb_bad)), 4),
+        "ms_per_pair": round(statistics.median(times), 3),
+        "samples": len(samples),
+    }
 
 
 def _windows(out: Path) -> dict[str, tuple]:
@@ -106,19 +111,28 @@ def main() -> None:
         for c in args.clips:
             (vids / c).symlink_to((args.videos / c).resolve())
         ref_out = _simulate(vids, Path(tmp) / "medium_128", "medium", 128, None)
-        samples = [s for c in args.clips
-                   for s in _frames_with_faces(vids / c, ref_out / "landmarks" / f"{Path(c).stem}.parquet", args.every)]
+        samples = [
+            s
+            for c in args.clips
+            for s in _frames_with_faces(vids / c, ref_out / "landmarks" / f"{Path(c).stem}.parquet", args.every)
+        ]
         ref_windows = _windows(ref_out)
         for preset, size in SETTINGS:
             name = f"{preset}/{size}"
-            out = ref_out if name == "medium/128" else _simulate(vids, Path(tmp) / f"{preset}_{size}", preset, size,
-                                                                  ref_out / "landmarks")
+            out = (
+                ref_out
+                if name == "medium/128"
+                else _simulate(vids, Path(tmp) / f"{preset}_{size}", preset, size, ref_out / "landmarks")
+            )
             win = _windows(out)
             same = sum(1 for k, v in win.items() if ref_windows.get(k) == v)
             lens = [len(v) for v in win.values()]
-            report["settings"][name] = {**_measure(samples, preset, size), "vla_pairs": len(win),
-                                        "vla_mean_L": round(float(np.mean(lens)), 2) if lens else None,
-                                        "vla_windows_as_reference": round(same / max(1, len(ref_windows)), 3)}
+            report["settings"][name] = {
+                **_measure(samples, preset, size),
+                "vla_pairs": len(win),
+                "vla_mean_L": round(float(np.mean(lens)), 2) if lens else None,
+                "vla_windows_as_reference": round(same / max(1, len(ref_windows)), 3),
+            }
     ref = report["settings"]["medium/128"]
     for r in report["settings"].values():
         r["time_vs_reference"] = round(r["ms_per_pair"] / ref["ms_per_pair"], 3)

@@ -34,9 +34,8 @@ Three commands, each printing JSON:
 
 from __future__ import annotations
 
-import functools
-
 import argparse
+import functools
 import json
 import math
 import platform
@@ -87,8 +86,11 @@ class GpuSampler:
 
     def summary(self) -> dict:
         s = self.samples or [float("nan")]
-        return {"gpu_util_mean": round(statistics.fmean(s), 1), "gpu_util_median": statistics.median(s),
-                "samples": len(self.samples)}
+        return {
+            "gpu_util_mean": round(statistics.fmean(s), 1),
+            "gpu_util_median": statistics.median(s),
+            "samples": len(self.samples),
+        }
 
 
 def _info_from_json(d: dict, path: Path):
@@ -131,8 +133,12 @@ def cmd_prepare(out: Path, videos: Path) -> dict:
         _save_reference(table, refs / f"{p.stem}.npz")
         infos[p.name]["dlib_stage_fps"] = round(info.n_frames / (time.perf_counter() - t), 1)
     (out / "infos.json").write_text(json.dumps(infos, indent=1))
-    return {"clips": {k: {"frames": v["n_frames"], "size": [v["width"], v["height"]],
-                          "dlib_stage_fps_here": v["dlib_stage_fps"]} for k, v in infos.items()}}
+    return {
+        "clips": {
+            k: {"frames": v["n_frames"], "size": [v["width"], v["height"]], "dlib_stage_fps_here": v["dlib_stage_fps"]}
+            for k, v in infos.items()
+        }
+    }
 
 
 # -- landmarks (GPU) --------------------------------------------------------------------------
@@ -182,9 +188,14 @@ def _save_reference(table, path: Path) -> None:
     from mf2.schema import landmarks_to_numpy
 
     lms, valid = landmarks_to_numpy(table.column("landmarks"))
-    np.savez_compressed(path, frame=np.asarray(table.column("frame").to_pylist()), landmarks=lms, valid=valid,
-                        source=np.asarray(table.column("source").to_pylist()),
-                        reason=np.asarray(table.column("reason").to_pylist()))
+    np.savez_compressed(
+        path,
+        frame=np.asarray(table.column("frame").to_pylist()),
+        landmarks=lms,
+        valid=valid,
+        source=np.asarray(table.column("source").to_pylist()),
+        reason=np.asarray(table.column("reason").to_pylist()),
+    )
 
 
 def _reference(path: Path) -> dict[int, list[np.ndarray]]:
@@ -261,15 +272,22 @@ def _images_per_s(fn, x, seconds: float = 1.0) -> float:
 
 def _agreement(table, ref_path: Path) -> dict:
     z = np.load(ref_path)
-    ref = [{"frame": int(f), "source": str(s), "reason": str(r)} for f, s, r in zip(z["frame"], z["source"], z["reason"])]
+    ref = [
+        {"frame": int(f), "source": str(s), "reason": str(r)} for f, s, r in zip(z["frame"], z["source"], z["reason"])
+    ]
     got = table.select(["frame", "source", "reason"]).to_pylist()
 
     def faces(rows):
         return {r["frame"] for r in rows if r["reason"] == "ok"}
 
     a, b = faces(ref), faces(got)
-    return {"ok_frames_ref": len(a), "ok_frames_fan": len(b), "ok_frames_both": len(a & b),
-            "fits_ref": sum(r["source"] == "track" for r in ref), "fits_fan": sum(r["source"] == "track" for r in got)}
+    return {
+        "ok_frames_ref": len(a),
+        "ok_frames_fan": len(b),
+        "ok_frames_both": len(a & b),
+        "fits_ref": sum(r["source"] == "track" for r in ref),
+        "fits_fan": sum(r["source"] == "track" for r in got),
+    }
 
 
 class ChipsOnly:
@@ -305,8 +323,7 @@ def _embedder():
     return shared_embedder()
 
 
-def _stage_run(infos: list, d: Path, weights: Path, keys: dict, batch: int, graphs: bool = False,
-               barrier=None) -> dict:
+def _stage_run(infos: list, d: Path, weights: Path, keys: dict, batch: int, graphs: bool = False, barrier=None) -> dict:
     import torch
 
     from mf2.faces.fan_backend import FanBackend
@@ -316,9 +333,13 @@ def _stage_run(infos: list, d: Path, weights: Path, keys: dict, batch: int, grap
     fan = FanBackend(weights, batch_size=batch, cuda_graphs=graphs)
     embedder = _embedder()
     warm = infos[0]  # numba's JIT, cuDNN's choices, the graphs' captures: not timed
-    compute_landmarks("warm", warm, LandmarkConfig(backend="fan"),
-                      ReplayFan(fan, _reference(d / "refs" / f"{Path(warm.path).stem}.npz"), keys[Path(warm.path).stem]),
-                      embedder=embedder)
+    compute_landmarks(
+        "warm",
+        warm,
+        LandmarkConfig(backend="fan"),
+        ReplayFan(fan, _reference(d / "refs" / f"{Path(warm.path).stem}.npz"), keys[Path(warm.path).stem]),
+        embedder=embedder,
+    )
     if barrier is not None:
         barrier.wait()
     per, frames, fit_s, det_s, items, calls = {}, 0, 0.0, 0.0, 0, 0
@@ -337,12 +358,24 @@ def _stage_run(infos: list, d: Path, weights: Path, keys: dict, batch: int, grap
             fit_s, det_s = fit_s + rep.fit_s, det_s + rep.detect_s
             items, calls = items + rep.fit_items, calls + rep.fit_calls
         wall = time.perf_counter() - t0
-    return {"batch_size": batch, "cuda_graphs": graphs, "frames": frames, "fps": round(frames / wall, 1), "wall_s": round(wall, 2),
-            "fit_s": round(fit_s, 2), "detect_s": round(det_s, 2), "rest_s": round(wall - fit_s - det_s, 2),
-            "faces_per_fit_call": round(items / max(1, calls), 1), "fitted_faces_per_s": round(items / max(1e-9, fit_s), 1),
-            "peak_gpu_mb": _peak_mb(), **gpu.summary(), "clips": per,
-            "identity_descriptors": "computed" if not isinstance(embedder, ChipsOnly) else
-            f"{embedder.descriptors} counted, not computed (no face-recognition model here)"}
+    return {
+        "batch_size": batch,
+        "cuda_graphs": graphs,
+        "frames": frames,
+        "fps": round(frames / wall, 1),
+        "wall_s": round(wall, 2),
+        "fit_s": round(fit_s, 2),
+        "detect_s": round(det_s, 2),
+        "rest_s": round(wall - fit_s - det_s, 2),
+        "faces_per_fit_call": round(items / max(1, calls), 1),
+        "fitted_faces_per_s": round(items / max(1e-9, fit_s), 1),
+        "peak_gpu_mb": _peak_mb(),
+        **gpu.summary(),
+        "clips": per,
+        "identity_descriptors": "computed"
+        if not isinstance(embedder, ChipsOnly)
+        else f"{embedder.descriptors} counted, not computed (no face-recognition model here)",
+    }
 
 
 def _peak_mb() -> int | None:
@@ -370,10 +403,19 @@ def _parallel(infos: list, d: Path, weights: Path, keys: dict, batch: int, graph
             res = pool.map(_worker, jobs)
     frames = sum(r["frames"] for r in res)
     wall = max(r["wall_s"] for r in res)
-    return {"processes": n, "batch_size": batch, "cuda_graphs": graphs, "frames": frames, "wall_s": wall,
-            "fps": round(frames / wall, 1), **gpu.summary(),
-            "per_process_fps": [r["fps"] for r in res], "fit_s": [r["fit_s"] for r in res],
-            "detect_s": [r["detect_s"] for r in res], "rest_s": [r["rest_s"] for r in res]}
+    return {
+        "processes": n,
+        "batch_size": batch,
+        "cuda_graphs": graphs,
+        "frames": frames,
+        "wall_s": wall,
+        "fps": round(frames / wall, 1),
+        **gpu.summary(),
+        "per_process_fps": [r["fps"] for r in res],
+        "fit_s": [r["fit_s"] for r in res],
+        "detect_s": [r["detect_s"] for r in res],
+        "rest_s": [r["rest_s"] for r in res],
+    }
 
 
 def cmd_landmarks(d: Path, runs: list[str], only: list[str], forward: tuple[int, ...]) -> dict:
@@ -387,10 +429,14 @@ def cmd_landmarks(d: Path, runs: list[str], only: list[str], forward: tuple[int,
     meta = {k: v for k, v in json.loads((d / "infos.json").read_text()).items() if not only or Path(k).stem in only}
     infos = [_info_from_json(v, d / "clips" / k) for k, v in meta.items()]
     decode, keys = _decode_fps(infos)
-    report = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-              "clips": {k: v["n_frames"] for k, v in meta.items()},
-              "frames": sum(v["n_frames"] for v in meta.values()), "decode_fps": round(decode, 1),
-              "fan_forward_images_per_s": _forward_rates(weights, forward), "stage": []}
+    report = {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "clips": {k: v["n_frames"] for k, v in meta.items()},
+        "frames": sum(v["n_frames"] for v in meta.values()),
+        "decode_fps": round(decode, 1),
+        "fan_forward_images_per_s": _forward_rates(weights, forward),
+        "stage": [],
+    }
     for spec in runs:
         kind, _, rest = spec.partition(":")
         batch, _, procs = rest.partition("x")
@@ -415,8 +461,15 @@ def _loader_rate(manifest: list[str], cfg, batches: int = 60) -> float:
 
     train, _, _ = split_pairs(manifest, cfg.val_fraction, cfg.seed)
     ds = training_dataset(train, cfg)
-    dl = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
-                    pin_memory=True, drop_last=True, persistent_workers=cfg.num_workers > 0)
+    dl = DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=cfg.num_workers,
+        pin_memory=True,
+        drop_last=True,
+        persistent_workers=cfg.num_workers > 0,
+    )
     n, t = 0, None
     while n < batches:
         for _ in dl:
@@ -432,9 +485,14 @@ def _configured(preset: str, workers: int, hg_steps: int, cgan_steps: int):
     from mf2.models.config import PRESETS
 
     cfg = PRESETS[preset]
-    return replace(cfg, num_workers=workers, checkpoint_every=10**6, val_max_batches=4,
-                   hg_stage=replace(cfg.hg_stage, epochs=0, max_steps=hg_steps),
-                   cgan_stage=replace(cfg.cgan_stage, epochs=0, max_steps=cgan_steps))
+    return replace(
+        cfg,
+        num_workers=workers,
+        checkpoint_every=10**6,
+        val_max_batches=4,
+        hg_stage=replace(cfg.hg_stage, epochs=0, max_steps=hg_steps),
+        cgan_stage=replace(cfg.cgan_stage, epochs=0, max_steps=cgan_steps),
+    )
 
 
 def _throughput(preset: str, manifest: list[str], out: Path, workers: int, batch: int, seconds: float) -> dict:
@@ -461,8 +519,10 @@ def _throughput(preset: str, manifest: list[str], out: Path, workers: int, batch
             while True:
                 tr.epoch_batches(list(range(len(tr.train_ds))), 0, epoch)
                 for b in tr.loader("train"):
-                    yield (b["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format),
-                           b["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format))
+                    yield (
+                        b["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format),
+                        b["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format),
+                    )
                 epoch += 1
 
         src = batches()
@@ -483,14 +543,19 @@ def _throughput(preset: str, manifest: list[str], out: Path, workers: int, batch
                         float(next(iter(losses.values())))  # a host sync now and then, as the trainer's log
                 _sync()
                 wall = time.perf_counter() - t
-            rates[feed] = {"images_per_s": round(n * batch / wall, 1), "steps": n, **gpu.summary(),
-                           "peak_gpu_mb": _peak_mb()}
+            rates[feed] = {
+                "images_per_s": round(n * batch / wall, 1),
+                "steps": n,
+                **gpu.summary(),
+                "peak_gpu_mb": _peak_mb(),
+            }
         res[stage] = rates
     return res
 
 
-def _train_preset(preset: str, manifest: list[str], out: Path, budget: float, workers: int, speed_s: float,
-                  min_steps: int) -> dict:
+def _train_preset(
+    preset: str, manifest: list[str], out: Path, budget: float, workers: int, speed_s: float, min_steps: int
+) -> dict:
     import torch
 
     from mf2.train.loop import train
@@ -502,13 +567,20 @@ def _train_preset(preset: str, manifest: list[str], out: Path, budget: float, wo
         torch.cuda.reset_peak_memory_stats()
     with GpuSampler() as gpu:
         t = time.perf_counter()
-        res = train(manifest, out / preset, _configured(preset, workers, steps["hg"], steps["cgan"]),
-                    show_progress=False)
+        res = train(
+            manifest, out / preset, _configured(preset, workers, steps["hg"], steps["cgan"]), show_progress=False
+        )
         wall = time.perf_counter() - t
-    return {"steps": steps, "wall_s": round(wall, 1), "peak_gpu_mb": _peak_mb(),
-            "images_per_s": {k: round(r.images_per_s, 1) for k, r in res.items()},
-            "steady_state": speed,
-            "val": {k: r.val for k, r in res.items()}, **gpu.summary(), "model": str(out / preset / "model.pt")}
+    return {
+        "steps": steps,
+        "wall_s": round(wall, 1),
+        "peak_gpu_mb": _peak_mb(),
+        "images_per_s": {k: round(r.images_per_s, 1) for k, r in res.items()},
+        "steady_state": speed,
+        "val": {k: r.val for k, r in res.items()},
+        **gpu.summary(),
+        "model": str(out / preset / "model.pt"),
+    }
 
 
 def _score(test: Path, runs: dict, limit: int, grid: Path) -> dict:
@@ -520,17 +592,26 @@ def _score(test: Path, runs: dict, limit: int, grid: Path) -> dict:
 
     rows = pq.read_table(test / "pairs.parquet", columns=["blurry_path", "sharp_path"]).to_pylist()
     rows = rows[:: max(1, math.ceil(len(rows) / limit))]
-    pairs = [(cv2.imread(str(test / r["blurry_path"]))[..., ::-1].copy(),
-              cv2.imread(str(test / r["sharp_path"]))[..., ::-1].copy()) for r in rows]
+    pairs = [
+        (
+            cv2.imread(str(test / r["blurry_path"]))[..., ::-1].copy(),
+            cv2.imread(str(test / r["sharp_path"]))[..., ::-1].copy(),
+        )
+        for r in rows
+    ]
     models = {f"{p}-{s}": Deblurrer(r["model"], "cuda", stage=s) for p, r in runs.items() for s in ("hg", "cgan")}
     outs = {"Blurred": [b for b, _ in pairs]}
     for name, m in models.items():
-        outs[name] = [y for i in range(0, len(pairs), 32) for y in m([b for b, _ in pairs[i:i + 32]])]
+        outs[name] = [y for i in range(0, len(pairs), 32) for y in m([b for b, _ in pairs[i : i + 32]])]
     scores = {name: [psnr(y, s) for y, (_, s) in zip(ys, pairs)] for name, ys in outs.items()}
-    table = {name: {"psnr": round(statistics.fmean(scores[name]), 2),
-                    "ssim": round(statistics.fmean(ssim(y, s) for y, (_, s) in zip(ys, pairs)), 4),
-                    **({"by_motion": _by_motion(scores["Blurred"], scores[name])} if name != "Blurred" else {})}
-             for name, ys in outs.items()}
+    table = {
+        name: {
+            "psnr": round(statistics.fmean(scores[name]), 2),
+            "ssim": round(statistics.fmean(ssim(y, s) for y, (_, s) in zip(ys, pairs)), 4),
+            **({"by_motion": _by_motion(scores["Blurred"], scores[name])} if name != "Blurred" else {}),
+        }
+        for name, ys in outs.items()
+    }
     pick = sorted(range(len(pairs)), key=lambda i: psnr(*pairs[i]))[:: max(1, len(pairs) // 6)][:6]
     lines = [np.concatenate([outs[n][i] for n in outs] + [pairs[i][1]], axis=1) for i in pick]
     labels = list(outs) + ["sharp"]
@@ -555,8 +636,9 @@ def cmd_pack(sources: list[str], out: Path, max_mb: float) -> dict:
         src = Path(src)
         t = pq.read_table(src / "pairs.parquet")
         paths = list(zip(t["blurry_path"].to_pylist(), t["sharp_path"].to_pylist()))
-        per_pair = statistics.fmean((src / b).stat().st_size + (src / s).stat().st_size
-                                    for b, s in paths[:: max(1, len(paths) // 50)])
+        per_pair = statistics.fmean(
+            (src / b).stat().st_size + (src / s).stat().st_size for b, s in paths[:: max(1, len(paths) // 50)]
+        )
         step = max(1, math.ceil(len(paths) * per_pair / budget))
         keep = list(range(0, len(paths), step))
         dst = out / name
@@ -579,25 +661,43 @@ def _by_motion(blurred: list[float], restored: list[float], static_db: float = 3
     return {k: {"n": len(v), "d_psnr": round(statistics.fmean(v), 3)} for k, v in sorted(out.items())}
 
 
-def cmd_train(train_dir: list[Path], test_dir: list[Path], out: Path, budget: float, workers: int, limit: int,
-              grid: Path, presets: list[str], speed_s: float = 12.0, min_steps: int = 50) -> dict:
+def cmd_train(
+    train_dir: list[Path],
+    test_dir: list[Path],
+    out: Path,
+    budget: float,
+    workers: int,
+    limit: int,
+    grid: Path,
+    presets: list[str],
+    speed_s: float = 12.0,
+    min_steps: int = 50,
+) -> dict:
     import torch
 
     torch.backends.cudnn.benchmark = True
-    report = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none", "budget_s_per_stage": budget, "workers": workers,
-              "loader_images_per_s": {}, "runs": {}}
+    report = {
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "budget_s_per_stage": budget,
+        "workers": workers,
+        "loader_images_per_s": {},
+        "runs": {},
+    }
     for preset in presets:
         cfg = _configured(preset, workers, 1, 1)
         report["loader_images_per_s"][preset] = round(_loader_rate([str(t) for t in train_dir], cfg), 1)
-        report["runs"][preset] = _train_preset(preset, [str(t) for t in train_dir], out, budget, workers, speed_s,
-                                               min_steps)
+        report["runs"][preset] = _train_preset(
+            preset, [str(t) for t in train_dir], out, budget, workers, speed_s, min_steps
+        )
         print(json.dumps({preset: report["runs"][preset]}), file=sys.stderr, flush=True)
     if "paper" in presets and torch.cuda.is_available():  # the GPU's batch: four times the preset's
-        report["paper_batch64"] = _throughput("paper", [str(t) for t in train_dir], out / "paper-b64", workers, 64,
-                                              speed_s)
+        report["paper_batch64"] = _throughput(
+            "paper", [str(t) for t in train_dir], out / "paper-b64", workers, 64, speed_s
+        )
         print(json.dumps({"paper_batch64": report["paper_batch64"]}), file=sys.stderr, flush=True)
-    report["test"] = {t.name: _score(t, report["runs"], limit, grid.with_name(f"{grid.stem}_{t.name}{grid.suffix}"))
-                      for t in test_dir}
+    report["test"] = {
+        t.name: _score(t, report["runs"], limit, grid.with_name(f"{grid.stem}_{t.name}{grid.suffix}")) for t in test_dir
+    }
     return report
 
 
@@ -609,8 +709,11 @@ def main() -> None:
     p.add_argument("--videos", type=Path, default=SHARED)
     p = sub.add_parser("landmarks")
     p.add_argument("dir", type=Path)
-    p.add_argument("--runs", default="eager:1,eager:32,graph:32,graph:32x4,graph:32x8",
-                   help="stage runs: eager|graph:BATCH[xPROCESSES], comma-separated")
+    p.add_argument(
+        "--runs",
+        default="eager:1,eager:32,graph:32,graph:32x4,graph:32x8",
+        help="stage runs: eager|graph:BATCH[xPROCESSES], comma-separated",
+    )
     p.add_argument("--forward", default="1,8,32,64,128", help="batch sizes for FAN's forward pass alone")
     p.add_argument("--clips", default="", help="only these clip stems (comma-separated; default: all)")
     p = sub.add_parser("pack")
@@ -635,11 +738,29 @@ def main() -> None:
     elif a.cmd == "pack":
         report.update(cmd_pack(a.sources, a.out.resolve(), a.max_mb))
     elif a.cmd == "landmarks":
-        report.update(cmd_landmarks(a.dir.resolve(), a.runs.split(","),
-                                    [c for c in a.clips.split(",") if c], tuple(int(b) for b in a.forward.split(","))))
+        report.update(
+            cmd_landmarks(
+                a.dir.resolve(),
+                a.runs.split(","),
+                [c for c in a.clips.split(",") if c],
+                tuple(int(b) for b in a.forward.split(",")),
+            )
+        )
     else:
-        report.update(cmd_train([t.resolve() for t in a.train], [t.resolve() for t in a.test], a.out.resolve(), a.budget, a.workers,
-                                a.limit, a.grid, a.presets.split(","), a.speed_seconds, a.min_steps))
+        report.update(
+            cmd_train(
+                [t.resolve() for t in a.train],
+                [t.resolve() for t in a.test],
+                a.out.resolve(),
+                a.budget,
+                a.workers,
+                a.limit,
+                a.grid,
+                a.presets.split(","),
+                a.speed_seconds,
+                a.min_steps,
+            )
+        )
     json.dump(report, sys.stdout, indent=2)
     print()
 

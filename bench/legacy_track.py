@@ -30,6 +30,7 @@ class LandmarkConfig:
     duplicate_threshold: float = 0.3
     cut_mad: float = 40.0
 
+
 _MAX_MISSED_KEYFRAMES = 3  # keyframes without a detection before a still-healthy track is dropped
 _HOG_WINDOW = 80  # dlib's HOG detector finds faces from 80 px up without upsampling
 _LOCAL_FACE = 120  # face side when re-detecting near a track: room to grow or shrink 1.5x
@@ -110,8 +111,10 @@ class FaceTracker:
         size = (max(1, round((rx1 - rx0) * scale)), max(1, round((ry1 - ry0) * scale)))
         region = cv2.resize(region, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         offset = np.array([rx0, ry0, rx0, ry0], dtype=np.float32)
-        return [Detection((d.box / scale + offset).astype(np.float32), d.score)
-                for d in self.backend.detect(region, min_face=_HOG_WINDOW)]
+        return [
+            Detection((d.box / scale + offset).astype(np.float32), d.score)
+            for d in self.backend.detect(region, min_face=_HOG_WINDOW)
+        ]
 
     def _detect_and_fit(self, f: _Frame) -> FrameLandmarks | None:
         det = self._choose(self._detect(f))
@@ -150,7 +153,9 @@ class FaceTracker:
                 nb = self._box_from_landmarks(lm)
                 fi = iou(nb, self._box)
                 if fi >= self.cfg.track_iou_min:
-                    r = FrameLandmarks(chunk[i].index, nb, lm, self._score, fi, "track", chunk[i].is_duplicate, chunk[i].mad)
+                    r = FrameLandmarks(
+                        chunk[i].index, nb, lm, self._score, fi, "track", chunk[i].is_duplicate, chunk[i].mad
+                    )
                     self._box = nb
             results[i] = r or self._lost(chunk[i])
             self._since_detect += 1
@@ -178,8 +183,16 @@ class FaceTracker:
             r = results[i]
             if r is None:
                 assert prev is not None
-                r = FrameLandmarks(f.index, prev.box, prev.landmarks, prev.score, prev.fit_iou,
-                                   "duplicate" if prev.landmarks is not None else "none", True, f.mad)
+                r = FrameLandmarks(
+                    f.index,
+                    prev.box,
+                    prev.landmarks,
+                    prev.score,
+                    prev.fit_iou,
+                    "duplicate" if prev.landmarks is not None else "none",
+                    True,
+                    f.mad,
+                )
                 results[i] = r
             prev = r
         self._prev = prev

@@ -59,16 +59,38 @@ def build(src: Path, kind: str, dest: Path) -> list[np.ndarray]:
     info = probe(src)
     n, w, h = info.n_frames, info.width, info.height
     size = transform(kind, 0, n, w, h)[1]
-    cmd = ["ffmpeg", "-y", "-nostdin", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-s", f"{size[0]}x{size[1]}", "-r", str(info.fps), "-i", "-", "-c:v", "libx264", "-crf", "18",
-           "-pix_fmt", "yuv420p", str(dest)]
+    cmd = [
+        "ffmpeg",
+        "-y",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{size[0]}x{size[1]}",
+        "-r",
+        str(info.fps),
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        str(dest),
+    ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     mats = []
     for t, frame in enumerate(iter_frames(src)):
         m, size = transform(kind, t, n, w, h)
         mats.append(m)
-        proc.stdin.write(cv2.warpAffine(frame, m, size, flags=cv2.INTER_AREA if kind == "small" else cv2.INTER_LINEAR)
-                         .tobytes())
+        proc.stdin.write(
+            cv2.warpAffine(frame, m, size, flags=cv2.INTER_AREA if kind == "small" else cv2.INTER_LINEAR).tobytes()
+        )
     proc.stdin.close()
     if proc.wait() != 0:
         raise RuntimeError(f"ffmpeg failed on {dest}")
@@ -85,8 +107,15 @@ def score(path: Path, mats: list[np.ndarray], ref: np.ndarray, margin: float = 0
     for t in range(n):
         if np.isfinite(ref[t]).all():
             truth[t] = ref[t] @ mats[t][:, :2].T + mats[t][:, 2]
-    inside = np.array([np.isfinite(truth[t]).all() and (truth[t] >= 0).all() and (truth[t][:, 0] < info.width).all()
-                       and (truth[t][:, 1] < info.height).all() for t in range(n)])
+    inside = np.array(
+        [
+            np.isfinite(truth[t]).all()
+            and (truth[t] >= 0).all()
+            and (truth[t][:, 0] < info.width).all()
+            and (truth[t][:, 1] < info.height).all()
+            for t in range(n)
+        ]
+    )
     per_frame = np.full((n, 68, 2), np.nan, np.float32)
     valid = np.zeros(n, bool)
     scale_err, centre_err = [], []
@@ -103,11 +132,21 @@ def score(path: Path, mats: list[np.ndarray], ref: np.ndarray, margin: float = 0
         centre_err.append(cerr)
     windows, _ = plan_pravg(per_frame, valid, np.zeros(n, bool), 7, margin=margin)
     big = sum(1 for w in windows if w.crop.size > 1.5 * np.ptp(truth[w.center], axis=0).max() * (1 + 2 * margin))
-    q = (lambda xs, p: round(float(np.percentile(xs, p)), 3) if xs else None)
-    return {"frames": n, "face_inside": int(inside.sum()), "kept": round(float((valid & inside).sum()) / max(1, inside.sum()), 3),
-            "scale_err_p50": q(scale_err, 50), "scale_err_p95": q(scale_err, 95),
-            "centre_err_p50": q(centre_err, 50), "centre_err_p95": q(centre_err, 95),
-            "windows": len(windows), "crops_over_1_5x": big}
+
+    def q(xs, p):
+        return round(float(np.percentile(xs, p)), 3) if xs else None
+
+    return {
+        "frames": n,
+        "face_inside": int(inside.sum()),
+        "kept": round(float((valid & inside).sum()) / max(1, inside.sum()), 3),
+        "scale_err_p50": q(scale_err, 50),
+        "scale_err_p95": q(scale_err, 95),
+        "centre_err_p50": q(centre_err, 50),
+        "centre_err_p95": q(centre_err, 95),
+        "windows": len(windows),
+        "crops_over_1_5x": big,
+    }
 
 
 def run(videos: Path, work: Path, refs, clips: list[str]) -> dict:

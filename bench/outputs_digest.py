@@ -101,14 +101,19 @@ def main() -> None:
             (vids / c).symlink_to((args.videos / c).resolve())
         for mode, opts in MODES.items():
             out = Path(tmp) / mode
-            res = CliRunner().invoke(cli, ["simulate", "--videos", str(vids), "--out", str(out), "--workers", "0",
-                                           "--no-contact-sheet", *opts])
+            res = CliRunner().invoke(
+                cli,
+                ["simulate", "--videos", str(vids), "--out", str(out), "--workers", "0", "--no-contact-sheet", *opts],
+            )
             if res.exit_code != 0:
                 sys.exit(f"simulate {mode} failed: {res.output}")
             table = pq.read_table(out / "pairs.parquet")
             rows = sorted(table.to_pylist(), key=lambda r: r["pair_id"])
-            report["modes"][mode] = {"pairs": len(rows), "sha256": _digest(rows, out, ignore),
-                                     "params_sha256": _params_digest(rows, table.schema.metadata[b"mf2.params"])}
+            report["modes"][mode] = {
+                "pairs": len(rows),
+                "sha256": _digest(rows, out, ignore),
+                "params_sha256": _params_digest(rows, table.schema.metadata[b"mf2.params"]),
+            }
             if mode == "pravg":
                 for p in sorted((out / "landmarks").glob("*.parquet")):
                     report["landmarks"][p.stem] = _digest(pq.read_table(p).to_pylist())

@@ -38,12 +38,24 @@ from mf2.video import iter_frames, probe
 
 REPO = Path(__file__).resolve().parents[1]
 E2E_CLIPS = ["lp_d9.mp4", "ffpp_youtube_634.mp4", "fomm_10.mp4", "lp_d3.mp4"]
-SCALE_CLIPS = ["sadtalker_RD_Radio2_000.mp4", "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
-               "sadtalker_WDA_KatieHill_000.mp4", "lp_d11.mp4"]
+SCALE_CLIPS = [
+    "sadtalker_RD_Radio2_000.mp4",
+    "sadtalker_WDA_AlexandriaOcasioCortez_000.mp4",
+    "sadtalker_WDA_KatieHill_000.mp4",
+    "lp_d11.mp4",
+]
 RSS_CLIP = "fomm_10.mp4"
 # issue 35: eight clips, about 2,500 frames, against the hand-written reference script
-REF_CLIPS = ["lp_d9.mp4", "fomm_10.mp4", "lp_d3.mp4", "lp_d19.mp4", "lp_d18.mp4", "retalking_face_3.mp4",
-             "sadtalker_RD_Radio2_000.mp4", "sadtalker_WDA_KatieHill_000.mp4"]
+REF_CLIPS = [
+    "lp_d9.mp4",
+    "fomm_10.mp4",
+    "lp_d3.mp4",
+    "lp_d19.mp4",
+    "lp_d18.mp4",
+    "retalking_face_3.mp4",
+    "sadtalker_RD_Radio2_000.mp4",
+    "sadtalker_WDA_KatieHill_000.mp4",
+]
 
 
 def _timed(cmds: list[list[str]]) -> tuple[float, float]:
@@ -70,26 +82,44 @@ def _reference(videos: Path, repeats: int) -> dict:
         min(halves, key=lambda h: sum(n[q] for q in h)).append(p)
     frames = sum(n.values())
     script = [sys.executable, str(REPO / "bench" / "reference_pravg.py"), "--out"]
-    mf2 = [sys.executable, "-m", "mf2", "simulate", "--mode", "pravg", "--L", "7", "--out-size", "256",
-           "--landmarks", "dlib"]
+    mf2 = [
+        sys.executable,
+        "-m",
+        "mf2",
+        "simulate",
+        "--mode",
+        "pravg",
+        "--L",
+        "7",
+        "--out-size",
+        "256",
+        "--landmarks",
+        "dlib",
+    ]
     runs: dict[str, list] = {k: [] for k in ("script_1_process", "script_2_processes", "mf2_default", "mf2_in_process")}
     for _ in range(repeats):
         for label in runs:
             with tempfile.TemporaryDirectory() as tmp:
                 vids = _folder(videos, REF_CLIPS, Path(tmp))
                 out = Path(tmp) / "out"
-                cmds = {"script_1_process": [[*script, str(out), *map(str, paths)]],
-                        "script_2_processes": [[*script, str(out / str(i)), *map(str, h)] for i, h in enumerate(halves)],
-                        "mf2_default": [[*mf2, "--videos", str(vids), "--out", str(out)]],
-                        "mf2_in_process": [[*mf2, "--videos", str(vids), "--out", str(out), "--workers", "0"]]}[label]
+                cmds = {
+                    "script_1_process": [[*script, str(out), *map(str, paths)]],
+                    "script_2_processes": [[*script, str(out / str(i)), *map(str, h)] for i, h in enumerate(halves)],
+                    "mf2_default": [[*mf2, "--videos", str(vids), "--out", str(out)]],
+                    "mf2_in_process": [[*mf2, "--videos", str(vids), "--out", str(out), "--workers", "0"]],
+                }[label]
                 runs[label].append(_timed(cmds))
     med = statistics.median
     res: dict = {"clips": REF_CLIPS, "frames": frames}
     for label, rs in runs.items():
-        res[label] = {"fps": round(frames / med(w for w, _ in rs), 1), "cpu_ms_per_frame": round(1000 * med(c for _, c in rs) / frames, 1)}
+        res[label] = {
+            "fps": round(frames / med(w for w, _ in rs), 1),
+            "cpu_ms_per_frame": round(1000 * med(c for _, c in rs) / frames, 1),
+        }
     res["default_over_script_2"] = round(res["mf2_default"]["fps"] / res["script_2_processes"]["fps"], 3)
-    res["default_cpu_over_script_2"] = round(res["mf2_default"]["cpu_ms_per_frame"] /
-                                             res["script_2_processes"]["cpu_ms_per_frame"], 3)
+    res["default_cpu_over_script_2"] = round(
+        res["mf2_default"]["cpu_ms_per_frame"] / res["script_2_processes"]["cpu_ms_per_frame"], 3
+    )
     res["in_process_over_script_1"] = round(res["mf2_in_process"]["fps"] / res["script_1_process"]["fps"], 3)
     return res
 
@@ -128,14 +158,21 @@ def _run(recipe: str, sets: list[str], videos: Path, out: Path, workers: int) ->
     per_stage: dict[str, float] = {}
     for t in timings:
         per_stage[t["stage"]] = per_stage.get(t["stage"], 0.0) + t["seconds"]
-    return {"wall_s": s.wall_s, "frames": frames, "stage_seconds": per_stage, "worker_cpu_s": cpu,
-            "pairs": sum(j.n_pairs for j in s.jobs.values())}
+    return {
+        "wall_s": s.wall_s,
+        "frames": frames,
+        "stage_seconds": per_stage,
+        "worker_cpu_s": cpu,
+        "pairs": sum(j.n_pairs for j in s.jobs.values()),
+    }
 
 
 def _peak_rss_mb(args: list[str]) -> float:
-    code = ("import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"  # VmHWM: this image's peak only
-            "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
-            "print('MAXRSS', hwm, file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"  # VmHWM: this image's peak only
+        "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+        "print('MAXRSS', hwm, file=sys.stderr)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return int(res.stderr.split("MAXRSS")[-1].split()[0]) / 1024
 
@@ -149,8 +186,15 @@ def main() -> None:
     args = ap.parse_args()
     cores = default_workers()
     med = statistics.median
-    out: dict = {"bench": "pipeline", "mf2": __version__, "python": platform.python_version(),
-                 "machine": platform.machine(), "cores": cores, "repeats": args.repeats, "backend": "dlib"}
+    out: dict = {
+        "bench": "pipeline",
+        "mf2": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cores": cores,
+        "repeats": args.repeats,
+        "backend": "dlib",
+    }
 
     if args.reference:
         args.skip = ["e2e", "scaling", "rss"]
@@ -169,14 +213,26 @@ def main() -> None:
                     vids = _folder(args.videos, E2E_CLIPS, Path(tmp))
                     runs.append(_run(recipe, sets, vids, Path(tmp) / "run", cores))
             fps = med([r["frames"] / r["wall_s"] for r in runs])
-            stage = {k: round(runs[0]["frames"] / med([r["stage_seconds"].get(k, 0) for r in runs]), 1)
-                     for k in runs[0]["stage_seconds"] if med([r["stage_seconds"].get(k, 0) for r in runs]) > 0}
-            out[label] = {"frames": runs[0]["frames"], "pairs": runs[0]["pairs"], "e2e_fps": round(fps, 1),
-                          "e2e_over_decode": round(fps / out["decode_only_fps"], 3), "stage_fps": stage,
-                          "stage_share": {k: round(med([r["stage_seconds"].get(k, 0) for r in runs]) /
-                                                   sum(med([r["stage_seconds"].get(s, 0) for r in runs])
-                                                       for s in runs[0]["stage_seconds"]), 3)
-                                          for k in runs[0]["stage_seconds"]}}
+            stage = {
+                k: round(runs[0]["frames"] / med([r["stage_seconds"].get(k, 0) for r in runs]), 1)
+                for k in runs[0]["stage_seconds"]
+                if med([r["stage_seconds"].get(k, 0) for r in runs]) > 0
+            }
+            out[label] = {
+                "frames": runs[0]["frames"],
+                "pairs": runs[0]["pairs"],
+                "e2e_fps": round(fps, 1),
+                "e2e_over_decode": round(fps / out["decode_only_fps"], 3),
+                "stage_fps": stage,
+                "stage_share": {
+                    k: round(
+                        med([r["stage_seconds"].get(k, 0) for r in runs])
+                        / sum(med([r["stage_seconds"].get(s, 0) for r in runs]) for s in runs[0]["stage_seconds"]),
+                        3,
+                    )
+                    for k in runs[0]["stage_seconds"]
+                },
+            }
 
     if "scaling" not in args.skip:
         res = {}
@@ -189,9 +245,14 @@ def main() -> None:
             res[w] = (med([r["wall_s"] for r in runs]), med([r["worker_cpu_s"] / r["wall_s"] for r in runs]))
         # cores_busy: CPU seconds of the workers and their ffmpeg decoders per wall second. One
         # worker is not one core: ffmpeg decodes beside it and OpenCV may use the second core.
-        out["scaling"] = {"clips": SCALE_CLIPS, "one_worker_s": round(res[1][0], 2),
-                          "two_workers_s": round(res[2][0], 2), "speedup": round(res[1][0] / res[2][0], 2),
-                          "one_worker_cores_busy": round(res[1][1], 2), "two_workers_cores_busy": round(res[2][1], 2)}
+        out["scaling"] = {
+            "clips": SCALE_CLIPS,
+            "one_worker_s": round(res[1][0], 2),
+            "two_workers_s": round(res[2][0], 2),
+            "speedup": round(res[1][0] / res[2][0], 2),
+            "one_worker_cores_busy": round(res[1][1], 2),
+            "two_workers_cores_busy": round(res[2][1], 2),
+        }
 
     if "rss" not in args.skip:
         rss = {}
@@ -203,14 +264,48 @@ def main() -> None:
             short, long = tmp / "short.mp4", tmp / "long.mp4"
             pp = "[0:v]split[a][b];[b]reverse[r];[a][r]concat=n=2:v=1:a=0,split[c][d];[c][d]concat=n=2:v=1:a=0"
             for dst, filt in ((short, []), (long, ["-filter_complex", pp])):
-                subprocess.run(["ffmpeg", "-y", "-nostdin", "-loglevel", "error", "-i", str(args.videos / RSS_CLIP),
-                                *filt, "-an", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(dst)],
-                               check=True)
+                subprocess.run(
+                    [
+                        "ffmpeg",
+                        "-y",
+                        "-nostdin",
+                        "-loglevel",
+                        "error",
+                        "-i",
+                        str(args.videos / RSS_CLIP),
+                        *filt,
+                        "-an",
+                        "-c:v",
+                        "libx264",
+                        "-crf",
+                        "18",
+                        "-pix_fmt",
+                        "yuv420p",
+                        str(dst),
+                    ],
+                    check=True,
+                )
             for mode in ("pravg", "vla"):
                 for label, clip in (("1x", short), ("4x", long)):
-                    vals = [_peak_rss_mb(["simulate", "--videos", str(clip), "--out", str(tmp / f"{mode}{label}{i}"),
-                                          "--mode", mode, "--workers", "0", "--no-contact-sheet",
-                                          "--landmarks", "dlib"]) for i in range(args.repeats)]
+                    vals = [
+                        _peak_rss_mb(
+                            [
+                                "simulate",
+                                "--videos",
+                                str(clip),
+                                "--out",
+                                str(tmp / f"{mode}{label}{i}"),
+                                "--mode",
+                                mode,
+                                "--workers",
+                                "0",
+                                "--no-contact-sheet",
+                                "--landmarks",
+                                "dlib",
+                            ]
+                        )
+                        for i in range(args.repeats)
+                    ]
                     rss[f"{mode}_{label}_mb"] = round(med(vals), 1)
                 rss[f"{mode}_4x_over_1x"] = round(rss[f"{mode}_4x_mb"] / rss[f"{mode}_1x_mb"], 3)
         out["peak_rss"] = {"clip": RSS_CLIP, **rss}

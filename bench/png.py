@@ -36,8 +36,12 @@ def _settings() -> dict[str, list[int]]:
         for name in ("SUB", "UP", "AVG", "PAETH"):
             f = getattr(cv2, f"IMWRITE_PNG_FILTER_{name}")
             s[f"filter {name.lower()}"] = [cv2.IMWRITE_PNG_FILTER, f]
-            s[f"filter {name.lower()} + rle"] = [cv2.IMWRITE_PNG_FILTER, f, cv2.IMWRITE_PNG_STRATEGY,
-                                                 cv2.IMWRITE_PNG_STRATEGY_RLE]
+            s[f"filter {name.lower()} + rle"] = [
+                cv2.IMWRITE_PNG_FILTER,
+                f,
+                cv2.IMWRITE_PNG_STRATEGY,
+                cv2.IMWRITE_PNG_STRATEGY_RLE,
+            ]
     return s
 
 
@@ -45,9 +49,27 @@ def _images(dataset: Path | None, videos: Path, limit: int) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         if dataset is None:
             dataset = Path(tmp) / "ds"
-            subprocess.run([sys.executable, "-m", "mf2", "simulate", "--videos", str(videos / "lp_d9.mp4"),
-                            "--out", str(dataset), "--L", "7", "--stride", "2", "--workers", "0",
-                            "--no-contact-sheet"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mf2",
+                    "simulate",
+                    "--videos",
+                    str(videos / "lp_d9.mp4"),
+                    "--out",
+                    str(dataset),
+                    "--L",
+                    "7",
+                    "--stride",
+                    "2",
+                    "--workers",
+                    "0",
+                    "--no-contact-sheet",
+                ],
+                check=True,
+                capture_output=True,
+            )
         files = sorted(dataset.glob("blurry/*/*.png")) + sorted(dataset.glob("sharp/*/*.png"))
         step = max(1, len(files) // limit)
         return [cv2.imread(str(f)) for f in files[::step][:limit]]
@@ -76,16 +98,31 @@ def main() -> None:
             size = sum(len(b) for b in bufs)
         if not all(np.array_equal(cv2.imdecode(b, cv2.IMREAD_UNCHANGED), im) for b, im in zip(bufs, imgs)):
             sys.exit(f"{name}: does not decode to the same pixels")
-        rows[name] = {"ms_per_image": round(statistics.median(times), 3),
-                      "kib_per_image": round(size / len(imgs) / 1024, 1), "params": params}
+        rows[name] = {
+            "ms_per_image": round(statistics.median(times), 3),
+            "kib_per_image": round(size / len(imgs) / 1024, 1),
+            "params": params,
+        }
     base = rows["opencv default (legacy)"]
     for r in rows.values():
         r["time_vs_default"] = round(r["ms_per_image"] / base["ms_per_image"], 3)
         r["size_vs_default"] = round(r["kib_per_image"] / base["kib_per_image"], 3)
     chosen = next((k for k, r in rows.items() if sorted(r["params"]) == sorted(_PARAMS)), None)
-    print(json.dumps({"bench": "png", "opencv": cv2.__version__, "python": platform.python_version(),
-                      "images": len(imgs), "size_px": list(imgs[0].shape), "repeats": args.repeats,
-                      "mf2_uses": chosen, "settings": rows}, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "png",
+                "opencv": cv2.__version__,
+                "python": platform.python_version(),
+                "images": len(imgs),
+                "size_px": list(imgs[0].shape),
+                "repeats": args.repeats,
+                "mf2_uses": chosen,
+                "settings": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

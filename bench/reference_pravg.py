@@ -44,8 +44,24 @@ def to_srgb(x: np.ndarray) -> np.ndarray:
 
 
 def frames(path: Path, w: int, h: int):
-    proc = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", str(path),
-                             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-threads",
+            "1",
+            "-i",
+            str(path),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+    )
     size = w * h * 3
     while True:
         buf = proc.stdout.read(size)
@@ -80,9 +96,9 @@ def run(path: Path, out: Path, detector, predictor, rows: list) -> None:
         x0, y0 = int(round((lo[0] + hi[0]) / 2 - side / 2)), int(round((lo[1] + hi[1]) / 2 - side / 2))
         if x0 < 0 or y0 < 0 or x0 + side > info.width or y0 + side > info.height:
             continue
-        acc = sum(TO_LINEAR[f[y0:y0 + side, x0:x0 + side]] for _, f, _ in ring) / L
+        acc = sum(TO_LINEAR[f[y0 : y0 + side, x0 : x0 + side]] for _, f, _ in ring) / L
         blurry = cv2.resize(to_srgb(acc), (OUT, OUT), interpolation=cv2.INTER_AREA)
-        sharp = cv2.resize(mid[y0:y0 + side, x0:x0 + side], (OUT, OUT), interpolation=cv2.INTER_AREA)
+        sharp = cv2.resize(mid[y0 : y0 + side, x0 : x0 + side], (OUT, OUT), interpolation=cv2.INTER_AREA)
         name = f"{path.stem}_{mid_t:06d}"
         cv2.imwrite(str(out / f"{name}_blurry.png"), blurry[..., ::-1])
         cv2.imwrite(str(out / f"{name}_sharp.png"), sharp[..., ::-1])

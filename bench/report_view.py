@@ -36,15 +36,33 @@ def _browser() -> str:
 
 def _chromium(browser: str, *args: str) -> subprocess.CompletedProcess:
     # --no-sandbox: root in a container has no user namespace for the sandbox
-    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _make_report(where: Path) -> Path:
     mf2 = [sys.executable, "-m", "mf2"]
     subprocess.run([*mf2, "demo", "--out", str(where / "pairs")], check=True, capture_output=True)
-    subprocess.run([*mf2, "evaluate", str(where / "pairs"), "--landmarks", "dlib", "--limit", "12", "--html",
-                    "--out", str(where / "report")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *mf2,
+            "evaluate",
+            str(where / "pairs"),
+            "--landmarks",
+            "dlib",
+            "--limit",
+            "12",
+            "--html",
+            "--out",
+            str(where / "report"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return where / "report"
 
 
@@ -68,13 +86,21 @@ def main() -> None:
         if rows.size:  # crop the white below the page
             Image.open(args.png).crop((0, 0, img.shape[1], int(rows[-1]) + 20)).save(args.png)
             img = img[: rows[-1] + 20]
-        print(json.dumps({
-            "screenshot": str(args.png.resolve()), "width": int(img.shape[1]), "height": int(img.shape[0]),
-            "non_white": round(float((img < 250).mean()), 4),
-            "tables": len(re.findall(r"<table\b", dom)), "images": len(re.findall(r"<img\b", dom)),
-            "markdown_left": bool(re.search(r"^\s*\|.*\|\s*$", re.sub(r"<[^>]+>", "", dom), re.M)),
-            "chromium": subprocess.run([browser, "--version"], capture_output=True, text=True).stdout.strip(),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "screenshot": str(args.png.resolve()),
+                    "width": int(img.shape[1]),
+                    "height": int(img.shape[0]),
+                    "non_white": round(float((img < 250).mean()), 4),
+                    "tables": len(re.findall(r"<table\b", dom)),
+                    "images": len(re.findall(r"<img\b", dom)),
+                    "markdown_left": bool(re.search(r"^\s*\|.*\|\s*$", re.sub(r"<[^>]+>", "", dom), re.M)),
+                    "chromium": subprocess.run([browser, "--version"], capture_output=True, text=True).stdout.strip(),
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

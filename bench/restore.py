@@ -39,10 +39,31 @@ CORPUS = SHARED.parent / "corpus"  # 68 clips of 57 people, none of them in TEST
 STILLS = SHARED.parent / "stills"  # 3,435 CelebA photos of 366 identities (folder = identity)
 # Split by video and person: no clip (and, as far as the sources tell, no person) on both sides.
 # The training side is the whole pool: these clips, every corpus clip, and the photos.
-TRAIN_CLIPS = ("lp_d0", "lp_d3", "lp_d6_first20s", "lp_d9", "lp_d11", "lp_d13", "sadtalker_RD_Radio2_000",
-               "sadtalker_WDA_KatieHill_000", "ffpp_youtube_519", "fomm_04", "retalking_face_3")
-TEST_CLIPS = ("lp_d18", "lp_d19", "lp_d20", "sadtalker_WDA_AlexandriaOcasioCortez_000", "ffpp_youtube_634",
-              "fomm_10", "retalking_face_4", "tpsmm_driving", "sbr_demo", "mead_W040_level_3_happy_029_720p")
+TRAIN_CLIPS = (
+    "lp_d0",
+    "lp_d3",
+    "lp_d6_first20s",
+    "lp_d9",
+    "lp_d11",
+    "lp_d13",
+    "sadtalker_RD_Radio2_000",
+    "sadtalker_WDA_KatieHill_000",
+    "ffpp_youtube_519",
+    "fomm_04",
+    "retalking_face_3",
+)
+TEST_CLIPS = (
+    "lp_d18",
+    "lp_d19",
+    "lp_d20",
+    "sadtalker_WDA_AlexandriaOcasioCortez_000",
+    "ffpp_youtube_634",
+    "fomm_10",
+    "retalking_face_4",
+    "tpsmm_driving",
+    "sbr_demo",
+    "mead_W040_level_3_happy_029_720p",
+)
 TRAIN_BLURS = ("vla", "pravg7", "synthetic")
 TEST_BLURS = ("pravg7", "vla", "synthetic")
 
@@ -60,8 +81,12 @@ def _configs(size: int, side: str) -> dict:
     return {
         "vla": replace(base, mode="vla", vla=replace(VlaConfig(), direction="both" if train else "forward")),
         "pravg7": replace(base, mode="pravg", pravg=PrAvgConfig(L=7), stride=2 if train else 7),
-        "synthetic": replace(base, mode="synthetic", stride=2 if train else 7,
-                             synthetic=replace(SyntheticConfig(), kernel_size=kernel, seed=0 if train else 1)),
+        "synthetic": replace(
+            base,
+            mode="synthetic",
+            stride=2 if train else 7,
+            synthetic=replace(SyntheticConfig(), kernel_size=kernel, seed=0 if train else 1),
+        ),
     }
 
 
@@ -83,13 +108,15 @@ def train_sources(videos: Path, corpus: Path | None) -> list:
     sources = [VideoSource(c, videos / f"{c}.mp4", identity=c) for c in TRAIN_CLIPS]
     if corpus is not None and corpus.is_dir():
         who = corpus_identities(corpus)
-        sources += [VideoSource(s.video_id, s.path, identity=who.get(s.path.stem, s.video_id))
-                    for s in resolve_videos(corpus)]
+        sources += [
+            VideoSource(s.video_id, s.path, identity=who.get(s.path.stem, s.video_id)) for s in resolve_videos(corpus)
+        ]
     return sources
 
 
-def build_pairs(videos: Path, work: Path, size: int, corpus: Path | None = CORPUS, stills: Path | None = STILLS,
-                workers: int = 2) -> dict:
+def build_pairs(
+    videos: Path, work: Path, size: int, corpus: Path | None = CORPUS, stills: Path | None = STILLS, workers: int = 2
+) -> dict:
     """Both sides' datasets (resumable: an existing folder is reused). The training side: the
     training clips and the corpus in every training blur, and the photos (synthetic kernels,
     ``train/photos``); the test side: the test clips in every test blur."""
@@ -107,9 +134,14 @@ def build_pairs(videos: Path, work: Path, size: int, corpus: Path | None = CORPU
             jobs = [Job(name, cfg, work / side / name) for name, cfg in _configs(size, side).items()]
             t = time.perf_counter()
             res = run_jobs(sources, jobs, work / side / "cache", runner, show_progress=False)
-            out[side] = {"seconds": round(time.perf_counter() - t, 1), "videos": len(sources),
-                         **{name: {"pairs": r.n_pairs, "videos_ok": r.n_ok, "path": str(work / side / name)}
-                            for name, r in res.items()}}
+            out[side] = {
+                "seconds": round(time.perf_counter() - t, 1),
+                "videos": len(sources),
+                **{
+                    name: {"pairs": r.n_pairs, "videos_ok": r.n_ok, "path": str(work / side / name)}
+                    for name, r in res.items()
+                },
+            }
         if stills is not None and stills.is_dir():
             out["train"]["photos"] = build_photo_pairs(stills, work, size, runner)
     return out
@@ -124,14 +156,30 @@ def build_photo_pairs(stills: Path, work: Path, size: int, runner) -> dict:
     photos = resolve_images(stills)
     cfg = _configs(size, "train")["synthetic"]
     t = time.perf_counter()
-    r = run_jobs(photos, [Job("photos", replace(cfg, stride=1), work / "train" / "photos")], work / "train" / "cache",
-                 runner, show_progress=False)["photos"]
-    return {"seconds": round(time.perf_counter() - t, 1), "photos": len(photos), "pairs": r.n_pairs,
-            "photos_without_pairs": len(r.notes) + r.n_failed, "path": str(work / "train" / "photos")}
+    r = run_jobs(
+        photos,
+        [Job("photos", replace(cfg, stride=1), work / "train" / "photos")],
+        work / "train" / "cache",
+        runner,
+        show_progress=False,
+    )["photos"]
+    return {
+        "seconds": round(time.perf_counter() - t, 1),
+        "photos": len(photos),
+        "pairs": r.n_pairs,
+        "photos_without_pairs": len(r.notes) + r.n_failed,
+        "path": str(work / "train" / "photos"),
+    }
 
 
-def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps: tuple[int, int], device: str,
-                 only: list[str] | None = None) -> dict:
+def train_models(
+    work: Path,
+    config: str,
+    compare_steps: tuple[int, int],
+    steps: tuple[int, int],
+    device: str,
+    only: list[str] | None = None,
+) -> dict:
     """The recommended model (``config``, on the `deblur-model` recipe's pairs: the videos' PrAvg 7
     pairs and the photos' synthetic ones) at the full budget ``steps`` (hourglass, cGAN); then, to say
     which training blur generalises best, the same configuration on each training blur alone at
@@ -143,15 +191,18 @@ def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps:
     from mf2.train.loop import train
 
     def cfg_for(hg: int, cgan: int):
-        return load_config(config, {"hg_stage": {"max_steps": hg, "epochs": 0},
-                                    "cgan_stage": {"max_steps": cgan, "epochs": 0}})
+        return load_config(
+            config, {"hg_stage": {"max_steps": hg, "epochs": 0}, "cgan_stage": {"max_steps": cgan, "epochs": 0}}
+        )
 
     train_dir = work / "train"
-    plan = {"recommended": ([train_dir / "pravg7", train_dir / "photos"], None, steps),
-            "vla": ([train_dir / "vla"], None, compare_steps),
-            "pravg7": ([train_dir / "pravg7"], None, compare_steps),
-            "photos": ([train_dir / "photos"], None, compare_steps),
-            "paper-recipe": ([train_dir / "vla"], [train_dir / "photos"], compare_steps)}
+    plan = {
+        "recommended": ([train_dir / "pravg7", train_dir / "photos"], None, steps),
+        "vla": ([train_dir / "vla"], None, compare_steps),
+        "pravg7": ([train_dir / "pravg7"], None, compare_steps),
+        "photos": ([train_dir / "photos"], None, compare_steps),
+        "paper-recipe": ([train_dir / "vla"], [train_dir / "photos"], compare_steps),
+    }
     runs: dict = {}
     for name, (pairs, hg_pairs, (hg, cgan)) in plan.items():
         if only and name not in only or not all((d / "pairs.parquet").is_file() for d in pairs + (hg_pairs or [])):
@@ -160,12 +211,23 @@ def train_models(work: Path, config: str, compare_steps: tuple[int, int], steps:
         if name == "paper-recipe" and "photos" in runs:  # its hourglass is the photos run's: the same training
             (out / "checkpoints").mkdir(parents=True, exist_ok=True)
             if not (out / "checkpoints" / "hg_last.pt").exists():
-                shutil.copy2(work / "runs" / "photos" / "checkpoints" / "hg_last.pt", out / "checkpoints" / "hg_last.pt")
+                shutil.copy2(
+                    work / "runs" / "photos" / "checkpoints" / "hg_last.pt", out / "checkpoints" / "hg_last.pt"
+                )
         t = time.perf_counter()
-        res = train([str(d) for d in pairs], out, cfg_for(hg, cgan), device=device, show_progress=False,
-                    hg_manifests=[str(d) for d in hg_pairs] if hg_pairs else None)
-        runs[name] = {**_run_record(out, res, time.perf_counter() - t), "pairs": [d.name for d in pairs],
-                      "hg_pairs": [d.name for d in hg_pairs] if hg_pairs else None}
+        res = train(
+            [str(d) for d in pairs],
+            out,
+            cfg_for(hg, cgan),
+            device=device,
+            show_progress=False,
+            hg_manifests=[str(d) for d in hg_pairs] if hg_pairs else None,
+        )
+        runs[name] = {
+            **_run_record(out, res, time.perf_counter() - t),
+            "pairs": [d.name for d in pairs],
+            "hg_pairs": [d.name for d in hg_pairs] if hg_pairs else None,
+        }
         print(json.dumps({name: {k: runs[name][k] for k in ("seconds", "stages")}}), file=sys.stderr, flush=True)
     return runs
 
@@ -179,9 +241,12 @@ def _run_record(run: Path, results: dict, seconds: float) -> dict:
         for r in csv.DictReader(f):
             if r["kind"] == "val" and r["name"] == "psnr":
                 curves.setdefault(r["stage"], []).append([int(r["step"]), round(float(r["value"]), 3)])
-    return {"seconds": round(seconds, 1), "model": str(run / "model.pt"),
-            "stages": {k: {"steps": v.steps, "images_per_s": round(v.images_per_s, 2)} for k, v in results.items()},
-            "val_psnr_curve": curves}
+    return {
+        "seconds": round(seconds, 1),
+        "model": str(run / "model.pt"),
+        "stages": {k: {"steps": v.steps, "images_per_s": round(v.images_per_s, 2)} for k, v in results.items()},
+        "val_psnr_curve": curves,
+    }
 
 
 def evaluate_models(work: Path, runs: dict, limit: int) -> dict:
@@ -225,8 +290,10 @@ def by_blur(scores) -> dict:
     for setting, gs in groups.items():
         for m in methods:
             for g, ids in sorted(gs.items()):
-                rows = [(by_key[(setting, "Blurred", i)], by_key.get((setting, m, i)), by_key.get((setting, "Oracle", i)))
-                        for i in ids]
+                rows = [
+                    (by_key[(setting, "Blurred", i)], by_key.get((setting, m, i)), by_key.get((setting, "Oracle", i)))
+                    for i in ids
+                ]
                 rows = [r for r in rows if r[1] is not None and np.isfinite(r[1].psnr)]
                 if rows:
                     out.setdefault(setting, {}).setdefault(m, {})[g] = _group(rows)
@@ -243,10 +310,13 @@ def _group(rows: list) -> dict:
     b_nme, m_nme = mean(b.nme for b, _, _ in rows), mean(m.nme for _, m, _ in rows)
     o_nme = mean(o.nme for _, _, o in rows if o is not None)
     gap = b_nme - o_nme
-    return {"n": len(rows), "d_psnr": round(mean(m.psnr - b.psnr for b, m, _ in rows), 3),
-            "d_ssim": round(mean(m.ssim - b.ssim for b, m, _ in rows), 4),
-            "nme_closer": round((b_nme - m_nme) / gap, 3) if gap > 0 else None,
-            "d_identity_cos": round(mean(m.identity_cos - b.identity_cos for b, m, _ in rows), 4)}
+    return {
+        "n": len(rows),
+        "d_psnr": round(mean(m.psnr - b.psnr for b, m, _ in rows), 3),
+        "d_ssim": round(mean(m.ssim - b.ssim for b, m, _ in rows), 4),
+        "nme_closer": round((b_nme - m_nme) / gap, 3) if gap > 0 else None,
+        "d_identity_cos": round(mean(m.identity_cos - b.identity_cos for b, m, _ in rows), 4),
+    }
 
 
 def group_targets(groups: dict, model: str, settings: list[str]) -> dict:
@@ -257,10 +327,13 @@ def group_targets(groups: dict, model: str, settings: list[str]) -> dict:
     for st in settings:
         g = groups.get(st, {}).get(model, {})
         mv, sv = g.get("moving", {}), g.get("static", {})
-        checks = {"moving_d_psnr>=0.5": mv.get("d_psnr", -1) >= 0.5, "moving_d_ssim>0": mv.get("d_ssim", -1) > 0,
-                  "moving_nme_closer>=0.1": (mv.get("nme_closer") or -1) >= 0.1,
-                  "static_d_psnr>=-0.1": sv.get("d_psnr", 0.0) >= -0.1 if sv else True,
-                  "identity_cos>=blurred": all(x.get("d_identity_cos", -1) >= 0 for x in (mv, sv) if x)}
+        checks = {
+            "moving_d_psnr>=0.5": mv.get("d_psnr", -1) >= 0.5,
+            "moving_d_ssim>0": mv.get("d_ssim", -1) > 0,
+            "moving_nme_closer>=0.1": (mv.get("nme_closer") or -1) >= 0.1,
+            "static_d_psnr>=-0.1": sv.get("d_psnr", 0.0) >= -0.1 if sv else True,
+            "identity_cos>=blurred": all(x.get("d_identity_cos", -1) >= 0 for x in (mv, sv) if x),
+        }
         out[st] = {**checks, "met": all(checks.values())}
     return out
 
@@ -270,8 +343,13 @@ def table(ev: dict) -> dict:
     out: dict = {}
     for a in ev["results"]:
         out.setdefault(a["method"], {})[a["setting"]] = {
-            "psnr": _r(a["psnr"], 2), "ssim": _r(a["ssim"], 4), "nme": _r(a["nme_mean"], 4), "auc": _r(a["auc"], 3),
-            "failure_pct": _r(a["failure_rate"], 1), "identity_cos": _r(a["identity_cos_mean"], 4)}
+            "psnr": _r(a["psnr"], 2),
+            "ssim": _r(a["ssim"], 4),
+            "nme": _r(a["nme_mean"], 4),
+            "auc": _r(a["auc"], 3),
+            "failure_pct": _r(a["failure_rate"], 1),
+            "identity_cos": _r(a["identity_cos_mean"], 4),
+        }
     return out
 
 
@@ -289,8 +367,14 @@ def draw_table(tab: dict, settings: list[str], path: Path) -> None:
         return format(v, fmt) if isinstance(v, (int, float)) else str(v)
 
     rows = list(tab)
-    cells = [[f"{f(tab[m][s]['psnr'], '.2f')} dB / {f(tab[m][s]['ssim'], '.3f')} / {f(tab[m][s]['nme'], '.4f')} / "
-              f"{f(tab[m][s]['identity_cos'], '.3f')}" for s in settings] for m in rows]
+    cells = [
+        [
+            f"{f(tab[m][s]['psnr'], '.2f')} dB / {f(tab[m][s]['ssim'], '.3f')} / {f(tab[m][s]['nme'], '.4f')} / "
+            f"{f(tab[m][s]['identity_cos'], '.3f')}"
+            for s in settings
+        ]
+        for m in rows
+    ]
     fig, ax = plt.subplots(figsize=(4 + 3.6 * len(settings), 0.9 + 0.34 * len(rows)))
     ax.axis("off")
     t = ax.table(cellText=cells, rowLabels=rows, colLabels=settings, loc="center", cellLoc="center")
@@ -322,8 +406,10 @@ def sample_grid(work: Path, runs: dict, path: Path, per_setting: int = 2) -> Non
     for blur in TEST_BLURS:
         ds = work / "test" / blur
         rows = pq.read_table(ds / "pairs.parquet", columns=["blurry_path", "sharp_path"]).to_pylist()
-        imgs = [(cv2.imread(str(ds / r["blurry_path"]))[..., ::-1], cv2.imread(str(ds / r["sharp_path"]))[..., ::-1])
-                for r in rows[:: max(1, len(rows) // 40)]]
+        imgs = [
+            (cv2.imread(str(ds / r["blurry_path"]))[..., ::-1], cv2.imread(str(ds / r["sharp_path"]))[..., ::-1])
+            for r in rows[:: max(1, len(rows) // 40)]
+        ]
         imgs.sort(key=lambda bs: psnr(bs[0], bs[1]))
         for b, s in imgs[:per_setting] + imgs[-1:]:
             lines.append(np.concatenate([b] + [models[n]([b])[0] for n in models] + [s], axis=1))
@@ -352,8 +438,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="train only these runs (comma-separated; default: all)")
     ap.add_argument("--limit", type=int, default=100, help="test pairs per blur, evenly spaced (0: all)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--png", type=Path, default=None, help="write the table here as a PNG (and a sample grid "
-                                                            "beside it)")
+    ap.add_argument(
+        "--png", type=Path, default=None, help="write the table here as a PNG (and a sample grid beside it)"
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -365,18 +452,28 @@ def main() -> None:
 
             cfg = load_config(args.config)
             steps = (args.hg_steps or cfg.hg_stage.max_steps, args.cgan_steps or cfg.cgan_stage.max_steps)
-            report["config"] = {"recommended": args.config, "steps": steps,
-                                "compare_steps": (args.compare_hg_steps, args.compare_cgan_steps)}
-            report["runs"] = train_models(work, args.config, (args.compare_hg_steps, args.compare_cgan_steps), steps,
-                                          args.device, [o for o in args.only.split(",") if o])
+            report["config"] = {
+                "recommended": args.config,
+                "steps": steps,
+                "compare_steps": (args.compare_hg_steps, args.compare_cgan_steps),
+            }
+            report["runs"] = train_models(
+                work,
+                args.config,
+                (args.compare_hg_steps, args.compare_cgan_steps),
+                steps,
+                args.device,
+                [o for o in args.only.split(",") if o],
+            )
             ev = evaluate_models(work, report["runs"], args.limit)
             settings = ev["settings"]
             video = [s for s in settings if not s.startswith("Synthetic")]
             report["n_test_pairs"] = ev["n_pairs"]
             report["table"] = table(ev)
             report["by_motion"] = {"static_db": STATIC_DB, **ev["by_blur"]}
-            report["targets"] = {m: group_targets(ev["by_blur"], m, video) for m in report["table"]
-                                 if m not in ("Blurred", "Oracle")}
+            report["targets"] = {
+                m: group_targets(ev["by_blur"], m, video) for m in report["table"] if m not in ("Blurred", "Oracle")
+            }
             report["evaluate_seconds"] = ev["seconds"]
         report["seconds"] = round(time.perf_counter() - t0, 1)
         json.dump(report, sys.stdout, indent=2)  # first: a drawing error must not cost the numbers

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from mf2 import __version__
-from mf2.share.export import export
-from mf2.share.materialize import materialize
-from mf2.pipeline.execute import run_simulate
 from mf2.blur.windows import PrAvgConfig
 from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
+from mf2.share.export import export
+from mf2.share.materialize import materialize
 from mf2.sources import VideoSource
 
 DEFAULT_CLIPS = ["fomm_10.mp4", "lp_d9.mp4", "retalking_face_3.mp4"]
@@ -58,13 +58,31 @@ def main() -> None:
                 identical &= m.n_exact == s.n_pairs and _same_files(tmp / "ds", tmp / "rebuilt")
                 n_pairs = s.n_pairs
         s_med, m_med = statistics.median(sim), statistics.median(mat)
-        results.append({"mode": mode, "pairs": n_pairs, "simulate_s": round(s_med, 2), "materialize_s": round(m_med, 2),
-                        "simulate_pairs_per_s": round(n_pairs / s_med, 1),
-                        "materialize_pairs_per_s": round(n_pairs / m_med, 1),
-                        "materialize_speedup": round(s_med / m_med, 2), "byte_identical": identical})
-    json.dump({"bench": "share", "mf2": __version__, "python": platform.python_version(),
-               "machine": platform.machine(), "clips": args.clips, "repeats": args.repeats, "results": results},
-              sys.stdout, indent=2)
+        results.append(
+            {
+                "mode": mode,
+                "pairs": n_pairs,
+                "simulate_s": round(s_med, 2),
+                "materialize_s": round(m_med, 2),
+                "simulate_pairs_per_s": round(n_pairs / s_med, 1),
+                "materialize_pairs_per_s": round(n_pairs / m_med, 1),
+                "materialize_speedup": round(s_med / m_med, 2),
+                "byte_identical": identical,
+            }
+        )
+    json.dump(
+        {
+            "bench": "share",
+            "mf2": __version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "clips": args.clips,
+            "repeats": args.repeats,
+            "results": results,
+        },
+        sys.stdout,
+        indent=2,
+    )
     print()
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from mf2 import __version__
-from mf2.pipeline.execute import run_simulate
 from mf2.blur.windows import PrAvgConfig
 from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
 from mf2.sources import VideoSource
 from mf2.video import iter_frames, probe
 
@@ -44,16 +44,43 @@ def main() -> None:
             decode.append(n / (time.perf_counter() - t))
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
-                s = run_simulate([VideoSource(path.stem, path)], Path(out), SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=False)
+                s = run_simulate(
+                    [VideoSource(path.stem, path)],
+                    Path(out),
+                    SimulateConfig(pravg=PrAvgConfig(L=7)),
+                    show_progress=False,
+                )
                 full.append(info.n_frames / (time.perf_counter() - t))
                 n_pairs = s.n_pairs
-                backend = pq.read_table(Path(out) / "landmarks" / f"{path.stem}.parquet", columns=["backend"])["backend"][0].as_py()
+                backend = pq.read_table(Path(out) / "landmarks" / f"{path.stem}.parquet", columns=["backend"])[
+                    "backend"
+                ][0].as_py()
         d, f = statistics.median(decode), statistics.median(full)
-        results.append({"clip": name, "width": info.width, "height": info.height, "frames": info.n_frames,
-                        "pairs": n_pairs, "backend": backend, "decode_fps": round(d, 1), "slice_fps": round(f, 1),
-                        "slice_over_decode": round(f / d, 3)})
-    json.dump({"bench": "slice", "mf2": __version__, "python": platform.python_version(),
-               "machine": platform.machine(), "repeats": args.repeats, "results": results}, sys.stdout, indent=2)
+        results.append(
+            {
+                "clip": name,
+                "width": info.width,
+                "height": info.height,
+                "frames": info.n_frames,
+                "pairs": n_pairs,
+                "backend": backend,
+                "decode_fps": round(d, 1),
+                "slice_fps": round(f, 1),
+                "slice_over_decode": round(f / d, 3),
+            }
+        )
+    json.dump(
+        {
+            "bench": "slice",
+            "mf2": __version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "repeats": args.repeats,
+            "results": results,
+        },
+        sys.stdout,
+        indent=2,
+    )
     print()
 
 

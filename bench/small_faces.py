@@ -67,8 +67,12 @@ def main() -> None:
             g, b = (gt + 0.5) * s - 0.5, (box + 0.5) * s - 0.5
             plain.append(normalised_error(backend.fit([small], [b])[0][0], g))
             up.append(normalised_error(fit_upsampled(backend, small, b), g))
-        report["sizes"][size] = {"plain_mean": round(float(np.mean(plain)), 4), "plain_max": round(float(max(plain)), 4),
-                                 "upsampled_mean": round(float(np.mean(up)), 4), "upsampled_max": round(float(max(up)), 4)}
+        report["sizes"][size] = {
+            "plain_mean": round(float(np.mean(plain)), 4),
+            "plain_max": round(float(max(plain)), 4),
+            "upsampled_mean": round(float(np.mean(up)), 4),
+            "upsampled_max": round(float(max(up)), 4),
+        }
     print(json.dumps(report, indent=1))
 
 

@@ -39,8 +39,14 @@ import numpy as np
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-CLIPS = ("fomm_08.mp4", "lp_d19.mp4", "sadtalker_WDA_KatieHill_000.mp4", "retalking_face_3.mp4", "lp_d11.mp4",
-         "mead_W040_level_3_happy_029_720p.mp4")
+CLIPS = (
+    "fomm_08.mp4",
+    "lp_d19.mp4",
+    "sadtalker_WDA_KatieHill_000.mp4",
+    "retalking_face_3.mp4",
+    "lp_d11.mp4",
+    "mead_W040_level_3_happy_029_720p.mp4",
+)
 SHARE = 0.12
 THRESHOLDS = [round(t, 3) for t in np.arange(0.5, 0.976, 0.025)]
 
@@ -63,9 +69,34 @@ def build(src: Path, dst: Path, rng: np.random.Generator, face: float) -> list[i
 
     info = probe(src)
     enc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
-         f"{info.width}x{info.height}", "-r", str(info.fps), "-i", "-", "-c:v", "libx264", "-crf", "12",
-         "-preset", "fast", "-pix_fmt", "yuv444p", str(dst)], stdin=subprocess.PIPE)
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{info.width}x{info.height}",
+            "-r",
+            str(info.fps),
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+            "-preset",
+            "fast",
+            "-pix_fmt",
+            "yuv444p",
+            str(dst),
+        ],
+        stdin=subprocess.PIPE,
+    )
     blurred = []
     with contextlib.closing(iter_frames(info)) as frames:
         for i, f in enumerate(frames):
@@ -95,8 +126,25 @@ def _face_size(landmarks: Path) -> float:
 
 
 def _simulate(videos: Path, out: Path) -> list[dict]:
-    res = subprocess.run([sys.executable, "-m", "mf2", "simulate", "--videos", str(videos), "--out", str(out),
-                          "--workers", "0", "--no-contact-sheet", "--L", "7"], capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mf2",
+            "simulate",
+            "--videos",
+            str(videos),
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+            "--no-contact-sheet",
+            "--L",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         sys.exit(res.stderr)
     return pq.read_table(out / "pairs.parquet").to_pylist()
@@ -128,9 +176,11 @@ def _values(rows: list[dict], ds: Path) -> dict[str, list[float]]:
     from mf2.blur.measures import gradient_energy, laplacian_variance
 
     imgs = [cv2.imread(str(ds / r["sharp_path"]))[..., ::-1] for r in rows]
-    return {"target_sharpness (LoG)": [r["target_sharpness"] for r in rows],
-            "laplacian_variance": [laplacian_variance(im) for im in imgs],
-            "gradient_energy": [gradient_energy(im) for im in imgs]}
+    return {
+        "target_sharpness (LoG)": [r["target_sharpness"] for r in rows],
+        "laplacian_variance": [laplacian_variance(im) for im in imgs],
+        "gradient_energy": [gradient_energy(im) for im in imgs],
+    }
 
 
 def main() -> None:
@@ -156,8 +206,14 @@ def main() -> None:
     truth = np.array([r["center_frame"] in truth_frames[r["video_id"]] for r in rows])
     where0 = {(r["video_id"], r["center_frame"], r["face_id"]): i for i, r in enumerate(rows0)}
     back = np.array([where0.get((r["video_id"], r["center_frame"], r["face_id"]), -1) for r in rows])
-    report: dict = {"clips": args.clips, "face_px": faces, "pairs": len(rows), "blurred_targets": int(truth.sum()),
-                    "blurred_frames": sum(len(v) for v in truth_frames.values()), "measures": {}}
+    report: dict = {
+        "clips": args.clips,
+        "face_px": faces,
+        "pairs": len(rows),
+        "blurred_targets": int(truth.sum()),
+        "blurred_frames": sum(len(v) for v in truth_frames.values()),
+        "measures": {},
+    }
     values, values0 = _values(rows, root / "DS"), _values(rows0, root / "DS0")
     for name in values:
         for ref, ratio in _ratios(rows, values[name]).items():
@@ -166,8 +222,11 @@ def main() -> None:
             for t in THRESHOLDS:
                 natural = (back >= 0) & (ratio0[np.maximum(back, 0)] < t)
                 keep = ~natural
-                sweep[str(t)] = {**_scores(ratio[keep] < t, truth[keep]), "natural": int(natural.sum()),
-                                 "raw": _scores(ratio < t, truth)}
+                sweep[str(t)] = {
+                    **_scores(ratio[keep] < t, truth[keep]),
+                    "natural": int(natural.sum()),
+                    "raw": _scores(ratio < t, truth),
+                }
             best = max(sweep, key=lambda t: sweep[t]["f1"])
             report["measures"][f"{name}/{ref}"] = {"best_threshold": float(best), **sweep[best], "sweep": sweep}
     print(json.dumps(report, indent=2))

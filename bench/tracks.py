@@ -73,8 +73,11 @@ def run_legacy(path: Path, backend) -> tuple[dict, float]:
     dt = time.perf_counter() - t
     rows, track, prev = [], 0, None
     for r in res:
-        if r.landmarks is not None and (prev is None or prev.landmarks is None or (r.source == "detect" and r.frame and
-                                                                                 mads[r.frame] >= cfg.cut_mad)):
+        if r.landmarks is not None and (
+            prev is None
+            or prev.landmarks is None
+            or (r.source == "detect" and r.frame and mads[r.frame] >= cfg.cut_mad)
+        ):
             track += 1
         if r.landmarks is not None:
             rows.append((r.frame, track, r.landmarks))
@@ -92,7 +95,8 @@ def score(fo: ft.Footage, refs: dict, out: dict) -> dict:
 
     events = truth_cuts + [a for a, _ in fo.transitions]
     recall_hits = sum(1 for c in truth_cuts if any(abs(c - f) <= 1 for f in found)) + sum(
-        1 for a, b in fo.transitions if any(a - 1 <= f <= b + 1 for f in found))
+        1 for a, b in fo.transitions if any(a - 1 <= f <= b + 1 for f in found)
+    )
     per_track: dict = {}
     usable = set()
     for f, tr, lm in out["rows"]:
@@ -103,8 +107,10 @@ def score(fo: ft.Footage, refs: dict, out: dict) -> dict:
             if e < err:
                 best, err = face.key, e
         per_track.setdefault(tr, []).append(best if err < 0.1 else None)
-    pure = sum(Counter(v).most_common(1)[0][1] if Counter(v).most_common(1)[0][0] is not None else 0
-               for v in per_track.values())
+    pure = sum(
+        Counter(v).most_common(1)[0][1] if Counter(v).most_common(1)[0][0] is not None else 0
+        for v in per_track.values()
+    )
     n_rows = sum(len(v) for v in per_track.values())
     gone, clear = set(), set()
     for t in range(fo.n_frames):
@@ -133,26 +139,40 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="where the constructed videos are kept (default: temp)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--plain-step", type=int, default=3, help="time every N-th shared clip too (0: none)")
-    ap.add_argument("--moving", nargs="*", default=None, metavar="CLIP",
-                    help="only issue 34's moving and small faces (bench/moving_faces.py) on these shared clips "
-                         "(default: three)")
+    ap.add_argument(
+        "--moving",
+        nargs="*",
+        default=None,
+        metavar="CLIP",
+        help="only issue 34's moving and small faces (bench/moving_faces.py) on these shared clips (default: three)",
+    )
     args = ap.parse_args()
     if args.moving is not None:
         import moving_faces
 
         work = args.work or Path(tempfile.mkdtemp(prefix="mf2-moving-"))
         clips = args.moving or ["retalking_face_3.mp4", "sbr_demo.mp4", "fomm_10.mp4"]
-        print(json.dumps(moving_faces.run(args.videos, work / "moving",
-                                          lambda c: ft.reference_landmarks(args.videos, c, work / "refs"), clips),
-                         indent=2))
+        print(
+            json.dumps(
+                moving_faces.run(
+                    args.videos, work / "moving", lambda c: ft.reference_landmarks(args.videos, c, work / "refs"), clips
+                ),
+                indent=2,
+            )
+        )
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="mf2-tracks-"))
     foot = ft.build(args.videos, work / "in")
     clips = {layer["clip"] for f in foot.values() for frame in f.layers for layer in frame}
     refs = {c: ft.reference_landmarks(args.videos, c, work / "refs") for c in clips}
     backend = DlibBackend()
-    report: dict = {"mf2": __version__, "python": platform.python_version(), "machine": platform.machine(),
-                    "repeats": args.repeats, "videos": {}}
+    report: dict = {
+        "mf2": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "repeats": args.repeats,
+        "videos": {},
+    }
     totals = {"new": [0.0, 0], "legacy": [0.0, 0]}
     for name, fo in foot.items():
         entry = {"frames": fo.n_frames}
@@ -174,21 +194,27 @@ def main() -> None:
             xs = [e[label][k] for e in v if e[label][k] is not None]
             return round(float(np.mean(xs)), 3) if xs else None
 
-        report[label] = {k: mean(k) for k in ("cut_recall", "cut_precision", "track_purity", "lost_precision",
-                                              "lost_recall")}
+        report[label] = {
+            k: mean(k) for k in ("cut_recall", "cut_precision", "track_purity", "lost_precision", "lost_recall")
+        }
         report[label]["fps"] = round(totals[label][1] / totals[label][0], 1)
     report["fps_ratio_new_over_legacy"] = round(report["new"]["fps"] / report["legacy"]["fps"], 3)
     if args.plain_step > 0:
         plain: dict = {"clips": {}}
         spent = {"new": 0.0, "legacy": 0.0}
         frames = 0
-        for path in sorted(args.videos.glob("*.mp4"))[::args.plain_step]:
+        for path in sorted(args.videos.glob("*.mp4"))[:: args.plain_step]:
             n = probe(path).n_frames
             run_new(path, backend)  # warm: the first run of a clip pays the page cache
-            med = {label: statistics.median(fn(path, backend)[1] for _ in range(args.repeats))
-                   for label, fn in (("new", run_new), ("legacy", run_legacy))}
-            plain["clips"][path.stem] = {"frames": n, **{f"{k}_fps": round(n / v, 1) for k, v in med.items()},
-                                         "fps_ratio_new_over_legacy": round(med["legacy"] / med["new"], 3)}
+            med = {
+                label: statistics.median(fn(path, backend)[1] for _ in range(args.repeats))
+                for label, fn in (("new", run_new), ("legacy", run_legacy))
+            }
+            plain["clips"][path.stem] = {
+                "frames": n,
+                **{f"{k}_fps": round(n / v, 1) for k, v in med.items()},
+                "fps_ratio_new_over_legacy": round(med["legacy"] / med["new"], 3),
+            }
             frames += n
             for k in spent:
                 spent[k] += med[k]

@@ -5,9 +5,8 @@ repeated. CPU here; on a GPU box pass --device cuda --config paper.
 
 from __future__ import annotations
 
-import functools
-
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -20,11 +19,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from mf2 import __version__
-from mf2.pipeline.execute import run_simulate
 from mf2.blur.windows import PrAvgConfig
-from mf2.modes.config import SimulateConfig
-from mf2.sources import VideoSource
 from mf2.models.config import load_config
+from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
+from mf2.sources import VideoSource
 from mf2.train.data import PairDataset, split_pairs
 from mf2.train.trainer import Trainer
 
@@ -44,12 +43,24 @@ def main() -> None:
     ap.add_argument("--curve-steps", type=int, default=300, help="tiny preset: steps of the learning curve (0: skip)")
     ap.add_argument("--batch", type=int, default=0, help="override the presets' batch size (0: keep)")
     args = ap.parse_args()
-    out: dict = {"bench": "train", "mf2": __version__, "python": platform.python_version(), "torch": torch.__version__,
-                 "device": args.device, "threads": torch.get_num_threads(), "clip": args.clip, "stages": {}}
+    out: dict = {
+        "bench": "train",
+        "mf2": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": args.device,
+        "threads": torch.get_num_threads(),
+        "clip": args.clip,
+        "stages": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        s = run_simulate([VideoSource(Path(args.clip).stem, args.videos / args.clip)], tmp / "ds",
-                         SimulateConfig(pravg=PrAvgConfig(L=7), stride=2), show_progress=False)
+        s = run_simulate(
+            [VideoSource(Path(args.clip).stem, args.videos / args.clip)],
+            tmp / "ds",
+            SimulateConfig(pravg=PrAvgConfig(L=7), stride=2),
+            show_progress=False,
+        )
         out["pairs"] = s.n_pairs
         for name in args.configs:
             cfg = load_config(name, {"num_workers": 0, **({"batch_size": args.batch} if args.batch else {})})
@@ -68,8 +79,11 @@ def main() -> None:
                     if tr.device.type == "cuda":
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - t)
-                res[stage] = {"batch": cfg.batch_size, "image_size": cfg.image_size,
-                              "images_per_s": round(cfg.batch_size / statistics.median(times), 2)}
+                res[stage] = {
+                    "batch": cfg.batch_size,
+                    "image_size": cfg.image_size,
+                    "images_per_s": round(cfg.batch_size / statistics.median(times), 2),
+                }
             out["stages"][name] = res
             # the loader alone: PNG decoding, crop/flip, resize, collation
             for workers in (0, 2):
@@ -77,7 +91,9 @@ def main() -> None:
                 t, n = time.perf_counter(), 0
                 for batch in loader:
                     n += batch["blurry"].shape[0]
-                out.setdefault("loader_images_per_s", {})[f"{name}_workers{workers}"] = round(n / (time.perf_counter() - t), 1)
+                out.setdefault("loader_images_per_s", {})[f"{name}_workers{workers}"] = round(
+                    n / (time.perf_counter() - t), 1
+                )
         if not args.curve_steps:
             json.dump(out, sys.stdout, indent=2)
             print()

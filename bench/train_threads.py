@@ -47,8 +47,11 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         b = next(it)
-        tr.step("hg", b["blurry"].contiguous(memory_format=tr.memory_format),
-                    b["sharp"].contiguous(memory_format=tr.memory_format))
+        tr.step(
+            "hg",
+            b["blurry"].contiguous(memory_format=tr.memory_format),
+            b["sharp"].contiguous(memory_format=tr.memory_format),
+        )
         n += b["blurry"].shape[0]
     rate = n / (time.perf_counter() - t)
     torch.set_num_threads(default)
@@ -70,8 +73,9 @@ def main() -> None:
             try:
                 time.sleep(1.0 if other else 0.0)
                 for name, threads in (("torch default", cores), ("mf2 auto", None)):
-                    report["runs"][f"{load}, {name}"] = _rate(a.dataset, threads, a.seconds,
-                                                               Path(tmp) / f"{load}-{threads}")
+                    report["runs"][f"{load}, {name}"] = _rate(
+                        a.dataset, threads, a.seconds, Path(tmp) / f"{load}-{threads}"
+                    )
                     print(json.dumps({f"{load}, {name}": report["runs"][f"{load}, {name}"]}), file=sys.stderr)
             finally:
                 if other:

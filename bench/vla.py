@@ -25,9 +25,9 @@ from mf2 import __version__
 from mf2.blur.vla import VlaConfig
 from mf2.faces.select import LandmarkConfig
 from mf2.flow import FlowConfig, compute_flow
-from mf2.schema import landmarks_to_numpy
-from mf2.pipeline.execute import run_simulate
 from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
+from mf2.schema import landmarks_to_numpy
 from mf2.sources import VideoSource
 from mf2.video import iter_frames, probe
 
@@ -52,14 +52,17 @@ def main() -> None:
             n = sum(1 for _ in iter_frames(info))
             decode.append(n / (time.perf_counter() - t))
             with tempfile.TemporaryDirectory() as out:
-                cfg = SimulateConfig(mode="vla", landmarks=LandmarkConfig(backend="dlib"),
-                                     vla=VlaConfig(direction=args.direction))
+                cfg = SimulateConfig(
+                    mode="vla", landmarks=LandmarkConfig(backend="dlib"), vla=VlaConfig(direction=args.direction)
+                )
                 t = time.perf_counter()
                 s = run_simulate([VideoSource(path.stem, path)], Path(out), cfg, show_progress=False)
                 dt = time.perf_counter() - t
                 e2e.append(s.n_pairs / dt)
                 rows = pq.read_table(Path(out) / "pairs.parquet", columns=["L", "stop_reason"]).to_pydict()
-                lms, valid = landmarks_to_numpy(pq.read_table(Path(out) / "landmarks" / f"{path.stem}.parquet")["landmarks"])
+                lms, valid = landmarks_to_numpy(
+                    pq.read_table(Path(out) / "landmarks" / f"{path.stem}.parquet")["landmarks"]
+                )
                 t = time.perf_counter()
                 compute_flow(path.stem, iter_frames(info), lms, valid, fcfg)
                 flow.append(n / (time.perf_counter() - t))
@@ -68,25 +71,45 @@ def main() -> None:
         all_L += rows["L"]
         stops = Counter(rows["stop_reason"])
         all_stops.update(stops)
-        per_clip.append({
-            "clip": name, "width": info.width, "height": info.height, "frames": n, "pairs": s.n_pairs,
-            "median_L": float(np.median(rows["L"])) if rows["L"] else None,
-            "stop_reasons": dict(stops.most_common()),
-            "decode_fps": round(statistics.median(decode), 1), "flow_fps": round(statistics.median(flow), 1),
-            "flow_over_decode": round(statistics.median(flow) / statistics.median(decode), 3),
-            "vla_pairs_per_s": round(statistics.median(e2e), 2),
-        })
+        per_clip.append(
+            {
+                "clip": name,
+                "width": info.width,
+                "height": info.height,
+                "frames": n,
+                "pairs": s.n_pairs,
+                "median_L": float(np.median(rows["L"])) if rows["L"] else None,
+                "stop_reasons": dict(stops.most_common()),
+                "decode_fps": round(statistics.median(decode), 1),
+                "flow_fps": round(statistics.median(flow), 1),
+                "flow_over_decode": round(statistics.median(flow) / statistics.median(decode), 3),
+                "vla_pairs_per_s": round(statistics.median(e2e), 2),
+            }
+        )
         print(f"{name}: {per_clip[-1]}", file=sys.stderr)
     L = np.asarray(all_L)
-    print(json.dumps({
-        "bench": "vla", "mf2": __version__, "python": platform.python_version(), "machine": platform.machine(),
-        "flow": fcfg.key(), "direction": args.direction, "clips": per_clip,
-        "total": {"pairs": int(tot_pairs), "vla_pairs_per_s": round(tot_pairs / tot_time, 2),
-                  "L_quantiles": {q: float(np.percentile(L, q)) for q in (10, 25, 50, 75, 90)} if len(L) else {},
-                  "L_hist": dict(sorted(Counter(int(x) for x in L).items())),
-                  "stop_reasons": dict(all_stops.most_common()),
-                  "median_flow_fps": statistics.median(c["flow_fps"] for c in per_clip)},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "bench": "vla",
+                "mf2": __version__,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "flow": fcfg.key(),
+                "direction": args.direction,
+                "clips": per_clip,
+                "total": {
+                    "pairs": int(tot_pairs),
+                    "vla_pairs_per_s": round(tot_pairs / tot_time, 2),
+                    "L_quantiles": {q: float(np.percentile(L, q)) for q in (10, 25, 50, 75, 90)} if len(L) else {},
+                    "L_hist": dict(sorted(Counter(int(x) for x in L).items())),
+                    "stop_reasons": dict(all_stops.most_common()),
+                    "median_flow_fps": statistics.median(c["flow_fps"] for c in per_clip),
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,9 @@ BINS = [(3, 5), (7, 9), (11, 15), (17, 21), (23, 31), (33, 41), (43, 61), (63, 1
 def _summary(lengths: list[int], stops: Counter, disp: list[float], frames: int, n_clips: int) -> dict:
     n = len(lengths)
     return {
-        "pairs": n, "clips": n_clips, "frames": frames,
+        "pairs": n,
+        "clips": n_clips,
+        "frames": frames,
         "frames_per_pair": round(frames / n, 1) if n else None,
         "L_mean": round(statistics.fmean(lengths), 2) if n else None,
         "L_median": statistics.median(lengths) if n else None,
@@ -87,15 +89,25 @@ def main() -> None:
                 stops.update(e["stop_reason"] for e in plan.extras)
                 disp += [e["displacement_px"] for e in plan.extras]
                 acc[(parts, max_l)] = (lengths, stops, disp, frames + info.n_frames, n_clips + 1)
-                per_clip[name][f"{parts}/{max_l}"] = {"pairs": len(ls),
-                                                      "L_median": statistics.median(ls) if ls else None}
+                per_clip[name][f"{parts}/{max_l}"] = {
+                    "pairs": len(ls),
+                    "L_median": statistics.median(ls) if ls else None,
+                }
             print(f"{name}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    print(json.dumps({
-        "mf2": __version__, "python": platform.python_version(), "min_overlap": args.min_overlap,
-        "paper_frames_per_pair": round(PAPER_FRAMES_PER_PAIR, 1),
-        "settings": {f"overlap_parts={p} max_L={m}": _summary(*acc[(p, m)]) for p, m in settings},
-        "per_clip": per_clip, "seconds": round(time.perf_counter() - t0, 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "mf2": __version__,
+                "python": platform.python_version(),
+                "min_overlap": args.min_overlap,
+                "paper_frames_per_pair": round(PAPER_FRAMES_PER_PAIR, 1),
+                "settings": {f"overlap_parts={p} max_L={m}": _summary(*acc[(p, m)]) for p, m in settings},
+                "per_clip": per_clip,
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,23 +34,39 @@ if TYPE_CHECKING:
     from mf2.dataset.manifest import Dataset
     from mf2.evaluate.run import Evaluation
     from mf2.fetch.run import FetchSummary
+    from mf2.modes.config import SimulateConfig
     from mf2.pipeline.run import PipelineSummary
-    from mf2.share.filter import FilterSummary
-    from mf2.share.remove import RemoveSummary
-    from mf2.share.split import SplitSummary
-    from mf2.stats import StatsReport
-    from mf2.video import VideoInfo
     from mf2.pipeline.summary import RunSummary
     from mf2.restore.deblur import DeblurResult
     from mf2.share.export import ExportSummary
+    from mf2.share.filter import FilterSummary
     from mf2.share.materialize import MaterializeSummary
+    from mf2.share.remove import RemoveSummary
+    from mf2.share.split import SplitSummary
     from mf2.share.verify import VerifyReport
-    from mf2.modes.config import SimulateConfig
+    from mf2.stats import StatsReport
     from mf2.train.trainer import StageResult
+    from mf2.video import VideoInfo
     from mf2.video.filters import VideoFilter
 
-__all__ = ["deblur", "evaluate", "export", "fetch", "filter_pairs", "load", "materialize", "probe", "remove", "run",
-           "simulate", "simulate_config", "split", "stats", "train", "verify"]
+__all__ = [
+    "deblur",
+    "evaluate",
+    "export",
+    "fetch",
+    "filter_pairs",
+    "load",
+    "materialize",
+    "probe",
+    "remove",
+    "run",
+    "simulate",
+    "simulate_config",
+    "split",
+    "stats",
+    "train",
+    "verify",
+]
 
 Echo = Callable[[str], None]
 
@@ -65,8 +81,8 @@ def simulate_config(**settings: Any) -> "tuple[SimulateConfig, VideoFilter]":
     setting of another mode is refused unless it holds its default, as in a recipe (the CLI, which
     knows what was typed, refuses any typed one first)."""
     from mf2.faces.select import LandmarkConfig
-    from mf2.params import FILTERS, LANDMARKS, SIMULATE
     from mf2.modes.config import simulate_config as from_values
+    from mf2.params import FILTERS, LANDMARKS, SIMULATE
     from mf2.video.filters import VideoFilter
 
     known = {p.key: p for p in (*SIMULATE, *LANDMARKS, *FILTERS)}
@@ -86,11 +102,22 @@ def simulate_config(**settings: Any) -> "tuple[SimulateConfig, VideoFilter]":
     return cfg, filters
 
 
-def simulate(out: str | Path, videos: str | Path | None = None, *, images: str | Path | None = None,
-             fps: float | None = None, workers: int | None = 0, scheduler: str | None = None,
-             retry_failed: bool = False, replace: bool = False, contact_sheet: bool = False,
-             echo: Echo = _quiet, config: "SimulateConfig | None" = None, filters: "VideoFilter | None" = None,
-             **settings: Any) -> "RunSummary":
+def simulate(
+    out: str | Path,
+    videos: str | Path | None = None,
+    *,
+    images: str | Path | None = None,
+    fps: float | None = None,
+    workers: int | None = 0,
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    replace: bool = False,
+    contact_sheet: bool = False,
+    echo: Echo = _quiet,
+    config: "SimulateConfig | None" = None,
+    filters: "VideoFilter | None" = None,
+    **settings: Any,
+) -> "RunSummary":
     """``mf2 simulate``: blurry/sharp pairs of ``videos`` (a file, a folder, a fetch table) or
     ``images`` (face photos) into the dataset folder ``out``; resumable, as the command is.
     ``workers``: 0 runs in this process (the default here: a notebook rarely wants a cluster),
@@ -109,15 +136,17 @@ def simulate(out: str | Path, videos: str | Path | None = None, *, images: str |
     if videos is not None:
         require_ffmpeg()
     same: list = []
-    sources = gather_sources(None if videos is None else str(videos), None if images is None else str(images),
-                             fps, cfg.mode, same)
+    sources = gather_sources(
+        None if videos is None else str(videos), None if images is None else str(images), fps, cfg.mode, same
+    )
     for skipped, kept in same:
         echo(f"{skipped}: the same file as {kept}; taken once")
     folder = check_writable_dir(Path(out))
     n = _workers(workers, scheduler, len(sources), default_workers, echo)
     with make_runner(n, scheduler, check_backend(cfg.landmarks) == "fan", echo) as runner:
-        summary = run_simulate(sources, folder, cfg, runner=runner, retry_failed=retry_failed, replace=replace,
-                               filters=filters)
+        summary = run_simulate(
+            sources, folder, cfg, runner=runner, retry_failed=retry_failed, replace=replace, filters=filters
+        )
     if contact_sheet:
         from mf2.viz import contact_sheet as draw
 
@@ -127,8 +156,7 @@ def simulate(out: str | Path, videos: str | Path | None = None, *, images: str |
     return summary
 
 
-def _workers(workers: int | None, scheduler: str | None, n_sources: int, default: Callable[[], int],
-             echo: Echo) -> int:
+def _workers(workers: int | None, scheduler: str | None, n_sources: int, default: Callable[[], int], echo: Echo) -> int:
     n = default() if workers is None else workers
     n = min(n, max(1, n_sources)) if n > 0 else 0
     if workers is None and scheduler is None and n == 1:
@@ -142,7 +170,8 @@ def _workers(workers: int | None, scheduler: str | None, n_sources: int, default
 def probe(video: str | Path, fps: float | None = None) -> "VideoInfo":
     """``mf2 probe``: what ffprobe says of a video (exact frame rate, rotation, the stream read,
     VFR); ``fps`` for a folder of numbered frames."""
-    from mf2.video import probe as probe_video, require_ffmpeg
+    from mf2.video import probe as probe_video
+    from mf2.video import require_ffmpeg
 
     require_ffmpeg()
     return probe_video(video, fps)
@@ -171,16 +200,18 @@ def verify(dataset: str | Path, hashes: bool = True) -> "VerifyReport":
     return run(dataset, hashes)
 
 
-def export(dataset: str | Path, out: str | Path, images: bool = True, splits: tuple[str, ...] = (),
-           link: bool = False) -> "ExportSummary":
+def export(
+    dataset: str | Path, out: str | Path, images: bool = True, splits: tuple[str, ...] = (), link: bool = False
+) -> "ExportSummary":
     """``mf2 export``: a copy to share (with images: a dataset folder; without: one .parquet)."""
     from mf2.share.export import export as run
 
     return run(dataset, Path(out), images, splits, link)
 
 
-def materialize(manifest: str | Path, videos: str | Path, out: str | Path,
-                keep_mismatched: bool = False) -> "MaterializeSummary":
+def materialize(
+    manifest: str | Path, videos: str | Path, out: str | Path, keep_mismatched: bool = False
+) -> "MaterializeSummary":
     """``mf2 materialize``: rebuild a shared manifest's pixels from your copies of its videos."""
     from mf2.share.materialize import materialize as run
     from mf2.video import require_ffmpeg
@@ -190,10 +221,18 @@ def materialize(manifest: str | Path, videos: str | Path, out: str | Path,
     return run(manifest, videos, folder, keep_mismatched=keep_mismatched)
 
 
-def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small", stage: str = "all",
-          max_steps: int | None = None, device: str = "auto", hg_pairs: Sequence[str | Path] | None = None,
-          threads: int | None = None, restart_cgan: bool = False, echo: Echo = _quiet
-          ) -> "dict[str, StageResult]":
+def train(
+    datasets: Sequence[str | Path],
+    out: str | Path,
+    config: str = "small",
+    stage: str = "all",
+    max_steps: int | None = None,
+    device: str = "auto",
+    hg_pairs: Sequence[str | Path] | None = None,
+    threads: int | None = None,
+    restart_cgan: bool = False,
+    echo: Echo = _quiet,
+) -> "dict[str, StageResult]":
     """``mf2 train``: the hourglass, then the cGAN, into the resumable run folder ``out``
     (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file."""
     from mf2.models.config import load_config
@@ -205,13 +244,29 @@ def train(datasets: Sequence[str | Path], out: str | Path, config: str = "small"
         raise UsageError(f"--max-steps {max_steps}: must be >= 1")
     cfg = load_config(config)
     folder = check_writable_dir(Path(out))
-    return run([str(d) for d in datasets], folder, cfg, stage, max_steps, device, echo=echo,
-               restart_cgan=restart_cgan, hg_manifests=[str(h) for h in hg_pairs] if hg_pairs else None,
-               threads=threads)
+    return run(
+        [str(d) for d in datasets],
+        folder,
+        cfg,
+        stage,
+        max_steps,
+        device,
+        echo=echo,
+        restart_cgan=restart_cgan,
+        hg_manifests=[str(h) for h in hg_pairs] if hg_pairs else None,
+        threads=threads,
+    )
 
 
-def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mode: str = "auto",
-           margin: float = default("margin"), device: str = "auto", reference: int | None = None) -> "DeblurResult":
+def deblur(
+    inputs: Sequence[str | Path],
+    model: str | Path,
+    out: str | Path,
+    mode: str = "auto",
+    margin: float = default("margin"),
+    device: str = "auto",
+    reference: int | None = None,
+) -> "DeblurResult":
     """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``;
     ``reference``: a sharp frame of a video whose identity every restored frame is traced
     against."""
@@ -223,11 +278,20 @@ def deblur(inputs: Sequence[str | Path], model: str | Path, out: str | Path, mod
     return run([str(i) for i in inputs], str(model), folder, mode, margin, device, reference)
 
 
-def evaluate(datasets: Sequence[str | Path] = (), models: Sequence[str | Path] = (),
-             hourglasses: Sequence[str | Path] = (), restored: Sequence[str] = (), *, stills: str | Path | None = None,
-             out: str | Path | None = None, kernel_sizes: Sequence[int] = (default("synthetic.kernel_size"),),
-             seed: int = default("synthetic.seed"), progress: Callable[[int], None] | None = None,
-             echo: Echo = _quiet, **settings: Any) -> "Evaluation":
+def evaluate(
+    datasets: Sequence[str | Path] = (),
+    models: Sequence[str | Path] = (),
+    hourglasses: Sequence[str | Path] = (),
+    restored: Sequence[str] = (),
+    *,
+    stills: str | Path | None = None,
+    out: str | Path | None = None,
+    kernel_sizes: Sequence[int] = (default("synthetic.kernel_size"),),
+    seed: int = default("synthetic.seed"),
+    progress: Callable[[int], None] | None = None,
+    echo: Echo = _quiet,
+    **settings: Any,
+) -> "Evaluation":
     """``mf2 evaluate``'s scores (SSIM, PSNR, landmark AUC/failure rate, identity) on the
     datasets' pairs, of Blurred, the Oracle, each ``models`` (model.pt, the stages it holds),
     each of ``hourglasses`` (a model's hourglass alone) and each ``restored`` folder
@@ -236,14 +300,19 @@ def evaluate(datasets: Sequence[str | Path] = (), models: Sequence[str | Path] =
     report.json, CSVs; index.html with ``html=True``), written when given. ``settings``:
     ``EvaluateConfig``'s fields (``limit``, ``landmarks``, ``identity``, ``gt``, ``html``...)."""
     from mf2.evaluate.methods import Method, parse_checkpoint, parse_restored
-    from mf2.evaluate.run import EvaluateConfig, evaluate as run_evaluate
+    from mf2.evaluate.run import EvaluateConfig
+    from mf2.evaluate.run import evaluate as run_evaluate
 
     if not datasets and not stills:
         raise UsageError("mf2 evaluate: give a pair dataset (mf2 evaluate DATASET ...) and/or --stills DIR")
     cfg = EvaluateConfig(**settings)
     cfg.validate()
-    methods = [Method("Blurred", "blurred"), Method("Oracle", "oracle")] + [parse_restored(r) for r in restored] \
-        + [parse_checkpoint(str(c)) for c in models] + [parse_checkpoint(str(c), "hg") for c in hourglasses]
+    methods = (
+        [Method("Blurred", "blurred"), Method("Oracle", "oracle")]
+        + [parse_restored(r) for r in restored]
+        + [parse_checkpoint(str(c)) for c in models]
+        + [parse_checkpoint(str(c), "hg") for c in hourglasses]
+    )
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be distinct: {names}")
@@ -254,8 +323,9 @@ def evaluate(datasets: Sequence[str | Path] = (), models: Sequence[str | Path] =
 
         if report_dir is None:
             raise UsageError("stills: give out too (the blurred stills are written into OUT/stills)")
-        manifest, skipped = build_stills(Path(stills), report_dir / "stills",
-                                         StillsConfig(kernel_sizes=tuple(kernel_sizes), seed=seed))
+        manifest, skipped = build_stills(
+            Path(stills), report_dir / "stills", StillsConfig(kernel_sizes=tuple(kernel_sizes), seed=seed)
+        )
         for line in skipped:
             echo(f"skipped: {line}")
         manifests.append(str(manifest))
@@ -267,8 +337,13 @@ def evaluate(datasets: Sequence[str | Path] = (), models: Sequence[str | Path] =
     return ev
 
 
-def split(dataset: str | Path, by: str = "identity", ratios: str = "train=0.8,val=0.1,test=0.1", seed: int = 0,
-          identities: str | Path | None = None) -> "SplitSummary":
+def split(
+    dataset: str | Path,
+    by: str = "identity",
+    ratios: str = "train=0.8,val=0.1,test=0.1",
+    seed: int = 0,
+    identities: str | Path | None = None,
+) -> "SplitSummary":
     """``mf2 split``: every pair assigned train/val/test so that no person (``by="identity"``)
     or video is in two splits, deterministically (a hash of seed and group, not a shuffle).
     ``ratios``: names and weights of groups; ``identities``: a CSV or fetch table filling the
@@ -302,9 +377,16 @@ def remove(dataset: str | Path, video_ids: Sequence[str], reason: str = "") -> "
     return run_remove(dataset, list(video_ids), reason)
 
 
-def fetch(manifest: str | Path, out: str | Path, *, cookies: str | Path | None = None, retry_failed: bool = False,
-          scheduler: str | None = None, progress: Callable[[Any, dict], None] | None = None,
-          **settings: Any) -> "FetchSummary":
+def fetch(
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    cookies: str | Path | None = None,
+    retry_failed: bool = False,
+    scheduler: str | None = None,
+    progress: Callable[[Any, dict], None] | None = None,
+    **settings: Any,
+) -> "FetchSummary":
     """``mf2 fetch``: download (yt-dlp) or copy the videos a manifest CSV lists into
     ``out/videos`` and write ``out/fetch.parquet``; resumable. ``settings``: mf2.params's
     fetch table (``max_height``, ``downloads``, ``retries``...) and video filters
@@ -323,8 +405,9 @@ def fetch(manifest: str | Path, out: str | Path, *, cookies: str | Path | None =
     unknown = sorted(set(settings) - set(known) - set(filter_keys))
     if unknown:
         raise UsageError(f"{unknown[0]}: not a fetch setting (see mf2 fetch --help)")
-    cfg = FetchConfig(cookies=None if cookies is None else str(cookies),
-                      **{p.target: settings.get(p.key, p.default) for p in FETCH})
+    cfg = FetchConfig(
+        cookies=None if cookies is None else str(cookies), **{p.target: settings.get(p.key, p.default) for p in FETCH}
+    )
     cfg.validate()
     filters = VideoFilter(**{p.target: settings.get(p.key, p.default) for p in filter_keys.values()})
     filters.validate()
@@ -340,10 +423,21 @@ def fetch(manifest: str | Path, out: str | Path, *, cookies: str | Path | None =
     return run_fetch(manifest, folder, cfg, retry_failed, progress=progress, filters=filters)
 
 
-def run(recipe: str | Path, out: str | Path, *, manifest: str | Path | None = None, videos: str | Path | None = None,
-        images: str | Path | None = None, fps: float | None = None, sets: Sequence[str] = (),
-        overrides: dict[str, Any] | None = None, retry_failed: bool = False, replace: bool = False,
-        cookies: str | Path | None = None, echo: Echo = _quiet) -> "PipelineSummary":
+def run(
+    recipe: str | Path,
+    out: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    videos: str | Path | None = None,
+    images: str | Path | None = None,
+    fps: float | None = None,
+    sets: Sequence[str] = (),
+    overrides: dict[str, Any] | None = None,
+    retry_failed: bool = False,
+    replace: bool = False,
+    cookies: str | Path | None = None,
+    echo: Echo = _quiet,
+) -> "PipelineSummary":
     """``mf2 run``: a recipe (a YAML file or a built-in name: 2mf2, pravg, deblur-model...)
     end to end: fetch, landmarks, flow, every simulate job, and training when the recipe
     has it; resumable. ``sets``: ``KEY=VALUE`` overrides as ``--set`` takes them
@@ -364,7 +458,16 @@ def run(recipe: str | Path, out: str | Path, *, manifest: str | Path | None = No
     gpu = check_backend(rec.landmark_config()) == "fan"
     n = default_workers() if rec.dask.workers is None else rec.dask.workers
     with make_runner(n, rec.dask.scheduler, gpu, echo) as runner:
-        return run_pipeline(rec, folder, runner, None if manifest is None else resolve("manifests", manifest),
-                            None if videos is None else str(videos), retry_failed,
-                            None if cookies is None else str(cookies), echo=echo, replace=replace, fps=fps,
-                            images=None if images is None else str(images))
+        return run_pipeline(
+            rec,
+            folder,
+            runner,
+            None if manifest is None else resolve("manifests", manifest),
+            None if videos is None else str(videos),
+            retry_failed,
+            None if cookies is None else str(cookies),
+            echo=echo,
+            replace=replace,
+            fps=fps,
+            images=None if images is None else str(images),
+        )

@@ -15,8 +15,11 @@ from pathlib import Path
 import yaml
 
 # kind -> (repository folder, file suffix); setup.py copies the same table into the wheel
-KINDS: dict[str, tuple[str, str]] = {"recipes": ("pipelines", ".yaml"), "configs": ("configs", ".yaml"),
-                                     "manifests": ("manifests", ".csv")}
+KINDS: dict[str, tuple[str, str]] = {
+    "recipes": ("pipelines", ".yaml"),
+    "configs": ("configs", ".yaml"),
+    "manifests": ("manifests", ".csv"),
+}
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -78,5 +81,8 @@ def _summary(kind: str, path: Path) -> str:
 
 
 def listing() -> list[Builtin]:
-    return [Builtin(kind, n, folder(kind) / f"{n}{KINDS[kind][1]}", _summary(kind, folder(kind) / f"{n}{KINDS[kind][1]}"))
-            for kind in KINDS for n in names(kind)]
+    return [
+        Builtin(kind, n, folder(kind) / f"{n}{KINDS[kind][1]}", _summary(kind, folder(kind) / f"{n}{KINDS[kind][1]}"))
+        for kind in KINDS
+        for n in names(kind)
+    ]

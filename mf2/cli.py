@@ -41,14 +41,19 @@ class BuiltinOrPath(AbsPath):
             if found is not None:
                 return str(found)
             if "/" not in value and "." not in value:  # a bare word: the user meant a name
-                self.fail(f"{value}: no such file, and not a built-in {self.kind[:-1]} "
-                          f"({', '.join(names(self.kind)) or 'none installed'}; see mf2 recipes)", param, ctx)
+                self.fail(
+                    f"{value}: no such file, and not a built-in {self.kind[:-1]} "
+                    f"({', '.join(names(self.kind)) or 'none installed'}; see mf2 recipes)",
+                    param,
+                    ctx,
+                )
         return super().convert(value, param, ctx)
 
 
 def _options(table, override: bool = False):
     """Click options generated from a table of mf2.params (the one declaration of each
     setting). ``override``: every default is None, meaning "keep the recipe's value"."""
+
     def deco(f):
         for p in reversed(table):
             default = None if override else p.default
@@ -58,12 +63,22 @@ def _options(table, override: bool = False):
             if p.type is bool:
                 f = click.option(p.flag, p.key, is_flag=True, default=default, help=p.help)(f)
                 continue
-            kind = (click.Choice(mode_names()) if p.key == "mode" else click.Choice(p.choices) if p.choices
-                    else AbsPath(dir_okay=False) if p.path else click.IntRange(min=p.min) if p.min is not None
-                    else p.type)
-            f = click.option(p.flag, p.key, default=default, show_default=default is not None, type=kind,
-                             help=p.help)(f)
+            kind = (
+                click.Choice(mode_names())
+                if p.key == "mode"
+                else click.Choice(p.choices)
+                if p.choices
+                else AbsPath(dir_okay=False)
+                if p.path
+                else click.IntRange(min=p.min)
+                if p.min is not None
+                else p.type
+            )
+            f = click.option(p.flag, p.key, default=default, show_default=default is not None, type=kind, help=p.help)(
+                f
+            )
         return f
+
     return deco
 
 
@@ -76,6 +91,7 @@ def _alias_options(section: str = "job"):
             if a.flag:
                 f = click.option(a.flag, f"alias__{a.old}", default=None, type=new_param(a).type, hidden=True)(f)
         return f
+
     return deco
 
 
@@ -88,7 +104,7 @@ def _take_aliases(params: dict, section: str = "job") -> None:
         value = params.pop(name)
         if value is None:
             continue
-        a = ALIAS_BY_OLD[(section, name[len("alias__"):])]
+        a = ALIAS_BY_OLD[(section, name[len("alias__") :])]
         new = new_param(a).flag
         if ctx.get_parameter_source(a.new) == click.core.ParameterSource.COMMANDLINE:
             raise UsageError(f"{a.flag} and {new} set one thing; keep {new}")
@@ -109,18 +125,27 @@ class _RetryFailed(click.ParamType):
 
 
 def _retry_option(f):
-    return click.option("--retry-failed", "retry_failed", is_flag=False, flag_value=True, default=None,
-                        type=_RetryFailed(), metavar="",
-                        help="Redo every failure an earlier run recorded. Transient ones (network, a lost "
-                             "worker, a full disk) are redone by every run anyway.")(f)
+    return click.option(
+        "--retry-failed",
+        "retry_failed",
+        is_flag=False,
+        flag_value=True,
+        default=None,
+        type=_RetryFailed(),
+        metavar="",
+        help="Redo every failure an earlier run recorded. Transient ones (network, a lost "
+        "worker, a full disk) are redone by every run anyway.",
+    )(f)
 
 
 def _retry(value) -> bool:
     """The flag as a bool; fetch's old values are read with a warning."""
     if value in ("all", "transient"):
-        click.echo(f"mf2: warning: --retry-failed {value} is deprecated; "
-                   + ("use --retry-failed alone" if value == "all" else "every run redoes transient failures now"),
-                   err=True)
+        click.echo(
+            f"mf2: warning: --retry-failed {value} is deprecated; "
+            + ("use --retry-failed alone" if value == "all" else "every run redoes transient failures now"),
+            err=True,
+        )
     return value is True or value == "all"
 
 
@@ -145,8 +170,12 @@ def _filters(params: dict):
 
 
 def _fps_option(f):
-    return click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
-                        help="Frame rate of videos given as folders of numbered frames (a file has its own).")(f)
+    return click.option(
+        "--fps",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Frame rate of videos given as folders of numbered frames (a file has its own).",
+    )(f)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -183,14 +212,35 @@ def _echo_err(line: str) -> None:
     click.echo(line, err=True)
 
 
-def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | None = 0, scheduler: str | None = None,
-              retry_failed: bool = False, replace: bool = False, fps: float | None = None, filters=None,
-              images: str | None = None):
+def _simulate(
+    videos: str | None,
+    out: str,
+    cfg,
+    contact: bool,
+    workers: int | None = 0,
+    scheduler: str | None = None,
+    retry_failed: bool = False,
+    replace: bool = False,
+    fps: float | None = None,
+    filters=None,
+    images: str | None = None,
+):
     from mf2 import api
 
-    summary = api.simulate(out, videos, images=images, fps=fps, workers=workers, scheduler=scheduler,
-                           retry_failed=retry_failed, replace=replace, contact_sheet=contact, echo=_echo_err,
-                           config=cfg, filters=filters)
+    summary = api.simulate(
+        out,
+        videos,
+        images=images,
+        fps=fps,
+        workers=workers,
+        scheduler=scheduler,
+        retry_failed=retry_failed,
+        replace=replace,
+        contact_sheet=contact,
+        echo=_echo_err,
+        config=cfg,
+        filters=filters,
+    )
     _report_videos(summary)
     click.echo(f"mf2 simulate: {summary.line()}", err=True)
     _stop_on_environment(summary)
@@ -199,10 +249,15 @@ def _simulate(videos: str | None, out: str, cfg, contact: bool, workers: int | N
 
 def _script_options(f):
     """--json and --strict: the same two flags, meaning the same, on every command that runs jobs."""
-    f = click.option("--strict", is_flag=True,
-                     help="Exit 1 when any input failed or nothing was made (default: 0, failures listed).")(f)
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print the summary as one JSON object on stdout (messages stay on stderr).")(f)
+    f = click.option(
+        "--strict", is_flag=True, help="Exit 1 when any input failed or nothing was made (default: 0, failures listed)."
+    )(f)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print the summary as one JSON object on stdout (messages stay on stderr).",
+    )(f)
 
 
 def _finish(summary: dict, problems: list[str], as_json: bool, strict: bool) -> None:
@@ -239,27 +294,40 @@ def _report_videos(summary, prefix: str = "") -> None:
 
 
 @cli.command()
-@click.option("--videos", type=AbsPath(), default=None,
-              help="A video file, a folder of numbered frames, or a folder of videos (or of one video per "
-                   "subfolder, as 300VW's NNN/vid.avi with NNN/annot/*.pts).")
-@click.option("--images", type=AbsPath(), default=None,
-              help="Face photos (--mode synthetic): a folder searched recursively (NAME/x.jpg: NAME is the "
-                   "identity), one photo, or a CSV with path and identity columns. Each photo is its own source.")
+@click.option(
+    "--videos",
+    type=AbsPath(),
+    default=None,
+    help="A video file, a folder of numbered frames, or a folder of videos (or of one video per "
+    "subfolder, as 300VW's NNN/vid.avi with NNN/annot/*.pts).",
+)
+@click.option(
+    "--images",
+    type=AbsPath(),
+    default=None,
+    help="Face photos (--mode synthetic): a folder searched recursively (NAME/x.jpg: NAME is the "
+    "identity), one photo, or a CSV with path and identity columns. Each photo is its own source.",
+)
 @_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Output folder (resumable).")
 @_options(SIMULATE)
 @_alias_options()
-@click.option("--contact-sheet/--no-contact-sheet", default=True, show_default=True,
-              help="Write OUT/contact_sheet.png.")
+@click.option(
+    "--contact-sheet/--no-contact-sheet", default=True, show_default=True, help="Write OUT/contact_sheet.png."
+)
 @_options(LANDMARKS)
 @_options(FILTERS)
 @_options(DASK)
 @_retry_option
-@click.option("--replace", is_flag=True,
-              help="OUT holds pairs made with other settings: delete them and start over (default: refuse).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="OUT holds pairs made with other settings: delete them and start over (default: refuse).",
+)
 @_script_options
-def simulate(videos, images, fps, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict,
-             **params) -> None:
+def simulate(
+    videos, images, fps, out, contact_sheet, workers, scheduler, retry_failed, replace, as_json, strict, **params
+) -> None:
     """Simulate blurry/sharp pairs; writes OUT/pairs.parquet, PNGs, landmark and flow tables, failures.
 
     \b
@@ -274,24 +342,52 @@ def simulate(videos, images, fps, out, contact_sheet, workers, scheduler, retry_
     _take_aliases(params)
     _refuse_other_modes(params)
     cfg, filters = simulate_config(**params)
-    summary = _simulate(videos, out, cfg, contact_sheet, workers, scheduler, _retry(retry_failed), replace, fps,
-                        filters, images)
+    summary = _simulate(
+        videos, out, cfg, contact_sheet, workers, scheduler, _retry(retry_failed), replace, fps, filters, images
+    )
     _finish(summary.to_json(), summary.problems(), as_json, strict)
+
+
+def _run_overrides(params: dict, workers: int | None, scheduler: str | None) -> dict:
+    """The dedicated flags of `mf2 run` as recipe keys; a flag not given keeps the recipe's value."""
+    given = (
+        ("landmarks.backend", params["backend"]),
+        ("landmarks.fan_weights", params["fan_weights"]),
+        ("jobs.*.out_size", params["out_size"]),
+        ("dask.workers", workers),
+        ("dask.scheduler", scheduler),
+        *((f"filters.{p.key}", params[p.key]) for p in FILTERS),
+    )
+    return {k: v for k, v in given if v is not None}
 
 
 @cli.command(name="run")
 @click.argument("recipe", type=BuiltinOrPath("recipes", dir_okay=False))
-@click.option("--manifest", type=BuiltinOrPath("manifests", dir_okay=False), default=None,
-              help="Video manifest CSV (or a built-in name): fetch the videos first (into OUT/data).")
-@click.option("--videos", type=AbsPath(), default=None,
-              help="Local videos instead: a file, a folder, or a DATA/fetch.parquet.")
-@click.option("--images", type=AbsPath(), default=None,
-              help="Face photos for the recipe's photo jobs (inputs: photos): a folder (NAME/x.jpg: NAME is the "
-                   "identity), one photo, or a CSV with path and identity columns.")
+@click.option(
+    "--manifest",
+    type=BuiltinOrPath("manifests", dir_okay=False),
+    default=None,
+    help="Video manifest CSV (or a built-in name): fetch the videos first (into OUT/data).",
+)
+@click.option(
+    "--videos", type=AbsPath(), default=None, help="Local videos instead: a file, a folder, or a DATA/fetch.parquet."
+)
+@click.option(
+    "--images",
+    type=AbsPath(),
+    default=None,
+    help="Face photos for the recipe's photo jobs (inputs: photos): a folder (NAME/x.jpg: NAME is the "
+    "identity), one photo, or a CSV with path and identity columns.",
+)
 @_fps_option
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe value: jobs.0.L=9, jobs.*.out_size=128, landmarks.backend=dlib (repeatable).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value: jobs.0.L=9, jobs.*.out_size=128, landmarks.backend=dlib (repeatable).",
+)
 @_options([p for p in LANDMARKS if p.key != "keyframe_interval"], override=True)
 @_options([BY_KEY["out_size"]], override=True)
 @_options(FILTERS, override=True)
@@ -301,8 +397,23 @@ def simulate(videos, images, fps, out, contact_sheet, workers, scheduler, retry_
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_options(DASK, override=True)
 @_script_options
-def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, replace, cookies, workers, scheduler,
-            as_json, strict, **params) -> None:
+def run_cmd(
+    recipe,
+    manifest,
+    videos,
+    images,
+    fps,
+    out,
+    sets,
+    retry_failed,
+    replace,
+    cookies,
+    workers,
+    scheduler,
+    as_json,
+    strict,
+    **params,
+) -> None:
     """Run a recipe end to end: fetch, landmarks, flow, every simulate job.
 
     RECIPE is a YAML file or a built-in name (2mf2, deblur-model, paper-model, paper-tests, pravg, synthetic; mf2 recipes lists them).
@@ -316,14 +427,21 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
     from mf2 import api
 
     _take_aliases(params)
-    overrides = {k: v for k, v in (("landmarks.backend", params["backend"]),
-                                   ("landmarks.fan_weights", params["fan_weights"]),
-                                   ("jobs.*.out_size", params["out_size"]), ("dask.workers", workers),
-                                   ("dask.scheduler", scheduler),
-                                   *((f"filters.{p.key}", params[p.key]) for p in FILTERS)) if v is not None}
-    summary = api.run(recipe, out, manifest=manifest, videos=videos, images=images, fps=fps, sets=sets,
-                      overrides=overrides, retry_failed=_retry(retry_failed), replace=replace, cookies=cookies,
-                      echo=_echo_err)
+    overrides = _run_overrides(params, workers, scheduler)
+    summary = api.run(
+        recipe,
+        out,
+        manifest=manifest,
+        videos=videos,
+        images=images,
+        fps=fps,
+        sets=sets,
+        overrides=overrides,
+        retry_failed=_retry(retry_failed),
+        replace=replace,
+        cookies=cookies,
+        echo=_echo_err,
+    )
     for name, s in summary.jobs.items():
         _report_videos(s, f"{name}: ")
         click.echo(f"{name}: {s.line()}", err=True)
@@ -332,24 +450,31 @@ def run_cmd(recipe, manifest, videos, images, fps, out, sets, retry_failed, repl
     rate = f", {summary.frames / summary.wall_s:.1f} frames/s" if summary.wall_s and summary.frames else ""
     if summary.training:
         click.echo(f"train: model -> {summary.training['model']}", err=True)
-    click.echo(f"mf2 run {summary.recipe}: {summary.n_videos} sources in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
-               err=True)
-    _finish(summary.to_json(), [f"{name}: {p}" for name, s in summary.jobs.items() for p in s.problems()],
-            as_json, strict)
+    click.echo(
+        f"mf2 run {summary.recipe}: {summary.n_videos} sources in {summary.wall_s:.1f} s{rate} -> {out}/run.json",
+        err=True,
+    )
+    _finish(
+        summary.to_json(), [f"{name}: {p}" for name, s in summary.jobs.items() for p in s.problems()], as_json, strict
+    )
 
 
 @cli.command()
 @click.argument("manifest", type=BuiltinOrPath("manifests"))
-@click.option("--out", required=True, type=AbsPath(file_okay=False),
-              help="Folder for videos/ and fetch.parquet (resumable).")
+@click.option(
+    "--out", required=True, type=AbsPath(file_okay=False), help="Folder for videos/ and fetch.parquet (resumable)."
+)
 @_options(FETCH)
 @_options([p for p in FILTERS if p.key != "min_face"])
 @_alias_options("fetch")
 @click.option("--cookies", type=AbsPath(dir_okay=False), default=None, help="Netscape cookies file for yt-dlp.")
 @_retry_option
 @click.option("--validate-only", is_flag=True, help="Check the manifest and exit.")
-@click.option("--scheduler", default=None,
-              help="Download on the workers of this Dask cluster (tcp://host:8786); --starts-per-minute paces them all.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Download on the workers of this Dask cluster (tcp://host:8786); --starts-per-minute paces them all.",
+)
 @_script_options
 def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_json, strict, **params) -> None:
     """Download the videos a manifest CSV lists (yt-dlp, or local copies); writes OUT/fetch.parquet.
@@ -374,16 +499,19 @@ def fetch(manifest, out, cookies, retry_failed, validate_only, scheduler, as_jso
         _filters({**params, "min_face": 0})
         rows = read_manifest(manifest)
         n_videos = len({r.key for r in rows})
-        click.echo(f"mf2 fetch: {manifest}: {len(rows)} rows, {n_videos} videos, "
-                   f"{len({r.identity for r in rows if r.identity})} identities: valid")
+        click.echo(
+            f"mf2 fetch: {manifest}: {len(rows)} rows, {n_videos} videos, "
+            f"{len({r.identity for r in rows if r.identity})} identities: valid"
+        )
         return
 
     def report(row, res) -> None:
         msg = res["status"] if res["status"] == "ok" else f"{res['status']} ({res['error_class']}: {res['error']})"
         click.echo(f"{row.key}: {msg}", err=True)
 
-    summary = api.fetch(manifest, out, cookies=cookies, retry_failed=retry_failed, scheduler=scheduler,
-                        progress=report, **params)
+    summary = api.fetch(
+        manifest, out, cookies=cookies, retry_failed=retry_failed, scheduler=scheduler, progress=report, **params
+    )
     click.echo(f"mf2 fetch: {summary.line()}", err=True)
     _finish(summary.to_json(), summary.problems(), as_json, strict)
 
@@ -404,8 +532,15 @@ def recipes(as_json: bool) -> None:
 
     items = listing()
     if as_json:
-        click.echo(json.dumps({k: [{"name": b.name, "path": str(b.path), "summary": b.summary}
-                                   for b in items if b.kind == k] for k in KINDS}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    k: [{"name": b.name, "path": str(b.path), "summary": b.summary} for b in items if b.kind == k]
+                    for k in KINDS
+                },
+                indent=2,
+            )
+        )
         return
     use = {"recipes": "mf2 run NAME", "configs": "mf2 train --config NAME", "manifests": "mf2 fetch NAME"}
     for kind in KINDS:
@@ -441,8 +576,8 @@ def demo(out: str) -> None:
     Examples:
       mf2 demo --out demo_out
     """
-    from mf2.sample import sample_video
     from mf2.modes.config import SimulateConfig
+    from mf2.sample import sample_video
 
     _simulate(str(sample_video()), out, SimulateConfig(), True)
 
@@ -487,27 +622,40 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
         for p in rep.problems:
             click.echo(f"problem: {p}")
         state = "OK" if rep.ok else f"{len(rep.problems)} problem(s)"
-        click.echo(f"mf2 verify: {rep.manifest}: {rep.n_pairs} pairs, {rep.n_files_checked} files checked, "
-                   f"{len(rep.warnings)} warning(s): {state}", err=True)
+        click.echo(
+            f"mf2 verify: {rep.manifest}: {rep.n_pairs} pairs, {rep.n_files_checked} files checked, "
+            f"{len(rep.warnings)} warning(s): {state}",
+            err=True,
+        )
     if not rep.ok:
         sys.exit(1)
 
 
 @cli.command()
 @click.argument("dataset", type=AbsPath())
-@click.option("--out", required=True, type=AbsPath(),
-              help="A .parquet file with --no-images, else a new folder.")
-@click.option("--format", "fmt", type=click.Choice(["folder", "hf", "webdataset"]), default="folder",
-              show_default=True,
-              help="folder: a dataset folder (manifest + PNGs); hf: Parquet shards with image columns and a dataset "
-                   "card, for the Hugging Face Hub; webdataset: tar shards for streaming.")
+@click.option("--out", required=True, type=AbsPath(), help="A .parquet file with --no-images, else a new folder.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["folder", "hf", "webdataset"]),
+    default="folder",
+    show_default=True,
+    help="folder: a dataset folder (manifest + PNGs); hf: Parquet shards with image columns and a dataset "
+    "card, for the Hugging Face Hub; webdataset: tar shards for streaming.",
+)
 @click.option("--no-images", is_flag=True, help="Write only the manifest (to share; rebuild with mf2 materialize).")
 @click.option("--split", "splits", multiple=True, help="Export only these splits (repeatable).")
 @click.option("--link", is_flag=True, help="Hard-link the images instead of copying them (folder).")
-@click.option("--shard-pairs", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Pairs per shard (hf, webdataset).")
-def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str, ...], link: bool,
-           shard_pairs: int) -> None:
+@click.option(
+    "--shard-pairs",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Pairs per shard (hf, webdataset).",
+)
+def export(
+    dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str, ...], link: bool, shard_pairs: int
+) -> None:
     """Export a dataset: its manifest without pixels, a self-contained copy, or Hub-ready shards.
 
     \b
@@ -534,11 +682,18 @@ def export(dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str,
 
 @cli.command()
 @click.argument("manifest", type=AbsPath())
-@click.option("--videos", required=True, type=AbsPath(),
-              help="Local copies of the videos: a folder (<video_id>.<ext>) or DATA/fetch.parquet.")
+@click.option(
+    "--videos",
+    required=True,
+    type=AbsPath(),
+    help="Local copies of the videos: a folder (<video_id>.<ext>) or DATA/fetch.parquet.",
+)
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Dataset folder to build (resumable).")
-@click.option("--keep-mismatched", is_flag=True,
-              help="Keep pairs whose pixels differ (e.g. a re-encoded video), with their new hashes.")
+@click.option(
+    "--keep-mismatched",
+    is_flag=True,
+    help="Keep pairs whose pixels differ (e.g. a re-encoded video), with their new hashes.",
+)
 def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> None:
     """Rebuild the images of a manifest from local videos; byte-identical when the videos match.
 
@@ -575,19 +730,34 @@ def filter_pairs(dataset: str, out: str, **rules: float) -> None:
     res = api.filter_pairs(dataset, out, **rules)
     why = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in res.dropped.items())
     measured = f"; {res.n_measured} pairs measured from their PNGs (made before schema 1.8)" if res.n_measured else ""
-    click.echo(f"mf2 filter: {res.n_kept} of {res.n_in} pairs kept (dropped: {why or 'none'}){measured} "
-               f"-> {res.export.path}", err=True)
+    click.echo(
+        f"mf2 filter: {res.n_kept} of {res.n_in} pairs kept (dropped: {why or 'none'}){measured} -> {res.export.path}",
+        err=True,
+    )
 
 
 @cli.command()
 @click.argument("dataset", type=AbsPath())
-@click.option("--by", default="identity", show_default=True, type=click.Choice(["identity", "video"]),
-              help="Group by identity (videos sharing a person stay together; falls back to the video) or by video.")
-@click.option("--ratios", default="train=0.8,val=0.1,test=0.1", show_default=True,
-              help="Split names and weights (of groups, not pairs).")
+@click.option(
+    "--by",
+    default="identity",
+    show_default=True,
+    type=click.Choice(["identity", "video"]),
+    help="Group by identity (videos sharing a person stay together; falls back to the video) or by video.",
+)
+@click.option(
+    "--ratios",
+    default="train=0.8,val=0.1,test=0.1",
+    show_default=True,
+    help="Split names and weights (of groups, not pairs).",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--identities", type=AbsPath(dir_okay=False), default=None,
-              help="CSV or fetch.parquet with video_id (or key) and identity columns: fills the identity column.")
+@click.option(
+    "--identities",
+    type=AbsPath(dir_okay=False),
+    default=None,
+    help="CSV or fetch.parquet with video_id (or key) and identity columns: fills the identity column.",
+)
 def split(dataset: str, by: str, ratios: str, seed: int, identities: str | None) -> None:
     """Assign train/val/test deterministically so that no identity (or video) is in two splits.
 
@@ -623,8 +793,9 @@ def remove(dataset: str, video_ids: tuple[str, ...], reason: str) -> None:
 def _datasets(positional: tuple[str, ...], old: tuple[str, ...], command: str) -> list[str]:
     """Pair datasets are positional in every command; ``--pairs`` is read with a warning."""
     if old:
-        click.echo("mf2: warning: --pairs is deprecated; give the datasets as arguments "
-                   f"(mf2 {command} DATASET ...)", err=True)
+        click.echo(
+            f"mf2: warning: --pairs is deprecated; give the datasets as arguments (mf2 {command} DATASET ...)", err=True
+        )
     return list(positional) + list(old)
 
 
@@ -635,25 +806,45 @@ def _old_pairs_option(f):
 @cli.command()
 @click.argument("datasets", nargs=-1, type=AbsPath())
 @_old_pairs_option
-@click.option("--hg-pairs", "hg_pairs", multiple=True, type=AbsPath(),
-              help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.")
-@click.option("--stage", default="all", show_default=True, type=click.Choice(["hg", "cgan", "all"]),
-              help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.")
-@click.option("--config", "config", default="paper", show_default=True,
-              help="paper (256, GPU), small (128, a 2-core CPU), tiny (64, smoke tests), or a YAML file "
-                   "(preset: ... plus overrides).")
+@click.option(
+    "--hg-pairs",
+    "hg_pairs",
+    multiple=True,
+    type=AbsPath(),
+    help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.",
+)
+@click.option(
+    "--stage",
+    default="all",
+    show_default=True,
+    type=click.Choice(["hg", "cgan", "all"]),
+    help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.",
+)
+@click.option(
+    "--config",
+    "config",
+    default="paper",
+    show_default=True,
+    help="paper (256, GPU), small (128, a 2-core CPU), tiny (64, smoke tests), or a YAML file "
+    "(preset: ... plus overrides).",
+)
 @click.option("--max-steps", default=None, type=int, help="Steps per stage (overrides the configured epochs).")
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
-@click.option("--restart-cgan", is_flag=True,
-              help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
-                   "(the old cGAN checkpoint is kept).")
-@click.option("--threads", type=int, default=None,
-              help="torch's CPU threads (default: the cores this process may use, less those other processes "
-                   "keep busy).")
+@click.option(
+    "--restart-cgan",
+    is_flag=True,
+    help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
+    "(the old cGAN checkpoint is kept).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="torch's CPU threads (default: the cores this process may use, less those other processes keep busy).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
-def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, threads,
-          as_json) -> None:
+def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, threads, as_json) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
 
     DATASETS are pair datasets (folders or pairs.parquet), any mode. They train the cGAN, and the
@@ -668,8 +859,18 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
 
     pairs = _datasets(datasets, old_pairs, "train")
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
-    results = run_train(list(pairs), out, config, stage, max_steps, device, list(hg_pairs) or None, threads,
-                        restart_cgan, echo=_echo_err if main_rank else (lambda line: None))
+    results = run_train(
+        list(pairs),
+        out,
+        config,
+        stage,
+        max_steps,
+        device,
+        list(hg_pairs) or None,
+        threads,
+        restart_cgan,
+        echo=_echo_err if main_rank else (lambda line: None),
+    )
     if not main_rank:
         return
     for st, r in results.items():
@@ -686,13 +887,22 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
 @click.argument("inputs", nargs=-1, required=True, type=AbsPath())
 @click.option("--checkpoint", required=True, type=AbsPath(dir_okay=False), help="RUN/model.pt from mf2 train.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False))
-@click.option("--mode", default="auto", show_default=True, type=click.Choice(["auto", "crop", "frame"]),
-              help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.")
+@click.option(
+    "--mode",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "crop", "frame"]),
+    help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.",
+)
 @_options([BY_KEY["margin"]])
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--reference", type=click.IntRange(min=0), default=None,
-              help="Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
-                   "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).")
+@click.option(
+    "--reference",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
+    "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).",
+)
 def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
     """Restore face images, folders of them, and videos with a trained model.
 
@@ -708,45 +918,85 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
     for line in r.skipped:
         click.echo(f"skipped: {line}", err=True)
     for video, t in r.traces.items():
-        click.echo(f"{video}: identity cosine to frame {t['reference_frame']} over {t['frames']} frames: "
-                   f"blurred {t['blurred_mean']:.3f}, restored {t['restored_mean']:.3f}", err=True)
+        click.echo(
+            f"{video}: identity cosine to frame {t['reference_frame']} over {t['frames']} frames: "
+            f"blurred {t['blurred_mean']:.3f}, restored {t['restored_mean']:.3f}",
+            err=True,
+        )
     if r.skipped and not (r.images or r.videos):
         raise InputError(f"none of the {len(r.skipped)} input(s) could be read; nothing restored")
-    click.echo(f"mf2 deblur: {r.images} images, {r.videos} videos ({r.frames} frames); {r.faces} faces restored, "
-               f"{r.no_face} without a face left as they were -> {out}", err=True)
+    click.echo(
+        f"mf2 deblur: {r.images} images, {r.videos} videos ({r.frames} frames); {r.faces} faces restored, "
+        f"{r.no_face} without a face left as they were -> {out}",
+        err=True,
+    )
 
 
 @cli.command()
 @click.argument("datasets", nargs=-1, type=AbsPath())
 @_old_pairs_option
-@click.option("--stills", type=AbsPath(file_okay=False), default=None,
-              help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
-                   "against the human ground truth.")
+@click.option(
+    "--stills",
+    type=AbsPath(file_okay=False),
+    default=None,
+    help="Folder of images with 68-point .pts annotations: blurred with synthetic kernels and scored "
+    "against the human ground truth.",
+)
 @click.option("--restored", multiple=True, help="NAME=DIR: a method's restored images named <pair_id>.png; repeatable.")
-@click.option("--checkpoint", "checkpoints", multiple=True,
-              help="[NAME=]RUN/model.pt: an mf2 model from mf2 train, run on every blurry crop; repeatable.")
-@click.option("--hourglass", "hourglasses", multiple=True,
-              help="[NAME=]RUN/model.pt: that model's hourglass alone (step 1, the paper's HG row); repeatable.")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    help="[NAME=]RUN/model.pt: an mf2 model from mf2 train, run on every blurry crop; repeatable.",
+)
+@click.option(
+    "--hourglass",
+    "hourglasses",
+    multiple=True,
+    help="[NAME=]RUN/model.pt: that model's hourglass alone (step 1, the paper's HG row); repeatable.",
+)
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
 @_options([p for p in LANDMARKS if p.key in ("backend", "fan_weights")])  # the localiser run on every method's images
-@click.option("--gt", default="auto", show_default=True, type=click.Choice(["auto", "refit", "recorded"]),
-              help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
-                   "sharp target (auto/refit) or as recorded.")
-@click.option("--init", default="detect", show_default=True, type=click.Choice(["detect", "gt"]),
-              help="Localiser's initial box: the detector's on the sharp target, or the ground truth's extent.")
+@click.option(
+    "--gt",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "refit", "recorded"]),
+    help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
+    "sharp target (auto/refit) or as recorded.",
+)
+@click.option(
+    "--init",
+    default="detect",
+    show_default=True,
+    type=click.Choice(["detect", "gt"]),
+    help="Localiser's initial box: the detector's on the sharp target, or the ground truth's extent.",
+)
 @click.option("--no-identity", is_flag=True, help="Skip identity embeddings.")
 @click.option("--limit", default=0, show_default=True, type=int, help="Pairs per blur setting, evenly spaced (0: all).")
 @click.option("--max-error", default=0.08, show_default=True, type=float, help="CED cut-off for AUC and failures.")
-@click.option("--kernel-size", "kernel_sizes", multiple=True, type=int, default=(BY_KEY["kernel_size"].default,),
-              show_default=True, help="--stills: synthetic kernel sizes, one blur setting each (repeatable).")
+@click.option(
+    "--kernel-size",
+    "kernel_sizes",
+    multiple=True,
+    type=int,
+    default=(BY_KEY["kernel_size"].default,),
+    show_default=True,
+    help="--stills: synthetic kernel sizes, one blur setting each (repeatable).",
+)
 @click.option("--seed", default=BY_KEY["seed"].default, show_default=True, type=int, help="--stills: kernel seed.")
-@click.option("--verification", type=AbsPath(dir_okay=False, exists=True), default=None,
-              help="YTF-style video pairs (fold, video_a, video_b, same): face verification, 10-fold mean "
-                   "accuracy ± std per method (the paper's Table 8).")
+@click.option(
+    "--verification",
+    type=AbsPath(dir_okay=False, exists=True),
+    default=None,
+    help="YTF-style video pairs (fold, video_a, video_b, same): face verification, 10-fold mean "
+    "accuracy ± std per method (the paper's Table 8).",
+)
 @click.option("--html", "make_html", is_flag=True, help="Also write index.html with the table, plots and examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print REPORT/report.json on stdout instead of the table.")
-def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, out, backend, fan_weights, gt, init, no_identity, limit, max_error,
-             kernel_sizes, seed, verification, make_html, as_json) -> None:
+def evaluate(
+    datasets, old_pairs, restored, checkpoints, hourglasses, out, backend, no_identity, make_html, as_json, **settings
+) -> None:
     """Score Blurred, Oracle and restored images: SSIM/PSNR, landmark AUC/failure rate, identity.
 
     DATASETS are pair datasets (folders or pairs.parquet); their blur settings become table columns.
@@ -761,16 +1011,28 @@ def evaluate(datasets, old_pairs, stills, restored, checkpoints, hourglasses, ou
     from mf2 import api
 
     with tqdm(unit="pair", disable=None) as bar:
-        ev = api.evaluate(_datasets(datasets, old_pairs, "evaluate"), checkpoints, hourglasses, restored, stills=stills,
-                          out=out, kernel_sizes=kernel_sizes, seed=seed, progress=bar.update, echo=_echo_err,
-                          landmarks=backend, fan_weights=fan_weights, gt=gt, init=init, identity=not no_identity,
-                          limit=limit, max_error=max_error, html=make_html, verification=verification)
+        ev = api.evaluate(
+            _datasets(datasets, old_pairs, "evaluate"),
+            checkpoints,
+            hourglasses,
+            restored,
+            out=out,
+            progress=bar.update,
+            echo=_echo_err,
+            landmarks=backend,
+            identity=not no_identity,
+            html=make_html,
+            **settings,  # stills, kernel_sizes, seed, fan_weights, gt, init, limit, max_error, verification
+        )
     from mf2.evaluate.report import markdown
     from mf2.evaluate.run import to_json
 
     click.echo(json.dumps(to_json(ev), indent=2) if as_json else markdown(ev).split("## PSNR")[0].rstrip())
-    click.echo(f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods, {ev.pairs_per_s:.2f} "
-               f"pairs/s -> {out} ({len(ev.report_files)} files)", err=True)
+    click.echo(
+        f"mf2 evaluate: {sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods, {ev.pairs_per_s:.2f} "
+        f"pairs/s -> {out} ({len(ev.report_files)} files)",
+        err=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

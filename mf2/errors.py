@@ -49,8 +49,13 @@ _OS_HINTS = {
 # -- Failure classes: one vocabulary and one retry policy for simulate, run, fetch and the CLI --
 # A failed input is recorded with a short, stable class (status tables group by it). Whether a
 # re-run redoes it without --retry-failed depends only on the class, decided here.
-OS_CLASSES = {errno.ENOSPC: "disk-full", errno.EDQUOT: "disk-full", errno.EROFS: "read-only",
-              errno.EACCES: "permission-denied", errno.EPERM: "permission-denied"}
+OS_CLASSES = {
+    errno.ENOSPC: "disk-full",
+    errno.EDQUOT: "disk-full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission-denied",
+    errno.EPERM: "permission-denied",
+}
 # The machine's state, no input's fault: it stops every video alike, so the CLI stops the run.
 ENVIRONMENT = frozenset(OS_CLASSES.values())
 # May pass when tried again soon: fetch retries these within the run, with back-off.

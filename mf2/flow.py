@@ -26,15 +26,19 @@ import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
 from mf2.dataset import flow_path
-from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.errors import UsageError
+from mf2.faces.crop import CropTooLarge, face_crop
 from mf2.params import default
 from mf2.schema import FLOW_SCHEMA, metadata, read_cached
 from mf2.video import VideoInfo, iter_frames
 
 FLOW_METHODS = ("dis", "farneback")
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
 
 @dataclass(frozen=True)
 class FlowConfig:
@@ -118,20 +122,35 @@ def pair_flow(est: FlowEstimator, prev: np.ndarray, cur: np.ndarray, lm_prev: np
     p50, p90 = np.percentile(mag, [50, 90])
     return {
         "valid": True,
-        "dx": float(f[:, 0].mean() * inv), "dy": float(f[:, 1].mean() * inv),
-        "mag_p50": float(p50 * inv), "mag_p90": float(p90 * inv),
+        "dx": float(f[:, 0].mean() * inv),
+        "dy": float(f[:, 1].mean() * inv),
+        "mag_p50": float(p50 * inv),
+        "mag_p90": float(p90 * inv),
         "mag_max": float(mag.max() * inv),
-        "fb_err": float(fb.mean() * inv), "fb_bad": float((fb > 1.0).mean()),
+        "fb_err": float(fb.mean() * inv),
+        "fb_bad": float((fb > 1.0).mean()),
         "face_size": float((hi - lo).max()),
     }
 
 
-_EMPTY = {"valid": False, "dx": None, "dy": None, "mag_p50": None, "mag_p90": None, "mag_max": None,
-          "fb_err": None, "fb_bad": None, "face_size": None}
+_EMPTY = {
+    "valid": False,
+    "dx": None,
+    "dy": None,
+    "mag_p50": None,
+    "mag_p90": None,
+    "mag_max": None,
+    "fb_err": None,
+    "fb_bad": None,
+    "face_size": None,
+}
 
 
 def iter_flow(
-    frames: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray, cfg: FlowConfig,
+    frames: Iterable[np.ndarray],
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    cfg: FlowConfig,
     run: np.ndarray | None = None,
 ) -> Iterator[dict]:
     """One row per frame, streaming: only the previous frame is kept. No flow across two
@@ -154,8 +173,13 @@ def iter_flow(
 
 
 def compute_flow(
-    video_id: str, frames: Iterable[np.ndarray], landmarks: np.ndarray, valid: np.ndarray, cfg: FlowConfig,
-    progress: Callable[[int], None] | None = None, run: np.ndarray | None = None,
+    video_id: str,
+    frames: Iterable[np.ndarray],
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    cfg: FlowConfig,
+    progress: Callable[[int], None] | None = None,
+    run: np.ndarray | None = None,
 ) -> pa.Table:
     rows = []
     for r in iter_flow(frames, landmarks, valid, cfg, run):
@@ -168,9 +192,18 @@ def compute_flow(
 
 
 def flow_for_video(
-    video_id: str, info: VideoInfo, sha256: str, landmarks: np.ndarray, valid: np.ndarray, landmark_key: dict,
-    cfg: FlowConfig, out_dir: Path, progress: Callable[[int], None] | None = None,
-    frames: Iterable[np.ndarray] | None = None, run: np.ndarray | None = None, face: str | int = "largest",
+    video_id: str,
+    info: VideoInfo,
+    sha256: str,
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    landmark_key: dict,
+    cfg: FlowConfig,
+    out_dir: Path,
+    progress: Callable[[int], None] | None = None,
+    frames: Iterable[np.ndarray] | None = None,
+    run: np.ndarray | None = None,
+    face: str | int = "largest",
 ) -> pa.Table:
     """Read OUT/flow/<video_id>.parquet if it matches, else compute and cache it. ``frames``:
     a decoder already open (another stage may share the pass); by default one is opened.
@@ -181,8 +214,9 @@ def flow_for_video(
     cached = read_cached(path, sha256, params)
     if cached is not None:
         return cached
-    table = compute_flow(video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress,
-                         run)
+    table = compute_flow(
+        video_id, iter_frames(info) if frames is None else frames, landmarks, valid, cfg, progress, run
+    )
     table = table.replace_schema_metadata(metadata("flow", params, video_sha256=sha256, video=info.to_json()))
     write_parquet_atomic(path, table)
     return table

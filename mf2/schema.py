@@ -29,12 +29,12 @@ SCHEMA_HISTORY = {
     "1.2": "identity, split and params columns; mf2.videos (video_id -> sha256) in the metadata",
     "1.3": "face tracks: landmark rows per (frame, track) with shot, track, face_id and reason; pairs get shot and face_id",
     "1.4": "params flat, by the names of mf2.params (the CLI's and recipes' names); older params read through "
-           "mf2.params.upgrade_params",
+    "mf2.params.upgrade_params",
     "1.5": "pairs: landmarks_source (manual: a human annotation of the sharp frame; fitted: the localiser's)",
     "1.6": "pairs: blurry_rgb_sha256 and sharp_rgb_sha256, the hashes of the pixels (PNG encoders may differ)",
     "1.7": "pairs: source_kind (video or photo) and face_px (the face's size in source pixels)",
     "1.8": "pairs: measures of each pair (target_sharpness, sharpness_rank, sharpness_ratio, blur_psnr, blur_ssim, saturated_share, "
-           "fit_residual, bits_per_pixel: mf2.blur.measures)",
+    "fit_residual, bits_per_pixel: mf2.blur.measures)",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -52,7 +52,10 @@ LANDMARK_SCHEMA = pa.schema(
         ("score", pa.float32()),
         ("fit_iou", pa.float32()),  # track quality: the fit's agreement with the box it was given
         ("source", pa.string()),
-        ("reason", pa.string()),  # ok (usable), a flag (light-change, short-shot, size-outlier, before-loss), why it was lost, or no-face
+        (
+            "reason",
+            pa.string(),
+        ),  # ok (usable), a flag (light-change, short-shot, size-outlier, before-loss), why it was lost, or no-face
         ("backend", pa.string()),
         ("is_duplicate", pa.bool_()),
         ("dup_mad", pa.float32()),
@@ -149,7 +152,10 @@ FAILURE_SCHEMA = pa.schema(
         ("stage", pa.string()),
         ("error_class", pa.string()),
         ("error", pa.string()),
-        ("video_sha256", pa.string()),  # of the file that failed (null if unreadable): a re-run skips it unless it changed
+        (
+            "video_sha256",
+            pa.string(),
+        ),  # of the file that failed (null if unreadable): a re-run skips it unless it changed
     ]
 )
 
@@ -172,8 +178,15 @@ FLOW_SCHEMA = pa.schema(
 )
 
 # CACHE/timings.parquet: seconds per (video, job, stage) (mf2.pipeline.execute).
-TIMING_SCHEMA = pa.schema([("video_id", pa.string()), ("job", pa.string()), ("stage", pa.string()),
-                           ("seconds", pa.float64()), ("frames", pa.int32())])
+TIMING_SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("job", pa.string()),
+        ("stage", pa.string()),
+        ("seconds", pa.float64()),
+        ("frames", pa.int32()),
+    ]
+)
 
 
 def params_json(params: dict[str, Any] | None) -> str:
@@ -204,7 +217,9 @@ def read_metadata(path: Path) -> dict[str, str]:
     if int(major) > int(SCHEMA_VERSION.split(".")[0]):
         raise InputError(
             f"{path}: written with mf2 schema {out['mf2.schema_version']}, newer than this mf2 "
-            f"({SCHEMA_VERSION}); upgrade mf2", "schema-version")
+            f"({SCHEMA_VERSION}); upgrade mf2",
+            "schema-version",
+        )
     return out
 
 
@@ -270,8 +285,9 @@ def upgrade_pairs(table: pa.Table) -> pa.Table:
     missing = [f.name for f in PAIR_SCHEMA if f.name not in table.column_names]
     required = {"pair_id", "video_id", "blurry_path", "sharp_path"}
     if required & set(missing):
-        raise InputError(f"not a pair manifest: missing column(s) {', '.join(sorted(required & set(missing)))}",
-                         "not-a-manifest")
+        raise InputError(
+            f"not a pair manifest: missing column(s) {', '.join(sorted(required & set(missing)))}", "not-a-manifest"
+        )
     arrays = []
     for f in PAIR_SCHEMA:
         if f.name in missing:
@@ -284,8 +300,14 @@ def upgrade_pairs(table: pa.Table) -> pa.Table:
 
 def pair_table(rows: list[dict]) -> pa.Table:
     """Pair rows (dicts by column name; a missing key is null) as a PAIR_SCHEMA table."""
-    arrays = {f.name: (landmarks_column([r.get("landmarks") for r in rows]) if f.name == "landmarks"
-                       else pa.array([r.get(f.name) for r in rows], f.type)) for f in PAIR_SCHEMA}
+    arrays = {
+        f.name: (
+            landmarks_column([r.get("landmarks") for r in rows])
+            if f.name == "landmarks"
+            else pa.array([r.get(f.name) for r in rows], f.type)
+        )
+        for f in PAIR_SCHEMA
+    }
     return pa.table(arrays, schema=PAIR_SCHEMA)
 
 

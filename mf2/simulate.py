@@ -19,23 +19,30 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mf2.pngs import encode_image
-from mf2.dataset import image_rel, part_path
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
 from mf2.blur.windows import Window
+from mf2.dataset import IMAGE_KINDS, image_rel, part_path
+from mf2.faces.series import FaceSeries, face_ids, face_series
+from mf2.faces.stage import landmarks_for_video
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
 from mf2.modes.config import SimulateConfig, simulate_config  # noqa: F401 (re-exported: notebooks import them from here)
 from mf2.modes.render import render_pairs
-from mf2.faces.series import FaceSeries, face_ids, face_series
-from mf2.faces.stage import landmarks_for_video
-from mf2.schema import (PAIR_SCHEMA, made_with, pair_table, metadata, params_json, read_cached, read_metadata,
-                        try_read_metadata)
+from mf2.pngs import EncodedImage, encode_image
+from mf2.schema import (
+    PAIR_SCHEMA,
+    made_with,
+    metadata,
+    pair_table,
+    params_json,
+    read_cached,
+    read_metadata,
+    try_read_metadata,
+)
 from mf2.sources import VideoSource, sha256_file
 from mf2.video import VideoInfo, probe
 from mf2.video.frames import PHOTO_CODEC
-
 
 
 @dataclass
@@ -49,10 +56,16 @@ class VideoResult:
     note: str | None = None  # why a video that was processed gave no pairs
 
 
-
-
-def plan_video(cfg: SimulateConfig, src: VideoSource, info: VideoInfo, sha: str, cache: Path, lm_table: pa.Table,
-               progress, stages: Stages) -> list[Plan]:
+def plan_video(
+    cfg: SimulateConfig,
+    src: VideoSource,
+    info: VideoInfo,
+    sha: str,
+    cache: Path,
+    lm_table: pa.Table,
+    progress,
+    stages: Stages,
+) -> list[Plan]:
     """One plan per face: the chosen face of each shot, or (``--faces all``) every face_id."""
     size = (info.width, info.height)
     faces: list[str | int] = [cfg.face] if cfg.faces == "main" else list(face_ids(lm_table))
@@ -74,8 +87,13 @@ def merge_plans(plans: list[Plan]) -> Plan:
                     d[kk] = d.get(kk, 0) + vv
             else:
                 info[k] = info.get(k, 0) + v
-    return Plan([w for p in plans for w in p.windows], [e for p in plans for e in p.extras],
-                sum(p.face_lost for p in plans), info, plans[0].series if plans else None)
+    return Plan(
+        [w for p in plans for w in p.windows],
+        [e for p in plans for e in p.extras],
+        sum(p.face_lost for p in plans),
+        info,
+        plans[0].series if plans else None,
+    )
 
 
 def _pair_id(video_id: str, mode: str, w: Window, extra: dict, cfg: SimulateConfig, face_id: int = -1) -> str:
@@ -131,10 +149,7 @@ def simulate_video(
     ppath = part_path(out, cfg.mode, src.video_id)
     part = read_cached(ppath, sha, cfg.params(), pairs=True)
     if part is not None:
-        md = read_metadata(ppath)
-        dropped = sum(json.loads(md.get("mf2.pairs_dropped", "{}")).values())
-        return VideoResult(src.video_id, part.num_rows, int(md.get("mf2.windows_face_lost", "0")), dropped,
-                           resumed=True, note=md.get("mf2.note"))
+        return _resumed(src.video_id, ppath, part.num_rows)
 
     stages.enter("landmarks")
     lm_table = landmarks_for_video(src.video_id, info, sha, cfg.landmarks, cache, backend, progress)
@@ -142,15 +157,20 @@ def simulate_video(
     plans = plan_video(cfg, src, info, sha, cache, lm_table, progress, stages)
     plan = merge_plans(plans)
     stages.enter("render")
-    meta = metadata("pairs-part", cfg.params(), video_sha256=sha, video=info.to_json(),
-                    windows_face_lost=str(plan.face_lost), plan=plan.info)
+    meta = metadata(
+        "pairs-part",
+        cfg.params(),
+        video_sha256=sha,
+        video=info.to_json(),
+        windows_face_lost=str(plan.face_lost),
+        plan=plan.info,
+    )
     n, dropped = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress)
     ser0 = plan.series
     note = None if n or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
     if note and dropped:
         meta[b"mf2.pairs_dropped"] = json.dumps(dropped, sort_keys=True).encode()
-        note = "every pair was dropped by the pair filters (" + ", ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in sorted(dropped.items())) + ")"
+        note = "every pair was dropped by the pair filters (" + _rules(dropped) + ")"
     if note:
         stages.enter("write")
         empty = PAIR_SCHEMA.empty_table().replace_schema_metadata({**meta, b"mf2.note": note.encode()})
@@ -158,12 +178,32 @@ def simulate_video(
     return VideoResult(src.video_id, n, plan.face_lost, sum(dropped.values()), note=note)
 
 
+def _resumed(video_id: str, ppath: Path, n_rows: int) -> VideoResult:
+    """A video whose part is current: its counts, read back from the part's metadata."""
+    md = read_metadata(ppath)
+    dropped = sum(json.loads(md.get("mf2.pairs_dropped", "{}")).values())
+    face_lost = int(md.get("mf2.windows_face_lost", "0"))
+    return VideoResult(video_id, n_rows, face_lost, dropped, resumed=True, note=md.get("mf2.note"))
+
+
+def _rules(dropped: dict[str, int]) -> str:
+    return ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(dropped.items()))
+
+
 _BATCH = 256  # pairs per row group of a part: a video's rows are never all in memory
 
 
-def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
-                 ppath: Path, meta: dict[bytes, bytes], progress: Callable[[int], None] | None = None
-                 ) -> tuple[int, dict[str, int]]:
+def _render_part(
+    src: VideoSource,
+    out: Path,
+    cfg: SimulateConfig,
+    info: VideoInfo,
+    sha: str,
+    plans: list[Plan],
+    ppath: Path,
+    meta: dict[bytes, bytes],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, dict[str, int]]:
     """One more streaming decode turns every planned window into a pair: both PNGs written,
     then its row, streamed into the part file in batches (memory does not grow with the
     number of pairs). The part appears (atomically) only once every PNG exists; returns the
@@ -207,24 +247,26 @@ def _render_part(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoIn
     return int(keep.sum()), dropped
 
 
-def _finish_part(buf, tmp: Path, rank: np.ndarray, ratio: np.ndarray, keep: np.ndarray, out: Path,
-                 dropped: dict[str, int]) -> None:
+def _finish_part(
+    buf, tmp: Path, rank: np.ndarray, ratio: np.ndarray, keep: np.ndarray, out: Path, dropped: dict[str, int]
+) -> None:
     """The part's rows again, one row group at a time, with each target's rank in its shot
     and ratio to its neighbours (known only once the whole video's pairs exist); rows that
     ``--min-target-sharpness`` drops are left out and their PNGs removed."""
     f = pq.ParquetFile(buf)
     schema = f.schema_arrow
     if dropped:
-        schema = schema.with_metadata({**(schema.metadata or {}),
-                                       b"mf2.pairs_dropped": json.dumps(dropped, sort_keys=True).encode()})
+        schema = schema.with_metadata(
+            {**(schema.metadata or {}), b"mf2.pairs_dropped": json.dumps(dropped, sort_keys=True).encode()}
+        )
     at = 0
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for g in range(f.num_row_groups):
             t = f.read_row_group(g)
             n = t.num_rows
             for name, values in (("sharpness_rank", rank), ("sharpness_ratio", ratio)):
-                t = t.set_column(t.schema.get_field_index(name), name, pa.array(values[at:at + n], pa.float32()))
-            k = keep[at:at + n]
+                t = t.set_column(t.schema.get_field_index(name), name, pa.array(values[at : at + n], pa.float32()))
+            k = keep[at : at + n]
             if not k.all():
                 for rel in t.filter(pa.array(~k)).select(["blurry_path", "sharp_path"]).to_pylist():
                     for path in rel.values():
@@ -234,14 +276,21 @@ def _finish_part(buf, tmp: Path, rank: np.ndarray, ratio: np.ndarray, keep: np.n
             at += n
 
 
-def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo, sha: str, plans: list[Plan],
-               progress: Callable[[int], None] | None) -> Iterator[dict]:
+def _pair_rows(
+    src: VideoSource,
+    out: Path,
+    cfg: SimulateConfig,
+    info: VideoInfo,
+    sha: str,
+    plans: list[Plan],
+    progress: Callable[[int], None] | None,
+) -> Iterator[dict]:
     """Each planned window rendered, its PNGs written, and its row."""
     extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
     windows = sorted((w for p in plans for w in p.windows), key=lambda w: (w.end, w.center))
     mode = get_mode(cfg.mode)
     params = params_json(cfg.params())
-    kind = "photo" if info.codec == PHOTO_CODEC else "video"
+    source_kind = "photo" if info.codec == PHOTO_CODEC else "video"
     bpp = bits_per_pixel(info.bit_rate, info.coded_width, info.coded_height, float(info.fps))
 
     def columns(w: Window) -> tuple[str, dict]:
@@ -251,32 +300,63 @@ def _pair_rows(src: VideoSource, out: Path, cfg: SimulateConfig, info: VideoInfo
         ser = cast(FaceSeries, extra_of[id(w)][1])  # a plan with windows has its series
         face_id = int(ser.face_id[w.center])
         pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
-        rel_b = image_rel("blurry", src.video_id, pair_id)
-        rel_s = image_rel("sharp", src.video_id, pair_id)
-        lm_out = w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size)
+        rel_b, rel_s = (image_rel(kind, src.video_id, pair_id) for kind in IMAGE_KINDS)
         measures = pair_measures(blurry, sharp, ser.landmarks[w.center], bpp)
+        shot, fid, ts = int(ser.shot[w.center]), (face_id if face_id >= 0 else None), measures["target_sharpness"]
         why = _dropped_by(cfg, measures)
-        if why:
-            yield {"shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
-                   "center_frame": w.center, "target_sharpness": measures["target_sharpness"], "_dropped": why}
+        if why:  # what the relative filter needs of a dropped pair, no PNGs
+            yield {"shot": shot, "face_id": fid, "center_frame": w.center, "target_sharpness": ts, "_dropped": why}
             continue
         b_img, s_img = encode_image(blurry), encode_image(sharp)
         write_bytes_atomic(out / rel_b, b_img.png)
         write_bytes_atomic(out / rel_s, s_img.png)
         yield {
-            "_dropped": None, "pair_id": pair_id, "video_id": src.video_id, "video_sha256": sha,
-            "mode": cfg.mode, "L": len(w.frames), "start_frame": w.start,
-            "center_frame": w.center, "end_frame": w.end, "frames": list(w.frames),
-            "n_duplicates_skipped": w.n_duplicates_skipped, "blurry_path": rel_b,
-            "sharp_path": rel_s, "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
-            "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256, "crop_x0": w.crop.x0,
-            "crop_y0": w.crop.y0, "crop_size": w.crop.size, "out_size": cfg.out_size,
-            "landmarks": lm_out,
-            "crf": cfg.crf, "fps": float(info.fps), "params": params,
-            "shot": int(ser.shot[w.center]), "face_id": face_id if face_id >= 0 else None,
+            "_dropped": None,
+            "pair_id": pair_id,
+            "video_id": src.video_id,
+            "video_sha256": sha,
+            "mode": cfg.mode,
+            **_window_columns(w),
+            **_image_columns(rel_b, rel_s, b_img, s_img),
+            "out_size": cfg.out_size,
+            "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
+            "crf": cfg.crf,
+            "fps": float(info.fps),
+            "params": params,
+            "shot": shot,
+            "face_id": fid,
             "landmarks_source": "manual" if ser.manual is not None and ser.manual[w.center] else "fitted",
-            "source_kind": kind, "face_px": face_px(ser.landmarks[w.center]), **measures, **extra,
+            "source_kind": source_kind,
+            "face_px": face_px(ser.landmarks[w.center]),
+            **measures,
+            **extra,
         }
+
+
+def _window_columns(w: Window) -> dict:
+    """The frames a pair averages and its crop, as manifest columns (materialize reads them back)."""
+    return {
+        "L": len(w.frames),
+        "start_frame": w.start,
+        "center_frame": w.center,
+        "end_frame": w.end,
+        "frames": list(w.frames),
+        "n_duplicates_skipped": w.n_duplicates_skipped,
+        "crop_x0": w.crop.x0,
+        "crop_y0": w.crop.y0,
+        "crop_size": w.crop.size,
+    }
+
+
+def _image_columns(rel_b: str, rel_s: str, b_img: EncodedImage, s_img: EncodedImage) -> dict:
+    return {
+        "blurry_path": rel_b,
+        "sharp_path": rel_s,
+        "blurry_sha256": b_img.sha256,
+        "sharp_sha256": s_img.sha256,
+        "blurry_rgb_sha256": b_img.rgb_sha256,
+        "sharp_rgb_sha256": s_img.rgb_sha256,
+    }
 
 
 def _dropped_by(cfg: SimulateConfig, m: dict) -> str | None:
@@ -299,14 +379,19 @@ def why_no_pairs(cfg: SimulateConfig, info: VideoInfo, valid: np.ndarray, dup: n
     n = len(valid)
     exposures = int((~dup).sum()) if cfg.skip_duplicates else n
     need, what = get_mode(cfg.mode).min_exposures(cfg)
-    dup_note = f" ({n - exposures} repeated frames not counted; --keep-duplicates counts them)" \
-        if cfg.skip_duplicates and exposures < n else ""
+    dup_note = (
+        f" ({n - exposures} repeated frames not counted; --keep-duplicates counts them)"
+        if cfg.skip_duplicates and exposures < n
+        else ""
+    )
     if exposures < need:
         return f"{exposures} distinct frames{dup_note}, fewer than {what} {need}"
     if not valid.any():
         return f"no face found in any of its {n} frames"
     if plan.face_lost:
         why = ", ".join(f"{k} {v}" for k, v in sorted((plan.info.get("skipped") or {}).items(), key=lambda kv: -kv[1]))
-        return (f"every window was skipped ({plan.face_lost}: {why}); the face is usable in {int(valid.sum())} "
-                f"of {n} frames")
+        return (
+            f"every window was skipped ({plan.face_lost}: {why}); the face is usable in {int(valid.sum())} "
+            f"of {n} frames"
+        )
     return get_mode(cfg.mode).no_pairs(cfg, plan) or f"no window could be planned ({n} frames)"

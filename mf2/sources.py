@@ -72,8 +72,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _images(folder: Path) -> list[Path]:
-    return [f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-            and not f.name.startswith(".")]
+    return [
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+    ]
 
 
 def is_frame_folder(path: Path) -> bool:
@@ -187,22 +190,30 @@ def resolve_images(path: str | Path) -> list[VideoSource]:
 PHOTO_MODES = ("synthetic",)
 
 
-def gather_sources(videos: str | Path | None, images: str | Path | None, fps: float | None = None,
-                   mode: str | None = None, same: list[tuple[Path, Path]] | None = None) -> list[VideoSource]:
+def gather_sources(
+    videos: str | Path | None,
+    images: str | Path | None,
+    fps: float | None = None,
+    mode: str | None = None,
+    same: list[tuple[Path, Path]] | None = None,
+) -> list[VideoSource]:
     """The sources of one run: ``--videos`` and ``--images`` together (at least one). A photo
     id equal to a video id is refused: both would write the same files. ``same``: as for
     ``resolve_videos``."""
     if videos is None and images is None:
         raise UsageError("give --videos PATH, --images PATH, or both")
     if images is not None and mode is not None and mode not in PHOTO_MODES:
-        raise UsageError(f"--images: photos are single frames; --mode {mode} averages frames of a video "
-                         f"(photos take --mode {' or '.join(PHOTO_MODES)})")
+        raise UsageError(
+            f"--images: photos are single frames; --mode {mode} averages frames of a video "
+            f"(photos take --mode {' or '.join(PHOTO_MODES)})"
+        )
     sources = resolve_videos(videos, fps, same=same) if videos is not None else []
     photos = resolve_images(images) if images is not None else []
     clash = sorted({s.video_id for s in sources} & {p.video_id for p in photos})
     if clash:
-        raise UsageError(f"--images {images}: photo id {clash[0]!r} is also a video id in --videos {videos}; "
-                         f"rename one of them")
+        raise UsageError(
+            f"--images {images}: photo id {clash[0]!r} is also a video id in --videos {videos}; rename one of them"
+        )
     return sources + photos
 
 
@@ -235,8 +246,7 @@ def _from_fetch_table(p: Path) -> list[VideoSource]:
                 identities.setdefault(r["key"], set()).add(r["identity"])
     if not paths:
         raise UsageError(f"{p}: no video with status ok (run mf2 fetch first)")
-    return [VideoSource(safe_id(k), path, join_identities(identities.get(k, ())))
-            for k, path in paths.items()]
+    return [VideoSource(safe_id(k), path, join_identities(identities.get(k, ()))) for k, path in paths.items()]
 
 
 def join_identities(ids) -> str | None:
@@ -288,8 +298,9 @@ def _subfolder_videos(p: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = True,
-                   same: list[tuple[Path, Path]] | None = None) -> list[VideoSource]:
+def resolve_videos(
+    path: str | Path, fps: float | None = None, need_fps: bool = True, same: list[tuple[Path, Path]] | None = None
+) -> list[VideoSource]:
     """``fps``: the frame rate of folders of frames (``--fps``); a video file has its own.
     ``need_fps=False``: the caller knows it otherwise (materialize reads it from the pairs).
     ``same``: receives (skipped, kept) for each file found twice (``_one_each``)."""
@@ -303,8 +314,10 @@ def resolve_videos(path: str | Path, fps: float | None = None, need_fps: bool = 
     elif p.is_dir():
         named = [(f.stem, f) for f in _videos_in(p)] + _subfolder_videos(p)
         if not named:
-            raise UsageError(f"{p}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}), frame folders or "
-                             "video subfolders in this folder")
+            raise UsageError(
+                f"{p}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}), frame folders or "
+                "video subfolders in this folder"
+            )
     else:
         raise UsageError(f"{p}: no such file or folder")
     if fps is not None and not 0 < fps <= 1000:

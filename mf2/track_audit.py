@@ -19,16 +19,17 @@ import pyarrow as pa
 
 from mf2.atomic import write_bytes_atomic
 from mf2.dataset import landmarks_path, part_files
-from mf2.schema import landmarks_to_numpy, read_table_checked, try_read_metadata
 from mf2.faces.series import frame_count
+from mf2.schema import landmarks_to_numpy, read_table_checked, try_read_metadata
 
 
 def video_audit(table: pa.Table, skipped: dict | None = None) -> dict:
     """Shares of frames with a face detected / tracked (usable) / lost, shots, faces, the
     reasons rows were not usable and the windows skipped by reason."""
     n = frame_count(table)
-    d = table.select([c for c in ("frame", "shot", "track", "face_id", "source", "reason") if c in table.column_names]
-                     ).to_pydict()
+    d = table.select(
+        [c for c in ("frame", "shot", "track", "face_id", "source", "reason") if c in table.column_names]
+    ).to_pydict()
     frames = np.asarray(d["frame"], np.int64)
     reason = d.get("reason") or ["ok"] * len(frames)
     source = d["source"]
@@ -43,7 +44,10 @@ def video_audit(table: pa.Table, skipped: dict | None = None) -> dict:
     tracks = {t for t in d.get("track") or [] if t is not None}
     faces = {t for t in d.get("face_id") or [] if t is not None}
     return {
-        "frames": n, "shots": shots, "tracks": len(tracks), "faces": len(faces),
+        "frames": n,
+        "shots": shots,
+        "tracks": len(tracks),
+        "faces": len(faces),
         "detected": round(float(detected.mean()), 4) if n else 0.0,
         "tracked": round(float((usable & ~detected).mean()), 4) if n else 0.0,
         "usable": round(float(usable.mean()), 4) if n else 0.0,
@@ -68,16 +72,20 @@ def worst_frames(table: pa.Table, k: int = 12) -> list[tuple[int, np.ndarray | N
         elif r not in ("ok", "no-face") and t in last:
             j = last[t]
             picks.append((int(d["frame"][j]), lms[j], f"track {t} lost at {f}: {r}"))
-    rest = [(float(d["fit_iou"][i]), i) for i in range(len(has))
-            if has[i] and d["fit_iou"][i] is not None and np.isfinite(d["fit_iou"][i])]
+    rest = [
+        (float(d["fit_iou"][i]), i)
+        for i in range(len(has))
+        if has[i] and d["fit_iou"][i] is not None and np.isfinite(d["fit_iou"][i])
+    ]
     for q, i in sorted(rest)[: max(0, k - len(picks))]:
         flag = "" if d["reason"][i] == "ok" else f" ({d['reason'][i]}: not averaged)"
         picks.append((int(d["frame"][i]), lms[i], f"frame {d['frame'][i]} track {d['track'][i]} fit {q:.2f}{flag}"))
     return sorted(picks[:k], key=lambda p: p[0])
 
 
-def audit_sheet(video: Path, picks: list[tuple[int, np.ndarray | None, str]], dest: Path, tile: int = 320,
-                cols: int = 4) -> Path | None:
+def audit_sheet(
+    video: Path, picks: list[tuple[int, np.ndarray | None, str]], dest: Path, tile: int = 320, cols: int = 4
+) -> Path | None:
     """Decode just the picked frames (one streaming pass) and tile them, landmarks drawn."""
     from mf2.video import iter_frames
 
@@ -92,8 +100,9 @@ def audit_sheet(video: Path, picks: list[tuple[int, np.ndarray | None, str]], de
         for f, lm, label in want.get(i, []):
             h, w = frame.shape[:2]
             s = tile / max(h, w)
-            img = cv2.cvtColor(cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA),
-                               cv2.COLOR_RGB2BGR)
+            img = cv2.cvtColor(
+                cv2.resize(frame, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2BGR
+            )
             if lm is not None:
                 for x, y in lm * s:
                     if np.isfinite(x) and np.isfinite(y) and abs(x) < 1e5 and abs(y) < 1e5:

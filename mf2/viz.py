@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from mf2.dataset import CONTACT_SHEET, pairs_path
 from mf2.atomic import write_bytes_atomic
+from mf2.dataset import CONTACT_SHEET, pairs_path
 from mf2.errors import InputError
 from mf2.schema import landmarks_to_numpy
 
@@ -24,7 +24,9 @@ def _draw(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) -> Path | None:
     """Evenly spaced pairs from OUT/pairs.parquet into OUT/contact_sheet.png."""
-    table = pq.read_table(pairs_path(out_dir), columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"])
+    table = pq.read_table(
+        pairs_path(out_dir), columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"]
+    )
     if table.num_rows == 0:
         return None
     idx = np.unique(np.linspace(0, table.num_rows - 1, min(n, table.num_rows)).round().astype(int))
@@ -35,8 +37,9 @@ def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) ->
         for col in ("blurry_path", "sharp_path"):
             img = cv2.imread(str(out_dir / table[col][i].as_py()), cv2.IMREAD_COLOR)
             if img is None:
-                raise InputError(f"{out_dir / table[col][i].as_py()}: missing or unreadable image (run mf2 verify)",
-                                 "missing-file")
+                raise InputError(
+                    f"{out_dir / table[col][i].as_py()}: missing or unreadable image (run mf2 verify)", "missing-file"
+                )
             scale = tile / img.shape[0]
             img = _draw(cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA), (lms[i] + 0.5) * scale - 0.5)
             pair.append(img)
@@ -52,4 +55,3 @@ def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) ->
     path = out_dir / CONTACT_SHEET
     write_bytes_atomic(path, buf.tobytes())
     return path
-

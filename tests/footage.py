@@ -56,8 +56,14 @@ class Footage:
     layers: list[list[dict]] = field(default_factory=list)  # per frame: {clip, key, alpha, sx, sy, x, y}
 
     def to_json(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "n_frames": self.n_frames, "cuts": self.cuts,
-                "transitions": self.transitions, "layers": self.layers}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "n_frames": self.n_frames,
+            "cuts": self.cuts,
+            "transitions": self.transitions,
+            "layers": self.layers,
+        }
 
 
 NOFACE = Layer("ffpp_youtube_519.mp4", 0, W, H, 0, 0, crop=(0, 40, 320, 180))  # news map, no face
@@ -71,11 +77,11 @@ def specs() -> dict[str, list[Segment]]:
         # three hard cuts: a face, another face, a shot with no face, a third face
         "cuts": [Segment(60, (a,)), Segment(50, (b,)), Segment(40, (), NOFACE), Segment(60, (c,))],
         # a fade through black, then a 12-frame dissolve between two faces in different places
-        "fades": [Segment(60, (a,), fade_out=12), Segment(60, (b,), fade_in=12),
-                  Segment(60, (c,), dissolve_in=12)],
+        "fades": [Segment(60, (a,), fade_out=12), Segment(60, (b,), fade_in=12), Segment(60, (c,), dissolve_in=12)],
         # two people at once
-        "sidebyside": [Segment(120, (Layer("fomm_04.mp4", 0, 300, 300, 10, 30),
-                                     Layer("fomm_10.mp4", 0, 300, 300, 330, 30)))],
+        "sidebyside": [
+            Segment(120, (Layer("fomm_04.mp4", 0, 300, 300, 10, 30), Layer("fomm_10.mp4", 0, 300, 300, 330, 30)))
+        ],
         # a small face in a big frame, on moving real background
         "small": [Segment(120, (Layer("lp_d20.mp4", 0, 200, 200, 400, 40),), NOFACE)],
         # a face sliding out of the picture to the right
@@ -85,8 +91,10 @@ def specs() -> dict[str, list[Segment]]:
 
 def _chain(idx: int, layer: Layer, n: int) -> str:
     crop = f"crop={layer.crop[2]}:{layer.crop[3]}:{layer.crop[0]}:{layer.crop[1]}," if layer.crop else ""
-    return (f"[{idx}:v]trim=start_frame={layer.start}:end_frame={layer.start + n},setpts=N/{FPS}/TB,"
-            f"{crop}scale={layer.w}:{layer.h},setsar=1,format=yuv420p")
+    return (
+        f"[{idx}:v]trim=start_frame={layer.start}:end_frame={layer.start + n},setpts=N/{FPS}/TB,"
+        f"{crop}scale={layer.w}:{layer.h},setsar=1,format=yuv420p"
+    )
 
 
 def _render_segment(videos: Path, seg: Segment, dest: Path) -> None:
@@ -107,9 +115,32 @@ def _render_segment(videos: Path, seg: Segment, dest: Path) -> None:
     if seg.fade_out:
         fades.append(f"fade=t=out:start_frame={seg.n - seg.fade_out}:nb_frames={seg.fade_out}")
     graph.append(f"[{last}]" + ",".join(fades + ["null"]) + "[out]")
-    subprocess.run(["ffmpeg", "-y", "-nostdin", "-loglevel", "error", *inputs, "-filter_complex", ";".join(graph),
-                    "-map", "[out]", "-frames:v", str(seg.n), "-c:v", "libx264", "-qp", "0", "-preset", "ultrafast",
-                    "-r", str(FPS), str(dest)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            *inputs,
+            "-filter_complex",
+            ";".join(graph),
+            "-map",
+            "[out]",
+            "-frames:v",
+            str(seg.n),
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-preset",
+            "ultrafast",
+            "-r",
+            str(FPS),
+            str(dest),
+        ],
+        check=True,
+    )
 
 
 def _join(parts: list[Path], segs: list[Segment], dest: Path) -> None:
@@ -127,9 +158,34 @@ def _join(parts: list[Path], segs: list[Segment], dest: Path) -> None:
             graph.append(f"[{last}][p{i}]concat=n=2:v=1:a=0,settb=1/{FPS},setpts=N/{FPS}/TB[j{i}]")
         last, length = f"j{i}", length + segs[i].n - d
     graph.append(f"[{last}]format=yuv420p[out]")
-    subprocess.run(["ffmpeg", "-y", "-nostdin", "-loglevel", "error", *inputs, "-filter_complex", ";".join(graph),
-                    "-map", "[out]", "-frames:v", str(length), "-c:v", "libx264", "-crf", "18", "-preset", "fast",
-                    "-r", str(FPS), "-pix_fmt", "yuv420p", str(dest)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            *inputs,
+            "-filter_complex",
+            ";".join(graph),
+            "-map",
+            "[out]",
+            "-frames:v",
+            str(length),
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-preset",
+            "fast",
+            "-r",
+            str(FPS),
+            "-pix_fmt",
+            "yuv420p",
+            str(dest),
+        ],
+        check=True,
+    )
 
 
 def _ground_truth(name: str, segs: list[Segment], path: Path, clip_size) -> Footage:
@@ -161,8 +217,18 @@ def _ground_truth(name: str, segs: list[Segment], path: Path, clip_size) -> Foot
                 alpha = (seg.n - k) / segs[si + 1].dissolve_in
             for li, layer in enumerate(seg.layers):
                 sw, sh = clip_size(layer.clip)
-                frames[t].append({"clip": layer.clip, "key": f"s{si}l{li}", "src": layer.start + k, "alpha": alpha,
-                                  "sx": layer.w / sw, "sy": layer.h / sh, "x": layer.x + layer.dx * k, "y": layer.y})
+                frames[t].append(
+                    {
+                        "clip": layer.clip,
+                        "key": f"s{si}l{li}",
+                        "src": layer.start + k,
+                        "alpha": alpha,
+                        "sx": layer.w / sw,
+                        "sy": layer.h / sh,
+                        "x": layer.x + layer.dx * k,
+                        "y": layer.y,
+                    }
+                )
         t0 += seg.n
     return Footage(name, path, len(frames), cuts, transitions, frames)
 
@@ -260,5 +326,16 @@ def save_truth(footage: dict[str, Footage], dest: Path) -> None:
     dest.write_text(json.dumps({k: v.to_json() for k, v in footage.items()}))
 
 
-__all__ = ["Footage", "Layer", "Segment", "TruthFace", "asdict", "build", "faces_at", "gone", "reference_landmarks",
-           "specs", "visible"]
+__all__ = [
+    "Footage",
+    "Layer",
+    "Segment",
+    "TruthFace",
+    "asdict",
+    "build",
+    "faces_at",
+    "gone",
+    "reference_landmarks",
+    "specs",
+    "visible",
+]

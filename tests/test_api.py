@@ -92,8 +92,13 @@ def test_every_command_is_a_function(tmp_path: Path, videos: Path) -> None:
     with pytest.raises(UsageError, match="not a fetch setting"):
         api.fetch("sample", tmp_path / "data", max_heigth=480)
 
-    run = api.run("pravg", tmp_path / "run", manifest="sample", sets=["jobs.*.out_size=64"],
-                  overrides={"dask.scheduler": "synchronous"})
+    run = api.run(
+        "pravg",
+        tmp_path / "run",
+        manifest="sample",
+        sets=["jobs.*.out_size=64"],
+        overrides={"dask.scheduler": "synchronous"},
+    )
     assert run.recipe == "pravg" and len(run.jobs) == 5 and all(s.n_failed == 0 for s in run.jobs.values())
     assert (tmp_path / "run" / "run.json").is_file()
 

@@ -88,6 +88,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """mf2.X (a subpackage or a top-level module) -> the mf2.Y it imports. The package's
     own __init__ (mf2) is left out: it only names the version."""
+
     def top(m: str) -> str:
         return ".".join(m.split(".")[:2])
 
@@ -161,8 +162,9 @@ def test_every_package_has_a_layer() -> None:
 
 
 def test_imports_go_down_the_layers() -> None:
-    upward = [(a, b) for a, deps in _packages(import_graph()).items() for b in deps
-              if LAYER.get(b, -1) >= LAYER.get(a, -1)]
+    upward = [
+        (a, b) for a, deps in _packages(import_graph()).items() for b in deps if LAYER.get(b, -1) >= LAYER.get(a, -1)
+    ]
     assert sorted(upward) == []
 
 
@@ -180,9 +182,9 @@ def test_each_simulate_parameter_is_declared_once() -> None:
     """mf2.params is the only declaration: the config's defaults, the CLI's options and the
     recipe's keys all come from it, and each key sets exactly its own target."""
     from mf2.cli import simulate as command
+    from mf2.modes.config import SimulateConfig, simulate_config
     from mf2.params import SIMULATE, get_path
     from mf2.pipeline.recipe import JOB_KEYS
-    from mf2.modes.config import SimulateConfig, simulate_config
 
     base = SimulateConfig()
     options = {o.name: o for o in command.params}
@@ -202,9 +204,9 @@ def test_each_simulate_parameter_is_declared_once() -> None:
 def test_params_record_uses_the_cli_names() -> None:
     """A setting has one name: the ``params`` record holds each setting of the mode under its
     key (no nesting, nothing twice), and a changed setting shows under that very key."""
-    from mf2.params import PAIR_FILTERS, SIMULATE
     from mf2.modes import mode_names
     from mf2.modes.config import simulate_config
+    from mf2.params import PAIR_FILTERS, SIMULATE
 
     for mode in mode_names():
         base = simulate_config({"mode": mode}).params()
@@ -228,8 +230,11 @@ def test_landmark_fetch_and_dask_settings_are_declared_once() -> None:
     from mf2.params import DASK, FETCH, LANDMARKS, get_path
     from mf2.pipeline.recipe import SECTIONS, DaskConfig
 
-    for table, cfg, section, command in ((LANDMARKS, LandmarkConfig(), "landmarks", simulate),
-                                         (FETCH, FetchConfig(), "fetch", fetch), (DASK, DaskConfig(), "dask", simulate)):
+    for table, cfg, section, command in (
+        (LANDMARKS, LandmarkConfig(), "landmarks", simulate),
+        (FETCH, FetchConfig(), "fetch", fetch),
+        (DASK, DaskConfig(), "dask", simulate),
+    ):
         options = {o.name: o for o in command.params}
         for p in table:
             assert get_path(cfg, p.target) == p.default, p.key
@@ -260,8 +265,13 @@ def test_every_arrow_schema_is_in_mf2_schema() -> None:
         if path == ROOT / "schema.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "schema" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "pa":
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "schema"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "pa"
+            ):
                 outside.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
     assert outside == []
 
@@ -270,11 +280,28 @@ def test_only_the_dataset_package_names_the_dataset_files() -> None:
     """Issue 32: the dataset folder has one owner. Its file and folder names (the manifest, the
     parts, the caches, the images, the lock) are built into paths in mf2.dataset only
     (docstrings and help texts aside: they describe, they do not build paths)."""
-    names = ('"pairs.parquet"', '"failures.parquet"', '"removed.parquet"', '".mf2-settings.json"',
-             '"contact_sheet.png"', '".mf2.lock"', '/ "parts"', '/ "landmarks"', '/ "flow"', '/ "stats"',
-             '"blurry/', '"sharp/', '("blurry", "sharp")')
-    found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if "dataset" not in p.relative_to(ROOT).parts
-             for n in names if n in p.read_text()]
+    names = (
+        '"pairs.parquet"',
+        '"failures.parquet"',
+        '"removed.parquet"',
+        '".mf2-settings.json"',
+        '"contact_sheet.png"',
+        '".mf2.lock"',
+        '/ "parts"',
+        '/ "landmarks"',
+        '/ "flow"',
+        '/ "stats"',
+        '"blurry/',
+        '"sharp/',
+        '("blurry", "sharp")',
+    )
+    found = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for p in ROOT.rglob("*.py")
+        if "dataset" not in p.relative_to(ROOT).parts
+        for n in names
+        if n in p.read_text()
+    ]
     assert found == []
 
 
@@ -291,12 +318,18 @@ def test_failures_have_one_home() -> None:
     assert is_transient("http-429") and not is_transient("private")
     # the machine's state, mf2's faults, transient errors and filtered inputs are redone by a
     # plain re-run; an input's own fault is not (while the input is unchanged)
-    assert all(retried_by_default(c) for c in ("disk-full", "read-only", "internal-error", "worker-lost",
-                                                "network", FILTERED))
+    assert all(
+        retried_by_default(c) for c in ("disk-full", "read-only", "internal-error", "worker-lost", "network", FILTERED)
+    )
     assert not any(retried_by_default(c) for c in ("not-a-video", "private", "removed", "bad-image"))
     policy = ("RETRIED_BY_DEFAULT =", "RETRY_BY_DEFAULT =", "TRANSIENT =", "ENOSPC:", "_ENVIRONMENT =")
-    found = [f"{p.relative_to(ROOT)}: {n}" for p in ROOT.rglob("*.py") if p.name != "errors.py" or p.parent != ROOT
-             for n in policy if n in p.read_text()]
+    found = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for p in ROOT.rglob("*.py")
+        if p.name != "errors.py" or p.parent != ROOT
+        for n in policy
+        if n in p.read_text()
+    ]
     assert found == []
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_mf2
 
 
@@ -36,14 +35,17 @@ def test_bad_inputs_are_recorded_and_the_good_one_still_processed(videos, tmp_pa
     assert (out / "contact_sheet.png").is_file()
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--L", "4"], "--L 4"),
-    (["--L", "1"], "--L 1"),
-    (["--crf", "log"], "--crf"),
-    (["--stride", "0"], "--stride 0"),
-    (["--mode", "nope"], "--mode"),
-    (["--videos", "/definitely/not/here"], "/definitely/not/here"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--L", "4"], "--L 4"),
+        (["--L", "1"], "--L 1"),
+        (["--crf", "log"], "--crf"),
+        (["--stride", "0"], "--stride 0"),
+        (["--mode", "nope"], "--mode"),
+        (["--videos", "/definitely/not/here"], "/definitely/not/here"),
+    ],
+)
 def test_usage_errors_are_one_line_and_exit_2(videos, tmp_path, args, needle):
     base = {"--videos": str(videos / "fomm_08.mp4"), "--out": str(tmp_path / "o")}
     for i in range(0, len(args), 2):
@@ -98,7 +100,10 @@ def test_builtin_names_work_from_any_folder(tmp_path):
     res = run_mf2("fetch", "sample", "--out", "data", "--validate-only", cwd=tmp_path)
     assert res.returncode != 0 and str(tmp_path / "sample") in res.stderr
     res = run_mf2("run", "nosuch", "--videos", "v", "--out", "o", cwd=tmp_path)
-    assert res.returncode == 2 and "not a built-in recipe (2mf2, deblur-model, paper-model, paper-tests, pravg" in res.stderr
+    assert (
+        res.returncode == 2
+        and "not a built-in recipe (2mf2, deblur-model, paper-model, paper-tests, pravg" in res.stderr
+    )
     assert "Traceback" not in res.stderr and not (tmp_path / "o").exists()
 
 
@@ -111,12 +116,29 @@ def test_simulate_json_and_strict(videos, tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "fomm_08.mp4").symlink_to(videos / "fomm_08.mp4")
     (tmp_path / "in" / "broken.mp4").write_bytes(b"not a video")
-    args = ("simulate", "--videos", "in", "--out", "out", "--mode", "pravg", "--L", "3", "--stride", "9",
-            "--out-size", "64", "--workers", "0", "--no-contact-sheet")
+    args = (
+        "simulate",
+        "--videos",
+        "in",
+        "--out",
+        "out",
+        "--mode",
+        "pravg",
+        "--L",
+        "3",
+        "--stride",
+        "9",
+        "--out-size",
+        "64",
+        "--workers",
+        "0",
+        "--no-contact-sheet",
+    )
     r = run_mf2(*args, "--json", "--strict", cwd=tmp_path)
     assert r.returncode == 1, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == (f"mf2: error: --strict: 1 of 2 videos failed "
-                                                 f"(see {tmp_path / 'out' / 'failures.parquet'})")
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"mf2: error: --strict: 1 of 2 videos failed (see {tmp_path / 'out' / 'failures.parquet'})"
+    )
     s = json.loads(r.stdout)
     assert (s["videos"], s["ok"], s["failed"]) == (2, 1, 1) and s["pairs"] > 0
     assert s["failures_by_class"] and s["pairs_path"] == str(tmp_path / "out" / "pairs.parquet")
@@ -124,8 +146,7 @@ def test_simulate_json_and_strict(videos, tmp_path):
     assert r.returncode == 0 and r.stdout == ""
     r = run_mf2("stats", "out", "--json", cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["n_pairs"] == s["pairs"], r.stderr
-    r = run_mf2("evaluate", "out", "--out", "report", "--no-identity", "--limit", "4", "--json",
-                cwd=tmp_path)
+    r = run_mf2("evaluate", "out", "--out", "report", "--no-identity", "--limit", "4", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     ev = json.loads(r.stdout)
     assert ev["methods"] == ["Blurred", "Oracle"] and ev["n_pairs"] and ev["results"]
@@ -178,8 +199,11 @@ def test_sigkill_mid_run_then_resume_equals_a_clean_run(videos, tmp_path):
         shutil.copy(videos / name, vids / name)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     args = ["--videos", str(vids), "--L", "7", "--stride", "2", "--no-contact-sheet"]
-    proc = subprocess.Popen([sys.executable, "-m", "mf2", "simulate", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mf2", "simulate", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((killed / "parts").glob("*/*.parquet")):
         time.sleep(0.05)

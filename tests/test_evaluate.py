@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import copy_clips, run_mf2
 
 
@@ -19,8 +18,20 @@ from conftest import copy_clips, run_mf2
 def pairs_dir(videos, tmp_path_factory) -> Path:
     vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
-    res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "6",
-                  "--no-contact-sheet", "--workers", "0")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(vids),
+        "--out",
+        str(out),
+        "--L",
+        "7",
+        "--stride",
+        "6",
+        "--no-contact-sheet",
+        "--workers",
+        "0",
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -53,8 +64,9 @@ def test_ssim_and_psnr_match_scikit_image_on_real_crops(pairs_dir):
     rows = _pairs(pairs_dir)
     for r in rows[:: max(1, len(rows) // 6)]:
         a, b = _rgb(pairs_dir / r["blurry_path"]), _rgb(pairs_dir / r["sharp_path"])
-        ref = structural_similarity(luminance(a), luminance(b), gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, data_range=255)
+        ref = structural_similarity(
+            luminance(a), luminance(b), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+        )
         assert abs(ssim(a, b) - ref) < 1e-4
         assert 0.5 < ssim(a, b) < 1.0
         assert abs(psnr(a, b) - peak_signal_noise_ratio(luminance(b), luminance(a), data_range=255)) < 1e-6
@@ -71,14 +83,19 @@ def test_luminance_is_matlab_rgb2ycbcr():
 
 
 def test_auc_and_failure_rate_against_a_hand_computed_ced():
-    from mf2.evaluate.landmarks import auc_and_failure_rate, ced, bins
+    from mf2.evaluate.landmarks import auc_and_failure_rate, bins, ced
 
     # CED = 0.25 on [0.01, 0.02), 0.5 on [0.02, 0.05), 0.75 on [0.05, 0.08]: area 0.04 -> AUC 0.5
     errors = [0.01, 0.02, 0.05, 0.10]
     auc, fr = auc_and_failure_rate(errors)
     assert auc == pytest.approx(0.5, abs=2e-3) and fr == 0.25
     grid = bins()
-    assert len(grid) == 801 and ced(np.array(errors), np.array([0.0, 0.01, 0.03, 0.08])).tolist() == [0, 0.25, 0.5, 0.75]
+    assert len(grid) == 801 and ced(np.array(errors), np.array([0.0, 0.01, 0.03, 0.08])).tolist() == [
+        0,
+        0.25,
+        0.5,
+        0.75,
+    ]
     assert auc_and_failure_rate([0.0, 0.0]) == (pytest.approx(1.0), 0.0)
     assert auc_and_failure_rate([0.09, math.inf]) == (0.0, 1.0)
     # a localiser that found no face (inf) is a failure and never lifts the curve
@@ -93,8 +110,8 @@ def test_auc_and_failure_rate_against_a_hand_computed_ced():
 @pytest.mark.slow
 def test_identity_same_image_is_one_and_different_people_clearly_lower(videos):
     from mf2.faces.crop import face_crop, resize_to
-    from mf2.faces.identity import IdentityEmbedder, cosine
     from mf2.faces.dlib_backend import DlibBackend
+    from mf2.faces.identity import IdentityEmbedder, cosine
     from mf2.video import iter_frames, probe
 
     backend, emb = DlibBackend(), IdentityEmbedder()
@@ -163,8 +180,19 @@ def test_external_method_folder(pairs_dir, tmp_path):
         img = cv2.imread(str(pairs_dir / r["blurry_path"]))
         cv2.imwrite(str(smear / f"{r['pair_id']}.png"), cv2.GaussianBlur(img, (0, 0), 3))
     out = tmp_path / "rep"
-    res = run_mf2("evaluate", str(pairs_dir), "--restored", f"copy={copy}", "--restored",
-                  f"smear={smear}", "--out", str(out), "--no-identity", "--limit", "6")
+    res = run_mf2(
+        "evaluate",
+        str(pairs_dir),
+        "--restored",
+        f"copy={copy}",
+        "--restored",
+        f"smear={smear}",
+        "--out",
+        str(out),
+        "--no-identity",
+        "--limit",
+        "6",
+    )
     assert res.returncode == 0, res.stderr
     js = json.loads((out / "report.json").read_text())
     by = {r["method"]: r for r in js["results"]}
@@ -182,17 +210,21 @@ def test_external_method_folder(pairs_dir, tmp_path):
 
     big = cv2.resize(cv2.imread(str(smear / f"{rows[0]['pair_id']}.png")), (300, 300))
     cv2.imwrite(str(smear / f"{rows[0]['pair_id']}.png"), big)
-    res = run_mf2("evaluate", str(pairs_dir), "--restored", f"smear={smear}", "--out",
-                  str(tmp_path / "r3"), "--no-identity")
+    res = run_mf2(
+        "evaluate", str(pairs_dir), "--restored", f"smear={smear}", "--out", str(tmp_path / "r3"), "--no-identity"
+    )
     assert res.returncode == 2 and rows[0]["pair_id"] in res.stderr and "300x300" in res.stderr
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--restored", "nodir"], "NAME=DIR"),
-    (["--restored", "Oracle=/tmp"], "Blurred/Oracle"),
-    (["--restored", "x=/definitely/not/here"], "/definitely/not/here"),
-    (["--limit", "-1"], "--limit"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--restored", "nodir"], "NAME=DIR"),
+        (["--restored", "Oracle=/tmp"], "Blurred/Oracle"),
+        (["--restored", "x=/definitely/not/here"], "/definitely/not/here"),
+        (["--limit", "-1"], "--limit"),
+    ],
+)
 @pytest.mark.slow
 def test_evaluate_usage_errors(pairs_dir, tmp_path, args, needle):
     res = run_mf2("evaluate", str(pairs_dir), "--out", str(tmp_path / "r"), *args)
@@ -213,8 +245,9 @@ def test_evaluate_refuses_a_manifest_without_images(pairs_dir, tmp_path):
 @pytest.mark.slow
 def test_stills_protocol_scores_against_human_annotations(landmark_data, tmp_path):
     out = tmp_path / "rep"
-    res = run_mf2("evaluate", "--stills", str(landmark_data), "--kernel-size", "15", "--kernel-size", "31",
-                  "--out", str(out))
+    res = run_mf2(
+        "evaluate", "--stills", str(landmark_data), "--kernel-size", "15", "--kernel-size", "31", "--out", str(out)
+    )
     assert res.returncode == 0, res.stderr
     js = json.loads((out / "report.json").read_text())
     n_annotated = len(list(landmark_data.rglob("*.pts")))
@@ -240,8 +273,13 @@ def test_settings_are_laid_out_as_the_papers_tables_5_to_7():
     from mf2.evaluate.report import paper_tables
 
     got = paper_tables(["VLA", "Synthetic k31", "PrAvg 21", "PrAvg 9", "PrAvg 7", "PrAvg 15", "PrAvg 11"])
-    assert got == [("Table 5", ["PrAvg 7", "PrAvg 9", "PrAvg 11"]), ("Table 6", ["PrAvg 15", "PrAvg 21", "VLA"]),
-                   ("Table 7", ["Synthetic k31"])]
+    assert got == [
+        ("Table 5", ["PrAvg 7", "PrAvg 9", "PrAvg 11"]),
+        ("Table 6", ["PrAvg 15", "PrAvg 21", "VLA"]),
+        ("Table 7", ["Synthetic k31"]),
+    ]
     assert paper_tables(["PrAvg 7"]) == [("Landmark localisation", ["PrAvg 7"])]
-    assert [t for t, _ in paper_tables(["PrAvg 5", "PrAvg 7", "PrAvg 9", "VLA"])] == \
-        ["Landmark localisation (1/2)", "Landmark localisation (2/2)"]
+    assert [t for t, _ in paper_tables(["PrAvg 5", "PrAvg 7", "PrAvg 9", "VLA"])] == [
+        "Landmark localisation (1/2)",
+        "Landmark localisation (2/2)",
+    ]

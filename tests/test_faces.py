@@ -14,8 +14,8 @@ from mf2.faces.base import iou, landmark_box
 from mf2.faces.dlib_backend import DlibBackend
 from mf2.faces.pts import normalised_error, read_pts
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
-from mf2.faces.stage import compute_landmarks
 from mf2.faces.shots import ShotConfig, ShotDetector
+from mf2.faces.stage import compute_landmarks
 from mf2.faces.track import FaceTracker, TrackFrame
 from mf2.schema import landmarks_to_numpy
 from mf2.video import DuplicateDetector, iter_frames, probe
@@ -77,7 +77,9 @@ def test_tracker_redetects_after_a_cut(videos, dlib_backend):
     """Two people back to back, the second face 50 px further left: right after the cut the
     track must land on the new face (re-detected there, not at the next keyframe)."""
     a = itertools.islice(iter_frames(videos / "fomm_04.mp4"), 30)
-    b = [np.ascontiguousarray(np.roll(f, -50, axis=1)) for f in itertools.islice(iter_frames(videos / "fomm_10.mp4"), 30)]
+    b = [
+        np.ascontiguousarray(np.roll(f, -50, axis=1)) for f in itertools.islice(iter_frames(videos / "fomm_10.mp4"), 30)
+    ]
     dup = DuplicateDetector()
     frames_ = list(itertools.chain(a, b))
     shots = ShotDetector(ShotConfig(), 30.0)

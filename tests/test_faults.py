@@ -27,7 +27,6 @@ from typing import Callable
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, ffmpeg, run_mf2
 from video_server import VideoServer
 
@@ -38,6 +37,7 @@ SIM = ("--workers", "0", "--no-contact-sheet")
 
 # -- fixtures: tiny inputs, one dataset, one checkpoint -------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def clips(videos, tmp_path_factory) -> Path:
     """Tiny clips cut from shared footage, plus broken and unusual ones built with ffmpeg."""
@@ -47,15 +47,47 @@ def clips(videos, tmp_path_factory) -> Path:
     ffmpeg("-i", str(src), "-frames:v", "14", *enc, "-pix_fmt", "yuv420p", str(d / "a.mp4"))
     ffmpeg("-i", str(other), "-frames:v", "14", "-vf", "scale=256:256", *enc, "-pix_fmt", "yuv420p", str(d / "b.mp4"))
     ffmpeg("-i", str(src), "-frames:v", "5", *enc, "-pix_fmt", "yuv420p", str(d / "short.mp4"))
-    ffmpeg("-i", str(src), "-frames:v", "14", "-vf", "setpts='N/(35*TB)+if(gt(N,6),0.4/TB,0)'", "-fps_mode", "vfr",
-           *enc, "-pix_fmt", "yuv420p", str(d / "vfr.mp4"))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-frames:v",
+        "14",
+        "-vf",
+        "setpts='N/(35*TB)+if(gt(N,6),0.4/TB,0)'",
+        "-fps_mode",
+        "vfr",
+        *enc,
+        "-pix_fmt",
+        "yuv420p",
+        str(d / "vfr.mp4"),
+    )
     ffmpeg("-i", str(src), "-frames:v", "14", "-c:v", "libx264", "-pix_fmt", "yuv420p10le", str(d / "p10.mp4"))
     ffmpeg("-i", str(src), "-frames:v", "14", *enc, "-pix_fmt", "yuv444p", str(d / "p444.mp4"))
-    ffmpeg("-i", str(src), "-frames:v", "14", "-vf", "scale=128:256,setsar=2/1", *enc, "-pix_fmt", "yuv420p",
-           str(d / "sar.mp4"))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-frames:v",
+        "14",
+        "-vf",
+        "scale=128:256,setsar=2/1",
+        *enc,
+        "-pix_fmt",
+        "yuv420p",
+        str(d / "sar.mp4"),
+    )
     # stored sideways (a phone held upright), with the tag that turns it upright for display
-    ffmpeg("-i", str(src), "-frames:v", "14", "-vf", "pad=320:256:32:0,transpose=1", *enc, "-pix_fmt", "yuv420p",
-           str(d / "sideways.mp4"))
+    ffmpeg(
+        "-i",
+        str(src),
+        "-frames:v",
+        "14",
+        "-vf",
+        "pad=320:256:32:0,transpose=1",
+        *enc,
+        "-pix_fmt",
+        "yuv420p",
+        str(d / "sideways.mp4"),
+    )
     ffmpeg("-i", str(d / "sideways.mp4"), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(d / "rotated.mp4"))
     ffmpeg("-i", str(videos / "lp_d6_first20s.mp4"), "-vn", "-c:a", "copy", str(d / "audio.mp4"))
     full = (d / "a.mp4").read_bytes()
@@ -93,8 +125,7 @@ def reference(clips, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(dataset, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run") / "R"
-    res = run_mf2("train", str(dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
-                  "--out", str(run))
+    res = run_mf2("train", str(dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu", "--out", str(run))
     assert res.returncode == 0, res.stderr
     return run
 
@@ -134,8 +165,9 @@ def tmpfs(path: Path, size: str, ro: bool = False):
     if os.geteuid() != 0:
         pytest.skip("disk-full / read-only cases mount a small tmpfs, which needs root")
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}" + (",ro" if ro else ""), "tmpfs", str(path)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}" + (",ro" if ro else ""), "tmpfs", str(path)], check=True
+    )
     try:
         yield path
     finally:
@@ -154,6 +186,7 @@ class Ctx:
 
 # -- the cases ---------------------------------------------------------------------------------------
 # Each is one function of a Ctx; CASES maps its id to it. Shared assertions live in one_error/ok.
+
 
 def relative_paths_from_another_folder(c: Ctx) -> None:
     """README's commands with relative paths, run from a folder that is not the repository."""
@@ -185,8 +218,21 @@ def run_manifest_relative_out_over_http(c: Ctx) -> None:
     with VideoServer(c.clips) as srv:
         (work / "v.csv").write_text(f"video_id,url\nv1,{srv.url('ok', 'a.mp4')}\n")
         shutil.copy(REPO / "pipelines" / "pravg.yaml", work / "pravg.yaml")
-        ok(run_mf2("run", "pravg.yaml", "--manifest", "v.csv", "--out", "RUN", "--workers", "0",
-                   "--set", "jobs.*.out_size=64", cwd=work))
+        ok(
+            run_mf2(
+                "run",
+                "pravg.yaml",
+                "--manifest",
+                "v.csv",
+                "--out",
+                "RUN",
+                "--workers",
+                "0",
+                "--set",
+                "jobs.*.out_size=64",
+                cwd=work,
+            )
+        )
     assert (work / "RUN" / "data" / "videos" / "v1.mp4").is_file() and not (work / "RUN" / "RUN").exists()
     assert any(pq.read_table(p).num_rows for p in (work / "RUN").glob("*/pairs.parquet"))
 
@@ -225,16 +271,30 @@ def simulate_twice_adds_videos(c: Ctx) -> None:
 def simulate_other_settings_refused(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")
     before = _sha(ds / "pairs.parquet")
-    res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", "--L", "9",
-                  *SIM)
+    res = run_mf2(
+        "simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", "--L", "9", *SIM
+    )
     one_error(res, 2, "L: 7 -> 9")
     assert _sha(ds / "pairs.parquet") == before and not (ds / "parts" / "pravg" / "b.parquet").exists()
 
 
 def simulate_replace(c: Ctx) -> None:
     ds = _copy_ds(c.dataset, c.tmp / "DS")
-    ok(run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(ds), "--out-size", "64", "--L", "5",
-               "--replace", *SIM))
+    ok(
+        run_mf2(
+            "simulate",
+            "--videos",
+            str(c.clips / "b.mp4"),
+            "--out",
+            str(ds),
+            "--out-size",
+            "64",
+            "--L",
+            "5",
+            "--replace",
+            *SIM,
+        )
+    )
     t = pq.read_table(ds / "pairs.parquet")
     assert set(t["video_id"].to_pylist()) == {"b"} and set(t["L"].to_pylist()) == {5}
     assert not (ds / "blurry" / "a").exists()
@@ -243,9 +303,26 @@ def simulate_replace(c: Ctx) -> None:
 
 def concurrent_simulates_keep_both(c: Ctx) -> None:
     ds = c.tmp / "DS"
-    procs = [subprocess.Popen([sys.executable, "-m", "mf2", "simulate", "--videos", str(c.clips / n), "--out", str(ds),
-                               "--out-size", "64", *SIM], stderr=subprocess.PIPE, text=True)
-             for n in ("a.mp4", "b.mp4")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mf2",
+                "simulate",
+                "--videos",
+                str(c.clips / n),
+                "--out",
+                str(ds),
+                "--out-size",
+                "64",
+                *SIM,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in ("a.mp4", "b.mp4")
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
@@ -262,23 +339,44 @@ def out_read_only(c: Ctx) -> None:
 
 def out_below_a_file(c: Ctx) -> None:
     (c.tmp / "afile").write_text("x")
-    one_error(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "afile" / "OUT"), *SIM),
-              2, "afile")
+    one_error(
+        run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "afile" / "OUT"), *SIM), 2, "afile"
+    )
 
 
 def out_is_a_file_train(c: Ctx) -> None:
     (c.tmp / "afile").write_text("x")
-    one_error(run_mf2("train", str(c.dataset), "--config", "tiny", "--out", str(c.tmp / "afile")), 2,
-              "is a file")
+    one_error(run_mf2("train", str(c.dataset), "--config", "tiny", "--out", str(c.tmp / "afile")), 2, "is a file")
 
 
 def disk_full_simulate(c: Ctx) -> None:
     with tmpfs(c.tmp / "small", "400k") as small:
-        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(small / "DS"), "--out-size", "64",
-                   "--no-contact-sheet", "--workers", "0"))
+        ok(
+            run_mf2(
+                "simulate",
+                "--videos",
+                str(c.clips / "a.mp4"),
+                "--out",
+                str(small / "DS"),
+                "--out-size",
+                "64",
+                "--no-contact-sheet",
+                "--workers",
+                "0",
+            )
+        )
         before = _sha(small / "DS" / "pairs.parquet")
-        res = run_mf2("simulate", "--videos", str(c.clips / "b.mp4"), "--out", str(small / "DS"), "--out-size", "64",
-                      "--workers", "0")
+        res = run_mf2(
+            "simulate",
+            "--videos",
+            str(c.clips / "b.mp4"),
+            "--out",
+            str(small / "DS"),
+            "--out-size",
+            "64",
+            "--workers",
+            "0",
+        )
         one_error(res, 1, "no space left")
         # the first run's pairs are still there, and the manifest is consistent with the files
         t = pq.read_table(small / "DS" / "pairs.parquet")
@@ -330,6 +428,7 @@ def corrupt_manifest(cmd: str, how: str = "truncated") -> Callable[[Ctx], None]:
         one_error(res, 1 if cmd == "verify" else 2, "pairs.parquet")
         assert _sha(ds / "pairs.parquet") == before  # nothing rewritten on top of it
         assert (ds / "parts" / "pravg" / "a.parquet").is_file()
+
     return case
 
 
@@ -363,13 +462,25 @@ def hostile_checkpoint(cmd: str) -> Callable[[Ctx], None]:
             run = c.tmp / "R"
             shutil.copytree(c.checkpoint, run)
             shutil.copy(evil, run / "checkpoints" / "cgan_last.pt")
-            res = run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--stage", "cgan",
-                          "--out", str(run), cwd=c.tmp)
+            res = run_mf2(
+                "train",
+                str(c.dataset),
+                "--config",
+                "tiny",
+                "--max-steps",
+                "2",
+                "--stage",
+                "cgan",
+                "--out",
+                str(run),
+                cwd=c.tmp,
+            )
         else:
             crop = next((c.dataset / "blurry").rglob("*.png"))
             res = run_mf2("deblur", str(crop), "--checkpoint", str(evil), "--out", str(c.tmp / "O"), cwd=c.tmp)
         one_error(res, 2, "checkpoint")
         assert not (c.tmp / "PWNED").exists()
+
     return case
 
 
@@ -380,11 +491,11 @@ def train_extension_needs_restart(c: Ctx) -> None:
     res = run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run))
     one_error(res, 2, "--restart-cgan")
     assert {p.name: _sha(p) for p in (run / "checkpoints").iterdir()} == before  # checked before any step
-    ok(run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run),
-               "--restart-cgan"))
+    ok(run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "3", "--out", str(run), "--restart-cgan"))
     assert (run / "checkpoints" / "cgan_hg2.pt").is_file() and (run / "model.pt").is_file()
-    res = ok(run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "4", "--stage", "cgan",
-                     "--out", str(run)))
+    res = ok(
+        run_mf2("train", str(c.dataset), "--config", "tiny", "--max-steps", "4", "--stage", "cgan", "--out", str(run))
+    )
     assert "cgan: 4 steps" in res.stderr
 
 
@@ -432,13 +543,36 @@ def deblur_skips_bad_png(c: Ctx) -> None:
 
 
 def deblur_keeps_vfr_timing(c: Ctx) -> None:
-    res = ok(run_mf2("deblur", str(c.clips / "vfr.mp4"), "--checkpoint", str(c.checkpoint / "model.pt"),
-                     "--out", str(c.tmp / "O")))
+    res = ok(
+        run_mf2(
+            "deblur",
+            str(c.clips / "vfr.mp4"),
+            "--checkpoint",
+            str(c.checkpoint / "model.pt"),
+            "--out",
+            str(c.tmp / "O"),
+        )
+    )
     assert "1 videos" in res.stderr
 
     def times(p: Path) -> list[float]:
-        out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time",
-                              "-of", "csv=p=0", str(p)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=pts_time",
+                "-of",
+                "csv=p=0",
+                str(p),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return sorted(float(t) for t in out.split())
 
     a, b = times(c.clips / "vfr.mp4"), times(c.tmp / "O" / "vfr.mp4")
@@ -449,8 +583,19 @@ def deblur_keeps_vfr_timing(c: Ctx) -> None:
 def files_respect_umask(c: Ctx) -> None:
     old = os.umask(0o022)
     try:
-        ok(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "DS"), "--out-size", "64",
-                   "--workers", "0"))
+        ok(
+            run_mf2(
+                "simulate",
+                "--videos",
+                str(c.clips / "a.mp4"),
+                "--out",
+                str(c.tmp / "DS"),
+                "--out-size",
+                "64",
+                "--workers",
+                "0",
+            )
+        )
     finally:
         os.umask(old)
     files = [p for p in (c.tmp / "DS").rglob("*") if p.is_file() and p.name != ".mf2.lock"]
@@ -498,21 +643,29 @@ def file_url_refusal_names_source(c: Ctx) -> None:
 def recipe_unknown_key(c: Ctx) -> None:
     r = c.tmp / "r.yaml"
     r.write_text("name: x\njobs:\n  - {mode: pravg, Lz: 7}\n")
-    one_error(run_mf2("run", str(r), "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "0"),
-              2, "Lz")
+    one_error(
+        run_mf2("run", str(r), "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "0"), 2, "Lz"
+    )
 
 
 def recipe_python_tag(c: Ctx) -> None:
     r = c.tmp / "r.yaml"
     r.write_text("name: !!python/object/apply:os.system ['touch PWNED']\njobs: []\n")
-    one_error(run_mf2("run", str(r), "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "0",
-                      cwd=c.tmp), 2)
+    one_error(
+        run_mf2(
+            "run", str(r), "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "0", cwd=c.tmp
+        ),
+        2,
+    )
     assert not (c.tmp / "PWNED").exists()
 
 
 def workers_negative(c: Ctx) -> None:
-    one_error(run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "-1"),
-              2, "--workers")
+    one_error(
+        run_mf2("simulate", "--videos", str(c.clips / "a.mp4"), "--out", str(c.tmp / "O"), "--workers", "-1"),
+        2,
+        "--workers",
+    )
 
 
 def one_bad_video_reason_printed(c: Ctx) -> None:
@@ -534,8 +687,11 @@ def _showinfo_times(path: Path) -> list[float]:
     absent): what lines a damaged clip's frames up with the intact clip's."""
     import re
 
-    log = subprocess.run(["ffmpeg", "-nostdin", "-i", str(path), "-map", "v:0", "-vf", "showinfo=checksum=0",
-                          "-f", "null", "-"], capture_output=True, text=True).stderr
+    log = subprocess.run(
+        ["ffmpeg", "-nostdin", "-i", str(path), "-map", "v:0", "-vf", "showinfo=checksum=0", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    ).stderr
     return [float(t) for t in re.findall(r"pts_time:([0-9.]+)", log)]
 
 
@@ -551,11 +707,24 @@ def concealed_frames_never_averaged(c: Ctx) -> None:
 
     intact, d = c.tmp / "intact.mp4", c.tmp / "in"
     d.mkdir()
-    ffmpeg("-i", str(c.videos / "fomm_08.mp4"), "-frames:v", "90", "-c:v", "libx264", "-preset", "ultrafast",
-           "-g", "30", "-pix_fmt", "yuv420p", str(intact))
+    ffmpeg(
+        "-i",
+        str(c.videos / "fomm_08.mp4"),
+        "-frames:v",
+        "90",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        str(intact),
+    )
     data = bytearray(intact.read_bytes())
     lo, n = len(data) * 45 // 100, len(data) // 10
-    data[lo:lo + n] = bytes(n)
+    data[lo : lo + n] = bytes(n)
     (d / "concealed.mp4").write_bytes(bytes(data))
 
     fps = float(probe(intact).fps)
@@ -563,8 +732,9 @@ def concealed_frames_never_averaged(c: Ctx) -> None:
     times = _showinfo_times(d / "concealed.mp4")
     frames = list(iter_frames(probe(d / "concealed.mp4")))
     assert len(frames) == len(times) < 90  # packets were dropped
-    invented = {i for i, (f, t) in enumerate(zip(frames, times))
-                if np.abs(f.astype(int) - good[round(t * fps)]).mean() > 1.0}
+    invented = {
+        i for i, (f, t) in enumerate(zip(frames, times)) if np.abs(f.astype(int) - good[round(t * fps)]).mean() > 1.0
+    }
     assert len(invented) >= 5  # the construction damaged frames the decoder still output
 
     ok(run_mf2("simulate", "--videos", str(d), "--out", str(c.tmp / "O"), *SIM))
@@ -581,6 +751,7 @@ def concealed_frames_never_averaged(c: Ctx) -> None:
 def input_case(name: str, error_class: str | None) -> Callable[[Ctx], None]:
     """One input file alone: recorded as its failure class (the run goes on and says why),
     or processed into pairs with square, upright crops."""
+
     def case(c: Ctx) -> None:
         res = ok(run_mf2("simulate", "--videos", str(c.clips / name), "--out", str(c.tmp / "O"), *SIM))
         stem = Path(name).stem
@@ -595,6 +766,7 @@ def input_case(name: str, error_class: str | None) -> Callable[[Ctx], None]:
 
             img = cv2.imread(str(c.tmp / "O" / t["sharp_path"][0].as_py()))
             assert img.shape == (256, 256, 3)
+
     return case
 
 
@@ -616,8 +788,13 @@ def sar_is_square(c: Ctx) -> None:
 
 
 def _interrupt(c: Ctx, sig: int, cmd: list[str], when: Callable[[], bool]) -> subprocess.CompletedProcess:
-    p = subprocess.Popen([sys.executable, "-m", "mf2", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mf2", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     t0 = time.monotonic()
     while not when() and p.poll() is None and time.monotonic() - t0 < 60:
         time.sleep(0.02)
@@ -637,6 +814,7 @@ def interrupted_simulate_resumes(sig: int) -> Callable[[Ctx], None]:
         ok(run_mf2(*args))
         assert pq.read_table(out / "pairs.parquet").equals(pq.read_table(c.reference / "DS" / "pairs.parquet"))
         assert not pq.read_table(out / "failures.parquet").num_rows  # the interruption is no video's failure
+
     return case
 
 
@@ -644,8 +822,12 @@ def interrupted_fetch_resumes(c: Ctx) -> None:
     m = c.tmp / "m.csv"
     m.write_text("video_id,url\n" + "".join(f"v{i},{c.clips / 'a.mp4'}\n" for i in range(6)))
     out = c.tmp / "D"
-    _interrupt(c, signal.SIGKILL, ["fetch", str(m), "--out", str(out), "--downloads", "1"],
-               lambda: len(list((out / "videos").glob("v*.mp4"))) >= 2 if (out / "videos").is_dir() else False)
+    _interrupt(
+        c,
+        signal.SIGKILL,
+        ["fetch", str(m), "--out", str(out), "--downloads", "1"],
+        lambda: len(list((out / "videos").glob("v*.mp4"))) >= 2 if (out / "videos").is_dir() else False,
+    )
     ok(run_mf2("fetch", str(m), "--out", str(out)))
     rows = pq.read_table(out / "fetch.parquet").to_pylist()
     assert [r["status"] for r in rows] == ["ok"] * 6
@@ -654,8 +836,7 @@ def interrupted_fetch_resumes(c: Ctx) -> None:
 
 def interrupted_train_resumes(c: Ctx) -> None:
     run = c.tmp / "R"
-    args = ["train", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu",
-            "--out", str(run)]
+    args = ["train", str(c.dataset), "--config", "tiny", "--max-steps", "2", "--device", "cpu", "--out", str(run)]
     _interrupt(c, signal.SIGINT, args, lambda: (run / "checkpoints" / "hg_last.pt").exists())
     ok(run_mf2(*args))
     assert (run / "model.pt").is_file()
@@ -669,10 +850,17 @@ def missing_inputs(cmd: str) -> Callable[[Ctx], None]:
             "fetch": ["fetch", nowhere + ".csv", "--out", str(c.tmp / "O")],
             "verify": ["verify", nowhere],
             "stats": ["stats", nowhere],
-            "materialize": ["materialize", str(c.dataset / "pairs.parquet"), "--videos", nowhere,
-                            "--out", str(c.tmp / "O")],
+            "materialize": [
+                "materialize",
+                str(c.dataset / "pairs.parquet"),
+                "--videos",
+                nowhere,
+                "--out",
+                str(c.tmp / "O"),
+            ],
         }[cmd]
         one_error(run_mf2(*args), 2, "nowhere")
+
     return case
 
 
@@ -696,8 +884,10 @@ CASES: dict[str, Callable[[Ctx], None]] = {
     "out-is-a-file-train": out_is_a_file_train,
     "disk-full-simulate": disk_full_simulate,
     "disk-full-export": disk_full_export_then_finish,
-    **{f"corrupt-{cmd}": corrupt_manifest(cmd) for cmd in
-       ("verify", "stats", "train", "evaluate", "export", "split", "remove")},
+    **{
+        f"corrupt-{cmd}": corrupt_manifest(cmd)
+        for cmd in ("verify", "stats", "train", "evaluate", "export", "split", "remove")
+    },
     "corrupt-pages-stats": corrupt_manifest("stats", "middle"),
     "corrupt-pages-verify": corrupt_manifest("verify", "middle"),
     "zero-byte-manifest-simulate": zero_byte_manifest_rebuilt_by_simulate,

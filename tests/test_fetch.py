@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, run_mf2
+from video_server import VideoServer
+
 from mf2.errors import InputError
 from mf2.fetch.download import FetchConfig
 from mf2.fetch.errors import classify
 from mf2.fetch.manifest import read_manifest
 from mf2.fetch.run import run_fetch
 from mf2.schema import read_metadata
-from video_server import VideoServer
 
 FAST = dict(backoff=0.05, timeout=1.5, downloads=2)
 
@@ -41,11 +41,17 @@ def _table(out: Path) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_downloads_are_byte_identical_and_faults_are_classified(videos, server, tmp_path):
-    m = _csv(tmp_path / "m.csv", [
-        ("okv", server.url("ok", "fomm_08.mp4")), ("missing", server.url("404", "fomm_08.mp4")),
-        ("flaky", server.url("flaky", "fomm_10.mp4")), ("dropped", server.url("drop", "lp_d0.mp4")),
-        ("stalled", server.url("slow", "fomm_04.mp4")), ("truncated", server.url("trunc", "lp_d11.mp4")),
-    ])
+    m = _csv(
+        tmp_path / "m.csv",
+        [
+            ("okv", server.url("ok", "fomm_08.mp4")),
+            ("missing", server.url("404", "fomm_08.mp4")),
+            ("flaky", server.url("flaky", "fomm_10.mp4")),
+            ("dropped", server.url("drop", "lp_d0.mp4")),
+            ("stalled", server.url("slow", "fomm_04.mp4")),
+            ("truncated", server.url("trunc", "lp_d11.mp4")),
+        ],
+    )
     out = tmp_path / "out"
     s = run_fetch(m, out, FetchConfig(retries=2, **FAST))
     t = _table(out)
@@ -69,8 +75,14 @@ def test_downloads_are_byte_identical_and_faults_are_classified(videos, server, 
 
 @pytest.mark.slow
 def test_rerun_skips_ok_and_retries_only_what_it_is_told(server, tmp_path):
-    m = _csv(tmp_path / "m.csv", [("a", server.url("ok", "fomm_08.mp4")), ("gone", server.url("404", "x.mp4")),
-                                  ("stalled", server.url("slow", "fomm_04.mp4"))])
+    m = _csv(
+        tmp_path / "m.csv",
+        [
+            ("a", server.url("ok", "fomm_08.mp4")),
+            ("gone", server.url("404", "x.mp4")),
+            ("stalled", server.url("slow", "fomm_04.mp4")),
+        ],
+    )
     out = tmp_path / "out"
     run_fetch(m, out, FetchConfig(retries=0, **FAST))
     n_ok = len(server.requests_for("/ok/"))
@@ -89,8 +101,11 @@ def test_rerun_skips_ok_and_retries_only_what_it_is_told(server, tmp_path):
 @pytest.mark.slow
 def test_one_video_under_two_identities_is_fetched_once(videos, server, tmp_path):
     url = server.url("ok", "fomm_10.mp4")
-    m = _csv(tmp_path / "m.csv", [("joint", url, "id1", "keep-me"), ("joint", url, "id2", "me-too")],
-             header="video_id,url,identity,note")
+    m = _csv(
+        tmp_path / "m.csv",
+        [("joint", url, "id1", "keep-me"), ("joint", url, "id2", "me-too")],
+        header="video_id,url,identity,note",
+    )
     out = tmp_path / "out"
     s = run_fetch(m, out, FetchConfig(**FAST))
     rows = pq.read_table(out / "fetch.parquet").to_pylist()
@@ -99,17 +114,20 @@ def test_one_video_under_two_identities_is_fetched_once(videos, server, tmp_path
     assert s.n_videos == 1 and len(server.requests_for("/ok/")) <= 2  # one extraction + one download
 
 
-@pytest.mark.parametrize("body, needle", [
-    ("video_id,url\nok1,http://127.0.0.1:9/ok/a.mp4\nbad,\"unclosed\n", ":3"),
-    ("video_id,url\n../../x,http://127.0.0.1:9/ok/a.mp4\n", ":2: column video_id"),
-    ("video_id,url\nv1,--exec=touch /tmp/pwned\n", ":2: column url"),
-    ("video_id,url\nv1,ftp://example.org/a.mp4\n", ":2: column url"),
-    ("video_id,identity\nabcdefghijk,id1\nabcdefghijk,id1\n", "repeats line 2"),
-    ("video_id,url,start,end\nv1,http://127.0.0.1:9/a.mp4,5,2\n", ":2: column end"),
-    ("video_id,url,start\nv1,http://127.0.0.1:9/a.mp4,soon\n", ":2: column start"),
-    ("video_id,url\nv1,http://127.0.0.1:9/a.mp4,extra\n", ":2: 3 fields"),
-    ("name\nfoo\n", ":1: the header needs"),
-])
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ('video_id,url\nok1,http://127.0.0.1:9/ok/a.mp4\nbad,"unclosed\n', ":3"),
+        ("video_id,url\n../../x,http://127.0.0.1:9/ok/a.mp4\n", ":2: column video_id"),
+        ("video_id,url\nv1,--exec=touch /tmp/pwned\n", ":2: column url"),
+        ("video_id,url\nv1,ftp://example.org/a.mp4\n", ":2: column url"),
+        ("video_id,identity\nabcdefghijk,id1\nabcdefghijk,id1\n", "repeats line 2"),
+        ("video_id,url,start,end\nv1,http://127.0.0.1:9/a.mp4,5,2\n", ":2: column end"),
+        ("video_id,url,start\nv1,http://127.0.0.1:9/a.mp4,soon\n", ":2: column start"),
+        ("video_id,url\nv1,http://127.0.0.1:9/a.mp4,extra\n", ":2: 3 fields"),
+        ("name\nfoo\n", ":1: the header needs"),
+    ],
+)
 def test_bad_manifests_are_one_line_errors_and_nothing_is_fetched(body, needle, server, tmp_path):
     m = tmp_path / "m.csv"
     m.write_text(body)
@@ -171,8 +189,10 @@ def test_rate_limiter_grants_slots_an_interval_apart_whatever_the_load():
 
 @pytest.mark.slow
 def test_rate_limit_spaces_downloads(server, tmp_path):
-    m = _csv(tmp_path / "m.csv", [(f"v{i}", server.url("ok", n)) for i, n in
-                                  enumerate(["fomm_08.mp4", "fomm_10.mp4", "fomm_04.mp4"])])
+    m = _csv(
+        tmp_path / "m.csv",
+        [(f"v{i}", server.url("ok", n)) for i, n in enumerate(["fomm_08.mp4", "fomm_10.mp4", "fomm_04.mp4"])],
+    )
     t0 = time.monotonic()
     s = run_fetch(m, tmp_path / "out", FetchConfig(starts_per_minute=60, **FAST))  # one start per second
     assert s.counts == {"ok": 3}
@@ -182,10 +202,15 @@ def test_rate_limit_spaces_downloads(server, tmp_path):
 
 @pytest.mark.slow
 def test_local_files_sections_and_simulate_from_the_table(videos, tmp_path):
-    m = _csv(tmp_path / "m.csv", [("whole", str(videos / "fomm_08.mp4"), "", ""),
-                                  ("linked", f"file://{videos / 'fomm_10.mp4'}", "", ""),
-                                  ("part", str(videos / "fomm_10.mp4"), "1.0", "3.0")],
-             header="video_id,url,start,end")
+    m = _csv(
+        tmp_path / "m.csv",
+        [
+            ("whole", str(videos / "fomm_08.mp4"), "", ""),
+            ("linked", f"file://{videos / 'fomm_10.mp4'}", "", ""),
+            ("part", str(videos / "fomm_10.mp4"), "1.0", "3.0"),
+        ],
+        header="video_id,url,start,end",
+    )
     out = tmp_path / "out"
     run_fetch(m, out, FetchConfig(link=True, **FAST))
     t = _table(out)
@@ -193,8 +218,18 @@ def test_local_files_sections_and_simulate_from_the_table(videos, tmp_path):
     assert (out / t["whole"]["path"]).read_bytes() == (videos / "fomm_08.mp4").read_bytes()
     assert t["part"]["path"] == "videos/part__1000-3000ms.mp4"
     assert t["part"]["duration"] == pytest.approx(2.0, abs=0.1) and t["part"]["n_frames"] == pytest.approx(60, abs=2)
-    r = run_mf2("simulate", "--videos", str(out / "fetch.parquet"), "--out", str(tmp_path / "sim"),
-                "--landmarks", "dlib", "--stride", "20", "--no-contact-sheet")
+    r = run_mf2(
+        "simulate",
+        "--videos",
+        str(out / "fetch.parquet"),
+        "--out",
+        str(tmp_path / "sim"),
+        "--landmarks",
+        "dlib",
+        "--stride",
+        "20",
+        "--no-contact-sheet",
+    )
     assert r.returncode == 0, r.stderr
     vids = set(pq.read_table(tmp_path / "sim" / "pairs.parquet")["video_id"].to_pylist())
     assert vids == {"whole", "linked", "part__1000-3000ms"}
@@ -234,20 +269,25 @@ def test_shipped_voxceleb_manifest_validates():
     assert rows[0].url.startswith("https://www.youtube.com/watch?v=") and rows[0].extra["nationality"]
 
 
-@pytest.mark.parametrize("msg, cls", [
-    ("ERROR: [youtube] x: Private video. Sign in if you've been granted access", "private"),
-    ("ERROR: [youtube] x: Video unavailable. This video has been removed by the uploader", "removed"),
-    ("ERROR: [youtube] x: The uploader has not made this video available in your country", "geo"),
-    ("ERROR: [youtube] x: Sign in to confirm you're not a bot", "bot-check"),
-    ("ERROR: [youtube] x: Video unavailable", "unavailable"),
-    ("ERROR: unable to download video data: HTTP Error 429: Too Many Requests", "http-429"),
-    ("ERROR: unable to download video data: HTTP Error 403: Forbidden", "http-4xx"),
-    ("ERROR: [generic] x: Unable to download webpage: HTTP Error 503: Service Unavailable", "http-5xx"),
-    ("ERROR: [download] Got error: timed out", "timeout"),
-    ("ERROR: [download] Got error: Downloaded 10 bytes, expected 20 bytes", "network"),
-    ("ERROR: [generic] x: Unable to download webpage: HTTP Error 302: Found (redirect loop detected)",
-     "redirect-loop"),
-])
+@pytest.mark.parametrize(
+    "msg, cls",
+    [
+        ("ERROR: [youtube] x: Private video. Sign in if you've been granted access", "private"),
+        ("ERROR: [youtube] x: Video unavailable. This video has been removed by the uploader", "removed"),
+        ("ERROR: [youtube] x: The uploader has not made this video available in your country", "geo"),
+        ("ERROR: [youtube] x: Sign in to confirm you're not a bot", "bot-check"),
+        ("ERROR: [youtube] x: Video unavailable", "unavailable"),
+        ("ERROR: unable to download video data: HTTP Error 429: Too Many Requests", "http-429"),
+        ("ERROR: unable to download video data: HTTP Error 403: Forbidden", "http-4xx"),
+        ("ERROR: [generic] x: Unable to download webpage: HTTP Error 503: Service Unavailable", "http-5xx"),
+        ("ERROR: [download] Got error: timed out", "timeout"),
+        ("ERROR: [download] Got error: Downloaded 10 bytes, expected 20 bytes", "network"),
+        (
+            "ERROR: [generic] x: Unable to download webpage: HTTP Error 302: Found (redirect loop detected)",
+            "redirect-loop",
+        ),
+    ],
+)
 def test_failure_classes(msg, cls):
     assert classify(msg) == cls
 
@@ -256,8 +296,22 @@ def test_truncated_file_with_its_index_in_front_is_not_a_video(videos, tmp_path)
     from mf2.fetch.download import FetchError, verify_video
 
     fs = tmp_path / "fs.mp4"
-    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(videos / "fomm_10.mp4"), "-c", "copy",
-                    "-movflags", "+faststart", str(fs)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-y",
+            "-v",
+            "error",
+            "-i",
+            str(videos / "fomm_10.mp4"),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(fs),
+        ],
+        check=True,
+    )
     assert verify_video(fs)["n_frames"] == 444
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(fs.read_bytes()[: fs.stat().st_size * 6 // 10])
@@ -271,10 +325,21 @@ def test_segment_manifest_built_from_the_shared_list_validates(tmp_path):
 
     _require(SHARED / "data" / "manifests" / "voxceleb1_fomm_segments.csv")
     out = tmp_path / "segs.csv"
-    subprocess.run([sys.executable, str(REPO / "manifests" / "build_voxceleb.py"), "--shared",
-                    str(SHARED / "data" / "manifests"), "--segments", str(out),
-                    "--videos-out", str(tmp_path / "videos.csv")], check=True, capture_output=True,
-                   cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "manifests" / "build_voxceleb.py"),
+            "--shared",
+            str(SHARED / "data" / "manifests"),
+            "--segments",
+            str(out),
+            "--videos-out",
+            str(tmp_path / "videos.csv"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     assert (tmp_path / "videos.csv").read_bytes() == (REPO / "manifests" / "videos.csv").read_bytes()  # reproducible
     rows = read_manifest(out)
     assert len(rows) == 19764 and all(r.end > r.start for r in rows)
@@ -286,9 +351,14 @@ def test_segment_manifest_built_from_the_shared_list_validates(tmp_path):
 def test_retry_after_is_honoured_and_a_redirect_loop_is_permanent(videos, server, tmp_path):
     """Issue 33: a 429 with Retry-After was retried after the backoff (0.35 s for "2"), and a
     redirect loop was classed "network" and retried."""
-    m = _csv(tmp_path / "m.csv", [("secs", server.url("r429", "fomm_08.mp4")),
-                                  ("date", server.url("r429date", "fomm_04.mp4")),
-                                  ("loop", server.url("loop", "fomm_08.mp4"))])
+    m = _csv(
+        tmp_path / "m.csv",
+        [
+            ("secs", server.url("r429", "fomm_08.mp4")),
+            ("date", server.url("r429date", "fomm_04.mp4")),
+            ("loop", server.url("loop", "fomm_08.mp4")),
+        ],
+    )
     t = run_fetch(m, tmp_path / "out", FetchConfig(retries=2, **FAST))
     t = _table(tmp_path / "out")
     assert t["secs"]["status"] == t["date"]["status"] == "ok" and t["secs"]["attempts"] == 2
@@ -333,10 +403,15 @@ def test_min_rate_and_retry_after_parsing():
 def test_fetch_on_a_dask_local_cluster_matches_the_thread_pool(videos, server, tmp_path):
     from mf2.pipeline.runner import make_runner
 
-    m = _csv(tmp_path / "m.csv", [
-        ("okv", server.url("ok", "fomm_08.mp4")), ("other", server.url("ok", "lp_d18.mp4")),
-        ("missing", server.url("404", "fomm_08.mp4")), ("flaky", server.url("flaky", "fomm_10.mp4")),
-    ])
+    m = _csv(
+        tmp_path / "m.csv",
+        [
+            ("okv", server.url("ok", "fomm_08.mp4")),
+            ("other", server.url("ok", "lp_d18.mp4")),
+            ("missing", server.url("404", "fomm_08.mp4")),
+            ("flaky", server.url("flaky", "fomm_10.mp4")),
+        ],
+    )
     with make_runner(2) as runner:
         assert runner.name == "dask"
         s = run_fetch(m, tmp_path / "dask", FetchConfig(retries=2, starts_per_minute=120, **FAST), runner=runner)

@@ -9,13 +9,11 @@ import textwrap
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import copy_clips, run_mf2
 
 pytestmark = pytest.mark.slow
 
-SIM = ("--workers", "0", "--no-contact-sheet", "--landmarks", "dlib", "--out-size", "64", "--L", "5",
-       "--stride", "9")
+SIM = ("--workers", "0", "--no-contact-sheet", "--landmarks", "dlib", "--out-size", "64", "--L", "5", "--stride", "9")
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +27,9 @@ def _failures(out) -> dict[str, dict]:
 
 def test_simulate_records_filtered_videos_and_checks_them_again(clips, tmp_path):
     out = tmp_path / "ds"
-    res = run_mf2("simulate", "--videos", str(clips), "--out", str(out), *SIM, "--min-frames", "200", "--strict",
-                  "--json")
+    res = run_mf2(
+        "simulate", "--videos", str(clips), "--out", str(out), *SIM, "--min-frames", "200", "--strict", "--json"
+    )
     assert res.returncode == 0, res.stderr  # filtered is not a failure: --strict passes
     summary = json.loads(res.stdout)
     assert (summary["ok"], summary["failed"], summary["filtered"]) == (1, 0, 1)
@@ -45,8 +44,9 @@ def test_simulate_records_filtered_videos_and_checks_them_again(clips, tmp_path)
     assert set(pq.read_table(out / "pairs.parquet")["video_id"].to_pylist()) == {"fomm_08", "lp_d18"}
     assert "fomm_08" not in _failures(out)
     # faces smaller than asked: turned away after the landmarks, with the size measured
-    res = run_mf2("simulate", "--videos", str(clips / "fomm_08.mp4"), "--out", str(tmp_path / "big"), *SIM,
-                  "--min-face", "400")
+    res = run_mf2(
+        "simulate", "--videos", str(clips / "fomm_08.mp4"), "--out", str(tmp_path / "big"), *SIM, "--min-face", "400"
+    )
     assert res.returncode == 0, res.stderr
     f = _failures(tmp_path / "big")["fomm_08"]
     assert f["error_class"] == "filtered" and "below --min-face 400" in f["error"]
@@ -56,14 +56,27 @@ def test_simulate_records_filtered_videos_and_checks_them_again(clips, tmp_path)
 
 def test_recipe_filters_and_fetch_filters(clips, tmp_path):
     rec = tmp_path / "r.yaml"
-    rec.write_text(textwrap.dedent("""\
+    rec.write_text(
+        textwrap.dedent("""\
         name: short
         filters: {min_height: 300}
         jobs:
           - {mode: pravg, L: 5, stride: 9, out_size: 64}
-    """))
-    res = run_mf2("run", str(rec), "--videos", str(clips), "--out", str(tmp_path / "run"), "--workers", "0",
-                  "--landmarks", "dlib", "--json")
+    """)
+    )
+    res = run_mf2(
+        "run",
+        str(rec),
+        "--videos",
+        str(clips),
+        "--out",
+        str(tmp_path / "run"),
+        "--workers",
+        "0",
+        "--landmarks",
+        "dlib",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     job = json.loads(res.stdout)["jobs"]["pravg_L5"]
     assert (job["ok"], job["filtered"]) == (1, 1) and job["failures_by_class"] == {"filtered": 1}

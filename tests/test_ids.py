@@ -9,8 +9,8 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_mf2
+
 from mf2.sources import legacy_safe_id, safe_id
 
 pytestmark = pytest.mark.slow  # end to end on a real clip
@@ -92,10 +92,25 @@ def test_two_runs_with_different_settings_into_one_new_folder_one_wins(videos, t
 
     (tmp_path / "in").mkdir()
     shutil.copy(videos / "fomm_08.mp4", tmp_path / "in" / "a.mp4")
-    cmd = [sys.executable, "-m", "mf2", "simulate", "--videos", "in", "--out", "O", "--workers", "0",
-           "--no-contact-sheet", "--stride", "8"]
-    procs = [subprocess.Popen([*cmd, "--L", L], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for L in ("7", "9")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mf2",
+        "simulate",
+        "--videos",
+        "in",
+        "--out",
+        "O",
+        "--workers",
+        "0",
+        "--no-contact-sheet",
+        "--stride",
+        "8",
+    ]
+    procs = [
+        subprocess.Popen([*cmd, "--L", L], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for L in ("7", "9")
+    ]
     res = [(p.wait(), p.stderr.read()) for p in procs]
     codes = sorted(c for c, _ in res)
     assert codes == [0, 2], res

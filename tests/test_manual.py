@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
 from conftest import ffmpeg, run_mf2
+from PIL import Image
 
 N = 20
 STILL = ("lfpw_300w", "image_0001")
@@ -45,7 +44,7 @@ def sequence(landmark_data, tmp_path_factory) -> Path:
     out.mkdir()
     for i in range(N):
         dx, dy = _shift(i)
-        frame = pad[8 - dy: 8 - dy + h, 3 * N - dx: 3 * N - dx + w]  # content moves right by dx, down by dy
+        frame = pad[8 - dy : 8 - dy + h, 3 * N - dx : 3 * N - dx + w]  # content moves right by dx, down by dy
         Image.fromarray(np.ascontiguousarray(frame)).save(out / f"frame_{i + 1:04d}.png")
         _write_pts(out / f"frame_{i + 1:04d}.pts", pts + np.array([dx, dy], np.float32))
     return out
@@ -65,8 +64,24 @@ def test_frame_folder_with_pts_gives_manual_ground_truth_and_a_real_oracle_error
     from mf2.faces.pts import read_pts
 
     out = tmp_path / "pairs"
-    res = run_mf2("simulate", "--videos", str(sequence), "--out", str(out), "--L", "5", "--fps", "25",
-                  "--landmarks", "dlib", "--out-size", "128", "--workers", "0", "--no-contact-sheet")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(sequence),
+        "--out",
+        str(out),
+        "--L",
+        "5",
+        "--fps",
+        "25",
+        "--landmarks",
+        "dlib",
+        "--out-size",
+        "128",
+        "--workers",
+        "0",
+        "--no-contact-sheet",
+    )
     assert res.returncode == 0, res.stderr
     rows = _pairs(out)
     assert len(rows) == N - 4 and {r["video_id"] for r in rows} == {"talk"}
@@ -89,8 +104,18 @@ def test_frame_folder_with_pts_gives_manual_ground_truth_and_a_real_oracle_error
     oracle = per["Oracle"]["nme_mean"]
     assert 0.003 < oracle < 0.05, oracle  # dlib against human points: real, small, not zero
     # --gt refit: the localiser against itself, the old behaviour, scores the Oracle 0
-    res = run_mf2("evaluate", str(out), "--landmarks", "dlib", "--no-identity", "--gt", "refit",
-                  "--out", str(tmp_path / "r2"), "--json")
+    res = run_mf2(
+        "evaluate",
+        str(out),
+        "--landmarks",
+        "dlib",
+        "--no-identity",
+        "--gt",
+        "refit",
+        "--out",
+        str(tmp_path / "r2"),
+        "--json",
+    )
     assert {m["method"]: m for m in json.loads(res.stdout)["results"]}["Oracle"]["nme_mean"] == 0.0
 
 
@@ -98,16 +123,50 @@ def test_frame_folder_with_pts_gives_manual_ground_truth_and_a_real_oracle_error
 def test_300vw_layout_names_the_video_by_its_folder_and_reads_annot(sequence, tmp_path):
     root = tmp_path / "300VW"
     (root / "001" / "annot").mkdir(parents=True)
-    ffmpeg("-framerate", "30", "-i", str(sequence / "frame_%04d.png"), "-c:v", "ffv1", "-pix_fmt", "bgr0",
-           str(root / "001" / "vid.avi"))
+    ffmpeg(
+        "-framerate",
+        "30",
+        "-i",
+        str(sequence / "frame_%04d.png"),
+        "-c:v",
+        "ffv1",
+        "-pix_fmt",
+        "bgr0",
+        str(root / "001" / "vid.avi"),
+    )
     for i in range(N):
         (root / "001" / "annot" / f"{i + 1:06d}.pts").write_text((sequence / f"frame_{i + 1:04d}.pts").read_text())
     (root / "002").mkdir()  # a video without annotations, beside it (mirrored: the same bytes would be taken once)
-    ffmpeg("-framerate", "30", "-i", str(sequence / "frame_%04d.png"), "-vf", "hflip", "-c:v", "ffv1",
-           "-pix_fmt", "bgr0", str(root / "002" / "vid.avi"))
+    ffmpeg(
+        "-framerate",
+        "30",
+        "-i",
+        str(sequence / "frame_%04d.png"),
+        "-vf",
+        "hflip",
+        "-c:v",
+        "ffv1",
+        "-pix_fmt",
+        "bgr0",
+        str(root / "002" / "vid.avi"),
+    )
     out = tmp_path / "pairs"
-    res = run_mf2("simulate", "--videos", str(root), "--out", str(out), "--L", "5", "--landmarks", "dlib",
-                  "--out-size", "128", "--workers", "0", "--no-contact-sheet")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(root),
+        "--out",
+        str(out),
+        "--L",
+        "5",
+        "--landmarks",
+        "dlib",
+        "--out-size",
+        "128",
+        "--workers",
+        "0",
+        "--no-contact-sheet",
+    )
     assert res.returncode == 0, res.stderr
     rows = _pairs(out)
     by_video = {v: {r["landmarks_source"] for r in rows if r["video_id"] == v} for v in ("001", "002")}
@@ -131,8 +190,9 @@ def test_frame_folders_are_ordered_by_number_and_need_a_frame_rate(tmp_path):
     with pytest.raises(InputError, match="two frames numbered 10"):
         frame_files(seq)
     res = run_mf2("simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert res.returncode == 2 and res.stderr.strip().splitlines() == \
-        [f"mf2: error: {seq}: a folder of frames needs its frame rate: give --fps N"], res.stderr
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        f"mf2: error: {seq}: a folder of frames needs its frame rate: give --fps N"
+    ], res.stderr
     # YouTube Faces' layout, NAME/N/*.jpg: one video per folder, named NAME_N
     (seq / "f010.png").unlink()
     ytf = tmp_path / "ytf"
@@ -158,13 +218,19 @@ def test_a_video_as_frames_gives_the_same_pairs_and_materializes(videos, tmp_pat
     frames.mkdir(parents=True)
     ffmpeg("-i", str(videos / "fomm_08.mp4"), "-pix_fmt", "rgb24", str(frames / "%05d.png"))
     common = ("--out-size", "64", "--landmarks", "dlib", "--workers", "0", "--no-contact-sheet")
-    assert run_mf2("simulate", "--videos", str(frames), "--fps", "35", "--out", str(tmp_path / "a"), *common).returncode == 0
-    assert run_mf2("simulate", "--videos", str(videos / "fomm_08.mp4"), "--out", str(tmp_path / "b"), *common
-                   ).returncode == 0
+    assert (
+        run_mf2("simulate", "--videos", str(frames), "--fps", "35", "--out", str(tmp_path / "a"), *common).returncode
+        == 0
+    )
+    assert (
+        run_mf2("simulate", "--videos", str(videos / "fomm_08.mp4"), "--out", str(tmp_path / "b"), *common).returncode
+        == 0
+    )
     key = ["pair_id", "blurry_sha256", "sharp_sha256", "landmarks"]
     a, b = (pq.read_table(tmp_path / d / "pairs.parquet", columns=key).to_pylist() for d in "ab")
     assert a == b and len(a) > 100
     assert run_mf2("export", str(tmp_path / "a"), "--no-images", "--out", str(tmp_path / "m.parquet")).returncode == 0
-    res = run_mf2("materialize", str(tmp_path / "m.parquet"), "--videos", str(tmp_path / "vids"), "--out",
-                  str(tmp_path / "c"))
+    res = run_mf2(
+        "materialize", str(tmp_path / "m.parquet"), "--videos", str(tmp_path / "vids"), "--out", str(tmp_path / "c")
+    )
     assert res.returncode == 0 and f"{len(a)} identical" in res.stderr, res.stderr

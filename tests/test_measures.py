@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mf2.blur.measures import (gradient_energy, laplacian_variance, log_variance, pair_measures, ranks,
-                                saturated_share)
+from mf2.blur.measures import gradient_energy, laplacian_variance, log_variance, pair_measures, ranks, saturated_share
 from mf2.quality import psnr
 
 

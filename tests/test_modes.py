@@ -71,8 +71,9 @@ def test_a_fourth_mode_is_one_file(fourth_mode: str, videos: Path, tmp_path: Pat
     t = pq.read_table(out / "pairs.parquet").to_pylist()
     assert run.n_pairs_total == len(t) > 10
     assert {r["mode"] for r in t} == {fourth_mode} and {r["L"] for r in t} == {2}
-    assert all(r["pair_id"].endswith(f"_previous_c{r['center_frame']:06d}") and r["seed"] == r["center_frame"]
-               for r in t)
+    assert all(
+        r["pair_id"].endswith(f"_previous_c{r['center_frame']:06d}") and r["seed"] == r["center_frame"] for r in t
+    )
     assert api.verify(out).ok
     # materialize rebuilds every pair through the mode's own blur, from the rows alone
     again = api.materialize(out / "pairs.parquet", videos, tmp_path / "again")

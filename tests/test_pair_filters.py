@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_mf2
 
 pytestmark = pytest.mark.slow
@@ -24,9 +23,32 @@ def clip(videos, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("blurred")
     info = probe(videos / "fomm_08.mp4")
-    enc = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s",
-                            f"{info.width}x{info.height}", "-r", str(info.fps), "-i", "-", "-c:v", "libx264",
-                            "-crf", "12", "-pix_fmt", "yuv444p", str(d / "soft.mp4")], stdin=subprocess.PIPE)
+    enc = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{info.width}x{info.height}",
+            "-r",
+            str(info.fps),
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+            "-pix_fmt",
+            "yuv444p",
+            str(d / "soft.mp4"),
+        ],
+        stdin=subprocess.PIPE,
+    )
     for i, f in enumerate(iter_frames(info)):
         if i == 60:
             break
@@ -37,8 +59,9 @@ def clip(videos, tmp_path_factory):
 
 
 def _sim(clip, out, *extra):
-    res = run_mf2("simulate", "--videos", str(clip), "--out", str(out), "--workers", "0", "--no-contact-sheet",
-                  "--L", "5", *extra)
+    res = run_mf2(
+        "simulate", "--videos", str(clip), "--out", str(out), "--workers", "0", "--no-contact-sheet", "--L", "5", *extra
+    )
     assert res.returncode == 0, res.stderr
     return res, pq.read_table(out / "pairs.parquet").to_pandas()
 
@@ -68,7 +91,7 @@ def test_filter_command_after_the_fact_and_on_an_old_manifest(clip, tmp_path):
     import json
 
     info = json.loads((tmp_path / "DS" / "stats" / "stats.json").read_text())["measures"]
-    assert {r["center_frame"] for r in info["softest"][:len(BLURRED)]} == set(BLURRED)
+    assert {r["center_frame"] for r in info["softest"][: len(BLURRED)]} == set(BLURRED)
     for name in ("measures.png", "softest_targets.png"):
         img = cv2.imread(str(tmp_path / "DS" / "stats" / name))
         assert img is not None and img.std() > 10
@@ -86,8 +109,7 @@ def test_filter_command_after_the_fact_and_on_an_old_manifest(clip, tmp_path):
     t = pq.read_table(tmp_path / "DS" / "pairs.parquet")
     from mf2.blur.measures import COLUMNS
 
-    old = t.drop_columns(list(COLUMNS)).replace_schema_metadata(
-        {**t.schema.metadata, b"mf2.schema_version": b"1.7"})
+    old = t.drop_columns(list(COLUMNS)).replace_schema_metadata({**t.schema.metadata, b"mf2.schema_version": b"1.7"})
     pq.write_table(old, tmp_path / "DS" / "pairs.parquet")
     res = run_mf2("filter", str(tmp_path / "DS"), "--min-target-sharpness", "0.9", "--out", str(tmp_path / "F2"))
     assert res.returncode == 0 and f"{len(full)} pairs measured from their PNGs" in res.stderr, res.stderr

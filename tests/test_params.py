@@ -8,7 +8,6 @@ import textwrap
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_mf2
 
 SIM = ("--workers", "0", "--no-contact-sheet", "--landmarks", "dlib")
@@ -19,11 +18,24 @@ def _nested(params: dict) -> dict:
     p = dict(params)
     mode = p["mode"]
     if mode == "vla":
-        keys = ("min_L", "max_L", "min_overlap", "min_quality", "max_fb_bad", "osc_frac", "direction", "dup_jaccard",
-                "thumb_face")
+        keys = (
+            "min_L",
+            "max_L",
+            "min_overlap",
+            "min_quality",
+            "max_fb_bad",
+            "osc_frac",
+            "direction",
+            "dup_jaccard",
+            "thumb_face",
+        )
         p["vla"] = {k: p.pop(k) for k in keys}
-        p["flow"] = {"method": p.pop("flow"), "preset": p.pop("flow_preset"), "work_size": p.pop("flow_size"),
-                     "margin": p["margin"]}
+        p["flow"] = {
+            "method": p.pop("flow"),
+            "preset": p.pop("flow_preset"),
+            "work_size": p.pop("flow_size"),
+            "margin": p["margin"],
+        }
     if mode == "synthetic":
         p["synthetic"] = {k: p.pop(k) for k in ("kernel_size", "seed", "noise_sigma", "iterations")}
     if p["faces"] == "main":
@@ -34,12 +46,13 @@ def _nested(params: dict) -> dict:
 @pytest.mark.parametrize("mode", ["pravg", "vla", "synthetic"])
 @pytest.mark.parametrize("faces", ["main", "all"])
 def test_old_params_upgrade_to_todays_names(mode, faces) -> None:
+    from mf2.modes.config import simulate_config
     from mf2.params import upgrade_params
     from mf2.schema import params_json
-    from mf2.modes.config import simulate_config
 
-    now = simulate_config({"mode": mode, "faces": faces, "face": "centre", "out_size": 96, "min_L": 5,
-                           "flow_size": 64, "kernel_size": 15}).params()
+    now = simulate_config(
+        {"mode": mode, "faces": faces, "face": "centre", "out_size": 96, "min_L": 5, "flow_size": 64, "kernel_size": 15}
+    ).params()
     old = _nested(now)
     assert (params_json(old) == params_json(now)) == (mode == "pravg" and faces == "all")  # nothing nested
     assert params_json(upgrade_params(old)) == params_json(now)
@@ -51,14 +64,16 @@ def test_old_recipe_keys_are_read_with_a_warning(tmp_path, capsys) -> None:
     from mf2.pipeline.recipe import load_recipe
 
     rec = tmp_path / "old.yaml"
-    rec.write_text(textwrap.dedent("""\
+    rec.write_text(
+        textwrap.dedent("""\
         name: old
         defaults:
           crop_size: 128
         jobs:
           - {mode: pravg, L: 5, keep_duplicates: true}
           - {mode: pravg, L: 7}
-    """))
+    """)
+    )
     r = load_recipe(rec)
     assert [(j.cfg.out_size, j.cfg.skip_duplicates) for j in r.jobs] == [(128, False), (128, True)]
     err = capsys.readouterr().err
@@ -76,12 +91,14 @@ def test_old_recipe_keys_are_read_with_a_warning(tmp_path, capsys) -> None:
 
 def test_cli_old_flag_and_options_of_another_mode(tmp_path) -> None:
     res = run_mf2("simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), "--mode", "vla", "--L", "9")
-    assert res.returncode == 2 and res.stderr.strip().splitlines() == \
-        ["mf2: error: --L 9: applies to --mode pravg, not vla"], res.stderr
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "mf2: error: --L 9: applies to --mode pravg, not vla"
+    ], res.stderr
     res = run_mf2("simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), "--kernel-size", "15")
     assert res.returncode == 2 and "--kernel-size 15: applies to --mode synthetic, not pravg" in res.stderr
-    res = run_mf2("simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), "--crop-size", "64",
-                  "--out-size", "64")
+    res = run_mf2(
+        "simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), "--crop-size", "64", "--out-size", "64"
+    )
     assert res.returncode == 2 and "--crop-size and --out-size set one thing" in res.stderr, res.stderr
 
 
@@ -93,8 +110,20 @@ def test_dataset_of_schema_1_3_resumes_under_new_names(tmp_path) -> None:
     from mf2.sample import sample_video
 
     out = tmp_path / "DS"
-    args = ["simulate", "--videos", str(sample_video()), "--out", str(out), "--mode", "vla", "--out-size", "64",
-            "--max-L", "9", *SIM]
+    args = [
+        "simulate",
+        "--videos",
+        str(sample_video()),
+        "--out",
+        str(out),
+        "--mode",
+        "vla",
+        "--out-size",
+        "64",
+        "--max-L",
+        "9",
+        *SIM,
+    ]
     first = run_mf2(*args)
     assert first.returncode == 0, first.stderr
     now = json.loads(pq.read_metadata(out / "pairs.parquet").metadata[b"mf2.params"])
@@ -123,8 +152,9 @@ def test_fetch_old_flags_and_recipe_keys_are_read_with_a_warning(tmp_path) -> No
     assert "--workers is deprecated; use --downloads" in res.stderr
     assert "--rate-limit is deprecated; use --starts-per-minute" in res.stderr
     res = run_mf2(*base, "--workers", "3", "--downloads", "2")
-    assert res.returncode == 2 and res.stderr.strip().splitlines() == \
-        ["mf2: error: --workers and --downloads set one thing; keep --downloads"], res.stderr
+    assert res.returncode == 2 and res.stderr.strip().splitlines() == [
+        "mf2: error: --workers and --downloads set one thing; keep --downloads"
+    ], res.stderr
     res = run_mf2(*base, "--downloads", "0")
     assert res.returncode == 2 and "--downloads" in res.stderr
     rec = tmp_path / "r.yaml"
@@ -142,8 +172,17 @@ def test_shared_option_names_mean_one_thing_in_every_command() -> None:
     command reads them."""
     from mf2.cli import cli
 
-    shared = ("--workers", "--scheduler", "--retry-failed", "--landmarks", "--fan-weights", "--json", "--strict",
-              "--device", "--replace")
+    shared = (
+        "--workers",
+        "--scheduler",
+        "--retry-failed",
+        "--landmarks",
+        "--fan-weights",
+        "--json",
+        "--strict",
+        "--device",
+        "--replace",
+    )
     seen: dict[str, dict] = {}
     for name, cmd in cli.commands.items():
         for p in cmd.params:

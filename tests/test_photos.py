@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import SHARED, _require, run_mf2
 
 pytestmark = pytest.mark.slow
@@ -47,8 +46,22 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def photo_ds(photos, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("ds") / "photos"
-    res = run_mf2("simulate", "--images", str(photos), "--mode", "synthetic", "--out-size", "96", "--kernel-size",
-                  "11", "--out", str(out), "--no-contact-sheet", "--workers", "0")
+    res = run_mf2(
+        "simulate",
+        "--images",
+        str(photos),
+        "--mode",
+        "synthetic",
+        "--out-size",
+        "96",
+        "--kernel-size",
+        "11",
+        "--out",
+        str(out),
+        "--no-contact-sheet",
+        "--workers",
+        "0",
+    )
     assert res.returncode == 0, res.stderr
     return out, res
 
@@ -101,7 +114,9 @@ def test_photo_datasets_verify_split_export_materialize_and_stats(photos, photo_
     res = run_mf2("stats", str(work))
     assert res.returncode == 0, res.stderr
     n_photos = sum(1 for p in photos.rglob("*") if p.suffix in (".jpg", ".png"))
-    assert f"{n_photos} photos: {len(t)} with a pair, {n_photos - len(t)} without a usable face" in res.stdout + res.stderr
+    assert (
+        f"{n_photos} photos: {len(t)} with a pair, {n_photos - len(t)} without a usable face" in res.stdout + res.stderr
+    )
     assert not list((work / "stats").glob("tracks_*.png"))  # no tracking audit per photo
 
 
@@ -118,8 +133,22 @@ def test_deblur_model_recipe_from_videos_and_photos_to_a_model(photos, videos, t
     clips.mkdir()
     shutil.copy(videos / "fomm_08.mp4", clips / "fomm_08.mp4")
     out = tmp_path / "run"
-    args = ("run", "deblur-model", "--videos", str(clips), "--images", str(photos), "--out", str(out),
-            "--workers", "0", "--set", "train.config=tiny", "--set", "jobs.*.out_size=64")
+    args = (
+        "run",
+        "deblur-model",
+        "--videos",
+        str(clips),
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--set",
+        "train.config=tiny",
+        "--set",
+        "jobs.*.out_size=64",
+    )
     res = run_mf2(*args)
     assert res.returncode == 0, res.stderr
     assert (out / "model.pt").is_file() and (out / "pravg7" / "pairs.parquet").is_file()
@@ -130,23 +159,30 @@ def test_deblur_model_recipe_from_videos_and_photos_to_a_model(photos, videos, t
     res = run_mf2(*args)  # a second run resumes: nothing rebuilt, nothing retrained
     assert res.returncode == 0, res.stderr
     assert "hg: already trained" in res.stderr and "cgan: already trained" in res.stderr
-    res = run_mf2("deblur", str(out / "photos" / "blurry"), "--checkpoint", str(out / "model.pt"),
-                  "--out", str(tmp_path / "restored"))
+    res = run_mf2(
+        "deblur",
+        str(out / "photos" / "blurry"),
+        "--checkpoint",
+        str(out / "model.pt"),
+        "--out",
+        str(tmp_path / "restored"),
+    )
     assert res.returncode == 0 and "hourglass + cGAN" in res.stderr, res.stderr
 
 
 def test_hourglass_stage_alone_exports_a_model_deblur_can_use(photo_ds, tmp_path):
     out, _ = photo_ds
     run = tmp_path / "hg"
-    res = run_mf2("train", str(out), "--config", "tiny", "--stage", "hg", "--max-steps", "2", "--out", str(run),
-                  "--threads", "1")
+    res = run_mf2(
+        "train", str(out), "--config", "tiny", "--stage", "hg", "--max-steps", "2", "--out", str(run), "--threads", "1"
+    )
     assert res.returncode == 0, res.stderr
     assert "hourglass alone" in res.stderr and (run / "model.pt").is_file()
     res = run_mf2("deblur", str(out / "blurry"), "--checkpoint", str(run / "model.pt"), "--out", str(tmp_path / "r"))
     assert res.returncode == 0, res.stderr
     assert "model: hourglass (tiny" in res.stderr and "restoring with the hourglass alone" in res.stderr
-    from mf2.restore.deblur import Deblurrer
     from mf2.errors import UsageError
+    from mf2.restore.deblur import Deblurrer
 
     with pytest.raises(UsageError, match="holds only the hg"):
         Deblurrer(run / "model.pt", "cpu", stage="cgan")
@@ -154,8 +190,20 @@ def test_hourglass_stage_alone_exports_a_model_deblur_can_use(photo_ds, tmp_path
 
 def test_min_face_turns_small_photo_faces_away(photos, tmp_path):
     out = tmp_path / "o"
-    res = run_mf2("simulate", "--images", str(photos / IDENTITIES[0]), "--mode", "synthetic", "--min-face", "900",
-                  "--out", str(out), "--no-contact-sheet", "--workers", "0")
+    res = run_mf2(
+        "simulate",
+        "--images",
+        str(photos / IDENTITIES[0]),
+        "--mode",
+        "synthetic",
+        "--min-face",
+        "900",
+        "--out",
+        str(out),
+        "--no-contact-sheet",
+        "--workers",
+        "0",
+    )
     assert res.returncode == 0, res.stderr
     assert "filtered" in res.stderr and "below --min-face 900" in res.stderr
     assert pq.read_table(out / "pairs.parquet").num_rows == 0

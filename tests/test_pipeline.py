@@ -4,8 +4,8 @@ streaming memory, Docker files. Real clips, real ffmpeg, real Parquet."""
 from __future__ import annotations
 
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, copy_clips, ffmpeg, run_mf2
 
 pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
@@ -70,8 +69,19 @@ def test_local_cluster_equals_single_process(clips, synchronous_run, tmp_path):
 
 def test_sigkill_mid_run_then_resume_equals_a_clean_run(clips, synchronous_run, tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "mf2", "run", str(RECIPE), "--videos", str(clips), "--out", str(out),
-            "--workers", "2"]
+    args = [
+        sys.executable,
+        "-m",
+        "mf2",
+        "run",
+        str(RECIPE),
+        "--videos",
+        str(clips),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 180
     while time.time() < deadline and not list((out / "vla" / "blurry").rglob("*.png")):
@@ -96,8 +106,18 @@ def test_corrupt_video_is_recorded_and_the_others_complete(clips, tmp_path):
     (vids / "cut.mp4").write_bytes(data[: len(data) // 3])
     (vids / "noise.mp4").write_bytes(os.urandom(20000))
     out = tmp_path / "run"
-    args = ["run", str(REPO / "pipelines" / "pravg.yaml"), "--videos", str(vids), "--out", str(out),
-            "--set", "jobs=[{L: 7, stride: 4}]", "--workers", "2"]
+    args = [
+        "run",
+        str(REPO / "pipelines" / "pravg.yaml"),
+        "--videos",
+        str(vids),
+        "--out",
+        str(out),
+        "--set",
+        "jobs=[{L: 7, stride: 4}]",
+        "--workers",
+        "2",
+    ]
     res = run_mf2(*args)
     assert res.returncode == 0, res.stderr
     assert "3 videos: 1 ok (0 resumed), 2 failed" in res.stderr and "Traceback" not in res.stderr
@@ -121,8 +141,16 @@ def test_corrupt_video_is_recorded_and_the_others_complete(clips, tmp_path):
 
 def test_run_with_a_manifest_fetches_first(tmp_path):
     out = tmp_path / "run"
-    res = run_mf2("run", str(REPO / "pipelines" / "synthetic.yaml"), "--manifest",
-                  str(REPO / "manifests" / "sample.csv"), "--out", str(out), "--workers", "1")
+    res = run_mf2(
+        "run",
+        str(REPO / "pipelines" / "synthetic.yaml"),
+        "--manifest",
+        str(REPO / "manifests" / "sample.csv"),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    )
     assert res.returncode == 0, res.stderr
     assert "fetch: 1 ok" in res.stderr
     fetched = pq.read_table(out / "data" / "fetch.parquet").to_pylist()
@@ -137,17 +165,23 @@ def _recipe(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("name: x\njobs:\n  - {mode: pravg, Ll: 7}\n", "jobs[0].Ll: unknown key (did you mean 'L'?)"),
-    ("name: x\njobs:\n  - {mode: pravg, L: seven}\n", "jobs[0].L: expected an integer, got 'seven'"),
-    ("name: x\njobs:\n  - {mode: pravg, L: 4}\n", "jobs[0] (pravg_L4): --L 4"),
-    ("name: x\nlandmarks: {backend: dlib, keyframes: 3}\njobs: [{mode: vla}]\n", "landmarks.keyframes: unknown key"),
-    ("name: x\njobs: []\n", "jobs: expected a non-empty list"),
-    ("name: x\njobs:\n  - {mode: pravg}\n  - {mode: pravg}\n", "pravg_L7 repeated"),
-    ("name: x\njobs: [{mode: pravg\n", "not valid YAML"),
-    ("name: x\nfetch: {retries: true}\njobs: [{mode: vla}]\n", "fetch.retries: expected an integer, got True"),
-    ("nmae: x\njobs: [{mode: vla}]\n", "nmae: unknown key (did you mean 'name'?)"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("name: x\njobs:\n  - {mode: pravg, Ll: 7}\n", "jobs[0].Ll: unknown key (did you mean 'L'?)"),
+        ("name: x\njobs:\n  - {mode: pravg, L: seven}\n", "jobs[0].L: expected an integer, got 'seven'"),
+        ("name: x\njobs:\n  - {mode: pravg, L: 4}\n", "jobs[0] (pravg_L4): --L 4"),
+        (
+            "name: x\nlandmarks: {backend: dlib, keyframes: 3}\njobs: [{mode: vla}]\n",
+            "landmarks.keyframes: unknown key",
+        ),
+        ("name: x\njobs: []\n", "jobs: expected a non-empty list"),
+        ("name: x\njobs:\n  - {mode: pravg}\n  - {mode: pravg}\n", "pravg_L7 repeated"),
+        ("name: x\njobs: [{mode: pravg\n", "not valid YAML"),
+        ("name: x\nfetch: {retries: true}\njobs: [{mode: vla}]\n", "fetch.retries: expected an integer, got True"),
+        ("nmae: x\njobs: [{mode: vla}]\n", "nmae: unknown key (did you mean 'name'?)"),
+    ],
+)
 def test_recipe_validation_errors_name_the_file_and_key(tmp_path, text, needle):
     p = _recipe(tmp_path, text)
     res = run_mf2("run", str(p), "--videos", str(tmp_path), "--out", str(tmp_path / "o"))
@@ -166,12 +200,16 @@ def test_override_precedence():
     assert [j.cfg.pravg.L for j in r.jobs] == [5, 9, 11, 15, 21] and {j.cfg.out_size for j in r.jobs} == {128}
     assert r.jobs[0].name == "pravg_L5" and r.landmarks.backend == "dlib"
     # dedicated flags come after --set
-    r = load_recipe(REPO / "pipelines" / "pravg.yaml", ["jobs.*.out_size=128", "dask.workers=3"],
-                    {"jobs.*.crop_size": 64, "dask.workers": 1})
+    r = load_recipe(
+        REPO / "pipelines" / "pravg.yaml",
+        ["jobs.*.out_size=128", "dask.workers=3"],
+        {"jobs.*.crop_size": 64, "dask.workers": 1},
+    )
     assert {j.cfg.out_size for j in r.jobs} == {64} and r.dask.workers == 1
     # the resolved recipe round-trips
-    from mf2.pipeline.recipe import dump_recipe, parse_recipe
     import yaml
+
+    from mf2.pipeline.recipe import dump_recipe, parse_recipe
 
     assert parse_recipe(yaml.safe_load(dump_recipe(r))) == r
 
@@ -198,10 +236,10 @@ def test_synchronous_runner_runs_each_task_as_it_is_collected():
 def test_one_long_video_shows_its_frames_as_it_goes(clips, tmp_path, capsys):
     """The bar counts videos; its postfix names the pass and frame of the video in progress,
     read from the progress files that the worker writes (removed when the video is done)."""
-    from mf2.pipeline.execute import run_simulate
-    from mf2.pipeline import progress
     from mf2.blur.windows import PrAvgConfig
     from mf2.modes.config import SimulateConfig
+    from mf2.pipeline import progress
+    from mf2.pipeline.execute import run_simulate
     from mf2.sources import resolve_videos
 
     seen: list[str] = []
@@ -216,7 +254,9 @@ def test_one_long_video_shows_its_frames_as_it_goes(clips, tmp_path, capsys):
     progress.describe = spy
     try:
         out = tmp_path / "o"
-        s = run_simulate(resolve_videos(clips / "lp_d18.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=True)
+        s = run_simulate(
+            resolve_videos(clips / "lp_d18.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=True
+        )
     finally:
         progress.describe = real
     assert s.n_pairs > 0
@@ -235,11 +275,14 @@ def test_every_shipped_recipe_is_valid():
     for p in sorted((REPO / "pipelines").glob("*.yaml")):
         r = load_recipe(p)
         names[p.name] = [n for n, _ in r.simulate_configs()]
-    assert names == {"2mf2.yaml": ["vla"], "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
-                     "synthetic.yaml": ["synthetic_k31"],
-                     "paper-tests.yaml": [f"pravg_L{L}_s{L}" for L in (7, 9, 11, 15, 21)]
-                     + ["vla", "synthetic_k31"], "deblur-model.yaml": ["pravg7", "photos"],
-                     "paper-model.yaml": ["vla", "photos"]}
+    assert names == {
+        "2mf2.yaml": ["vla"],
+        "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
+        "synthetic.yaml": ["synthetic_k31"],
+        "paper-tests.yaml": [f"pravg_L{L}_s{L}" for L in (7, 9, 11, 15, 21)] + ["vla", "synthetic_k31"],
+        "deblur-model.yaml": ["pravg7", "photos"],
+        "paper-model.yaml": ["vla", "photos"],
+    }
     model = load_recipe(REPO / "pipelines" / "deblur-model.yaml")
     assert [j.inputs for j in model.jobs] == ["videos", "photos"]
     assert model.train is not None and model.train.pairs == ("pravg7", "photos") and model.train.config == "small"
@@ -249,13 +292,16 @@ def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):
     """A 'billion laughs' recipe or training config is refused before any expansion; a wrong
     value is shown cut short (issue 33)."""
     from mf2.errors import UsageError
-    from mf2.pipeline.recipe import load_recipe
     from mf2.models.config import load_config
+    from mf2.pipeline.recipe import load_recipe
 
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
-    for text, load in ((f"name: x\ndescription: {{{bomb.replace(chr(10), ', ')}}}\njobs: [{{mode: pravg}}]\n",
-                        load_recipe), ("preset: tiny\n" + bomb, load_config)):
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+    )
+    for text, load in (
+        (f"name: x\ndescription: {{{bomb.replace(chr(10), ', ')}}}\njobs: [{{mode: pravg}}]\n", load_recipe),
+        ("preset: tiny\n" + bomb, load_config),
+    ):
         p = tmp_path / "bomb.yaml"
         p.write_text(text)
         with pytest.raises(UsageError, match="YAML aliases") as e:
@@ -268,18 +314,23 @@ def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):
     assert "description" in str(e.value) and len(str(e.value)) < 300
 
 
-@pytest.mark.parametrize("train, needle", [
-    ("train: {pairs: [nojob]}", "train.pairs[0]: 'nojob' is not a job"),
-    ("train: {config: small}", "train.pairs: name the job"),
-    ("train: {pairs: [a], device: tpu}", "train.device"),
-    ("train: {pairs: [a], epochs: 3}", "train.epochs: unknown key"),
-])
+@pytest.mark.parametrize(
+    "train, needle",
+    [
+        ("train: {pairs: [nojob]}", "train.pairs[0]: 'nojob' is not a job"),
+        ("train: {config: small}", "train.pairs: name the job"),
+        ("train: {pairs: [a], device: tpu}", "train.device"),
+        ("train: {pairs: [a], epochs: 3}", "train.epochs: unknown key"),
+    ],
+)
 def test_recipe_train_step_errors_name_the_key(tmp_path, train, needle):
     from mf2.errors import UsageError
     from mf2.pipeline.recipe import load_recipe
 
     p = tmp_path / "r.yaml"
-    p.write_text(f"name: r\njobs:\n  - {{name: a, mode: pravg}}\n  - {{name: b, mode: pravg, inputs: photos}}\n{train}\n")
+    p.write_text(
+        f"name: r\njobs:\n  - {{name: a, mode: pravg}}\n  - {{name: b, mode: pravg, inputs: photos}}\n{train}\n"
+    )
     with pytest.raises(UsageError, match="photos are single frames"):
         load_recipe(p)
     p.write_text(f"name: r\njobs:\n  - {{name: a, mode: pravg}}\n{train}\n")
@@ -294,8 +345,20 @@ def test_paper_test_sets_do_not_overlap(clips, tmp_path):
     import json
 
     out = tmp_path / "run"
-    res = run_mf2("run", "paper-tests", "--videos", str(clips / "fomm_08.mp4"), "--out", str(out), "--workers", "0",
-                  "--landmarks", "dlib", "--out-size", "64")
+    res = run_mf2(
+        "run",
+        "paper-tests",
+        "--videos",
+        str(clips / "fomm_08.mp4"),
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--landmarks",
+        "dlib",
+        "--out-size",
+        "64",
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads((out / "run.json").read_text())
     for job in ["pravg_L7_s7", "pravg_L21_s21", "vla"]:
@@ -311,9 +374,11 @@ def _peak_rss_kb(args: list[str]) -> int:
     # VmHWM: this process image's peak. ru_maxrss would also carry the peak of the pytest
     # process it was forked from (Linux keeps it across exec): in the full suite that hid
     # every difference between the two runs.
-    code = ("import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
-            "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
-            "print('MAXRSS', hwm, file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom mf2.cli import main\nmain(sys.argv[1:])\n"
+        "hwm = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
+        "print('MAXRSS', hwm, file=sys.stderr)\n"
+    )
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return int(res.stderr.split("MAXRSS")[-1].split()[0])
@@ -326,8 +391,19 @@ def ping_pong(src: Path, dst: Path, times4: bool) -> Path:
     """The clip, or 4x its length without a cut: forward, backward, forward, backward. A plain
     loop (-stream_loop) jumps at each joint; those cuts start new shots and tracks, which
     wakes face_id clustering and dlib's identity network (~30 MB, once): not growth with length."""
-    ffmpeg("-i", str(src), *(["-filter_complex", PING_PONG] if times4 else []), "-an", "-c:v", "libx264", "-crf", "18",
-           "-pix_fmt", "yuv420p", str(dst))
+    ffmpeg(
+        "-i",
+        str(src),
+        *(["-filter_complex", PING_PONG] if times4 else []),
+        "-an",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        str(dst),
+    )
     return dst
 
 
@@ -340,8 +416,20 @@ def test_memory_does_not_grow_with_video_length(clips, tmp_path, mode):
     assert probe(long).n_frames == 4 * probe(short).n_frames
     rss = {}
     for name, clip in (("short", short), ("long", long)):
-        rss[name] = _peak_rss_kb(["simulate", "--videos", str(clip), "--out", str(tmp_path / name), "--mode", mode,
-                                  "--workers", "0", "--no-contact-sheet"])
+        rss[name] = _peak_rss_kb(
+            [
+                "simulate",
+                "--videos",
+                str(clip),
+                "--out",
+                str(tmp_path / name),
+                "--mode",
+                mode,
+                "--workers",
+                "0",
+                "--no-contact-sheet",
+            ]
+        )
     # Holding frames would add at least one 256x256x3 crop (192 KiB) per extra frame, a decoded
     # frame more. Part rows are streamed to disk in batches, so a video's pairs are not held
     # either; what remains (~15 KiB a frame for pravg here, one pair a frame) is the in-process
@@ -355,8 +443,9 @@ def test_docker_files_lint_clean_and_match_the_project():
 
     docker = REPO / "docker"
     hadolint = Path(sys.executable).parent / "hadolint"
-    res = subprocess.run([str(hadolint), str(docker / "Dockerfile.cpu"), str(docker / "Dockerfile.cuda")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [str(hadolint), str(docker / "Dockerfile.cpu"), str(docker / "Dockerfile.cuda")], capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     setup = (REPO / "scripts" / "setup.sh").read_text()
     torch_pin = setup.split("MF2_TORCH_VERSION:-")[1].split("}")[0]
@@ -370,7 +459,7 @@ def test_docker_files_lint_clean_and_match_the_project():
         first_code = next(i for i, ln in enumerate(lines) if ln.startswith("COPY mf2"))
         assert any("torch==" in ln for ln in lines[:first_code]), f  # code changes keep the torch layer
         deps = next(i for i, ln in enumerate(lines) if "--requirement" in ln)
-        assert deps < first_code and "--mount=type=cache" in " ".join(lines[deps - 4:deps]), f  # deps layer, cached
+        assert deps < first_code and "--mount=type=cache" in " ".join(lines[deps - 4 : deps]), f  # deps layer, cached
         assert any("--no-deps ." in ln for ln in lines[first_code:]), f
         assert lines[[i for i, ln in enumerate(lines) if ln.startswith("FROM")][0]].startswith("FROM python:3.11")
     compose = yaml.safe_load((docker / "compose.yaml").read_text())
@@ -382,8 +471,11 @@ def test_docker_files_lint_clean_and_match_the_project():
     for name in ("cpu-worker", "gpu-worker", "client"):
         assert services[name]["depends_on"]["scheduler"]["condition"] == "service_healthy"
         assert any(v.startswith("${MF2_DATA:-../data}:") for v in services[name]["volumes"]), name  # the repo's data/
-    pins = dict(line.split("==") for line in (docker / "constraints.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (docker / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     import tomllib
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -404,12 +496,34 @@ def test_fan_landmark_tasks_run_on_gpu_resourced_workers(clips, tmp_path):
     torch.save({f"module.{k}": v for k, v in FAN(1).state_dict().items()}, weights)
     vids = tmp_path / "vids"
     vids.mkdir()
-    ffmpeg("-i", str(clips / "fomm_08.mp4"), "-frames:v", "12", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-           str(vids / "short.mp4"))
+    ffmpeg(
+        "-i",
+        str(clips / "fomm_08.mp4"),
+        "-frames:v",
+        "12",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(vids / "short.mp4"),
+    )
     out = tmp_path / "run"
-    res = run_mf2("run", str(REPO / "pipelines" / "pravg.yaml"), "--videos", str(vids), "--out", str(out),
-                  "--set", "jobs=[{L: 3, stride: 3}]", "--landmarks", "fan", "--fan-weights", str(weights),
-                  "--workers", "1")
+    res = run_mf2(
+        "run",
+        str(REPO / "pipelines" / "pravg.yaml"),
+        "--videos",
+        str(vids),
+        "--out",
+        str(out),
+        "--set",
+        "jobs=[{L: 3, stride: 3}]",
+        "--landmarks",
+        "fan",
+        "--fan-weights",
+        str(weights),
+        "--workers",
+        "1",
+    )
     assert res.returncode == 0, res.stderr
     assert "GPU=1 resource for the FAN landmark tasks" in res.stderr
     lm = pq.read_table(out / "cache" / "landmarks" / "short.parquet")

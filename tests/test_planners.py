@@ -21,7 +21,9 @@ def face(cx: float = 64.0, cy: float = 64.0, size: float = 60.0) -> np.ndarray:
     t = np.linspace(0, np.pi, 17)
     jaw = np.stack([0.5 - 0.5 * np.cos(t), 0.45 + 0.55 * np.sin(t)], 1)
     brows = np.stack([np.r_[np.linspace(0.1, 0.4, 5), np.linspace(0.6, 0.9, 5)], np.full(10, 0.25)], 1)
-    nose = np.stack([np.r_[np.full(4, 0.5), np.linspace(0.4, 0.6, 5)], np.r_[np.linspace(0.35, 0.6, 4), np.full(5, 0.65)]], 1)
+    nose = np.stack(
+        [np.r_[np.full(4, 0.5), np.linspace(0.4, 0.6, 5)], np.r_[np.linspace(0.35, 0.6, 4), np.full(5, 0.65)]], 1
+    )
     a = np.linspace(0, 2 * np.pi, 6, endpoint=False)
     eye = np.stack([0.08 * np.cos(a), 0.04 * np.sin(a)], 1)
     eyes = np.r_[eye + [0.3, 0.38], eye + [0.7, 0.38]]
@@ -41,7 +43,7 @@ def clip(n: int, speed: float = 0.0, side: int = 128) -> tuple[np.ndarray, Thumb
     xs = np.arange(n) * speed
     off = 3 * side  # the picture's left edge moves left as the content moves right
     assert xs[-1] <= off
-    frames = np.stack([tex[:, off - int(round(x)): off - int(round(x)) + side] for x in xs])
+    frames = np.stack([tex[:, off - int(round(x)) : off - int(round(x)) + side] for x in xs])
     lms = np.stack([face(64 + x) for x in xs])
     d = np.zeros((n, 2))
     d[1:, 0] = speed
@@ -51,6 +53,7 @@ def clip(n: int, speed: float = 0.0, side: int = 128) -> tuple[np.ndarray, Thumb
 
 
 # -- PrAvg -------------------------------------------------------------------------------
+
 
 def test_pravg_takes_every_start_and_never_spans_a_run_change():
     n, L = 40, 7
@@ -94,6 +97,7 @@ def test_pravg_refuses_even_or_tiny_L(L):
 
 # -- VLA ---------------------------------------------------------------------------------
 
+
 def vla(lms, thumbs, flow, run=None, **cfg):
     n = len(lms)
     return plan_vla(lms, np.ones(n, bool), np.zeros(n, bool), flow, thumbs, VlaConfig(**cfg), run=run)
@@ -111,7 +115,7 @@ def test_vla_stops_at_a_run_change():
     run = np.r_[np.zeros(9, int), np.ones(21, int)]
     wins, st = vla(lms, th, fl, run=run)
     first = wins[0]
-    assert first.stop.reason == "shot-cut" and first.window.frames == tuple(range(0, 9)[:9 - (9 % 2 == 0)])
+    assert first.stop.reason == "shot-cut" and first.window.frames == tuple(range(0, 9)[: 9 - (9 % 2 == 0)])
     assert all(len(set(run[list(w.window.frames)])) == 1 for w in wins)
 
 

@@ -8,16 +8,15 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import decode_reference
-from mf2.blur.crf import decode_lut, encode
-from mf2.blur.windows import plan_pravg
-from mf2.schema import landmarks_to_numpy, read_metadata
-from mf2.pipeline.execute import run_simulate
-from mf2.blur.windows import PrAvgConfig
-from mf2.modes.config import SimulateConfig
-from mf2.sources import resolve_videos
+
 from mf2 import __version__
+from mf2.blur.crf import decode_lut, encode
+from mf2.blur.windows import PrAvgConfig, plan_pravg
+from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
+from mf2.schema import landmarks_to_numpy, read_metadata
+from mf2.sources import resolve_videos
 
 
 def _srgb_to_linear(u8: np.ndarray) -> np.ndarray:
@@ -47,7 +46,9 @@ def _resize(img: np.ndarray, out: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fomm08_run(videos, tmp_path_factory):
     out = tmp_path_factory.mktemp("pravg")
-    summary = run_simulate(resolve_videos(videos / "fomm_08.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=False)
+    summary = run_simulate(
+        resolve_videos(videos / "fomm_08.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7)), show_progress=False
+    )
     return out, summary
 
 
@@ -96,7 +97,14 @@ def test_manifest_indices_paths_and_metadata_are_consistent(fomm08_run):
     assert md["mf2.version"] == __version__ and '"L": 7' in md["mf2.params"]
     lm_table = pq.read_table(out / "landmarks" / "fomm_08.parquet")
     assert lm_table.num_rows == 150 and set(lm_table.column_names) >= {
-        "video_id", "frame", "box", "landmarks", "score", "backend", "is_duplicate"}
+        "video_id",
+        "frame",
+        "box",
+        "landmarks",
+        "score",
+        "backend",
+        "is_duplicate",
+    }
 
 
 @pytest.mark.slow
@@ -129,23 +137,34 @@ def test_plan_windows_for_each_paper_L(L):
         assert 40 not in range(w.start, w.end + 1)
         assert w.center == w.frames[L // 2]
         assert w.n_duplicates_skipped == sum(dup[w.start : w.end + 1])
-    assert stats.skipped_face_lost == sum(1 for s in range(len(exposures) - L + 1)
-                                          if exposures[s] <= 40 <= exposures[s + L - 1])
+    assert stats.skipped_face_lost == sum(
+        1 for s in range(len(exposures) - L + 1) if exposures[s] <= 40 <= exposures[s + L - 1]
+    )
 
 
 @pytest.mark.slow
 def test_repeated_frames_add_no_exposure(videos, tmp_path):
     """lp_d19 is ~70% repeats: each window must average L distinct exposures."""
     out = tmp_path / "d19"
-    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7), stride=4), show_progress=False)
+    run_simulate(
+        resolve_videos(videos / "lp_d19.mp4"),
+        out,
+        SimulateConfig(pravg=PrAvgConfig(L=7), stride=4),
+        show_progress=False,
+    )
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
     dup = pq.read_table(out / "landmarks" / "lp_d19.parquet")["is_duplicate"].to_pylist()
     assert rows
     assert all(not any(dup[f] for f in r["frames"]) for r in rows)
     assert sum(r["n_duplicates_skipped"] for r in rows) > len(rows)  # many windows spanned repeats
     # --keep-duplicates: plain consecutive frames; the landmark table is reused (same OUT, pairs replaced)
-    run_simulate(resolve_videos(videos / "lp_d19.mp4"), out, SimulateConfig(pravg=PrAvgConfig(L=7), stride=4, skip_duplicates=False),
-                 show_progress=False, replace=True)
+    run_simulate(
+        resolve_videos(videos / "lp_d19.mp4"),
+        out,
+        SimulateConfig(pravg=PrAvgConfig(L=7), stride=4, skip_duplicates=False),
+        show_progress=False,
+        replace=True,
+    )
     rows = pq.read_table(out / "pairs.parquet").to_pylist()
     assert all(r["frames"] == list(range(r["start_frame"], r["end_frame"] + 1)) for r in rows)
 
@@ -160,8 +179,13 @@ def test_fast_encoder_matches_the_curve():
     from mf2.blur.crf import _encode_exact
 
     rng = np.random.default_rng(0)
-    v = np.concatenate([rng.random(200_000).astype(np.float32), np.linspace(0, 1, 10_001, dtype=np.float32),
-                        np.array([-0.1, 0.0, 1.0, 1.2], np.float32)])
+    v = np.concatenate(
+        [
+            rng.random(200_000).astype(np.float32),
+            np.linspace(0, 1, 10_001, dtype=np.float32),
+            np.array([-0.1, 0.0, 1.0, 1.2], np.float32),
+        ]
+    )
     for mode in ("srgb", "gamma2.2", "linear"):
         diff = np.abs(encode(v, mode).astype(int) - _encode_exact(v, mode).astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-4  # only exact ties may round differently
@@ -176,8 +200,15 @@ def test_encoder_corrects_every_value_a_boundary_is_near():
     for mode in ("srgb", "gamma2.2", "linear"):
         table, upper, lower, near = _tables(mode)
         b = upper[:-1]
-        v = np.concatenate([b, np.nextafter(b, np.float32(0)), np.nextafter(b, np.float32(1)),
-                            rng.random(300_000, dtype=np.float32) ** 3, np.float32([-0.5, 0, 1, 1.5])])
+        v = np.concatenate(
+            [
+                b,
+                np.nextafter(b, np.float32(0)),
+                np.nextafter(b, np.float32(1)),
+                rng.random(300_000, dtype=np.float32) ** 3,
+                np.float32([-0.5, 0, 1, 1.5]),
+            ]
+        )
         idx = np.clip(v * np.float32(_GRID) + np.float32(0.5), 0, _GRID).astype(np.uint16)
         every = table[idx].astype(np.int16)
         every += v >= upper[every]

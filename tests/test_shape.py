@@ -104,8 +104,10 @@ def test_a_detections_fit_must_span_its_box():
     box = np.array([200 - ext / 2, 200 - ext / 2, 200 + ext / 2, 200 + ext / 2], np.float32)
     assert tracker._sane(lm, (480, 640, 3), None, det_box=box) == OK
     assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (0, 0, 3 * ext, 3 * ext)) == "implausible-shape"
-    assert tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (150, 150, 150 + ext / 2, 150 + ext / 2)) \
+    assert (
+        tracker._sane(lm, (480, 640, 3), None, det_box=box * 0 + (150, 150, 150 + ext / 2, 150 + ext / 2))
         == "implausible-shape"
+    )
 
 
 def test_a_tracks_fits_since_its_last_detection_are_flagged_when_it_drifts_away():
@@ -113,9 +115,26 @@ def test_a_tracks_fits_since_its_last_detection_are_flagged_when_it_drifts_away(
         lm = None if source == "none" else (MEAN_SHAPE * 30 + 100).astype(np.float32)
         return FaceRow(i, 0, track, None, lm, 1.0, 1.0, source, reason, False, 0.0)
 
-    rows = [row(0, "detect"), row(1, "track"), row(2, "confirmed"), row(3, "track"), row(4, "track"),
-            row(5, "none", "scale-drift"), row(5, "detect", track=1), row(6, "track", track=1),
-            row(7, "none", "no-detection", track=1)]
+    rows = [
+        row(0, "detect"),
+        row(1, "track"),
+        row(2, "confirmed"),
+        row(3, "track"),
+        row(4, "track"),
+        row(5, "none", "scale-drift"),
+        row(5, "detect", track=1),
+        row(6, "track", track=1),
+        row(7, "none", "no-detection", track=1),
+    ]
     _flag_before_loss(rows)
-    assert [r.reason for r in rows] == ["ok", "ok", "ok", "before-loss", "before-loss", "scale-drift",
-                                        "ok", "ok", "no-detection"]  # a track that simply ended keeps its frames
+    assert [r.reason for r in rows] == [
+        "ok",
+        "ok",
+        "ok",
+        "before-loss",
+        "before-loss",
+        "scale-drift",
+        "ok",
+        "ok",
+        "no-detection",
+    ]  # a track that simply ended keeps its frames

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, copy_clips, ffmpeg, run_mf2
 
 pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
@@ -24,8 +23,11 @@ CLIPS = ("fomm_08.mp4", "lp_d18.mp4")
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for kind in ("blurry", "sharp") for p in sorted((root / kind).rglob("*.png"))}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for kind in ("blurry", "sharp")
+        for p in sorted((root / kind).rglob("*.png"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,11 @@ def clips(videos, tmp_path_factory) -> Path:
 def built(request, clips, tmp_path_factory) -> tuple[str, Path]:
     mode = request.param
     out = tmp_path_factory.mktemp(f"ds_{mode}")
-    extra = {"pravg": ["--L", "7", "--stride", "3"], "synthetic": ["--stride", "4", "--noise-sigma", "2"],
-             "vla": ["--direction", "both"]}[mode]
+    extra = {
+        "pravg": ["--L", "7", "--stride", "3"],
+        "synthetic": ["--stride", "4", "--noise-sigma", "2"],
+        "vla": ["--direction", "both"],
+    }[mode]
     res = run_mf2("simulate", "--videos", str(clips), "--out", str(out), "--mode", mode, "--no-contact-sheet", *extra)
     assert res.returncode == 0, res.stderr
     return mode, out
@@ -56,8 +61,9 @@ _BASE: dict[str, Path] = {}
 def _pravg_base(clips: Path, factory) -> Path:
     if "pravg" not in _BASE:
         out = factory.mktemp("base") / "ds"
-        res = run_mf2("simulate", "--videos", str(clips), "--out", str(out), "--L", "7", "--stride", "3",
-                      "--no-contact-sheet")
+        res = run_mf2(
+            "simulate", "--videos", str(clips), "--out", str(out), "--L", "7", "--stride", "3", "--no-contact-sheet"
+        )
         assert res.returncode == 0, res.stderr
         _BASE["pravg"] = out
     return _BASE["pravg"]
@@ -70,8 +76,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_schema_md_documents_every_column():
     from mf2.fetch.run import STATUS_FIELDS
-    from mf2.schema import FLOW_SCHEMA
-    from mf2.schema import FAILURE_SCHEMA, LANDMARK_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, SCHEMA_VERSION
+    from mf2.schema import FAILURE_SCHEMA, FLOW_SCHEMA, LANDMARK_SCHEMA, PAIR_SCHEMA, REMOVED_SCHEMA, SCHEMA_VERSION
 
     text = (REPO / "manifests" / "SCHEMA.md").read_text()
     documented = set(re.findall(r"`([A-Za-z_0-9]+)`", text))
@@ -220,8 +225,17 @@ def test_materialize_from_a_reencoded_video_reports_mismatches(dataset, clips, t
     assert run_mf2("export", str(dataset), "--no-images", "--out", str(shared)).returncode == 0
     other = tmp_path / "their_videos"
     other.mkdir()
-    ffmpeg("-i", str(clips / "fomm_08.mp4"), "-c:v", "libx264", "-crf", "30", "-pix_fmt", "yuv420p",
-           str(other / "fomm_08.mp4"))
+    ffmpeg(
+        "-i",
+        str(clips / "fomm_08.mp4"),
+        "-c:v",
+        "libx264",
+        "-crf",
+        "30",
+        "-pix_fmt",
+        "yuv420p",
+        str(other / "fomm_08.mp4"),
+    )
     shutil.copy(clips / "lp_d18.mp4", other / "lp_d18.mp4")
     out = tmp_path / "rebuilt"
     res = run_mf2("materialize", str(shared), "--videos", str(other), "--out", str(out))
@@ -264,8 +278,9 @@ def test_remove_then_verify_is_clean_and_simulate_skips_it(dataset, clips):
     res = run_mf2("verify", str(dataset))
     assert res.returncode == 0 and "0 warning(s): OK" in res.stderr, res.stdout + res.stderr
 
-    res = run_mf2("simulate", "--videos", str(clips), "--out", str(dataset), "--L", "7", "--stride", "3",
-                  "--no-contact-sheet")
+    res = run_mf2(
+        "simulate", "--videos", str(clips), "--out", str(dataset), "--L", "7", "--stride", "3", "--no-contact-sheet"
+    )
     assert res.returncode == 0 and "1 taken down (skipped)" in res.stderr
     assert pq.read_table(dataset / "pairs.parquet").equals(after)
 
@@ -300,8 +315,9 @@ def test_split_keeps_identities_together_and_is_deterministic(dataset, clips, tm
     assert pq.read_table(dataset / "pairs.parquet")["split"].to_pylist() == first
 
     # a later simulate into the same folder keeps the split
-    res = run_mf2("simulate", "--videos", str(clips), "--out", str(dataset), "--L", "7", "--stride", "3",
-                  "--no-contact-sheet")
+    res = run_mf2(
+        "simulate", "--videos", str(clips), "--out", str(dataset), "--L", "7", "--stride", "3", "--no-contact-sheet"
+    )
     assert res.returncode == 0
     assert pq.read_table(dataset / "pairs.parquet")["split"].to_pylist() == first
 
@@ -310,7 +326,7 @@ def test_split_keeps_identities_together_and_is_deterministic(dataset, clips, tm
 
 
 def test_identity_groups_join_videos_through_shared_people():
-    from mf2.share.split import SplitConfig, groups, _bucket
+    from mf2.share.split import SplitConfig, _bucket, groups
 
     g = groups(["v1", "v2", "v3", "v4"], ["A", "A;B", "B", None])
     assert g["v1"] == g["v2"] == g["v3"] != g["v4"]
@@ -369,13 +385,15 @@ def test_hub_exports_load_in_datasets_and_webdataset(dataset, tmp_path):
     res = run_mf2("export", str(dataset), "--format", "hf", "--out", str(tmp_path / "hub"))
     assert res.returncode == 2 and "not empty" in res.stderr
 
-    res = run_mf2("export", str(dataset), "--format", "webdataset", "--out", str(tmp_path / "wds"),
-                  "--shard-pairs", "40")
+    res = run_mf2(
+        "export", str(dataset), "--format", "webdataset", "--out", str(tmp_path / "wds"), "--shard-pairs", "40"
+    )
     assert res.returncode == 0, res.stderr
     shards = sorted(str(p) for p in (tmp_path / "wds").glob("*.tar"))
     seen = {}
-    for key, blurry, meta in wds.WebDataset(shards, shardshuffle=False).decode("rgb8").to_tuple(
-            "__key__", "blurry.png", "json"):
+    for key, blurry, meta in (
+        wds.WebDataset(shards, shardshuffle=False).decode("rgb8").to_tuple("__key__", "blurry.png", "json")
+    ):
         seen[meta["pair_id"]] = meta
         assert key == meta["pair_id"] and np.array_equal(blurry, png[meta["pair_id"]])
     assert set(seen) == set(want) and all(seen[k]["split"] == want[k]["split"] for k in want)
@@ -386,10 +404,28 @@ def test_hub_exports_load_in_datasets_and_webdataset(dataset, tmp_path):
 def test_schema_versions_old_upgraded_new_refused(dataset, tmp_path):
     t = pq.read_table(dataset / "pairs.parquet")
     md = dict(t.schema.metadata)
-    old_cols = [c for c in t.column_names if c not in ("identity", "split", "params", "direction", "stop_reason",
-                                                        "stop_overlap", "stop_quality", "stop_fb_bad", "stop_osc_px",
-                                                        "displacement_px", "path_px", "seed", "kernel_size",
-                                                        "kernel", "noise_sigma")]
+    old_cols = [
+        c
+        for c in t.column_names
+        if c
+        not in (
+            "identity",
+            "split",
+            "params",
+            "direction",
+            "stop_reason",
+            "stop_overlap",
+            "stop_quality",
+            "stop_fb_bad",
+            "stop_osc_px",
+            "displacement_px",
+            "path_px",
+            "seed",
+            "kernel_size",
+            "kernel",
+            "noise_sigma",
+        )
+    ]
     v10 = t.select(old_cols).replace_schema_metadata({**md, b"mf2.schema_version": b"1.0"})
     md.pop(b"mf2.videos")
     v10 = v10.replace_schema_metadata({k: v for k, v in v10.schema.metadata.items() if k != b"mf2.videos"})
@@ -399,7 +435,10 @@ def test_schema_versions_old_upgraded_new_refused(dataset, tmp_path):
 
     v2 = t.replace_schema_metadata({**t.schema.metadata, b"mf2.schema_version": b"2.0"})
     pq.write_table(v2, dataset / "pairs.parquet")
-    for cmd in (["verify", str(dataset)], ["export", str(dataset), "--no-images", "--out", str(tmp_path / "e.parquet")]):
+    for cmd in (
+        ["verify", str(dataset)],
+        ["export", str(dataset), "--no-images", "--out", str(tmp_path / "e.parquet")],
+    ):
         res = run_mf2(*cmd)
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1 and "schema 2.0" in lines[0] and "upgrade mf2" in lines[0]
@@ -439,9 +478,11 @@ def test_manifest_reads_in_pandas_pyarrow_dataset_and_duckdb(dataset):
     paths = [r[0] for r in con.execute(f"SELECT blurry_path FROM read_parquet('{path}')").fetchall()]
     assert all((path.parent / p).is_file() for p in paths)
     # the pair measures (schema 1.8), read back as a lab would filter on them
-    sql = ("SELECT count(*), count(target_sharpness), min(sharpness_rank), max(sharpness_rank), "
-           "avg(blur_psnr), max(blur_ssim), max(saturated_share), avg(fit_residual), min(bits_per_pixel) "
-           f"FROM read_parquet('{path}')")
+    sql = (
+        "SELECT count(*), count(target_sharpness), min(sharpness_rank), max(sharpness_rank), "
+        "avg(blur_psnr), max(blur_ssim), max(saturated_share), avg(fit_residual), min(bits_per_pixel) "
+        f"FROM read_parquet('{path}')"
+    )
     n, n_sharp, r0, r1, psnr, ssim, sat, res, bpp = con.execute(sql).fetchone()
     assert n_sharp == n and r0 == 0 and r1 == 1
     assert 20 < psnr < 60 and 0 < ssim <= 1 and 0 <= sat < 1 and 0.05 < res < 0.5 and bpp > 0

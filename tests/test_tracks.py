@@ -11,15 +11,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import footage as ft
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-import footage as ft
 from conftest import REPO, run_mf2
-from mf2.faces.crop import Crop, CropTooLarge
+
 from mf2.blur.render import render_windows
 from mf2.blur.windows import Window, plan_pravg
+from mf2.faces.crop import Crop, CropTooLarge
 from mf2.faces.dlib_backend import DlibBackend
 from mf2.faces.select import LandmarkConfig
 from mf2.faces.series import face_series
@@ -115,8 +115,9 @@ def test_lost_frames_are_marked_where_the_face_is_gone(dataset):
         usable = _usable_frames(d)
         fo = foot[name]
         gone = [t for t in range(fo.n_frames) if all(ft.gone(x) for x in ft.faces_at(fo, t, refs))]
-        present = [t for t in range(fo.n_frames)
-                   if any(x.inside == 1.0 and x.alpha == 1.0 for x in ft.faces_at(fo, t, refs))]
+        present = [
+            t for t in range(fo.n_frames) if any(x.inside == 1.0 and x.alpha == 1.0 for x in ft.faces_at(fo, t, refs))
+        ]
         assert gone, name
         assert not usable & set(gone), (name, sorted(usable & set(gone)))
         # and where a face is whole and plain, it is tracked (the first frames of a shot may
@@ -144,8 +145,19 @@ def test_landmark_extents_stay_bounded_and_on_the_face(dataset):
 
 def test_faces_all_finds_both_faces(built, tmp_path):
     folder, foot, refs = built
-    r = run_mf2("simulate", "--videos", str(folder / "in" / "sidebyside.mp4"), "--out", str(tmp_path / "o"),
-                "--landmarks", "dlib", "--faces", "all", "--workers", "0")
+    r = run_mf2(
+        "simulate",
+        "--videos",
+        str(folder / "in" / "sidebyside.mp4"),
+        "--out",
+        str(tmp_path / "o"),
+        "--landmarks",
+        "dlib",
+        "--faces",
+        "all",
+        "--workers",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     pairs = pq.read_table(tmp_path / "o" / "pairs.parquet").to_pylist()
     by_face: dict[int, set] = {}
@@ -160,8 +172,19 @@ def test_faces_all_finds_both_faces(built, tmp_path):
     assert set.union(*by_face.values()) == {"s0l0", "s0l1"}
     assert len({p["pair_id"] for p in pairs}) == len(pairs)
     # the default keeps one face: the largest (both are the same size here: one of them)
-    r = run_mf2("simulate", "--videos", str(folder / "in" / "sidebyside.mp4"), "--out", str(tmp_path / "m"),
-                "--landmarks", "dlib", "--face", "centre", "--workers", "0")
+    r = run_mf2(
+        "simulate",
+        "--videos",
+        str(folder / "in" / "sidebyside.mp4"),
+        "--out",
+        str(tmp_path / "m"),
+        "--landmarks",
+        "dlib",
+        "--face",
+        "centre",
+        "--workers",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     assert len({p["face_id"] for p in pq.read_table(tmp_path / "m" / "pairs.parquet").to_pylist()}) == 1
 
@@ -244,23 +267,28 @@ def test_peak_memory_is_bounded_with_diverging_landmarks(built, tmp_path):
     folder, _, _ = built
     script = f"""
 import sys
-sys.path.insert(0, {str(REPO / 'tests')!r})
+sys.path.insert(0, {str(REPO / "tests")!r})
 from pathlib import Path
 from test_tracks import _Diverging
 from mf2.modes.config import SimulateConfig
 from mf2.simulate import simulate_video
 from mf2.sources import VideoSource
 from mf2.faces.select import LandmarkConfig
-src = VideoSource('cuts', Path({str(folder / 'in' / 'cuts.mp4')!r}))
-res = simulate_video(src, Path({str(tmp_path / 'o')!r}), SimulateConfig(mode='pravg', landmarks=LandmarkConfig(backend='dlib')),
+src = VideoSource('cuts', Path({str(folder / "in" / "cuts.mp4")!r}))
+res = simulate_video(src, Path({str(tmp_path / "o")!r}), SimulateConfig(mode='pravg', landmarks=LandmarkConfig(backend='dlib')),
                      backend=_Diverging(10))
 # VmHWM: this process image's peak. (ru_maxrss would also carry the peak of the pytest process
 # this one was forked from: Linux keeps it across exec.)
 hwm = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))
 print(res.n_pairs, hwm)
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     n_pairs, rss_kb = (int(v) for v in r.stdout.split()[-2:])
     assert rss_kb < 1024 * 1024, rss_kb
@@ -355,7 +383,7 @@ class _Sliding:
                 self.since = 0  # a fit on a detection: the real face
             elif self.kind == "collapse":
                 self.since += 1
-                eye, g = lm[42:48].mean(0), 0.97 ** self.since
+                eye, g = lm[42:48].mean(0), 0.97**self.since
                 lm = eye + (lm - eye) * g
                 lm[42:48] = self.inner.fit(images, boxes)[0][0][42:48]
             elif self.calls >= 20:
@@ -376,8 +404,13 @@ def _bad_usable_fits(t) -> int:
     for i in ok:
         sizes.setdefault(d["track"][i], []).append(float(np.ptp(lms[i], axis=0).max()))
     med = {k: float(np.median(v)) for k, v in sizes.items()}
-    return sum(1 for i in ok if procrustes_residual(lms[i]) > 0.5 or not 0.5 <= extent_aspect(lms[i]) <= 2
-               or not 1 / 1.5 <= float(np.ptp(lms[i], axis=0).max()) / med[d["track"][i]] <= 1.5)
+    return sum(
+        1
+        for i in ok
+        if procrustes_residual(lms[i]) > 0.5
+        or not 0.5 <= extent_aspect(lms[i]) <= 2
+        or not 1 / 1.5 <= float(np.ptp(lms[i], axis=0).max()) / med[d["track"][i]] <= 1.5
+    )
 
 
 @pytest.mark.parametrize("kind", ["collapse", "squash"])
@@ -387,8 +420,9 @@ def test_a_fit_sliding_off_the_face_is_refused_and_the_detector_takes_over(video
     detector re-anchors the track on the real face, and the frames stay usable."""
     clip = "retalking_face_3.mp4"
     info = probe(videos / clip)
-    off = LandmarkConfig(backend="dlib", max_shape_residual=10.0, max_aspect=100.0, max_drift=100.0,
-                         max_size_outlier=100.0)
+    off = LandmarkConfig(
+        backend="dlib", max_shape_residual=10.0, max_aspect=100.0, max_drift=100.0, max_size_outlier=100.0
+    )
     assert _bad_usable_fits(compute_landmarks(clip, info, off, backend=_Sliding(kind))) > 0
     t = compute_landmarks(clip, info, LandmarkConfig(backend="dlib"), backend=_Sliding(kind))
     d = t.to_pydict()
@@ -404,8 +438,9 @@ def test_cnn_fallback_keeps_a_turned_face(corpus):
     from dataclasses import replace
 
     info = probe(corpus / "astorfi_sample_video.mp4")
-    on, off = (compute_landmarks("a", info, replace(LandmarkConfig(backend="dlib"), cnn_fallback=v))
-               for v in (True, False))
+    on, off = (
+        compute_landmarks("a", info, replace(LandmarkConfig(backend="dlib"), cnn_fallback=v)) for v in (True, False)
+    )
 
     def ok(t):
         return {f for f, r in zip(t["frame"].to_pylist(), t["reason"].to_pylist()) if r == "ok"}

@@ -9,9 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import copy_clips, run_mf2
+from PIL import Image
 
 pytestmark = pytest.mark.slow  # end to end on real clips (make test-fast leaves it out)
 
@@ -22,8 +21,22 @@ torch = pytest.importorskip("torch")
 def pairs_dir(videos, tmp_path_factory) -> Path:
     vids = copy_clips(videos, ("fomm_08.mp4", "lp_d18.mp4"), tmp_path_factory.mktemp("clips"))
     out = tmp_path_factory.mktemp("pairs") / "ds"
-    res = run_mf2("simulate", "--videos", str(vids), "--out", str(out), "--L", "7", "--stride", "4",
-                  "--out-size", "64", "--no-contact-sheet", "--workers", "0")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(vids),
+        "--out",
+        str(out),
+        "--L",
+        "7",
+        "--stride",
+        "4",
+        "--out-size",
+        "64",
+        "--no-contact-sheet",
+        "--workers",
+        "0",
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -42,8 +55,16 @@ def test_paper_preset_matches_table_3():
         conv = [m for m in layer.modules() if isinstance(m, nn.Conv2d)][0]
         bn = any(isinstance(m, nn.BatchNorm2d) for m in layer.modules())
         enc.append((conv.kernel_size[0], conv.out_channels, conv.stride[0], bn))
-    assert enc == [(4, 64, 1, False), (4, 128, 2, True), (4, 256, 2, True), (4, 512, 2, True), (4, 512, 2, True),
-                   (4, 512, 2, True), (4, 512, 2, True), (1, 256, 2, True)]
+    assert enc == [
+        (4, 64, 1, False),
+        (4, 128, 2, True),
+        (4, 256, 2, True),
+        (4, 512, 2, True),
+        (4, 512, 2, True),
+        (4, 512, 2, True),
+        (4, 512, 2, True),
+        (1, 256, 2, True),
+    ]
     assert [m for m in g.enc_bl.layers[0].modules() if isinstance(m, nn.Conv2d)][0].in_channels == 6
     assert [m for m in g.enc_s.layers[0].modules() if isinstance(m, nn.Conv2d)][0].in_channels == 3
     # decoder: transposed convs, dropout (keep 0.5) on the first three, Table 3(b)
@@ -52,10 +73,16 @@ def test_paper_preset_matches_table_3():
         conv = [m for m in layer.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][0]
         drop = [m.p for m in layer.modules() if isinstance(m, nn.Dropout)]
         dec.append((conv.kernel_size[0], conv.out_channels, conv.stride[0], type(conv).__name__, drop))
-    assert dec == [(1, 1024, 2, "ConvTranspose2d", [0.5]), (4, 512, 2, "ConvTranspose2d", [0.5]),
-                   (4, 512, 2, "ConvTranspose2d", [0.5]), (4, 512, 2, "ConvTranspose2d", []),
-                   (4, 256, 2, "ConvTranspose2d", []), (4, 128, 2, "ConvTranspose2d", []),
-                   (4, 64, 2, "ConvTranspose2d", []), (4, 3, 1, "Conv2d", [])]
+    assert dec == [
+        (1, 1024, 2, "ConvTranspose2d", [0.5]),
+        (4, 512, 2, "ConvTranspose2d", [0.5]),
+        (4, 512, 2, "ConvTranspose2d", [0.5]),
+        (4, 512, 2, "ConvTranspose2d", []),
+        (4, 256, 2, "ConvTranspose2d", []),
+        (4, 128, 2, "ConvTranspose2d", []),
+        (4, 64, 2, "ConvTranspose2d", []),
+        (4, 3, 1, "Conv2d", []),
+    ]
     assert sorted(g.enc_bl.proj) == ["1", "3", "5"] and sorted(g.decoder.proj) == ["1", "3"]
     assert g.decoder.skips == {6: 2, 4: 4}  # two U-Net skips
     d = Discriminator(cfg.cgan.disc_channels)
@@ -85,14 +112,15 @@ def test_decoder_weights_are_shared_and_get_gradients_from_both_pathways():
     rec.mean().backward()
     grad_s = w.grad.clone()
     assert grad_bl.abs().sum() > 0 and grad_s.abs().sum() > 0 and not torch.equal(grad_bl, grad_s)
-    assert len(list(g.parameters())) == len(list(g.enc_bl.parameters())) + len(list(g.enc_s.parameters())) + \
-        len(list(g.decoder.parameters()))
+    assert len(list(g.parameters())) == len(list(g.enc_bl.parameters())) + len(list(g.enc_s.parameters())) + len(
+        list(g.decoder.parameters())
+    )
 
 
 def test_tiny_preset_overfits_a_small_batch(pairs_dir):
     """Every loss wired right: a few hundred CPU steps on 8 pairs drive L1 to the sharp target down."""
     from mf2.models.config import load_config
-    from mf2.train.data import split_pairs, PairDataset
+    from mf2.train.data import PairDataset, split_pairs
     from mf2.train.trainer import Trainer
 
     cfg = load_config("tiny", {"batch_size": 8, "flip": False, "crop_jitter": 0.0, "val_fraction": 0.0})
@@ -149,8 +177,9 @@ def test_resume_is_exact(pairs_dir, tmp_path):
 
 def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_path):
     run = tmp_path / "run"
-    res = run_mf2("train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
-                  "--out", str(run), "--json")
+    res = run_mf2(
+        "train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu", "--out", str(run), "--json"
+    )
     assert res.returncode == 0, res.stderr
     assert "train /" in res.stderr and "images/s" in res.stderr
     assert json.loads(res.stdout) == json.loads((run / "train_summary.json").read_text())  # --json: scripts
@@ -169,8 +198,7 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["hg"]["steps"] == 6 and summary["cgan"]["steps"] == 6 and 0 < summary["cgan"]["val"]["ssim"] <= 1
     # again: nothing to do, resumes as finished
-    res = run_mf2("train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu",
-                  "--out", str(run))
+    res = run_mf2("train", str(pairs_dir), "--config", "tiny", "--max-steps", "6", "--device", "cpu", "--out", str(run))
     assert res.returncode == 0 and "already trained" in res.stderr
 
     crop = next((pairs_dir / "blurry").rglob("*.png"))
@@ -183,14 +211,22 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
         if i == 1:
             break
     clip = tmp_path / "clip.mp4"
-    subprocess_ffmpeg = ["-i", str(videos / "fomm_08.mp4"), "-frames:v", "20", "-c:v", "libx264", "-pix_fmt",
-                         "yuv420p", str(clip)]
+    subprocess_ffmpeg = [
+        "-i",
+        str(videos / "fomm_08.mp4"),
+        "-frames:v",
+        "20",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(clip),
+    ]
     from conftest import ffmpeg
 
     ffmpeg(*subprocess_ffmpeg)
     out = tmp_path / "restored"
-    res = run_mf2("deblur", str(crop), str(frames), str(clip), "--checkpoint", str(run / "model.pt"),
-                  "--out", str(out))
+    res = run_mf2("deblur", str(crop), str(frames), str(clip), "--checkpoint", str(run / "model.pt"), "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "1 videos (20 frames)" in res.stderr
     restored_crop = cv2.imread(str(out / crop.name))
@@ -206,8 +242,16 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     assert v_out.fps == v_in.fps
 
     # identity over time against a sharp reference frame the user names (the paper's Sect. 5.6)
-    res = run_mf2("deblur", str(clip), "--reference", "5", "--checkpoint", str(run / "model.pt"),
-                  "--out", str(tmp_path / "traced"))
+    res = run_mf2(
+        "deblur",
+        str(clip),
+        "--reference",
+        "5",
+        "--checkpoint",
+        str(run / "model.pt"),
+        "--out",
+        str(tmp_path / "traced"),
+    )
     assert res.returncode == 0, res.stderr
     rows = (tmp_path / "traced" / "clip.mp4.identity.csv").read_text().splitlines()
     assert rows[0] == "frame,cos_blurred,cos_restored" and len(rows) == 21
@@ -216,15 +260,32 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
     assert all(-1 <= c <= 1 for v in by_frame.values() for c in v)
     assert cv2.imread(str(tmp_path / "traced" / "clip.mp4.identity.png")) is not None
     assert "identity cosine to frame 5 over 19 frames" in res.stderr
-    res = run_mf2("deblur", str(clip), "--reference", "99", "--checkpoint", str(run / "model.pt"),
-                  "--out", str(tmp_path / "traced2"))
+    res = run_mf2(
+        "deblur",
+        str(clip),
+        "--reference",
+        "99",
+        "--checkpoint",
+        str(run / "model.pt"),
+        "--out",
+        str(tmp_path / "traced2"),
+    )
     assert res.returncode == 2 and "--reference 99" in res.stderr and "frames 0-19" in res.stderr
     assert "Traceback" not in res.stderr
 
     # the model as a row of mf2 evaluate
     rep = tmp_path / "report"
-    res = run_mf2("evaluate", str(pairs_dir), "--checkpoint", f"tiny={run / 'model.pt'}", "--limit", "4",
-                  "--no-identity", "--out", str(rep))
+    res = run_mf2(
+        "evaluate",
+        str(pairs_dir),
+        "--checkpoint",
+        f"tiny={run / 'model.pt'}",
+        "--limit",
+        "4",
+        "--no-identity",
+        "--out",
+        str(rep),
+    )
     assert res.returncode == 0, res.stderr
     rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
     assert set(rows) == {"Blurred", "Oracle", "tiny"} and 0 < rows["tiny"]["ssim"] < 1
@@ -240,14 +301,26 @@ def test_config_errors_are_one_line(tmp_path, pairs_dir):
     assert res.returncode == 2 and "hourglass.stackz: unknown key" in res.stderr
     res = run_mf2("train", str(pairs_dir), "--config", "huge", "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and "not a preset" in res.stderr
-    res = run_mf2("train", str(pairs_dir), "--stage", "cgan", "--config", "tiny", "--out",
-                  str(tmp_path / "fresh"), "--device", "cpu")
+    res = run_mf2(
+        "train",
+        str(pairs_dir),
+        "--stage",
+        "cgan",
+        "--config",
+        "tiny",
+        "--out",
+        str(tmp_path / "fresh"),
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 2 and "no trained hourglass" in res.stderr
-    for text, needle in (("hg_stage: {lr: .nan}", "hg_stage.lr: expected a number (finite), got nan"),
-                         ("hg_stage: {lr: fast}", "hg_stage.lr: expected a number (finite), got 'fast'"),
-                         ("batch_size: '16'", "batch_size: expected an integer"),
-                         ("hg_stage: {lr: -1.0}", "lr -1.0 must be in (0, 1)"),
-                         ("cgan_stage: {betas: [0.5]}", "cgan_stage.betas")):
+    for text, needle in (
+        ("hg_stage: {lr: .nan}", "hg_stage.lr: expected a number (finite), got nan"),
+        ("hg_stage: {lr: fast}", "hg_stage.lr: expected a number (finite), got 'fast'"),
+        ("batch_size: '16'", "batch_size: expected an integer"),
+        ("hg_stage: {lr: -1.0}", "lr -1.0 must be in (0, 1)"),
+        ("cgan_stage: {betas: [0.5]}", "cgan_stage.betas"),
+    ):
         cfg.write_text(f"preset: tiny\n{text}\n")
         res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--out", str(tmp_path / "o"))
         assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr, (text, res.stderr)
@@ -255,8 +328,9 @@ def test_config_errors_are_one_line(tmp_path, pairs_dir):
 
 
 def test_shipped_configs_are_the_presets():
-    from mf2.models.config import PRESETS, load_config
     from conftest import REPO
+
+    from mf2.models.config import PRESETS, load_config
 
     for name in PRESETS:
         assert load_config(str(REPO / "configs" / f"{name}.yaml")) == PRESETS[name]
@@ -269,9 +343,31 @@ def test_two_process_ddp_training_on_cpu(pairs_dir, tmp_path):
     import sys
 
     out = tmp_path / "ddp"
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "mf2", "train", str(pairs_dir), "--config", "tiny", "--max-steps", "4",
-                          "--device", "cpu", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "mf2",
+            "train",
+            str(pairs_dir),
+            "--config",
+            "tiny",
+            "--max-steps",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stderr.count("mf2 train: model (") == 1  # one report, from rank 0
     summary = json.loads((out / "train_summary.json").read_text())
@@ -336,8 +432,22 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
     """`mf2 train VLA --hg-pairs SYN`: each stage trains on its own pairs, the run says
     which, and resuming with other hourglass pairs is refused in one line."""
     syn = tmp_path / "syn"
-    res = run_mf2("simulate", "--videos", str(videos / "lp_d18.mp4"), "--mode", "synthetic", "--stride", "8",
-                  "--out-size", "64", "--out", str(syn), "--no-contact-sheet", "--workers", "0")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(videos / "lp_d18.mp4"),
+        "--mode",
+        "synthetic",
+        "--stride",
+        "8",
+        "--out-size",
+        "64",
+        "--out",
+        str(syn),
+        "--no-contact-sheet",
+        "--workers",
+        "0",
+    )
     assert res.returncode == 0, res.stderr
     run = tmp_path / "run"
     args = ["train", "--config", "tiny", "--max-steps", "3", "--device", "cpu", "--out", str(run)]
@@ -354,8 +464,19 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
     assert "--pairs is deprecated" in res.stderr
     # the hourglass alone as a row of mf2 evaluate
     rep = tmp_path / "report"
-    res = run_mf2("evaluate", str(pairs_dir), "--checkpoint", f"m={run / 'model.pt'}",
-                  "--hourglass", str(run / "model.pt"), "--limit", "3", "--no-identity", "--out", str(rep))
+    res = run_mf2(
+        "evaluate",
+        str(pairs_dir),
+        "--checkpoint",
+        f"m={run / 'model.pt'}",
+        "--hourglass",
+        str(run / "model.pt"),
+        "--limit",
+        "3",
+        "--no-identity",
+        "--out",
+        str(rep),
+    )
     assert res.returncode == 0, res.stderr
     rows = {r["method"]: r for r in json.loads((rep / "report.json").read_text())["results"]}
     assert set(rows) == {"Blurred", "Oracle", "m", "run-HG"}
@@ -371,8 +492,9 @@ def test_table_4_ablations_train_and_deblur(ablation, pairs_dir, tmp_path):
     cfg = tmp_path / "abl.yaml"
     cfg.write_text(f"preset: tiny\nbatch_size: 4\ncgan:\n  {ablation}: false\n")
     run = tmp_path / "run"
-    res = run_mf2("train", str(pairs_dir), "--config", str(cfg), "--max-steps", "2", "--device", "cpu",
-                  "--out", str(run))
+    res = run_mf2(
+        "train", str(pairs_dir), "--config", str(cfg), "--max-steps", "2", "--device", "cpu", "--out", str(run)
+    )
     assert res.returncode == 0, res.stderr
     gen = torch.load(run / "checkpoints" / "cgan_last.pt", weights_only=True)["models"]["gen"]
     first = next(v for k, v in gen.items() if k.startswith("enc_bl.") and v.dim() == 4)
@@ -394,8 +516,8 @@ def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model
     from model.pt) gives what the trainer's own prediction gives, so the base is applied the
     same way on both sides; without it the two would differ by the whole base image."""
     from mf2.models.config import PRESETS, load_config
-    from mf2.restore.tensors import to_tensor, to_uint8
     from mf2.restore.deblur import Deblurrer
+    from mf2.restore.tensors import to_tensor, to_uint8
     from mf2.train.steps import build_models
     from mf2.train.trainer import Trainer
 
@@ -417,8 +539,9 @@ def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model
     cfg_file = tmp_path / "res.yaml"
     cfg_file.write_text("preset: tiny\nbatch_size: 4\ncgan:\n  residual: true\n")
     run = tmp_path / "run"
-    res = run_mf2("train", str(pairs_dir), "--config", str(cfg_file), "--max-steps", "6", "--device", "cpu",
-                  "--out", str(run))
+    res = run_mf2(
+        "train", str(pairs_dir), "--config", str(cfg_file), "--max-steps", "6", "--device", "cpu", "--out", str(run)
+    )
     assert res.returncode == 0, res.stderr
     crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
     restored = Deblurrer(run / "model.pt", device="cpu")([crop])[0]

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import ffmpeg, run_mf2
 
 HALVED = ("fomm_10", "lp_d18", "ffpp_youtube_634", "lp_d9", "lp_d3")
@@ -42,11 +41,15 @@ def test_read_pairs_takes_ytf_splits_and_refuses_bad_lines(tmp_path):
     from mf2.evaluate.verification import read_pairs
 
     p = tmp_path / "splits.txt"
-    p.write_text("split number, first name, second name, is same\n1, Aaron_Eckhart/0, Aaron_Eckhart/1, 1, 1\n"
-                 "2, a, b, 0  # a comment\n")
+    p.write_text(
+        "split number, first name, second name, is same\n1, Aaron_Eckhart/0, Aaron_Eckhart/1, 1, 1\n"
+        "2, a, b, 0  # a comment\n"
+    )
     got = read_pairs(p)
-    assert [(x.fold, x.a, x.b, x.same) for x in got] == [(1, "Aaron_Eckhart_0", "Aaron_Eckhart_1", True),
-                                                         (2, "a", "b", False)]
+    assert [(x.fold, x.a, x.b, x.same) for x in got] == [
+        (1, "Aaron_Eckhart_0", "Aaron_Eckhart_1", True),
+        (2, "a", "b", False),
+    ]
     p.write_text("1, a, b, 1\n2, a, b\n")
     with pytest.raises(InputError, match="splits.txt:2"):
         read_pairs(p)
@@ -58,23 +61,65 @@ def test_verification_on_video_pairs_of_the_shared_clips(videos, tmp_path):
     clips.mkdir()
     for name in HALVED:
         for half, (start, dur) in enumerate(((0, 3.5), (3.5, 3.5)), start=1):
-            ffmpeg("-ss", str(start), "-t", str(dur), "-i", str(videos / f"{name}.mp4"), "-an", "-c:v", "libx264",
-                   "-crf", "16", str(clips / f"{name}_{half}.mp4"))
+            ffmpeg(
+                "-ss",
+                str(start),
+                "-t",
+                str(dur),
+                "-i",
+                str(videos / f"{name}.mp4"),
+                "-an",
+                "-c:v",
+                "libx264",
+                "-crf",
+                "16",
+                str(clips / f"{name}_{half}.mp4"),
+            )
     for name in SAME_PERSON:
         ffmpeg("-i", str(videos / f"{name}.mp4"), "-an", "-c:v", "copy", str(clips / f"{name}.mp4"))
     pairs = [(f"{n}_1", f"{n}_2", 1) for n in HALVED] + [SAME_PERSON + (1,)]
-    pairs += [(f"{a}_1", f"{b}_2", 0) for i, a in enumerate(HALVED) for b in HALVED[i + 1:]]  # 10 different
-    pairs += [(f"{HALVED[0]}_2", SAME_PERSON[0], 0), (f"{HALVED[3]}_1", SAME_PERSON[1], 0),
-              (f"{HALVED[4]}_2", SAME_PERSON[0], 0), (f"{HALVED[1]}_2", SAME_PERSON[1], 0)]
+    pairs += [(f"{a}_1", f"{b}_2", 0) for i, a in enumerate(HALVED) for b in HALVED[i + 1 :]]  # 10 different
+    pairs += [
+        (f"{HALVED[0]}_2", SAME_PERSON[0], 0),
+        (f"{HALVED[3]}_1", SAME_PERSON[1], 0),
+        (f"{HALVED[4]}_2", SAME_PERSON[0], 0),
+        (f"{HALVED[1]}_2", SAME_PERSON[1], 0),
+    ]
     listing = tmp_path / "pairs.txt"
-    listing.write_text("split, a, b, same\n" + "".join(f"{i % 10 + 1}, {a}, {b}, {s}\n"
-                                                       for i, (a, b, s) in enumerate(pairs)))
+    listing.write_text(
+        "split, a, b, same\n" + "".join(f"{i % 10 + 1}, {a}, {b}, {s}\n" for i, (a, b, s) in enumerate(pairs))
+    )
     ds = tmp_path / "ds"
-    res = run_mf2("simulate", "--videos", str(clips), "--out", str(ds), "--L", "7", "--stride", "20",
-                  "--out-size", "128", "--landmarks", "dlib", "--workers", "0", "--no-contact-sheet")
+    res = run_mf2(
+        "simulate",
+        "--videos",
+        str(clips),
+        "--out",
+        str(ds),
+        "--L",
+        "7",
+        "--stride",
+        "20",
+        "--out-size",
+        "128",
+        "--landmarks",
+        "dlib",
+        "--workers",
+        "0",
+        "--no-contact-sheet",
+    )
     assert res.returncode == 0, res.stderr
-    res = run_mf2("evaluate", str(ds), "--verification", str(listing), "--landmarks", "dlib", "--out",
-                  str(tmp_path / "report"), "--json")
+    res = run_mf2(
+        "evaluate",
+        str(ds),
+        "--verification",
+        str(listing),
+        "--landmarks",
+        "dlib",
+        "--out",
+        str(tmp_path / "report"),
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     v = json.loads(res.stdout)["verification"]["PrAvg 7"]
     for method in ("Blurred", "Oracle"):

@@ -8,16 +8,35 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from conftest import decode_reference, ffmpeg
+
 from mf2.errors import InputError
 from mf2.video import DuplicateDetector, iter_frames, probe
 
 
 def _ffprobe_counted(path) -> tuple[int, Fraction]:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                          "stream=nb_read_frames,avg_frame_rate", "-of", "csv=p=0", str(path)],
-                         capture_output=True, text=True, check=True).stdout.strip().split(",")
+    out = (
+        subprocess.run(
+            [
+                "ffprobe",
+                "-v",
+                "error",
+                "-count_frames",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=nb_read_frames,avg_frame_rate",
+                "-of",
+                "csv=p=0",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .split(",")
+    )
     return int(out[1]), Fraction(out[0])
 
 
@@ -66,8 +85,23 @@ def test_rotation_metadata_is_applied(videos, tmp_path):
 def test_full_range_decodes_like_its_limited_range_twin(videos, tmp_path):
     """A range mix-up would stretch or squash contrast by ~14%; the twin must decode alike."""
     tv = tmp_path / "tv.mp4"
-    ffmpeg("-i", str(videos / "sbr_demo.mp4"), "-frames:v", "5", "-vf", "scale=in_range=pc:out_range=tv",
-           "-pix_fmt", "yuv420p", "-color_range", "tv", "-c:v", "libx264", "-crf", "4", str(tv))
+    ffmpeg(
+        "-i",
+        str(videos / "sbr_demo.mp4"),
+        "-frames:v",
+        "5",
+        "-vf",
+        "scale=in_range=pc:out_range=tv",
+        "-pix_fmt",
+        "yuv420p",
+        "-color_range",
+        "tv",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "4",
+        str(tv),
+    )
     assert probe(videos / "sbr_demo.mp4").color_range == "pc"
     a = next(iter(iter_frames(videos / "sbr_demo.mp4"))).astype(float)
     b = next(iter(iter_frames(tv))).astype(float)
@@ -77,8 +111,19 @@ def test_full_range_decodes_like_its_limited_range_twin(videos, tmp_path):
 
 def test_29_97_fps_is_exact(videos, tmp_path):
     out = tmp_path / "ntsc.mp4"
-    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-vf", "setpts=N/(30000/1001)/TB", "-r", "30000/1001",
-           "-c:v", "libx264", "-crf", "18", str(out))
+    ffmpeg(
+        "-i",
+        str(videos / "fomm_08.mp4"),
+        "-vf",
+        "setpts=N/(30000/1001)/TB",
+        "-r",
+        "30000/1001",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        str(out),
+    )
     info = probe(out)
     assert info.fps == Fraction(30000, 1001)
     assert info.n_frames == 150 and not info.vfr
@@ -100,8 +145,21 @@ def test_the_first_video_stream_is_probed_and_decoded(videos, tmp_path):
     """Issue 33: an mp4 whose first stream is 256x256 and second 512x512 was probed on the first
     and decoded from ffmpeg's pick (the second), cut into 256x256 garbage frames."""
     two = tmp_path / "two.mp4"
-    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-i", str(videos / "lp_d0.mp4"), "-map", "0:v", "-map", "1:v",
-           "-c", "copy", "-t", "2", str(two))
+    ffmpeg(
+        "-i",
+        str(videos / "fomm_08.mp4"),
+        "-i",
+        str(videos / "lp_d0.mp4"),
+        "-map",
+        "0:v",
+        "-map",
+        "1:v",
+        "-c",
+        "copy",
+        "-t",
+        "2",
+        str(two),
+    )
     info = probe(two)
     frames = list(iter_frames(info))
     assert (info.width, info.height) == (256, 256) and len(frames) == info.n_frames
@@ -115,9 +173,27 @@ def test_the_stream_read_is_the_footage_after_audio_and_beside_cover_art(videos,
     the footage is read, and its container index is what probe records."""
     cover, f = tmp_path / "cover.png", tmp_path / "cov.mp4"
     ffmpeg("-i", str(videos / "fomm_08.mp4"), "-frames:v", "1", str(cover))
-    ffmpeg("-i", str(cover), "-i", str(videos / "lp_d6_first20s.mp4"), "-i", str(videos / "fomm_08.mp4"),
-           "-map", "0", "-map", "1:a", "-map", "2:v", "-c", "copy", "-disposition:0", "attached_pic", "-t", "2",
-           str(f))
+    ffmpeg(
+        "-i",
+        str(cover),
+        "-i",
+        str(videos / "lp_d6_first20s.mp4"),
+        "-i",
+        str(videos / "fomm_08.mp4"),
+        "-map",
+        "0",
+        "-map",
+        "1:a",
+        "-map",
+        "2:v",
+        "-c",
+        "copy",
+        "-disposition:0",
+        "attached_pic",
+        "-t",
+        "2",
+        str(f),
+    )
     info = probe(f)
     assert (info.stream_index, info.video_streams, info.codec) == (1, 1, "h264")
     frames = list(iter_frames(info))
@@ -128,8 +204,19 @@ def test_the_stream_read_is_the_footage_after_audio_and_beside_cover_art(videos,
 def test_variable_frame_rate_is_reported_and_not_resampled(videos, tmp_path):
     out = tmp_path / "vfr.mp4"
     # first half at 35 fps, second half at 17.5 fps
-    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-vf", "setpts='(N+max(0,N-75))/(35*TB)'",
-           "-fps_mode", "vfr", "-c:v", "libx264", "-crf", "18", str(out))
+    ffmpeg(
+        "-i",
+        str(videos / "fomm_08.mp4"),
+        "-vf",
+        "setpts='(N+max(0,N-75))/(35*TB)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        str(out),
+    )
     info = probe(out)
     assert info.vfr
     assert info.n_frames == 150
@@ -194,8 +281,10 @@ def test_option_like_file_name_is_data(videos, tmp_path):
     assert probe(odd).n_frames == 150
 
 
-@pytest.mark.parametrize("name,expected", [("lp_d19.mp4", 179), ("lp_d6_first20s.mp4", 107),
-                                           ("retalking_face_4.mp4", 52), ("fomm_08.mp4", 0)])
+@pytest.mark.parametrize(
+    "name,expected",
+    [("lp_d19.mp4", 179), ("lp_d6_first20s.mp4", 107), ("retalking_face_4.mp4", 52), ("fomm_08.mp4", 0)],
+)
 def test_repeated_frames_match_provenance(videos, name, expected):
     """PROVENANCE.md counts repeats with the same measure (grey, 320 px, MAD < 0.3)."""
     det = DuplicateDetector()
@@ -213,8 +302,10 @@ def test_exact_mode_finds_only_bit_exact_repeats(videos):
 
 
 def _frame_line(n: int, key: bool) -> str:
-    return (f"[Parsed_showinfo_1 @ 0x55] [info] n:{n:4d} pts:{n * 512:7d} pts_time:{n / 25:<7} pos: 1 "
-            f"fmt:yuv420p sar:1/1 s:256x256 i:P iskey:{int(key)} type:{'I' if key else 'P'}")
+    return (
+        f"[Parsed_showinfo_1 @ 0x55] [info] n:{n:4d} pts:{n * 512:7d} pts_time:{n / 25:<7} pos: 1 "
+        f"fmt:yuv420p sar:1/1 s:256x256 i:P iskey:{int(key)} type:{'I' if key else 'P'}"
+    )
 
 
 def test_damage_runs_from_an_error_to_a_keyframe_past_the_decoders_lag():

@@ -10,19 +10,19 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import decode_reference, run_mf2
+from test_pravg import _crop, _linear_to_srgb_u8, _resize, _srgb_to_linear
+
 from mf2.blur.kernels import SyntheticConfig, apply_kernel, make_kernel
-from mf2.blur.vla import VlaConfig, VlaWindow, VlaStop, drop_reverse_duplicates, jaccard, part_overlap
+from mf2.blur.vla import VlaConfig, VlaStop, VlaWindow, drop_reverse_duplicates, jaccard, part_overlap
 from mf2.blur.windows import Window
 from mf2.faces.crop import Crop
 from mf2.faces.select import LandmarkConfig, make_backend
 from mf2.flow import FlowConfig, iter_flow
-from mf2.schema import landmarks_to_numpy, read_metadata
-from mf2.pipeline.execute import run_simulate
 from mf2.modes.config import SimulateConfig
+from mf2.pipeline.execute import run_simulate
+from mf2.schema import landmarks_to_numpy, read_metadata
 from mf2.sources import resolve_videos
-from test_pravg import _crop, _linear_to_srgb_u8, _resize, _srgb_to_linear
 
 CALM = ("lp_d0", "lp_d19")  # PROVENANCE: mean flow 0.14 and 0.09 px/frame
 FAST = ("lp_d11", "sadtalker_RD_Radio2_000")  # 1.45 and 1.80 px/frame
@@ -34,17 +34,41 @@ def _first_frame(path: Path) -> np.ndarray:
 
 def _shifted(frame: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(frame, m, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT101)
+    return cv2.warpAffine(
+        frame, m, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
+    )
 
 
 def _write_video(frames: list[np.ndarray], path: Path, fps: int = 25) -> Path:
     """Frames to a near-lossless H.264 file through the real ffmpeg."""
     h, w = frames[0].shape[:2]
     proc = subprocess.Popen(
-        ["ffmpeg", "-y", "-nostdin", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-         "-r", str(fps), "-i", "pipe:", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)],
-        stdin=subprocess.PIPE)
+        [
+            "ffmpeg",
+            "-y",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            str(fps),
+            "-i",
+            "pipe:",
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-pix_fmt",
+            "yuv444p",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+    )
     for f in frames:
         proc.stdin.write(np.ascontiguousarray(f).tobytes())
     proc.stdin.close()
@@ -64,6 +88,7 @@ NO_OVERLAP, NO_QUALITY, NO_FLOW = {"min_overlap": 0.0}, {"min_quality": -1.0}, {
 
 
 # --- the flow stage ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_flow_recovers_a_known_translation(videos):
@@ -120,6 +145,7 @@ def test_flow_table_is_cached_and_reused(videos, tmp_path):
 
 # --- VLA on real clips ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def vla_run(videos, tmp_path_factory):
     """The CLI on a folder of calm and fast clips, both directions."""
@@ -129,8 +155,19 @@ def vla_run(videos, tmp_path_factory):
     for name in CALM + FAST:
         (folder / f"{name}.mp4").symlink_to(videos / f"{name}.mp4")
     out = root / "out"
-    r = run_mf2("simulate", "--videos", str(folder), "--out", str(out), "--mode", "vla", "--direction", "both",
-                "--landmarks", "dlib")
+    r = run_mf2(
+        "simulate",
+        "--videos",
+        str(folder),
+        "--out",
+        str(out),
+        "--mode",
+        "vla",
+        "--direction",
+        "both",
+        "--landmarks",
+        "dlib",
+    )
     assert r.returncode == 0, r.stderr
     return out, pq.read_table(out / "pairs.parquet").to_pylist()
 
@@ -215,6 +252,7 @@ def test_reverse_duplicate_rule():
 
 # --- each stop rule fires on a sequence built to trigger it -----------------------------
 
+
 @pytest.fixture(scope="module")
 def base_frame(videos):
     return _first_frame(videos / "lp_d0.mp4")
@@ -279,6 +317,7 @@ def test_lost_face_is_a_flow_failure(base_frame, tmp_path):
 
 # --- synthetic kernels ---------------------------------------------------------------
 
+
 def test_kernels_are_seeded_normalised_and_centred():
     for seed in range(20):
         k = make_kernel(seed, 31)
@@ -293,8 +332,9 @@ def test_kernels_are_seeded_normalised_and_centred():
 
 @pytest.mark.slow
 def test_synthetic_mode_is_deterministic_and_preserves_light(videos, tmp_path):
-    cfg = SimulateConfig(mode="synthetic", stride=15, landmarks=LandmarkConfig(backend="dlib"),
-                         synthetic=SyntheticConfig(seed=7))
+    cfg = SimulateConfig(
+        mode="synthetic", stride=15, landmarks=LandmarkConfig(backend="dlib"), synthetic=SyntheticConfig(seed=7)
+    )
     a, b = tmp_path / "a", tmp_path / "b"
     run_simulate(resolve_videos(videos / "fomm_08.mp4"), a, cfg, show_progress=False)
     run_simulate(resolve_videos(videos / "fomm_08.mp4"), b, cfg, show_progress=False)
@@ -311,14 +351,20 @@ def test_synthetic_mode_is_deterministic_and_preserves_light(videos, tmp_path):
         assert np.array_equal(blurry, apply_kernel(sharp, k, "srgb"))
         assert abs(lut[blurry].mean() / lut[sharp].mean() - 1) < 0.01  # light preserved
     other = tmp_path / "c"
-    run_simulate(resolve_videos(videos / "fomm_08.mp4"), other,
-                 SimulateConfig(mode="synthetic", stride=15, landmarks=LandmarkConfig(backend="dlib"),
-                                synthetic=SyntheticConfig(seed=8)), show_progress=False)
+    run_simulate(
+        resolve_videos(videos / "fomm_08.mp4"),
+        other,
+        SimulateConfig(
+            mode="synthetic", stride=15, landmarks=LandmarkConfig(backend="dlib"), synthetic=SyntheticConfig(seed=8)
+        ),
+        show_progress=False,
+    )
     rc = pq.read_table(other / "pairs.parquet").to_pylist()
     assert [r["blurry_sha256"] for r in rc] != [r["blurry_sha256"] for r in ra]
 
 
 # --- CLI -----------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_stats_command_writes_plots(vla_run):
@@ -333,12 +379,15 @@ def test_stats_command_writes_plots(vla_run):
     assert st["n_pairs"] == len(rows) and sum(st["pairs_per_video"].values()) == len(rows)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--mode", "vla", "--min-L", "4"], "--min-L 4"),
-    (["--mode", "vla", "--max-L", "3", "--min-L", "5"], "--max-L 3"),
-    (["--mode", "synthetic", "--kernel-size", "30"], "--kernel-size 30"),
-    (["--mode", "vla", "--min-quality", "2"], "--min-quality 2"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--mode", "vla", "--min-L", "4"], "--min-L 4"),
+        (["--mode", "vla", "--max-L", "3", "--min-L", "5"], "--max-L 3"),
+        (["--mode", "synthetic", "--kernel-size", "30"], "--kernel-size 30"),
+        (["--mode", "vla", "--min-quality", "2"], "--min-quality 2"),
+    ],
+)
 def test_bad_vla_and_synthetic_options_are_one_line_errors(args, needle, tmp_path):
     r = run_mf2("simulate", "--videos", str(tmp_path), "--out", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

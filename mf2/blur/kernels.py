@@ -96,8 +96,13 @@ def make_kernel(seed: int, size: int, iterations: int = 2000) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def apply_kernel(sharp: np.ndarray, kernel: np.ndarray, crf: str = "srgb", noise_sigma: float = 0.0,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+def apply_kernel(
+    sharp: np.ndarray,
+    kernel: np.ndarray,
+    crf: str = "srgb",
+    noise_sigma: float = 0.0,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Convolve a uint8 RGB image with ``kernel`` in linear light (reflecting borders)."""
     lin = decode_lut(crf)[sharp]
     # filter2D correlates; flipping the kernel makes it a convolution.
@@ -110,8 +115,9 @@ def apply_kernel(sharp: np.ndarray, kernel: np.ndarray, crf: str = "srgb", noise
     return out
 
 
-def synthetic_blur(sharp: np.ndarray, kernel: np.ndarray, seed: int, crf: str = "srgb",
-                   noise_sigma: float = 0.0) -> np.ndarray:
+def synthetic_blur(
+    sharp: np.ndarray, kernel: np.ndarray, seed: int, crf: str = "srgb", noise_sigma: float = 0.0
+) -> np.ndarray:
     """A synthetic pair's blurry image: ``kernel`` in linear light, then noise from the
     pair's own stream (``[seed, 1]``). simulate, materialize and the stills builder all call
     this one function, so a rebuilt pair equals the original byte for byte."""

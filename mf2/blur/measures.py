@@ -36,8 +36,16 @@ SHARPNESS_SIZE = 128  # the side the target is resized to before its Laplacian
 LOG_SIGMA = 1.5  # pixels at that size
 NEIGHBOURS = 3  # targets on either side that a target's sharpness is compared with
 PSNR_CAP = 100.0  # dB, for a blurry image identical to its target
-COLUMNS = ("target_sharpness", "sharpness_rank", "sharpness_ratio", "blur_psnr", "blur_ssim", "saturated_share", "fit_residual",
-           "bits_per_pixel")
+COLUMNS = (
+    "target_sharpness",
+    "sharpness_rank",
+    "sharpness_ratio",
+    "blur_psnr",
+    "blur_ssim",
+    "saturated_share",
+    "fit_residual",
+    "bits_per_pixel",
+)
 
 
 def _grey_at_scale(rgb: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
@@ -82,8 +90,7 @@ def bits_per_pixel(bit_rate: float | None, width: int, height: int, fps: float) 
     return float(bit_rate) / (width * height * fps)
 
 
-def pair_measures(blurry: np.ndarray, sharp: np.ndarray, landmarks: np.ndarray | None,
-                  bpp: float | None) -> dict:
+def pair_measures(blurry: np.ndarray, sharp: np.ndarray, landmarks: np.ndarray | None, bpp: float | None) -> dict:
     """The measures of one rendered pair (every column but ``sharpness_rank``)."""
     yb, ys = luminance(blurry), luminance(sharp)  # once, for all three measures that read it
     p = psnr_y(yb, ys)
@@ -115,7 +122,7 @@ def ranks(groups: list, values: list[float], order: list[int]) -> tuple[np.ndarr
         if len(ids) > 1:
             rank[ids] = np.argsort(np.argsort(x, kind="stable"), kind="stable") / (len(ids) - 1)
         for j, i in enumerate(ids):
-            near = np.delete(x[max(0, j - NEIGHBOURS): j + NEIGHBOURS + 1], min(j, NEIGHBOURS))
+            near = np.delete(x[max(0, j - NEIGHBOURS) : j + NEIGHBOURS + 1], min(j, NEIGHBOURS))
             med = float(np.median(near)) if len(near) else x[j]
             ratio[i] = x[j] / med if med > 0 else 1.0
     return rank, ratio

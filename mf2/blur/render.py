@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.faces.crop import Crop, resize_to
 from mf2.blur.windows import Window
+from mf2.faces.crop import Crop, resize_to
 
 
 def render_windows(

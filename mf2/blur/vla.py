@@ -30,14 +30,18 @@ import cv2
 import numpy as np
 
 from mf2.blur.crf import decode_lut, encode
-from mf2.faces.crop import Crop, face_crop, window_crop
 from mf2.blur.windows import Window, crop_fits
 from mf2.errors import UsageError
-from mf2.params import default
+from mf2.faces.crop import Crop, face_crop, window_crop
 from mf2.flow import FlowArrays
+from mf2.params import default
 
 PARTS: dict[str, slice] = {
-    "jaw": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36), "eyes": slice(36, 48), "mouth": slice(48, 68),
+    "jaw": slice(0, 17),
+    "brows": slice(17, 27),
+    "nose": slice(27, 36),
+    "eyes": slice(36, 48),
+    "mouth": slice(48, 68),
 }
 STOP_REASONS = ("overlap", "quality", "flow-failure", "oscillation", "max-L", "end-of-clip", "shot-cut")
 DIRECTIONS = ("forward", "reverse", "both")
@@ -159,8 +163,19 @@ def thumb_scale(landmarks: np.ndarray, valid: np.ndarray, thumb_face: int) -> fl
 
 
 class _Planner:
-    def __init__(self, lms, valid, dup, flow: FlowArrays, thumbs: Thumbs, cfg: VlaConfig, margin: float, crf: str,
-                 run: np.ndarray | None = None, frame_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        lms,
+        valid,
+        dup,
+        flow: FlowArrays,
+        thumbs: Thumbs,
+        cfg: VlaConfig,
+        margin: float,
+        crf: str,
+        run: np.ndarray | None = None,
+        frame_size: tuple[int, int] | None = None,
+    ):
         self.lms, self.valid, self.dup, self.flow, self.thumbs = lms, valid, dup, flow, thumbs
         self.run_id = run if run is not None else np.zeros(len(valid), np.int64)
         self.frame_size = frame_size
@@ -247,8 +262,9 @@ class _Planner:
             disp, path = disp - v, path - float(np.hypot(*v))
         return seq, disp, path, stop
 
-    def _check(self, seq: list[int], f: int, acc: np.ndarray, disp: np.ndarray
-               ) -> tuple[np.ndarray, VlaStop, np.ndarray | None]:
+    def _check(
+        self, seq: list[int], f: int, acc: np.ndarray, disp: np.ndarray
+    ) -> tuple[np.ndarray, VlaStop, np.ndarray | None]:
         """The paper's three rules for adding frame ``f``: the flow step to it, the measures
         (with ``reason`` set when a rule fails) and the running sum with it."""
         cfg = self.cfg
@@ -276,8 +292,16 @@ class _Planner:
             st.reason = "oscillation"
         return v, st, cand_acc
 
-    def _keep(self, seq: list[int], disp: np.ndarray, path: float, stop: VlaStop, direction: str,
-              stats: VlaStats, out: list[VlaWindow]) -> None:
+    def _keep(
+        self,
+        seq: list[int],
+        disp: np.ndarray,
+        path: float,
+        stop: VlaStop,
+        direction: str,
+        stats: VlaStats,
+        out: list[VlaWindow],
+    ) -> None:
         """A grown sub-sequence becomes a window when it is long enough and its crop fits."""
         frames = tuple(sorted(int(x) for x in seq))
         crop = window_crop(self.lms, frames, self.margin)
@@ -285,8 +309,9 @@ class _Planner:
             stats.too_large += 1
         elif len(seq) >= self.cfg.min_L:
             c = frames[len(frames) // 2]
-            w = Window(frames=frames, center=c, crop=crop,
-                       n_duplicates_skipped=int(self.dup[frames[0] : frames[-1] + 1].sum()))
+            w = Window(
+                frames=frames, center=c, crop=crop, n_duplicates_skipped=int(self.dup[frames[0] : frames[-1] + 1].sum())
+            )
             out.append(VlaWindow(w, direction, stop, float(np.hypot(*disp)), path))
         else:
             stats.too_short += 1
@@ -297,14 +322,17 @@ def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
     return len(sa & sb) / len(sa | sb) if sa or sb else 0.0
 
 
-def drop_reverse_duplicates(forward: list[VlaWindow], reverse: list[VlaWindow], min_jaccard: float
-                            ) -> tuple[list[VlaWindow], int]:
+def drop_reverse_duplicates(
+    forward: list[VlaWindow], reverse: list[VlaWindow], min_jaccard: float
+) -> tuple[list[VlaWindow], int]:
     """Reverse windows sharing >= min_jaccard of their frames with a forward window are dropped."""
     kept, dropped = [], 0
     for r in reverse:
         rs, re_ = r.window.start, r.window.end
-        if any(f.window.start <= re_ and rs <= f.window.end and jaccard(f.window.frames, r.window.frames) >= min_jaccard
-               for f in forward):
+        if any(
+            f.window.start <= re_ and rs <= f.window.end and jaccard(f.window.frames, r.window.frames) >= min_jaccard
+            for f in forward
+        ):
             dropped += 1
         else:
             kept.append(r)
@@ -312,9 +340,17 @@ def drop_reverse_duplicates(forward: list[VlaWindow], reverse: list[VlaWindow], 
 
 
 def plan_vla(
-    landmarks: np.ndarray, valid: np.ndarray, is_duplicate: np.ndarray, flow: FlowArrays, thumbs: Thumbs,
-    cfg: VlaConfig, margin: float = default("margin"), crf: str = default("crf"), skip_duplicates: bool = True,
-    run: np.ndarray | None = None, frame_size: tuple[int, int] | None = None,
+    landmarks: np.ndarray,
+    valid: np.ndarray,
+    is_duplicate: np.ndarray,
+    flow: FlowArrays,
+    thumbs: Thumbs,
+    cfg: VlaConfig,
+    margin: float = default("margin"),
+    crf: str = default("crf"),
+    skip_duplicates: bool = True,
+    run: np.ndarray | None = None,
+    frame_size: tuple[int, int] | None = None,
 ) -> tuple[list[VlaWindow], VlaStats]:
     """Plan VLA windows over a whole clip; forward, reverse or both (duplicates dropped)."""
     n = len(valid)

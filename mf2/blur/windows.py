@@ -115,10 +115,7 @@ def plan_pravg(
             continue
         windows.append(
             Window(
-                frames=tuple(int(f) for f in fr),
-                center=c,
-                crop=crop,
-                n_duplicates_skipped=int(fr[-1] - fr[0] + 1 - L),
+                frames=tuple(int(f) for f in fr), center=c, crop=crop, n_duplicates_skipped=int(fr[-1] - fr[0] + 1 - L)
             )
         )
     stats.windows = len(windows)

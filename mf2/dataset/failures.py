@@ -44,6 +44,7 @@ def write_failures(folder: Path, rows: list[dict], params: dict[str, Any]) -> Pa
     """Replace the folder's failure records (atomically), sorted by video id."""
     path = failures_path(folder)
     rows = sorted(rows, key=lambda f: f["video_id"])
-    write_parquet_atomic(path, pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA)
-                         .replace_schema_metadata(metadata("failures", params)))
+    write_parquet_atomic(
+        path, pa.Table.from_pylist(rows, schema=FAILURE_SCHEMA).replace_schema_metadata(metadata("failures", params))
+    )
     return path

@@ -21,8 +21,19 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mf2.dataset.layout import CONTACT_SHEET, FAILURES, IMAGE_KINDS, PAIRS, PARTS, SETTINGS, STATS, lock_path, pairs_path, parts_dir
 from mf2.atomic import write_bytes_atomic
+from mf2.dataset.layout import (
+    CONTACT_SHEET,
+    FAILURES,
+    IMAGE_KINDS,
+    PAIRS,
+    PARTS,
+    SETTINGS,
+    STATS,
+    lock_path,
+    pairs_path,
+    parts_dir,
+)
 from mf2.errors import UsageError
 from mf2.schema import pair_params, params_json, try_read_metadata
 
@@ -75,8 +86,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """``key: old -> new`` for every setting that differs, dotted for nested ones."""
     a, b = _flat(old), _flat(new)
-    return [f"{k}: {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k}: {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def prepare(out: Path, params: dict[str, Any], replace: bool, option: str = "--out") -> None:
@@ -95,8 +109,10 @@ def prepare(out: Path, params: dict[str, Any], replace: bool, option: str = "--o
         diff = differences(old, params)
         if not replace:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
-            raise UsageError(f"{option} {out}: holds pairs made with other settings ({shown}); use the same "
-                             "settings to add videos, another folder, or --replace to start this one over")
+            raise UsageError(
+                f"{option} {out}: holds pairs made with other settings ({shown}); use the same "
+                "settings to add videos, another folder, or --replace to start this one over"
+            )
         for name in _DATASET_FILES:
             (out / name).unlink(missing_ok=True)
         for name in _DATASET_DIRS:

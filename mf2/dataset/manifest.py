@@ -14,9 +14,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from mf2.atomic import write_parquet_atomic
 from mf2.dataset.layout import pairs_path
 from mf2.dataset.layout import removed_path as layout_removed_path
-from mf2.atomic import write_parquet_atomic
 from mf2.errors import InputError, UsageError
 from mf2.schema import REMOVED_SCHEMA, metadata, pair_params, read_metadata, read_table_checked, upgrade_pairs
 
@@ -68,8 +68,9 @@ def load(path: str | Path) -> Dataset:
     except InputError as e:
         raise InputError(f"{p}: {e}", e.error_class) from None
     except (pa.ArrowException, ValueError) as e:
-        raise InputError(f"{p}: not an mf2 pair manifest ({type(e).__name__}: {str(e)[:120]})",
-                         "not-a-manifest") from None
+        raise InputError(
+            f"{p}: not an mf2 pair manifest ({type(e).__name__}: {str(e)[:120]})", "not-a-manifest"
+        ) from None
     return Dataset(table, meta, p, p.parent)
 
 
@@ -113,6 +114,7 @@ def safe_rel(rel: str | None) -> PurePosixPath:
 
 # -- takedowns ---------------------------------------------------------------------------------
 
+
 def removed_path(root: Path) -> Path:
     return layout_removed_path(root)
 
@@ -129,9 +131,22 @@ def removed_ids(root: Path) -> set[str]:
 
 
 def write_removed(root: Path, rows: list[dict]) -> None:
-    write_parquet_atomic(removed_path(root), pa.Table.from_pylist(rows, schema=REMOVED_SCHEMA)
-                         .replace_schema_metadata(metadata("removed")))
+    write_parquet_atomic(
+        removed_path(root),
+        pa.Table.from_pylist(rows, schema=REMOVED_SCHEMA).replace_schema_metadata(metadata("removed")),
+    )
 
 
-__all__ = ["Dataset", "load", "manifest_path", "pairs_metadata", "read_removed", "removed_ids",
-           "rewrite", "safe_rel", "videos_of", "write", "write_removed"]
+__all__ = [
+    "Dataset",
+    "load",
+    "manifest_path",
+    "pairs_metadata",
+    "read_removed",
+    "removed_ids",
+    "rewrite",
+    "safe_rel",
+    "videos_of",
+    "write",
+    "write_removed",
+]

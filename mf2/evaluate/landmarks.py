@@ -37,7 +37,7 @@ def _simpson(y: np.ndarray, x: np.ndarray) -> float:
         return float(np.trapezoid(y, x)) if hasattr(np, "trapezoid") else float(getattr(np, "trapz")(y, x))
     h = (x[-1] - x[0]) / n
     m = n - (n % 2)
-    s = y[0] + y[m] + 4.0 * y[1:m:2].sum() + 2.0 * y[2:m - 1:2].sum()
+    s = y[0] + y[m] + 4.0 * y[1:m:2].sum() + 2.0 * y[2 : m - 1 : 2].sum()
     area = s * h / 3.0
     if m < n:
         area += 0.5 * h * (y[m] + y[n])

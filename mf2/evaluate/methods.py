@@ -88,5 +88,8 @@ def check_folders(methods: list[Method], pairs: list[dict]) -> None:
         missing = [p["pair_id"] for p in pairs if restored_path(m, p["pair_id"], p["blurry_path"]) is None]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise InputError(f"--restored {m.name}: no restored image for pair {missing[0]}{more} "
-                             f"(looked for {m.folder}/{missing[0]}.png)", "missing-image")
+            raise InputError(
+                f"--restored {m.name}: no restored image for pair {missing[0]}{more} "
+                f"(looked for {m.folder}/{missing[0]}.png)",
+                "missing-image",
+            )

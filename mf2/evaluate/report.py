@@ -40,8 +40,11 @@ def _fmt(v: float, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
-_PAPER_TABLES = {("PrAvg 7", "PrAvg 9", "PrAvg 11"): "Table 5", ("PrAvg 15", "PrAvg 21", "VLA"): "Table 6",
-                 ("Synthetic",): "Table 7"}
+_PAPER_TABLES = {
+    ("PrAvg 7", "PrAvg 9", "PrAvg 11"): "Table 5",
+    ("PrAvg 15", "PrAvg 21", "VLA"): "Table 6",
+    ("Synthetic",): "Table 7",
+}
 
 
 def _paper_order(setting: str) -> tuple:
@@ -58,12 +61,13 @@ def paper_tables(settings: list[str]) -> list[tuple[str, list[str]]]:
     """The settings in the paper's order (PrAvg by L, VLA, synthetic), three to a table as its
     Tables 5-7 print them; a table of exactly the paper's settings takes its number."""
     ordered = sorted(settings, key=_paper_order)
-    chunks = [ordered[i:i + 3] for i in range(0, len(ordered), 3)]
+    chunks = [ordered[i : i + 3] for i in range(0, len(ordered), 3)]
     out = []
     for i, chunk in enumerate(chunks):
         key = tuple("Synthetic" if c.startswith("Synthetic") else c for c in chunk)
-        title = _PAPER_TABLES.get(key) or (f"Landmark localisation ({i + 1}/{len(chunks)})" if len(chunks) > 1
-                                           else "Landmark localisation")
+        title = _PAPER_TABLES.get(key) or (
+            f"Landmark localisation ({i + 1}/{len(chunks)})" if len(chunks) > 1 else "Landmark localisation"
+        )
         out.append((title, chunk))
     return out
 
@@ -72,9 +76,15 @@ def _main_rows(ev: Evaluation, settings: list[str] | None = None) -> list[list[s
     """Tables 5-7's rows: per setting AUC, failure rate (%), SSIM (the Oracle's too: it is 1,
     shown as measured, as in summary.csv and report.json)."""
     agg = {(a.setting, a.method): a for a in ev.aggregates}
-    return [[m] + [c for s in (settings or ev.settings)
-                   for c in (_fmt(agg[(s, m)].auc, 3), _fmt(agg[(s, m)].failure_rate, 3), _fmt(agg[(s, m)].ssim, 2))]
-            for m in ev.methods]
+    return [
+        [m]
+        + [
+            c
+            for s in (settings or ev.settings)
+            for c in (_fmt(agg[(s, m)].auc, 3), _fmt(agg[(s, m)].failure_rate, 3), _fmt(agg[(s, m)].ssim, 2))
+        ]
+        for m in ev.methods
+    ]
 
 
 PSNR_HEAD = ["Setting", "Method", "PSNR (dB)", "NME mean", "NME median", "identity cos mean", "identity cos median"]
@@ -82,25 +92,43 @@ PSNR_HEAD = ["Setting", "Method", "PSNR (dB)", "NME mean", "NME median", "identi
 
 def _psnr_rows(ev: Evaluation) -> list[list[str]]:
     agg = {(a.setting, a.method): a for a in ev.aggregates}
-    return [[s, m, _fmt(a.psnr, 2), _fmt(a.nme_mean, 4), _fmt(a.nme_median, 4), _fmt(a.identity_cos_mean, 4),
-             _fmt(a.identity_cos_median, 4)] for s in ev.settings for m in ev.methods for a in [agg[(s, m)]]]
+    return [
+        [
+            s,
+            m,
+            _fmt(a.psnr, 2),
+            _fmt(a.nme_mean, 4),
+            _fmt(a.nme_median, 4),
+            _fmt(a.identity_cos_mean, 4),
+            _fmt(a.identity_cos_median, 4),
+        ]
+        for s in ev.settings
+        for m in ev.methods
+        for a in [agg[(s, m)]]
+    ]
 
 
 def _notes(ev: Evaluation) -> list[str]:
     out = [CONVENTIONS.format(max_error=ev.config.max_error)]
     if ev.gt_refit_nme_median:
-        out.append("Pipeline landmarks were refit on the sharp targets at output resolution; median distance "
-                   "to the recorded ones (NME): " + ", ".join(f"{s} {v:.4f}" for s, v in ev.gt_refit_nme_median.items())
-                   + ".")
-    out.append(f"Localiser initialisation fell back to the ground-truth extent on {ev.init_fallbacks} pair(s). "
-               f"{sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods in {ev.seconds:.1f} s "
-               f"({ev.pairs_per_s:.2f} pairs/s).")
+        out.append(
+            "Pipeline landmarks were refit on the sharp targets at output resolution; median distance "
+            "to the recorded ones (NME): " + ", ".join(f"{s} {v:.4f}" for s, v in ev.gt_refit_nme_median.items()) + "."
+        )
+    out.append(
+        f"Localiser initialisation fell back to the ground-truth extent on {ev.init_fallbacks} pair(s). "
+        f"{sum(ev.n_pairs.values())} pairs x {len(ev.methods)} methods in {ev.seconds:.1f} s "
+        f"({ev.pairs_per_s:.2f} pairs/s)."
+    )
     return out
 
 
 def _ground_truth(ev: Evaluation) -> str:
-    return (f"Landmark localiser: `{ev.backend}`; ground truth: "
-            + ", ".join(f"{s}: {g}" for s, g in ev.gt_sources.items()) + ".")
+    return (
+        f"Landmark localiser: `{ev.backend}`; ground truth: "
+        + ", ".join(f"{s}: {g}" for s, g in ev.gt_sources.items())
+        + "."
+    )
 
 
 def _verification_rows(ev: Evaluation) -> list[list[str]]:
@@ -114,8 +142,12 @@ def _verification_md(ev: Evaluation) -> list[str]:
         return []
     v = ev.verification
     n = ", ".join(f"{s}: {v[s][ev.methods[0]]['n_pairs']} video pairs" for s in ev.settings)
-    lines = ["## Face verification (Table 8)", "", "| Method | " + " | ".join(f"{s} mean acc. ± std" for s in ev.settings)
-             + " |", "|---|" + "---:|" * len(ev.settings)]
+    lines = [
+        "## Face verification (Table 8)",
+        "",
+        "| Method | " + " | ".join(f"{s} mean acc. ± std" for s in ev.settings) + " |",
+        "|---|" + "---:|" * len(ev.settings),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in _verification_rows(ev)]
     return lines + ["", f"10 folds, threshold chosen on the other nine; {n}.", ""]
 
@@ -158,8 +190,13 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
         for m in ev.methods:
             errs = np.array([p.nme for p in ev.scores if p.setting == s and p.method == m])
             ax.plot(grid, ced(errs, grid), label=m)
-        ax.set(xlabel="normalised point-to-point error", ylabel="images proportion", title=f"CED — {s}",
-               xlim=(0, ev.config.max_error), ylim=(0, 1.02))
+        ax.set(
+            xlabel="normalised point-to-point error",
+            ylabel="images proportion",
+            title=f"CED — {s}",
+            xlim=(0, ev.config.max_error),
+            ylim=(0, 1.02),
+        )
         written.append(_save(plt, fig, ax, out, f"ced_{_slug(s)}.png", "lower right"))
         if not ev.config.identity:
             continue
@@ -169,8 +206,13 @@ def _plots(ev: Evaluation, out: Path) -> list[str]:
             cos = cos[np.isfinite(cos)]
             if cos.size:
                 ax.step(cos, np.arange(1, cos.size + 1) / cos.size, where="post", label=m)
-        ax.set(xlabel="cosine similarity to the sharp target", ylabel="cumulative share of images",
-               title=f"Identity — {s}", xlim=(None, 1.003), ylim=(0, 1.02))
+        ax.set(
+            xlabel="cosine similarity to the sharp target",
+            ylabel="cumulative share of images",
+            title=f"Identity — {s}",
+            xlim=(None, 1.003),
+            ylim=(0, 1.02),
+        )
         written.append(_save(plt, fig, ax, out, f"identity_{_slug(s)}.png", "upper left"))
     return written
 
@@ -202,35 +244,53 @@ def write_report(ev: Evaluation, out: Path) -> list[Path]:
     return paths
 
 
-def _write_html(ev: Evaluation, out: Path, plots: list[str],
-                examples: dict[str, list[tuple[str, dict[str, bytes]]]]) -> Path:
-    parts = ["<!doctype html><meta charset='utf-8'><title>mf2 evaluation</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img.ex{width:128px}</style>",
-             "<h1>mf2 evaluation</h1>"]
+def _write_html(
+    ev: Evaluation, out: Path, plots: list[str], examples: dict[str, list[tuple[str, dict[str, bytes]]]]
+) -> Path:
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>mf2 evaluation</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}img.ex{width:128px}</style>",
+        "<h1>mf2 evaluation</h1>",
+    ]
     esc = html.escape
     parts.append("<p>" + re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(_ground_truth(ev))) + "</p>")
     for title, settings in paper_tables(ev.settings):
-        parts.append(f"<h2>{esc(title)}</h2><table><tr><th>Method</th>"
-                     + "".join(f"<th colspan=3>{esc(s)}</th>" for s in settings) + "</tr><tr><th></th>"
-                     + "<th>AUC</th><th>Failure (%)</th><th>SSIM</th>" * len(settings) + "</tr>")
+        parts.append(
+            f"<h2>{esc(title)}</h2><table><tr><th>Method</th>"
+            + "".join(f"<th colspan=3>{esc(s)}</th>" for s in settings)
+            + "</tr><tr><th></th>"
+            + "<th>AUC</th><th>Failure (%)</th><th>SSIM</th>" * len(settings)
+            + "</tr>"
+        )
         for row in _main_rows(ev, settings):
             parts.append(f"<tr><th>{esc(row[0])}</th>" + "".join(f"<td>{esc(c)}</td>" for c in row[1:]) + "</tr>")
-        parts.append("<tr><th><i>Nr. of test images</i></th>"
-                     + "".join(f"<td colspan=3>{ev.n_pairs[s]}</td>" for s in settings) + "</tr></table>")
+        parts.append(
+            "<tr><th><i>Nr. of test images</i></th>"
+            + "".join(f"<td colspan=3>{ev.n_pairs[s]}</td>" for s in settings)
+            + "</tr></table>"
+        )
     if ev.verification:
-        parts.append("<h2>Face verification (Table 8)</h2><table><tr><th>Method</th>"
-                     + "".join(f"<th>{esc(s)} mean acc. ± std</th>" for s in ev.settings) + "</tr>")
-        parts += ["<tr><th>" + esc(r[0]) + "</th>" + "".join(f"<td>{esc(c)}</td>" for c in r[1:]) + "</tr>"
-                  for r in _verification_rows(ev)]
+        parts.append(
+            "<h2>Face verification (Table 8)</h2><table><tr><th>Method</th>"
+            + "".join(f"<th>{esc(s)} mean acc. ± std</th>" for s in ev.settings)
+            + "</tr>"
+        )
+        parts += [
+            "<tr><th>" + esc(r[0]) + "</th>" + "".join(f"<td>{esc(c)}</td>" for c in r[1:]) + "</tr>"
+            for r in _verification_rows(ev)
+        ]
         parts.append("</table>")
     parts.append("<h2>PSNR and identity</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in PSNR_HEAD) + "</tr>")
     parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in _psnr_rows(ev)]
     parts.append("</table>")
     parts += [f"<img src='{p}'>" for p in plots]
     for s, rows in examples.items():
-        parts.append(f"<h2>Examples — {html.escape(s)}</h2><table><tr><th>pair</th>"
-                     + "".join(f"<th>{html.escape(m)}</th>" for m in ev.methods) + "</tr>")
+        parts.append(
+            f"<h2>Examples — {html.escape(s)}</h2><table><tr><th>pair</th>"
+            + "".join(f"<th>{html.escape(m)}</th>" for m in ev.methods)
+            + "</tr>"
+        )
         for pid, imgs in rows:
             cells = ""
             for m in ev.methods:

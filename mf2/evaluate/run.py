@@ -18,19 +18,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar, cast
 
-_Row = TypeVar("_Row")
-
 import numpy as np
 
+from mf2.dataset.manifest import Dataset, load, safe_rel
 from mf2.errors import InputError, UsageError
-from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.evaluate.landmarks import auc_and_failure_rate, nme
 from mf2.evaluate.methods import Method, check_folders, read_rgb, restored_path
-from mf2.quality import psnr, ssim
 from mf2.faces.base import iou, landmark_box
+from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
+from mf2.quality import psnr, ssim
 from mf2.schema import landmarks_to_numpy
-from mf2.dataset.manifest import Dataset, load, safe_rel
+
+_Row = TypeVar("_Row")
 
 GT_SOURCES = ("auto", "refit", "recorded")
 INITS = ("detect", "gt")
@@ -149,14 +149,27 @@ def _summarise(setting: str, method: str, scores: list[PairScore], max_error: fl
     ids = ids[np.isfinite(ids)]
     fin_err = errs[np.isfinite(errs)]
     return Aggregate(
-        setting, method, len(scores), auc, 100.0 * fr, float(np.mean([s.ssim for s in scores])),
-        float(finite.mean()) if finite.size else math.inf, int((~np.isfinite(ps)).sum()),
-        float(fin_err.mean()) if fin_err.size else math.inf, float(np.median(errs)),
-        float(ids.mean()) if ids.size else math.nan, float(np.median(ids)) if ids.size else math.nan)
+        setting,
+        method,
+        len(scores),
+        auc,
+        100.0 * fr,
+        float(np.mean([s.ssim for s in scores])),
+        float(finite.mean()) if finite.size else math.inf,
+        int((~np.isfinite(ps)).sum()),
+        float(fin_err.mean()) if fin_err.size else math.inf,
+        float(np.median(errs)),
+        float(ids.mean()) if ids.size else math.nan,
+        float(np.median(ids)) if ids.size else math.nan,
+    )
 
 
-def evaluate(manifests: Sequence[str | Path], methods: list[Method], cfg: EvaluateConfig,
-             progress: Callable[[int], None] | None = None) -> Evaluation:
+def evaluate(
+    manifests: Sequence[str | Path],
+    methods: list[Method],
+    cfg: EvaluateConfig,
+    progress: Callable[[int], None] | None = None,
+) -> Evaluation:
     from mf2.evaluate.verification import Descriptors, read_pairs, verify
 
     cfg.validate()
@@ -173,7 +186,7 @@ def evaluate(manifests: Sequence[str | Path], methods: list[Method], cfg: Evalua
     examples: dict[str, list[tuple[str, dict[str, bytes]]]] = defaultdict(list)
     for setting, rows in selected.items():
         sources = set()
-        show = {int(i) for i in np.linspace(0, len(rows) - 1, min(cfg.examples, len(rows))).round()} if cfg.html else set()
+        show = _shown(cfg, len(rows))
         for k, (ds, row) in enumerate(rows):
             res = scorer.score(ds, row, setting, k in show)
             scores += res.scores
@@ -188,18 +201,38 @@ def evaluate(manifests: Sequence[str | Path], methods: list[Method], cfg: Evalua
             if progress:
                 progress(1)
         gt_sources[setting] = "+".join(sorted(sources))
-    aggregates = [_summarise(setting, m.name, [s for s in scores if s.setting == setting and s.method == m.name],
-                             cfg.max_error) for setting in selected for m in methods]
+    aggregates = [
+        _summarise(setting, m.name, [s for s in scores if s.setting == setting and s.method == m.name], cfg.max_error)
+        for setting in selected
+        for m in methods
+    ]
     names = [m.name for m in methods]
-    return Evaluation(cfg, names, list(selected), scores, aggregates,
-                      {s: len(r) for s, r in selected.items()}, gt_sources,
-                      {s: float(np.median(v)) for s, v in refit_dist.items()}, fallbacks,
-                      time.perf_counter() - t0, scorer.backend.name, [str(d.path) for d in datasets], dict(examples),
-                      verify(video_pairs, desc, list(selected), names) if video_pairs else None)
+    return Evaluation(
+        cfg,
+        names,
+        list(selected),
+        scores,
+        aggregates,
+        {s: len(r) for s, r in selected.items()},
+        gt_sources,
+        {s: float(np.median(v)) for s, v in refit_dist.items()},
+        fallbacks,
+        time.perf_counter() - t0,
+        scorer.backend.name,
+        [str(d.path) for d in datasets],
+        dict(examples),
+        verify(video_pairs, desc, list(selected), names) if video_pairs else None,
+    )
 
 
-def _select_pairs(manifests: Sequence[str | Path], cfg: EvaluateConfig
-                  ) -> tuple[list[Dataset], dict[str, list[tuple[Dataset, dict]]]]:
+def _shown(cfg: EvaluateConfig, n: int) -> set[int]:
+    """Which of a setting's ``n`` pairs the HTML page shows: a few, evenly spaced."""
+    return {int(i) for i in np.linspace(0, n - 1, min(cfg.examples, n)).round()} if cfg.html else set()
+
+
+def _select_pairs(
+    manifests: Sequence[str | Path], cfg: EvaluateConfig
+) -> tuple[list[Dataset], dict[str, list[tuple[Dataset, dict]]]]:
     """The manifests, and the pairs to score grouped by blur setting (in the paper's order)."""
     datasets: list[Dataset] = [load(m) for m in manifests]
     for ds in datasets:
@@ -211,7 +244,9 @@ def _select_pairs(manifests: Sequence[str | Path], cfg: EvaluateConfig
             by_setting[setting_of(row)].append((ds, row))
     if not by_setting:
         raise UsageError(f"{', '.join(str(d.path) for d in datasets)}: no pairs to evaluate")
-    return datasets, {s: _select(rows, cfg.limit) for s, rows in sorted(by_setting.items(), key=lambda kv: _order(kv[0]))}
+    return datasets, {
+        s: _select(rows, cfg.limit) for s, rows in sorted(by_setting.items(), key=lambda kv: _order(kv[0]))
+    }
 
 
 @dataclass
@@ -249,8 +284,9 @@ class _Scorer:
     def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
         # human landmarks (the stills, or a 300VW-style annotated frame) are the ground truth as
         # they are, unless --gt refit asks for the localiser's own
-        manual = (ds.meta.get("mf2.landmarks_source") == "manual" or row.get("landmarks_source") == "manual") \
-            and self.cfg.gt != "refit"
+        manual = (
+            ds.meta.get("mf2.landmarks_source") == "manual" or row.get("landmarks_source") == "manual"
+        ) and self.cfg.gt != "refit"
         use_recorded = manual or self.cfg.gt == "recorded"
         gt_kind = "manual" if manual else ("pipeline" if use_recorded else "pipeline-refit")
         sharp = read_rgb(ds.root / safe_rel(row["sharp_path"]))
@@ -276,8 +312,19 @@ class _Scorer:
                 cos = cosine(embs[m.name], cast(np.ndarray, sharp_emb))  # embedder on: embedded
             if show:
                 shown[m.name] = _png_with_points(img, pred)
-            scores.append(PairScore(setting, m.name, row["pair_id"], ssim(img, sharp), psnr(img, sharp),
-                                    nme(pred, gt), cos, init, gt_kind))
+            scores.append(
+                PairScore(
+                    setting,
+                    m.name,
+                    row["pair_id"],
+                    ssim(img, sharp),
+                    psnr(img, sharp),
+                    nme(pred, gt),
+                    cos,
+                    init,
+                    gt_kind,
+                )
+            )
         return _PairResult(scores, gt_kind, init, refit, shown, embs)
 
     def _image(self, m: Method, row: dict, sharp: np.ndarray, blurry: np.ndarray) -> np.ndarray:
@@ -289,8 +336,11 @@ class _Scorer:
             return self.models[m.name]([blurry])[0]
         img = read_rgb(cast(Path, restored_path(m, row["pair_id"], row["blurry_path"])))
         if img.shape != sharp.shape:
-            raise InputError(f"--restored {m.name}: pair {row['pair_id']} is {img.shape[1]}x{img.shape[0]}, "
-                             f"expected {sharp.shape[1]}x{sharp.shape[0]}", "bad-image")
+            raise InputError(
+                f"--restored {m.name}: pair {row['pair_id']} is {img.shape[1]}x{img.shape[0]}, "
+                f"expected {sharp.shape[1]}x{sharp.shape[0]}",
+                "bad-image",
+            )
         return img
 
 
@@ -298,7 +348,7 @@ def _png_with_points(img: np.ndarray, pts: np.ndarray | None) -> bytes:
     import cv2
 
     vis = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    for x, y in (pts if pts is not None else []):
+    for x, y in pts if pts is not None else []:
         cv2.circle(vis, (int(round(x)), int(round(y))), 2, (0, 255, 0), -1)
     return cv2.imencode(".png", vis)[1].tobytes()
 
@@ -325,13 +375,25 @@ def to_json(ev: Evaluation) -> dict:
         return v
 
     return {
-        "config": asdict(ev.config), "landmark_backend": ev.backend, "datasets": ev.datasets,
-        "methods": ev.methods, "settings": ev.settings, "n_pairs": ev.n_pairs,
-        "ground_truth": ev.gt_sources, "gt_refit_nme_median": ev.gt_refit_nme_median,
-        "init_fallbacks": ev.init_fallbacks, "seconds": round(ev.seconds, 3),
+        "config": asdict(ev.config),
+        "landmark_backend": ev.backend,
+        "datasets": ev.datasets,
+        "methods": ev.methods,
+        "settings": ev.settings,
+        "n_pairs": ev.n_pairs,
+        "ground_truth": ev.gt_sources,
+        "gt_refit_nme_median": ev.gt_refit_nme_median,
+        "init_fallbacks": ev.init_fallbacks,
+        "seconds": round(ev.seconds, 3),
         "pairs_per_s": round(ev.pairs_per_s, 3),
         "results": [{k: clean(v) for k, v in asdict(a).items()} for a in ev.aggregates],
-        "verification": None if ev.verification is None else
-        {s: {m: {k: clean(v) if not isinstance(v, list) else [clean(x) for x in v] for k, v in r.items()}
-             for m, r in by_m.items()} for s, by_m in ev.verification.items()},
+        "verification": None
+        if ev.verification is None
+        else {
+            s: {
+                m: {k: clean(v) if not isinstance(v, list) else [clean(x) for x in v] for k, v in r.items()}
+                for m, r in by_m.items()
+            }
+            for s, by_m in ev.verification.items()
+        },
     }

@@ -16,17 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mf2.dataset import image_rel, pairs_path
-from mf2.pngs import encode_image
 from mf2.atomic import write_bytes_atomic
-from mf2.faces.crop import face_crop, resize_to
 from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
-from mf2.errors import InputError, UsageError
-from mf2.faces.pts import read_pts
-from mf2.schema import pair_table, params_json
+from mf2.dataset import image_rel, pairs_path
 from mf2.dataset.manifest import pairs_metadata, write
-from mf2.sources import safe_id
+from mf2.errors import InputError, UsageError
+from mf2.faces.crop import face_crop, resize_to
+from mf2.faces.pts import read_pts
 from mf2.params import default
+from mf2.pngs import encode_image
+from mf2.schema import pair_table, params_json
+from mf2.sources import safe_id
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff")
 
@@ -43,9 +43,17 @@ class StillsConfig:
     iterations: int = 2000
 
     def params(self) -> dict:
-        return {"mode": "synthetic", "protocol": "stills", "kernel_sizes": list(self.kernel_sizes),
-                "seed": self.seed, "margin": self.margin, "out_size": self.out_size, "crf": self.crf,
-                "noise_sigma": self.noise_sigma, "iterations": self.iterations}
+        return {
+            "mode": "synthetic",
+            "protocol": "stills",
+            "kernel_sizes": list(self.kernel_sizes),
+            "seed": self.seed,
+            "margin": self.margin,
+            "out_size": self.out_size,
+            "crf": self.crf,
+            "noise_sigma": self.noise_sigma,
+            "iterations": self.iterations,
+        }
 
 
 def _image_for(pts: Path) -> Path | None:
@@ -65,8 +73,6 @@ def find_stills(folder: Path) -> list[tuple[Path, Path]]:
     return found
 
 
-
-
 def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list[str]]:
     """Write the stills dataset under ``out``; returns its manifest and the skipped files."""
     for k in cfg.kernel_sizes:
@@ -76,48 +82,85 @@ def build_stills(folder: Path, out: Path, cfg: StillsConfig) -> tuple[Path, list
     skipped: list[str] = []
     params = params_json(cfg.params())
     for img_path, pts_path in find_stills(folder):
-        try:
-            gt = read_pts(pts_path)
-        except InputError as e:
-            skipped.append(str(e))
-            continue
-        if gt.shape != (68, 2):
-            skipped.append(f"{pts_path}: {len(gt)} points, not the 68-point markup")
-            continue
-        data = img_path.read_bytes()
-        rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if rgb is None:
-            skipped.append(f"{img_path}: not a readable image")
-            continue
-        rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
-        sha = hashlib.sha256(data).hexdigest()
-        vid = safe_id(f"{img_path.parent.name}_{img_path.stem}")
-        crop = face_crop(gt, cfg.margin)
-        sharp = resize_to(crop.take(rgb), cfg.out_size)
-        lm = crop.landmarks_to_output(gt, cfg.out_size)
-        s_img = encode_image(sharp)
-        for k in cfg.kernel_sizes:
-            seed = pair_seed(cfg.seed, sha, k)
-            kernel = make_kernel(seed, k, cfg.iterations)
-            blurry = synthetic_blur(sharp, kernel, seed, cfg.crf, cfg.noise_sigma)
-            pid = f"{vid}_synthetic_k{k}_c000000"
-            rel_b, rel_s = image_rel("blurry", vid, pid), image_rel("sharp", vid, pid)
-            b_img = encode_image(blurry)
-            write_bytes_atomic(out / rel_b, b_img.png)
-            write_bytes_atomic(out / rel_s, s_img.png)
-            rows.append({"pair_id": pid, "video_id": vid, "video_sha256": sha, "mode": "synthetic", "L": 1,
-                         "start_frame": 0, "center_frame": 0, "end_frame": 0, "frames": [0],
-                         "n_duplicates_skipped": 0, "blurry_path": rel_b, "sharp_path": rel_s,
-                         "blurry_sha256": b_img.sha256, "sharp_sha256": s_img.sha256,
-                         "blurry_rgb_sha256": b_img.rgb_sha256, "sharp_rgb_sha256": s_img.rgb_sha256,
-                         "crop_x0": crop.x0,
-                         "crop_y0": crop.y0, "crop_size": crop.size, "out_size": cfg.out_size, "landmarks": lm,
-                         "crf": cfg.crf, "fps": None, "seed": seed, "kernel_size": k,
-                         "kernel": kernel.ravel().tolist(), "noise_sigma": cfg.noise_sigma, "params": params})
+        still = _read_still(img_path, pts_path, skipped)
+        if still is not None:
+            rows += _still_pairs(out, cfg, params, img_path, *still)
     if not rows:
         raise UsageError(f"--stills {folder}: no usable annotated image ({'; '.join(skipped[:3])})")
     table = pair_table(rows)
     manifest = pairs_path(out)
-    write(manifest, table, pairs_metadata(table, cfg.params(), landmarks_source="manual",
-                                          stills_folder=str(folder)))
+    write(manifest, table, pairs_metadata(table, cfg.params(), landmarks_source="manual", stills_folder=str(folder)))
     return manifest, skipped
+
+
+def _read_still(img_path: Path, pts_path: Path, skipped: list[str]) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """The photo (RGB), its 68 annotated points and its sha256; None (the reason added to
+    ``skipped``) for an unreadable image or markup."""
+    try:
+        gt = read_pts(pts_path)
+    except InputError as e:
+        skipped.append(str(e))
+        return None
+    if gt.shape != (68, 2):
+        skipped.append(f"{pts_path}: {len(gt)} points, not the 68-point markup")
+        return None
+    data = img_path.read_bytes()
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        skipped.append(f"{img_path}: not a readable image")
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), gt, hashlib.sha256(data).hexdigest()
+
+
+def _still_pairs(
+    out: Path, cfg: StillsConfig, params: str, img_path: Path, rgb: np.ndarray, gt: np.ndarray, sha: str
+) -> list[dict]:
+    """One synthetic pair per kernel size of one annotated photo: PNGs written, rows returned."""
+    rows = []
+    vid = safe_id(f"{img_path.parent.name}_{img_path.stem}")
+    crop = face_crop(gt, cfg.margin)
+    sharp = resize_to(crop.take(rgb), cfg.out_size)
+    lm = crop.landmarks_to_output(gt, cfg.out_size)
+    s_img = encode_image(sharp)
+    for k in cfg.kernel_sizes:
+        seed = pair_seed(cfg.seed, sha, k)
+        kernel = make_kernel(seed, k, cfg.iterations)
+        blurry = synthetic_blur(sharp, kernel, seed, cfg.crf, cfg.noise_sigma)
+        pid = f"{vid}_synthetic_k{k}_c000000"
+        rel_b, rel_s = image_rel("blurry", vid, pid), image_rel("sharp", vid, pid)
+        b_img = encode_image(blurry)
+        write_bytes_atomic(out / rel_b, b_img.png)
+        write_bytes_atomic(out / rel_s, s_img.png)
+        rows.append(
+            {
+                "pair_id": pid,
+                "video_id": vid,
+                "video_sha256": sha,
+                "mode": "synthetic",
+                "L": 1,
+                "start_frame": 0,
+                "center_frame": 0,
+                "end_frame": 0,
+                "frames": [0],
+                "n_duplicates_skipped": 0,
+                "blurry_path": rel_b,
+                "sharp_path": rel_s,
+                "blurry_sha256": b_img.sha256,
+                "sharp_sha256": s_img.sha256,
+                "blurry_rgb_sha256": b_img.rgb_sha256,
+                "sharp_rgb_sha256": s_img.rgb_sha256,
+                "crop_x0": crop.x0,
+                "crop_y0": crop.y0,
+                "crop_size": crop.size,
+                "out_size": cfg.out_size,
+                "landmarks": lm,
+                "crf": cfg.crf,
+                "fps": None,
+                "seed": seed,
+                "kernel_size": k,
+                "kernel": kernel.ravel().tolist(),
+                "noise_sigma": cfg.noise_sigma,
+                "params": params,
+            }
+        )
+    return rows

@@ -45,8 +45,9 @@ def read_pairs(path: str | Path) -> list[VideoPair]:
             raise InputError(f"{path}:{n}: expected 'fold, video_a, video_b, same', got {line.strip()!r}", "bad-pairs")
         if cells[3] not in ("0", "1"):
             raise InputError(f"{path}:{n}: same must be 0 or 1, got {cells[3]!r}", "bad-pairs")
-        out.append(VideoPair(int(cells[0]), safe_id(cells[1].strip("/")), safe_id(cells[2].strip("/")),
-                             cells[3] == "1"))
+        out.append(
+            VideoPair(int(cells[0]), safe_id(cells[1].strip("/")), safe_id(cells[2].strip("/")), cells[3] == "1")
+        )
     if not out:
         raise InputError(f"{path}: no video pairs", "bad-pairs")
     return out
@@ -87,8 +88,12 @@ def ten_fold(dist: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
         t = best_threshold(dist[train], same[train])
         accs.append(float(np.mean((dist[test] <= t) == same[test])))
         thresholds.append(t)
-    return {"mean": float(np.mean(accs)) if accs else float("nan"), "std": float(np.std(accs)) if accs else float("nan"),
-            "folds": accs, "thresholds": thresholds}
+    return {
+        "mean": float(np.mean(accs)) if accs else float("nan"),
+        "std": float(np.std(accs)) if accs else float("nan"),
+        "folds": accs,
+        "thresholds": thresholds,
+    }
 
 
 def verify(pairs: list[VideoPair], desc: Descriptors, settings: list[str], methods: list[str]) -> dict:
@@ -102,7 +107,10 @@ def verify(pairs: list[VideoPair], desc: Descriptors, settings: list[str], metho
             dist = np.array([1.0 - float(a @ b) for _, a, b in have])
             same = np.array([p.same for p, _, _ in have], bool)
             folds = np.array([p.fold for p, _, _ in have], int)
-            res = ten_fold(dist, same, folds) if have else {"mean": float("nan"), "std": float("nan"), "folds": [],
-                                                            "thresholds": []}
+            res = (
+                ten_fold(dist, same, folds)
+                if have
+                else {"mean": float("nan"), "std": float("nan"), "folds": [], "thresholds": []}
+            )
             out[s][m] = {**res, "n_pairs": len(have), "n_missing": len(pairs) - len(have)}
     return dict(out)

@@ -18,10 +18,7 @@ class DlibBackend:
     batch_size = 1
 
     def __init__(
-        self,
-        predictor_path: str | Path | None = None,
-        detect_max_side: int = 640,
-        min_face: int = 40,
+        self, predictor_path: str | Path | None = None, detect_max_side: int = 640, min_face: int = 40
     ) -> None:
         """``detect_max_side`` bounds the detector's image (speed); ``min_face`` is the smallest
         face side in original pixels the detector must still find, which sets the upsampling
@@ -46,8 +43,7 @@ class DlibBackend:
         rects, scores, _ = self._detector.run(grey, upsample, 0.0)
         return [
             Detection(
-                box=np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float32) / scale,
-                score=float(s),
+                box=np.array([r.left(), r.top(), r.right(), r.bottom()], dtype=np.float32) / scale, score=float(s)
             )
             for r, s in zip(rects, scores)
         ]
@@ -58,9 +54,13 @@ class DlibBackend:
         tracker asks it only near a track that HOG lost, on a region scaled down to that."""
         if self._cnn is None:
             self._cnn = dlib.cnn_face_detection_model_v1(str(mmod_face_detector()))
-        return [Detection(box=np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()],
-                                       dtype=np.float32), score=float(d.confidence))
-                for d in self._cnn(np.ascontiguousarray(image), 0)]
+        return [
+            Detection(
+                box=np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], dtype=np.float32),
+                score=float(d.confidence),
+            )
+            for d in self._cnn(np.ascontiguousarray(image), 0)
+        ]
 
     @property
     def predictor(self):

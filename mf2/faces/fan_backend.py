@@ -73,8 +73,9 @@ class GraphedForward:
 class FanBackend:
     name = "fan"
 
-    def __init__(self, weights: str | Path, device: str | None = None, batch_size: int = 32,
-                 cuda_graphs: bool = True) -> None:
+    def __init__(
+        self, weights: str | Path, device: str | None = None, batch_size: int = 32, cuda_graphs: bool = True
+    ) -> None:
         import torch
         from face_alignment.models import FAN
 
@@ -97,8 +98,9 @@ class FanBackend:
         except RuntimeError as e:
             raise UsageError(f"{weights}: not a 2D FAN state dict ({str(e).splitlines()[0]})") from None
         self._net = net.to(self.device).eval()
-        self._forward = GraphedForward(self._net, self.device) if cuda_graphs and self.device.startswith("cuda") \
-            else self._eager
+        self._forward = (
+            GraphedForward(self._net, self.device) if cuda_graphs and self.device.startswith("cuda") else self._eager
+        )
         self._detector = DlibBackend()
 
     def _eager(self, x):

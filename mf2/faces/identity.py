@@ -16,7 +16,6 @@ import numpy as np
 
 from mf2.faces.models import face_recognition_resnet
 
-
 _SHARED: "IdentityEmbedder | None" = None
 
 

@@ -94,8 +94,10 @@ def check_backend(cfg: LandmarkConfig) -> str:
         if missing:
             raise UsageError(f"--landmarks fan needs {' and '.join(missing)} (pip install 'mf2[fan]')")
         if fan_weights_path(cfg.fan_weights) is None:
-            raise UsageError("--landmarks fan: no weights; pass --fan-weights PATH or put "
-                             "2DFAN4-11f355bf06.pth.tar in the torch hub checkpoints folder")
+            raise UsageError(
+                "--landmarks fan: no weights; pass --fan-weights PATH or put "
+                "2DFAN4-11f355bf06.pth.tar in the torch hub checkpoints folder"
+            )
     return name
 
 
@@ -111,6 +113,8 @@ def make_backend(cfg: LandmarkConfig) -> LandmarkBackend:
         raise UsageError(f"--landmarks fan needs torch and face-alignment ({e})") from None
     weights = fan_weights_path(cfg.fan_weights)
     if weights is None:
-        raise UsageError("--landmarks fan: no weights; pass --fan-weights PATH or put "
-                         "2DFAN4-11f355bf06.pth.tar in the torch hub checkpoints folder")
+        raise UsageError(
+            "--landmarks fan: no weights; pass --fan-weights PATH or put "
+            "2DFAN4-11f355bf06.pth.tar in the torch hub checkpoints folder"
+        )
     return FanBackend(Path(weights))

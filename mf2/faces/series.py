@@ -69,7 +69,9 @@ def face_series(table: pa.Table, face: str | int = "largest", frame_size: tuple[
     if "track" not in table.column_names:  # a 1.2 table: one row per frame, one face
         track = np.where(has_lm, 0, -1)
         fid = track.copy()
-    shot_rows = _col(table, "shot", 0).astype(np.int64) if "shot" in table.column_names else np.zeros(len(frames), np.int64)
+    shot_rows = (
+        _col(table, "shot", 0).astype(np.int64) if "shot" in table.column_names else np.zeros(len(frames), np.int64)
+    )
     dup_rows = _col(table, "is_duplicate", False).astype(bool)
     manual_rows = _col(table, "source", "") == "manual"
 
@@ -137,7 +139,8 @@ def _choose(face: str, frames, shot_rows, fid, reason, lms, has_lm, frame_size) 
             continue
         lo, hi = lms[i].min(axis=0), lms[i].max(axis=0)
         stats[(int(shot_rows[i]), int(fid[i]))].append(
-            (float(max(hi - lo)), float(np.hypot(*((lo + hi) / 2 - centre))) / diag))
+            (float(max(hi - lo)), float(np.hypot(*((lo + hi) / 2 - centre))) / diag)
+        )
     best: dict[int, tuple] = {}
     for (s, f), vals in stats.items():
         a = np.asarray(vals)

@@ -55,8 +55,12 @@ class ShotDetector:
         from scenedetect.detectors import AdaptiveDetector, ThresholdDetector
 
         self.cfg, self._fps, self._tc = cfg, float(fps) if fps and fps > 0 else 25.0, FrameTimecode
-        self._adaptive = AdaptiveDetector(adaptive_threshold=cfg.adaptive_threshold, min_scene_len=4,
-                                          window_width=cfg.window, min_content_val=cfg.min_content)
+        self._adaptive = AdaptiveDetector(
+            adaptive_threshold=cfg.adaptive_threshold,
+            min_scene_len=4,
+            window_width=cfg.window,
+            min_content_val=cfg.min_content,
+        )
         self._fade = ThresholdDetector(threshold=cfg.fade_threshold, min_scene_len=4)
         self.hard: list[int] = []  # confirmed in time for the tracker
         self.late: list[int] = []  # fades: confirmed after the frames went by

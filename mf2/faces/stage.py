@@ -29,8 +29,13 @@ from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_ca
 from mf2.video import DecodeDamage, DuplicateDetector, VideoInfo, iter_frames
 
 
-def _frames(info: VideoInfo, cfg: LandmarkConfig, shots: ShotDetector,
-            progress: Callable[[int], None] | None, damage: DecodeDamage | None = None) -> Iterator[TrackFrame]:
+def _frames(
+    info: VideoInfo,
+    cfg: LandmarkConfig,
+    shots: ShotDetector,
+    progress: Callable[[int], None] | None,
+    damage: DecodeDamage | None = None,
+) -> Iterator[TrackFrame]:
     dup = DuplicateDetector(cfg.duplicate_threshold)
     held: deque[TrackFrame] = deque()
     cuts: set[int] = set()
@@ -73,8 +78,9 @@ def embed_tracks(chips: dict[int, np.ndarray], spans: dict[int, tuple[int, int]]
     return out
 
 
-def cluster_tracks(embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int, int]],
-                   threshold: float) -> dict[int, int]:
+def cluster_tracks(
+    embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int, int]], threshold: float
+) -> dict[int, int]:
     """face_id per track: average-linkage clustering of the tracks' embeddings (dlib's
     same-person distance), never joining two tracks seen in the same frame. face_ids are
     numbered by first appearance; a track without an embedding is its own face."""
@@ -85,8 +91,12 @@ def cluster_tracks(embeddings: dict[int, np.ndarray], spans: dict[int, tuple[int
         return any(_overlap(spans[x], spans[y]) for x in a for y in b)
 
     def dist(a: list[int], b: list[int]) -> float:
-        ds = [float(np.linalg.norm(embeddings[x] - embeddings[y])) for x in a for y in b
-              if x in embeddings and y in embeddings]
+        ds = [
+            float(np.linalg.norm(embeddings[x] - embeddings[y]))
+            for x in a
+            for y in b
+            if x in embeddings and y in embeddings
+        ]
         return float(np.mean(ds)) if len(ds) == len(a) * len(b) else float("inf")
 
     if len(ids) <= MAX_CLUSTERED:  # beyond that (hours of crowd shots) every track stays its own face
@@ -122,8 +132,9 @@ def compute_landmarks(
     shots = ShotDetector(cfg.shots, info.fps)
     tracker = FaceTracker(backend, cfg, embedder)
     damage = DecodeDamage()
-    rows: list[FaceRow] = [r for frame_rows in tracker.run(_frames(info, cfg, shots, progress, damage))
-                           for r in frame_rows]
+    rows: list[FaceRow] = [
+        r for frame_rows in tracker.run(_frames(info, cfg, shots, progress, damage)) for r in frame_rows
+    ]
     n = (rows[-1].frame + 1) if rows else 0
     boundaries = shots.finish()
     shot = shot_index(n, boundaries)
@@ -238,8 +249,9 @@ def _flag_size_outliers(rows: list[FaceRow], ratio: float) -> None:
             rows[idx[k]].reason = "size-outlier"
 
 
-def _table(video_id: str, rows: list[FaceRow], spans: dict[int, tuple[int, int]], face_of: dict[int, int],
-           backend: str) -> pa.Table:
+def _table(
+    video_id: str, rows: list[FaceRow], spans: dict[int, tuple[int, int]], face_of: dict[int, int], backend: str
+) -> pa.Table:
     return pa.table(
         {
             "video_id": pa.array([video_id] * len(rows), pa.string()),

@@ -65,8 +65,19 @@ MAX_CLUSTERED = 400  # tracks per video that face_id clustering considers (and w
 
 OK = "ok"
 # Why a row is not usable. Failures end the track; flags keep it.
-FAILURES = ("bad-extent", "outside", "scale-jump", "shift-jump", "no-contrast", "no-detection",
-            "identity-change", "merged", "implausible-shape", "scale-drift", "small-face")
+FAILURES = (
+    "bad-extent",
+    "outside",
+    "scale-jump",
+    "shift-jump",
+    "no-contrast",
+    "no-detection",
+    "identity-change",
+    "merged",
+    "implausible-shape",
+    "scale-drift",
+    "small-face",
+)
 # The last three: mf2.faces.stage ("decode-error": ffmpeg decoded the frame from damaged data)
 FLAGS = ("light-change", "short-shot", "size-outlier", "before-loss", "decode-error")
 NO_FACE = "no-face"
@@ -168,8 +179,14 @@ class FaceTracker:
         self._prev_rows: list[FaceRow] | None = None
 
     # -- checks --------------------------------------------------------------------------
-    def _sane(self, lm: np.ndarray, shape: tuple[int, ...], prev: np.ndarray | None,
-              track: _Track | None = None, det_box: np.ndarray | None = None) -> str:
+    def _sane(
+        self,
+        lm: np.ndarray,
+        shape: tuple[int, ...],
+        prev: np.ndarray | None,
+        track: _Track | None = None,
+        det_box: np.ndarray | None = None,
+    ) -> str:
         cfg = self.cfg
         if not np.isfinite(lm).all():
             return "bad-extent"
@@ -202,8 +219,14 @@ class FaceTracker:
             return "scale-drift"
         return OK
 
-    def _check(self, lm: np.ndarray, image: np.ndarray, prev: np.ndarray | None,
-               track: _Track | None = None, det_box: np.ndarray | None = None) -> tuple[str, float]:
+    def _check(
+        self,
+        lm: np.ndarray,
+        image: np.ndarray,
+        prev: np.ndarray | None,
+        track: _Track | None = None,
+        det_box: np.ndarray | None = None,
+    ) -> tuple[str, float]:
         why = self._sane(lm, image.shape, prev, track, det_box)
         if why != OK:
             return why, float("nan")
@@ -239,16 +262,20 @@ class FaceTracker:
             # so it runs here only, on the region scaled to a face just above its window.
             scale = _CNN_FACE / side
             size = (max(1, round((rx1 - rx0) * scale)), max(1, round((ry1 - ry0) * scale)))
-            small = cv2.resize(image[ry0:ry1, rx0:rx1], size,
-                               interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            small = cv2.resize(
+                image[ry0:ry1, rx0:rx1], size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            )
             dets = self.backend.detect_fallback(small)
             self.cnn_calls += 1
             self.cnn_found += bool(dets)
         return [Detection((d.box / scale + offset).astype(np.float32), d.score) for d in dets]
 
     def _detect_all(self, image: np.ndarray, min_face: int) -> list[Detection]:
-        dets = [d for d in self.backend.detect(image, min_face=min_face)
-                if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face * 0.8]
+        dets = [
+            d
+            for d in self.backend.detect(image, min_face=min_face)
+            if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face * 0.8
+        ]
         return sorted(dets, key=lambda d: -float((d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
 
     def _match(self, dets: list[Detection], box: np.ndarray) -> Detection | None:
@@ -273,11 +300,30 @@ class FaceTracker:
         return self._row(f, tr, lm, tr.box, 1.0, "detect", OK)
 
     def _row(self, f: TrackFrame, tr: _Track | None, lm, box, fit_iou: float, source: str, reason: str) -> FaceRow:
-        return FaceRow(f.index, self._shot, None if tr is None else tr.id, None if box is None else box.copy(), lm,
-                       float("nan") if tr is None else tr.score, fit_iou, source, reason, f.is_duplicate, f.mad)
+        return FaceRow(
+            f.index,
+            self._shot,
+            None if tr is None else tr.id,
+            None if box is None else box.copy(),
+            lm,
+            float("nan") if tr is None else tr.score,
+            fit_iou,
+            source,
+            reason,
+            f.is_duplicate,
+            f.mad,
+        )
 
-    def _accept(self, f: TrackFrame, tr: _Track, lm: np.ndarray, light: float, source: str, fit_iou: float,
-                det: Detection | None = None) -> FaceRow:
+    def _accept(
+        self,
+        f: TrackFrame,
+        tr: _Track,
+        lm: np.ndarray,
+        light: float,
+        source: str,
+        fit_iou: float,
+        det: Detection | None = None,
+    ) -> FaceRow:
         # A fade scales the face's brightness steadily (1/12 of it per frame for a half-second
         # fade); natural motion and lighting on the shared clips changed it by at most ~10 %
         # over 3 frames, and not steadily. So: the change over the last 3 frames, relative.
@@ -360,7 +406,7 @@ class FaceTracker:
         # keep the older. A ghost's box lies inside the face's, so IoU alone misses it.
         alive = sorted(self.tracks, key=lambda t: t.id)
         for i, a in enumerate(alive):
-            for b in alive[i + 1:]:
+            for b in alive[i + 1 :]:
                 if b in self.tracks and a in self.tracks and same_face(landmark_box(a.lm), landmark_box(b.lm)):
                     for r in rows:
                         if r.track == b.id:
@@ -393,6 +439,30 @@ class FaceTracker:
         self._since_discover = 0
         self._fresh_shot = True
 
+    def _repeated(self, f: TrackFrame, prev: list[FaceRow]) -> list[FaceRow]:
+        """A repeated frame's rows: the previous frame's fits, marked as duplicates."""
+        rows = [
+            FaceRow(
+                f.index,
+                self._shot,
+                r.track,
+                r.box,
+                r.landmarks,
+                r.score,
+                r.fit_iou,
+                "duplicate" if r.landmarks is not None else "none",
+                r.reason if r.landmarks is not None else NO_FACE,
+                True,
+                f.mad,
+            )
+            for r in prev
+            if r.landmarks is not None or r.reason == NO_FACE
+        ]
+        if not rows:
+            rows = [self._row(f, None, None, None, float("nan"), "none", NO_FACE)]
+            rows[0].is_duplicate = True
+        return rows
+
     def _process(self, chunk: list[TrackFrame]) -> Iterator[list[FaceRow]]:
         """Frames in order; a chunk (GPU backends) fits every track on every frame from the
         boxes at its start in one call, then checks frame by frame; whatever follows a
@@ -404,13 +474,7 @@ class FaceTracker:
                 self._new_shot()
             if f.is_duplicate and self._prev_rows is not None and not f.shot_start:
                 self._since_discover += 1  # counts every frame: repeats too
-                rows = [FaceRow(f.index, self._shot, r.track, r.box, r.landmarks, r.score, r.fit_iou,
-                                "duplicate" if r.landmarks is not None else "none",
-                                r.reason if r.landmarks is not None else NO_FACE, True, f.mad)
-                        for r in self._prev_rows if r.landmarks is not None or r.reason == NO_FACE]
-                if not rows:
-                    rows = [self._row(f, None, None, None, float("nan"), "none", NO_FACE)]
-                    rows[0].is_duplicate = True
+                rows = self._repeated(f, self._prev_rows)
                 self._prev_rows = rows
                 yield rows
                 i += 1
@@ -420,8 +484,9 @@ class FaceTracker:
             # ... and that ends before the next keyframe, where boxes change: fits past it would
             # be thrown away (with batch 64 and keyframes every 10 frames, 5 of every 6)
             k_int = self.cfg.keyframe_interval
-            room = min((k_int - t.since_detect if t.since_detect < k_int else k_int for t in tracks),
-                       default=len(chunk))
+            room = min(
+                (k_int - t.since_detect if t.since_detect < k_int else k_int for t in tracks), default=len(chunk)
+            )
             j = i + 1
             while j < min(len(chunk), i + room) and not chunk[j].shot_start and not chunk[j].is_duplicate:
                 j += 1
@@ -436,8 +501,11 @@ class FaceTracker:
                 yield rows
                 i += 1
                 changed = [t.id for t in self.tracks] != ids or any(r.source == "detect" for r in rows)
-                if changed or k + 1 < len(run) and any(t.since_detect >= self.cfg.keyframe_interval
-                                                       for t in self.tracks):
+                if (
+                    changed
+                    or k + 1 < len(run)
+                    and any(t.since_detect >= self.cfg.keyframe_interval for t in self.tracks)
+                ):
                     break  # later frames need fits from the new boxes
 
     def run(self, frames: Iterable[TrackFrame]) -> Iterator[list[FaceRow]]:

@@ -183,8 +183,10 @@ class _Watchdog:
         if elapsed > self.cfg.max_seconds:
             return f"download took longer than {self.cfg.max_seconds:g} s (--max-seconds)"
         if self.cfg.min_rate and elapsed > MIN_RATE_GRACE and self.got / elapsed < self.cfg.min_rate:
-            return (f"download slower than {self.cfg.min_rate:g} bytes/s after {elapsed:.0f} s "
-                    f"({self.got} bytes; --min-rate)")
+            return (
+                f"download slower than {self.cfg.min_rate:g} bytes/s after {elapsed:.0f} s "
+                f"({self.got} bytes; --min-rate)"
+            )
         return None
 
     def _watch(self) -> None:
@@ -313,7 +315,9 @@ def _ytdlp(cfg: FetchConfig, row: ManifestRow, folder: Path) -> Path:
     if rc:
         msg = log.errors[-1] if log.errors else f"yt-dlp returned {rc}"
         raise FetchError(_one_line(msg), classify(msg))
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.startswith("video.") and not p.name.endswith(".part")]
+    files = [
+        p for p in folder.iterdir() if p.is_file() and p.name.startswith("video.") and not p.name.endswith(".part")
+    ]
     if not files:  # yt-dlp said it succeeded: the file went elsewhere, which is mf2's fault
         raise FetchError("yt-dlp finished without writing a file", "internal-error")
     return max(files, key=lambda p: p.stat().st_size)
@@ -337,8 +341,21 @@ def _local(cfg: FetchConfig, row: ManifestRow, folder: Path, base: Path) -> Path
         if row.end is not None:
             args += ["-to", f"{row.end:.3f}"]
         dst = folder / "video.mp4"
-        args += ["-i", str(src.resolve()), "-map", "0:v:0", "-c:v", "libx264", "-crf", "16", "-preset", "fast",
-                 "-pix_fmt", "yuv420p", str(dst.resolve())]
+        args += [
+            "-i",
+            str(src.resolve()),
+            "-map",
+            "0:v:0",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "16",
+            "-preset",
+            "fast",
+            "-pix_fmt",
+            "yuv420p",
+            str(dst.resolve()),
+        ]
         r = subprocess.run(args, capture_output=True, text=True)
         if r.returncode != 0:
             raise FetchError(_one_line(f"ffmpeg could not cut {src}: {r.stderr.strip()[-200:]}"), "not-a-video")
@@ -365,23 +382,34 @@ def verify_video(path: Path, name: str | None = None) -> dict:
         raise FetchError(_one_line(str(e).replace(str(path), shown)), "not-a-video") from None
     if info.n_frames <= 0:
         raise FetchError(f"{shown}: no video frames", "not-a-video")
-    r = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size",
-                        "-of", "csv=p=0", str(path.resolve())], capture_output=True, text=True)
+    r = _ffprobe_entries(path, "packet=pos,size")
     end = 0
     for line in r.stdout.split():
         pos, _, size = line.partition(",")
         if pos.isdigit() and size.isdigit():
             end = max(end, int(pos) + int(size))
     if r.returncode != 0 or end > path.stat().st_size:
-        raise FetchError(f"{shown}: truncated (packets reach byte {end}, the file has {path.stat().st_size})",
-                         "not-a-video")
-    declared = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=nb_frames",
-                               "-of", "csv=p=0", str(path.resolve())], capture_output=True, text=True).stdout.strip()
+        raise FetchError(
+            f"{shown}: truncated (packets reach byte {end}, the file has {path.stat().st_size})", "not-a-video"
+        )
+    declared = _ffprobe_entries(path, "stream=nb_frames").stdout.strip()
     if declared.isdigit() and int(declared) > info.n_frames:  # the index (mp4) promises frames the file lacks
-        raise FetchError(f"{shown}: truncated ({info.n_frames} of the {declared} frames its index lists)",
-                         "not-a-video")
-    return {"fps": float(info.fps), "width": info.width, "height": info.height, "n_frames": info.n_frames,
-            "duration": info.duration}
+        raise FetchError(
+            f"{shown}: truncated ({info.n_frames} of the {declared} frames its index lists)", "not-a-video"
+        )
+    return {
+        "fps": float(info.fps),
+        "width": info.width,
+        "height": info.height,
+        "n_frames": info.n_frames,
+        "duration": info.duration,
+    }
+
+
+def _ffprobe_entries(path: Path, entries: str) -> subprocess.CompletedProcess:
+    """ffprobe's ``entries`` of the first video stream, as CSV lines."""
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", entries, "-of", "csv=p=0"]
+    return subprocess.run([*cmd, str(path.resolve())], capture_output=True, text=True)
 
 
 def _one_line(msg: str) -> str:
@@ -412,8 +440,9 @@ def final_path(videos: Path, key: str) -> Path | None:
     return None
 
 
-def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path,
-              limiter: RateLimiter | ClusterRateLimiter | None) -> dict:
+def fetch_one(
+    row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path, limiter: RateLimiter | ClusterRateLimiter | None
+) -> dict:
     """Download, verify and rename one video; returns the status fields (never raises FetchError)."""
     attempts = 0
     if row.kind == "remote":
@@ -430,8 +459,16 @@ def fetch_one(row: ManifestRow, cfg: FetchConfig, videos: Path, base: Path,
             size = got.stat().st_size
             dst = videos / f"{row.key}{got.suffix.lower()}"
             os.replace(got, dst)
-            return {"status": "ok", "error_class": None, "error": None, "attempts": attempts,
-                    "path": f"videos/{dst.name}", "bytes": size, "sha256": sha, **meta}
+            return {
+                "status": "ok",
+                "error_class": None,
+                "error": None,
+                "attempts": attempts,
+                "path": f"videos/{dst.name}",
+                "bytes": size,
+                "sha256": sha,
+                **meta,
+            }
         except FetchError as e:
             e = FetchError(str(e).replace(f"{folder}/", ""), e.error_class, e.retry_after)  # no temp paths
             wait = getattr(e, "retry_after", None)

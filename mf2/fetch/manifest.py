@@ -116,17 +116,22 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
         row = _row(where, lineno, header, rec)
         k = (row.key, row.identity)
         if k in seen:
-            raise InputError(f"{where}: repeats line {seen[k]} (video {row.video_id}, identity {row.identity or '-'})",
-                             "bad-manifest")
+            raise InputError(
+                f"{where}: repeats line {seen[k]} (video {row.video_id}, identity {row.identity or '-'})",
+                "bad-manifest",
+            )
         seen[k] = lineno
         vid, url = row.video_id, row.url
         if vid in url_of and url_of[vid][0] != url:
-            raise InputError(f"{where}: column url: video {vid} had url {url_of[vid][0][:60]!r} on line "
-                             f"{url_of[vid][1]}", "bad-manifest")
+            raise InputError(
+                f"{where}: column url: video {vid} had url {url_of[vid][0][:60]!r} on line {url_of[vid][1]}",
+                "bad-manifest",
+            )
         url_of.setdefault(vid, (url, lineno))
         if row.kind == "local" and not local_path(url, base).is_file():
-            raise InputError(f"{where}: column url: local file {str(local_path(url, base))[:80]!r} does not exist",
-                             "bad-manifest")
+            raise InputError(
+                f"{where}: column url: local file {str(local_path(url, base))[:80]!r} does not exist", "bad-manifest"
+            )
         rows.append(row)
     if not rows:
         raise InputError(f"{path}: no rows under the header", "bad-manifest")
@@ -148,15 +153,20 @@ def _header(path: Path, reader) -> list[str]:
     try:
         header = next(reader)
     except StopIteration:
-        raise InputError(f"{path}: empty manifest (expected a header with video_id and/or url)", "bad-manifest") from None
+        raise InputError(
+            f"{path}: empty manifest (expected a header with video_id and/or url)", "bad-manifest"
+        ) from None
     header = [h.strip() for h in header]
     if "video_id" not in header and "url" not in header:
-        raise InputError(f"{path}:1: the header needs a video_id or a url column (got {', '.join(header)})",
-                         "bad-manifest")
+        raise InputError(
+            f"{path}:1: the header needs a video_id or a url column (got {', '.join(header)})", "bad-manifest"
+        )
     dupes = {h for h in header if header.count(h) > 1}
     if dupes or "" in header:
-        raise InputError(f"{path}:1: header has empty or repeated column names ({', '.join(sorted(dupes)) or 'empty'})",
-                         "bad-manifest")
+        raise InputError(
+            f"{path}:1: header has empty or repeated column names ({', '.join(sorted(dupes)) or 'empty'})",
+            "bad-manifest",
+        )
     return header
 
 
@@ -166,8 +176,9 @@ def _row(where: str, lineno: int, header: list[str], rec: list[str]) -> Manifest
         raise InputError(f"{where}: {len(rec)} fields, the header has {len(header)}", "bad-manifest")
     for h, v in zip(header, rec):
         if h in ("video_id", "url", "identity", "start", "end") and any(ord(c) < 32 or ord(c) == 127 for c in v):
-            raise InputError(f"{where}: column {h}: {v[:60]!r} contains a control character (a newline?)",
-                             "bad-manifest")
+            raise InputError(
+                f"{where}: column {h}: {v[:60]!r} contains a control character (a newline?)", "bad-manifest"
+            )
     d = {h: v.strip() for h, v in zip(header, rec)}
     url = d.get("url", "")
     _check_url(where, url)
@@ -178,19 +189,36 @@ def _row(where: str, lineno: int, header: list[str], rec: list[str]) -> Manifest
     end = _num(d["end"], f"{where}: column end") if d.get("end") else None
     if start is not None and end is not None and end <= start:
         raise InputError(f"{where}: column end: {end:g} is not after start {start:g}", "bad-manifest")
-    return ManifestRow(lineno, vid, url, d.get("identity") or None, d.get("name") or None, d.get("split") or None,
-                       start, end, d.get("license") or None, {h: d[h] for h in header if h not in KNOWN})
+    return ManifestRow(
+        lineno,
+        vid,
+        url,
+        d.get("identity") or None,
+        d.get("name") or None,
+        d.get("split") or None,
+        start,
+        end,
+        d.get("license") or None,
+        {h: d[h] for h in header if h not in KNOWN},
+    )
 
 
 def _check_url(where: str, url: str) -> None:
     if url.startswith("-"):
-        raise InputError(f"{where}: column url: {url[:60]!r} starts with '-' (write ./{url[:20]} for a local file)",
-                         "bad-manifest")
+        raise InputError(
+            f"{where}: column url: {url[:60]!r} starts with '-' (write ./{url[:20]} for a local file)", "bad-manifest"
+        )
     if url:
         scheme = urlparse(url).scheme.lower()
-        if url != SAMPLE_URL and scheme not in ("", "http", "https", "file") and not (len(scheme) == 1 and url[1:2] == ":"):
-            raise InputError(f"{where}: column url: scheme {scheme!r} not allowed (http, https, file or a local path)",
-                             "bad-manifest")
+        if (
+            url != SAMPLE_URL
+            and scheme not in ("", "http", "https", "file")
+            and not (len(scheme) == 1 and url[1:2] == ":")
+        ):
+            raise InputError(
+                f"{where}: column url: scheme {scheme!r} not allowed (http, https, file or a local path)",
+                "bad-manifest",
+            )
         if scheme in ("http", "https") and not urlparse(url).hostname:
             raise InputError(f"{where}: column url: {url[:60]!r} has no host", "bad-manifest")
 
@@ -199,13 +227,16 @@ def _video_id(where: str, vid: str, url: str) -> str:
     """The row's id: as given (checked safe), or derived from its URL."""
     if vid:
         if not is_safe_id(vid):
-            raise InputError(f"{where}: column video_id: {vid[:70]!r} is not a safe id (^[A-Za-z0-9_-]{{1,64}}$)",
-                             "bad-manifest")
+            raise InputError(
+                f"{where}: column video_id: {vid[:70]!r} is not a safe id (^[A-Za-z0-9_-]{{1,64}}$)", "bad-manifest"
+            )
         return vid
     if not url:
         raise InputError(f"{where}: column video_id and url are both empty", "bad-manifest")
     vid = _youtube_id(url) or (Path(urlparse(url).path).stem if url != SAMPLE_URL else "sample")
     if not is_safe_id(vid):
-        raise InputError(f"{where}: column url: cannot derive a safe video_id from {url[:60]!r}; "
-                         "add a video_id column", "bad-manifest")
+        raise InputError(
+            f"{where}: column url: cannot derive a safe video_id from {url[:60]!r}; add a video_id column",
+            "bad-manifest",
+        )
     return vid

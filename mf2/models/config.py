@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from mf2.errors import UsageError
 from mf2.yamlsafe import load_yaml, shown
 
@@ -21,26 +20,71 @@ HG_PIXEL_LOSSES = ("l1", "l2", "psnr")  # the hourglass stage's pixel losses (Lo
 Layer = tuple[int, int, int, bool]
 DecLayer = tuple[int, int, int, bool, float]
 
-PAPER_ENCODER: list[Layer] = [(4, 64, 1, False), (4, 128, 2, True), (4, 256, 2, True), (4, 512, 2, True),
-                              (4, 512, 2, True), (4, 512, 2, True), (4, 512, 2, True), (1, 256, 2, True)]
-PAPER_DECODER: list[DecLayer] = [(1, 1024, 2, True, 0.5), (4, 512, 2, True, 0.5), (4, 512, 2, True, 0.5),
-                                 (4, 512, 2, True, 1.0), (4, 256, 2, True, 1.0), (4, 128, 2, True, 1.0),
-                                 (4, 64, 2, True, 1.0), (4, 3, 1, False, 1.0)]
-TINY_ENCODER: list[Layer] = [(4, 8, 1, False), (4, 16, 2, True), (4, 32, 2, True), (4, 32, 2, True),
-                             (4, 32, 2, True), (4, 32, 2, True), (4, 32, 1, True), (1, 16, 1, True)]
-TINY_DECODER: list[DecLayer] = [(1, 64, 1, True, 0.5), (4, 32, 1, True, 0.5), (4, 32, 2, True, 0.5),
-                                (4, 32, 2, True, 1.0), (4, 32, 2, True, 1.0), (4, 16, 2, True, 1.0),
-                                (4, 8, 2, True, 1.0), (4, 3, 1, False, 1.0)]
+PAPER_ENCODER: list[Layer] = [
+    (4, 64, 1, False),
+    (4, 128, 2, True),
+    (4, 256, 2, True),
+    (4, 512, 2, True),
+    (4, 512, 2, True),
+    (4, 512, 2, True),
+    (4, 512, 2, True),
+    (1, 256, 2, True),
+]
+PAPER_DECODER: list[DecLayer] = [
+    (1, 1024, 2, True, 0.5),
+    (4, 512, 2, True, 0.5),
+    (4, 512, 2, True, 0.5),
+    (4, 512, 2, True, 1.0),
+    (4, 256, 2, True, 1.0),
+    (4, 128, 2, True, 1.0),
+    (4, 64, 2, True, 1.0),
+    (4, 3, 1, False, 1.0),
+]
+TINY_ENCODER: list[Layer] = [
+    (4, 8, 1, False),
+    (4, 16, 2, True),
+    (4, 32, 2, True),
+    (4, 32, 2, True),
+    (4, 32, 2, True),
+    (4, 32, 2, True),
+    (4, 32, 1, True),
+    (1, 16, 1, True),
+]
+TINY_DECODER: list[DecLayer] = [
+    (1, 64, 1, True, 0.5),
+    (4, 32, 1, True, 0.5),
+    (4, 32, 2, True, 0.5),
+    (4, 32, 2, True, 1.0),
+    (4, 32, 2, True, 1.0),
+    (4, 16, 2, True, 1.0),
+    (4, 8, 2, True, 1.0),
+    (4, 3, 1, False, 1.0),
+]
 # small: 128x128 on a 2-core CPU. The paper's layout at half the size and a quarter to a half of
 # its widths, with nothing at full resolution but the last transposed conv: the first encoder
 # layer strides (64x64) and the decoder ends with a stride-2 transposed conv. Convs at 128x128
 # were measured to take 2/3 of a cGAN step on a CPU; this layout trains 2.2x faster (13.9 against
 # 6.3 images/s). The code is 2x2, as the paper's at 256; three U-Net skips at 64, 32 and 8 px.
-SMALL_ENCODER: list[Layer] = [(4, 32, 2, False), (4, 64, 2, True), (4, 128, 2, True), (4, 128, 2, True),
-                              (4, 128, 2, True), (4, 128, 1, True), (4, 128, 1, True), (1, 128, 2, True)]
-SMALL_DECODER: list[DecLayer] = [(1, 256, 2, True, 0.5), (4, 128, 2, True, 0.5), (4, 128, 2, True, 0.5),
-                                 (4, 128, 2, True, 1.0), (4, 64, 2, True, 1.0), (4, 32, 1, True, 1.0),
-                                 (4, 32, 1, True, 1.0), (4, 3, 2, False, 1.0)]
+SMALL_ENCODER: list[Layer] = [
+    (4, 32, 2, False),
+    (4, 64, 2, True),
+    (4, 128, 2, True),
+    (4, 128, 2, True),
+    (4, 128, 2, True),
+    (4, 128, 1, True),
+    (4, 128, 1, True),
+    (1, 128, 2, True),
+]
+SMALL_DECODER: list[DecLayer] = [
+    (1, 256, 2, True, 0.5),
+    (4, 128, 2, True, 0.5),
+    (4, 128, 2, True, 0.5),
+    (4, 128, 2, True, 1.0),
+    (4, 64, 2, True, 1.0),
+    (4, 32, 1, True, 1.0),
+    (4, 32, 1, True, 1.0),
+    (4, 3, 2, False, 1.0),
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +101,7 @@ class HourglassConfig:
 
     @property
     def downsampling(self) -> int:
-        return (4 if self.stem == "newell" else 1) * 2 ** self.depth
+        return (4 if self.stem == "newell" else 1) * 2**self.depth
 
 
 @dataclass(frozen=True)
@@ -152,19 +196,24 @@ class TrainConfig:
         for _, _, s, _ in self.cgan.encoder:
             down *= s
         if self.image_size % down:
-            raise UsageError(f"config: image_size {self.image_size} is not divisible by the encoder's "
-                             f"total stride {down}")
+            raise UsageError(
+                f"config: image_size {self.image_size} is not divisible by the encoder's total stride {down}"
+            )
         if self.hourglass.stem not in ("newell", "full"):
             raise UsageError(f"config: hourglass.stem {self.hourglass.stem!r}: expected newell or full")
         if self.image_size % self.hourglass.downsampling:
-            raise UsageError(f"config: image_size {self.image_size} not divisible by {self.hourglass.downsampling} "
-                             f"(the hourglass's stem and 2^hourglass.depth)")
+            raise UsageError(
+                f"config: image_size {self.image_size} not divisible by {self.hourglass.downsampling} "
+                f"(the hourglass's stem and 2^hourglass.depth)"
+            )
         if len(self.cgan.encoder) != len(self.cgan.decoder):
             raise UsageError("config: encoder and decoder need the same number of layers")
         for name, st in (("hg_stage", self.hg_stage), ("cgan_stage", self.cgan_stage)):
             if not 0 < st.lr < 1 or st.epochs < 0 or st.max_steps < 0:
-                raise UsageError(f"config: {name}: lr {st.lr} must be in (0, 1), epochs {st.epochs} and max_steps "
-                                 f"{st.max_steps} >= 0")
+                raise UsageError(
+                    f"config: {name}: lr {st.lr} must be in (0, 1), epochs {st.epochs} and max_steps "
+                    f"{st.max_steps} >= 0"
+                )
             if len(st.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in st.betas):
                 raise UsageError(f"config: {name}.betas {list(st.betas)}: two numbers in [0, 1)")
             if st.schedule not in ("constant", "cosine"):
@@ -184,7 +233,9 @@ class TrainConfig:
             if not 0 <= dz <= 32:
                 raise UsageError(f"config: {name} {dz} must be in [0, 32] code values")
         if self.loss.hg_pixel not in HG_PIXEL_LOSSES:
-            raise UsageError(f"config: loss.hg_pixel {self.loss.hg_pixel!r}: expected one of {', '.join(HG_PIXEL_LOSSES)}")
+            raise UsageError(
+                f"config: loss.hg_pixel {self.loss.hg_pixel!r}: expected one of {', '.join(HG_PIXEL_LOSSES)}"
+            )
 
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
@@ -201,25 +252,48 @@ def _plain(v: Any) -> Any:
 PRESETS: dict[str, TrainConfig] = {
     "paper": TrainConfig(),
     "tiny": TrainConfig(
-        preset="tiny", image_size=64, batch_size=8, num_workers=0, checkpoint_every=100, log_every=10,
-        val_max_batches=4, hourglass=HourglassConfig(stacks=1, features=16, depth=3),
+        preset="tiny",
+        image_size=64,
+        batch_size=8,
+        num_workers=0,
+        checkpoint_every=100,
+        log_every=10,
+        val_max_batches=4,
+        hourglass=HourglassConfig(stacks=1, features=16, depth=3),
         cgan=CganConfig(encoder=tuple(TINY_ENCODER), decoder=tuple(TINY_DECODER), disc_channels=(8, 16, 32, 32)),
-        hg_stage=StageConfig(epochs=2), cgan_stage=StageConfig(epochs=2)),
+        hg_stage=StageConfig(epochs=2),
+        cgan_stage=StageConfig(epochs=2),
+    ),
     "small": TrainConfig(
-        preset="small", image_size=128, batch_size=16, num_workers=0, checkpoint_every=250, log_every=25,
-        val_max_batches=8, hourglass=HourglassConfig(stacks=2, features=64, depth=3, dead_zone=2.0),
-        cgan=CganConfig(encoder=tuple(SMALL_ENCODER), decoder=tuple(SMALL_DECODER),
-                        unet_skips=((1, 7), (2, 4), (4, 2)), disc_channels=(32, 64, 128, 128), residual=True,
-                        dead_zone=2.0),
+        preset="small",
+        image_size=128,
+        batch_size=16,
+        num_workers=0,
+        checkpoint_every=250,
+        log_every=25,
+        val_max_batches=8,
+        hourglass=HourglassConfig(stacks=2, features=64, depth=3, dead_zone=2.0),
+        cgan=CganConfig(
+            encoder=tuple(SMALL_ENCODER),
+            decoder=tuple(SMALL_DECODER),
+            unet_skips=((1, 7), (2, 4), (4, 2)),
+            disc_channels=(32, 64, 128, 128),
+            residual=True,
+            dead_zone=2.0,
+        ),
         crop_jitter=0.0,  # a resized crop softens the sharp target; flips only
         # measured on bench/restore.py's pairs (issue 17's note): L1 left the identity in no run
         # of 300-1,200 steps; L2 learns, but without these augmentations it took 4-8 dB off clean,
         # nearly static test clips
-        identity_fraction=0.5, tone_jitter=0.3, rescale_prob=0.5, loss=LossConfig(hg_pixel="l2"),
+        identity_fraction=0.5,
+        tone_jitter=0.3,
+        rescale_prob=0.5,
+        loss=LossConfig(hg_pixel="l2"),
         # issue 30: the hourglass is where the gain is (the residual cGAN stays at its output),
         # so most of the budget goes to it; and a dead zone of 2 code values at prediction time
         hg_stage=StageConfig(epochs=0, max_steps=4000, lr=5e-4, schedule="cosine"),
-        cgan_stage=StageConfig(epochs=0, max_steps=300, schedule="cosine")),  # ~30 min in all on 2 cores
+        cgan_stage=StageConfig(epochs=0, max_steps=300, schedule="cosine"),
+    ),  # ~30 min in all on 2 cores
 }
 
 
@@ -232,8 +306,13 @@ def _build(cls, data: dict, where: str):
         if k not in fields:
             raise UsageError(f"{where}.{k}: unknown key (expected one of: {', '.join(fields)})")
         if k in ("hourglass", "cgan", "loss", "hg_stage", "cgan_stage"):
-            target = {"hourglass": HourglassConfig, "cgan": CganConfig, "loss": LossConfig,
-                      "hg_stage": StageConfig, "cgan_stage": StageConfig}[k]
+            target = {
+                "hourglass": HourglassConfig,
+                "cgan": CganConfig,
+                "loss": LossConfig,
+                "hg_stage": StageConfig,
+                "cgan_stage": StageConfig,
+            }[k]
             kwargs[k] = _build(target, v, f"{where}.{k}")
         elif isinstance(v, list):
             kwargs[k] = tuple(tuple(x) if isinstance(x, list) else x for x in v)
@@ -248,9 +327,13 @@ _KINDS = {"bool": "true or false", "int": "an integer", "float": "a number", "st
 def _checked(v: Any, kind: str, where: str) -> Any:
     """A scalar setting of the declared kind, or one line naming the key (a value is shown
     cut short: a config is user input)."""
-    ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
-          "float": isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-          "str": isinstance(v, str), "tuple": isinstance(v, (list, tuple))}.get(kind, True)
+    ok = {
+        "bool": isinstance(v, bool),
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "float": isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "str": isinstance(v, str),
+        "tuple": isinstance(v, (list, tuple)),
+    }.get(kind, True)
     if not ok:
         raise UsageError(f"{where}: expected {_KINDS[kind]}{' (finite)' if kind == 'float' else ''}, got {shown(v)}")
     return float(v) if kind == "float" else v

@@ -67,8 +67,10 @@ class SimulateConfig:
         if self.faces not in ("main", "all"):
             raise UsageError(f"--faces {self.faces!r}: expected main or all")
         if not 0 <= self.min_target_sharpness <= 1:
-            raise UsageError(f"--min-target-sharpness {self.min_target_sharpness}: must be between 0 and 1 "
-                             "(a share of the neighbouring targets' sharpness)")
+            raise UsageError(
+                f"--min-target-sharpness {self.min_target_sharpness}: must be between 0 and 1 "
+                "(a share of the neighbouring targets' sharpness)"
+            )
         if self.min_target_sharpness_abs < 0 or self.min_blur < 0:
             raise UsageError("--min-target-sharpness-abs and --min-blur must be >= 0 (0: off)")
         self.landmarks.validate()
@@ -97,8 +99,11 @@ def simulate_config(values: dict[str, Any], landmarks: LandmarkConfig | None = N
     for p in SIMULATE:
         head, _, attr = p.target.rpartition(".")
         (nested[head] if head else top)[attr] = values.get(p.key, p.default)
-    return SimulateConfig(**top, landmarks=landmarks or LandmarkConfig(), pravg=PrAvgConfig(**nested["pravg"]),
-                          vla=VlaConfig(**nested["vla"]),
-                          flow=FlowConfig(**nested["flow"]), synthetic=SyntheticConfig(**nested["synthetic"]))
-
-
+    return SimulateConfig(
+        **top,
+        landmarks=landmarks or LandmarkConfig(),
+        pravg=PrAvgConfig(**nested["pravg"]),
+        vla=VlaConfig(**nested["vla"]),
+        flow=FlowConfig(**nested["flow"]),
+        synthetic=SyntheticConfig(**nested["synthetic"]),
+    )

@@ -16,8 +16,18 @@ class PrAvg(Mode):
 
     def plan(self, ctx: PlanContext, ser: FaceSeries) -> Plan:
         cfg = ctx.cfg
-        windows, stats = plan_pravg(ser.landmarks, ser.usable, ser.is_duplicate, cfg.pravg.L, cfg.stride, cfg.margin,
-                                    cfg.skip_duplicates, ser.run, ser.reason, ctx.frame_size)
+        windows, stats = plan_pravg(
+            ser.landmarks,
+            ser.usable,
+            ser.is_duplicate,
+            cfg.pravg.L,
+            cfg.stride,
+            cfg.margin,
+            cfg.skip_duplicates,
+            ser.run,
+            ser.reason,
+            ctx.frame_size,
+        )
         return Plan(windows, [{} for _ in windows], stats.skipped_face_lost, {"skipped": stats.skipped}, ser)
 
     def pair_id(self, video_id: str, w: Window, extra: dict, cfg: SimulateConfig) -> str:

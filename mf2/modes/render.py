@@ -26,9 +26,14 @@ def _counted(frames: Iterator[np.ndarray], progress: Callable[[int], None] | Non
         yield f
 
 
-def render_pairs(info: VideoInfo, windows: Sequence[Window], crf: str, out_size: int, columns: PairColumns,
-                 progress: Callable[[int], None] | None = None
-                 ) -> Iterator[tuple[Window, dict, np.ndarray, np.ndarray]]:
+def render_pairs(
+    info: VideoInfo,
+    windows: Sequence[Window],
+    crf: str,
+    out_size: int,
+    columns: PairColumns,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[Window, dict, np.ndarray, np.ndarray]]:
     """(window, its columns, blurry, sharp) for each window the video can make, in the order
     the windows close; ``progress`` is told of each decoded frame. Memory holds only the
     windows that are open, whatever the video's length."""

@@ -9,9 +9,9 @@ import numpy as np
 
 from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
 from mf2.blur.windows import Window, crop_fits
+from mf2.errors import UsageError
 from mf2.faces.crop import face_crop
 from mf2.faces.series import FaceSeries
-from mf2.errors import UsageError
 from mf2.modes.base import Mode, Plan, PlanContext
 from mf2.modes.config import SimulateConfig
 

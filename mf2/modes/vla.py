@@ -13,7 +13,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from mf2.blur.vla import Thumbs, plan_vla, thumb_scale
+from mf2.blur.vla import Thumbs, VlaWindow, plan_vla, thumb_scale
 from mf2.blur.windows import Window
 from mf2.faces.series import FaceSeries
 from mf2.flow import FlowArrays, flow_for_video
@@ -92,33 +92,76 @@ class _Thumbnails:
 
 
 def _plan(ctx: PlanContext, ser: FaceSeries) -> Plan:
-    cfg, src, info, sha, out, progress, stages = ctx.cfg, ctx.src, ctx.info, ctx.sha, ctx.cache, ctx.progress, ctx.stages
+    cfg, info = ctx.cfg, ctx.info
     lms, valid, dup = ser.landmarks, ser.usable, ser.is_duplicate
-    stages.enter("flow")  # flow and the quality rule's thumbnails share one decoding pass
+    ctx.stages.enter("flow")  # flow and the quality rule's thumbnails share one decoding pass
     scale = thumb_scale(lms, valid, cfg.vla.thumb_face)
-    tee = _Thumbnails(info, scale, out / "tmp", progress)
-    flow_table = flow_for_video(src.video_id, info, sha, lms, valid, cfg.landmarks.key(), cfg.flow, out, progress,
-                                frames=iter(tee), run=ser.run,
-                                face=cfg.face if isinstance(ser.face, str) else int(ser.face))
-    flow = FlowArrays.from_table(flow_table)
+    tee = _Thumbnails(info, scale, ctx.cache / "tmp", ctx.progress)
+    flow = _flow(ctx, ser, tee)
     try:
         thumbs = Thumbs(tee.finish(), scale)
-        stages.enter("plan")
+        ctx.stages.enter("plan")
         n = min(len(valid), len(thumbs.frames), len(flow.valid))
-        vws, stats = plan_vla(lms[:n], valid[:n], dup[:n], _cut(flow, n), thumbs, cfg.vla, cfg.margin, cfg.crf,
-                              cfg.skip_duplicates, ser.run[:n], (info.width, info.height))
+        vws, stats = plan_vla(
+            lms[:n],
+            valid[:n],
+            dup[:n],
+            _cut(flow, n),
+            thumbs,
+            cfg.vla,
+            cfg.margin,
+            cfg.crf,
+            cfg.skip_duplicates,
+            ser.run[:n],
+            (info.width, info.height),
+        )
     finally:
         tee.file.close()
-    extras = []
-    for vw in vws:
-        st = vw.stop
-        extras.append({"direction": vw.direction, "stop_reason": st.reason, "stop_overlap": st.overlap,
-                       "stop_quality": st.quality, "stop_fb_bad": st.fb_bad, "stop_osc_px": st.osc_px,
-                       "displacement_px": vw.displacement_px, "path_px": vw.path_px})
     skipped = {"crop-too-large": stats.too_large} if stats.too_large else {}
-    return Plan([vw.window for vw in vws], extras, stats.too_large,
-                {"too_short": stats.too_short, "reverse_duplicates": stats.reverse_duplicates,
-                 "stop_reasons": stats.stop_reasons, "skipped": skipped}, ser)
+    info_counts = {
+        "too_short": stats.too_short,
+        "reverse_duplicates": stats.reverse_duplicates,
+        "stop_reasons": stats.stop_reasons,
+        "skipped": skipped,
+    }
+    return Plan([vw.window for vw in vws], [_columns(vw) for vw in vws], stats.too_large, info_counts, ser)
+
+
+def _flow(ctx: PlanContext, ser: FaceSeries, tee: _Thumbnails) -> FlowArrays:
+    """The face's optical flow (cached by the flow stage), decoded through ``tee`` so the
+    thumbnails are made in the same pass."""
+    cfg = ctx.cfg
+    face = cfg.face if isinstance(ser.face, str) else int(ser.face)
+    table = flow_for_video(
+        ctx.src.video_id,
+        ctx.info,
+        ctx.sha,
+        ser.landmarks,
+        ser.usable,
+        cfg.landmarks.key(),
+        cfg.flow,
+        ctx.cache,
+        ctx.progress,
+        frames=iter(tee),
+        run=ser.run,
+        face=face,
+    )
+    return FlowArrays.from_table(table)
+
+
+def _columns(vw: VlaWindow) -> dict:
+    """A VLA pair's own columns: its direction and why and where its sub-sequence stopped."""
+    st = vw.stop
+    return {
+        "direction": vw.direction,
+        "stop_reason": st.reason,
+        "stop_overlap": st.overlap,
+        "stop_quality": st.quality,
+        "stop_fb_bad": st.fb_bad,
+        "stop_osc_px": st.osc_px,
+        "displacement_px": vw.displacement_px,
+        "path_px": vw.path_px,
+    }
 
 
 def _cut(flow: FlowArrays, n: int) -> FlowArrays:
@@ -153,8 +196,11 @@ class Vla(Mode):
     def no_pairs(self, cfg: SimulateConfig, plan: Plan) -> str | None:
         reasons = plan.info.get("stop_reasons") or {}
         short = plan.info.get("too_short", 0)
-        return (f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
-                + (f"; stop reasons {dict(reasons)}" if reasons else "") + ")")
+        return (
+            f"every VLA sub-sequence stopped before --min-L {cfg.vla.min_L} ({short} too short"
+            + (f"; stop reasons {dict(reasons)}" if reasons else "")
+            + ")"
+        )
 
 
 MODE = Vla()

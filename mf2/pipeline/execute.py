@@ -21,21 +21,22 @@ from typing import Callable
 import pyarrow as pa
 from tqdm import tqdm
 
-from mf2.dataset import failures_path, pairs_path, part_path
 from mf2.atomic import clean_stale_tmp, write_parquet_atomic
-from mf2.errors import FILTERED, InputError, UsageError, failure_class, os_error_line, retried_by_default
-from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
+from mf2.dataset import failures_path, pairs_path, part_path
 from mf2.dataset.failures import read_failures, write_failures
 from mf2.dataset.folder import current_parts, dataset_lock, identities_in, prepare
+from mf2.errors import FILTERED, InputError, UsageError, failure_class, os_error_line, retried_by_default
+from mf2.faces.select import LandmarkConfig, check_backend, make_backend, resolve_backend_name
+from mf2.modes.config import SimulateConfig
 from mf2.pipeline.progress import FrameProgress, ProgressWatcher
-from mf2.schema import PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.pipeline.runner import SyncRunner
 from mf2.pipeline.summary import RunSummary
-from mf2.modes.config import SimulateConfig
+from mf2.schema import PAIR_SCHEMA, TIMING_SCHEMA, metadata, params_json, try_read_metadata, upgrade_pairs
 from mf2.simulate import Stages, part_is_current, simulate_video
 from mf2.sources import VideoSource, legacy_safe_id, sha256_file
 from mf2.video import VideoInfo
 from mf2.video.filters import VideoFilter
+
 
 @dataclass(frozen=True)
 class Job:
@@ -61,16 +62,28 @@ def _failure(src: VideoSource, stage: str, e: BaseException, log_dir: Path, sha:
     cls = failure_class(e)
     if cls is not None:  # the input's fault, or the machine's state: one line
         line = os_error_line(e) if isinstance(e, OSError) else str(e)
-        return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": cls,
-                "error": line, "video_sha256": sha}
+        return {
+            "video_id": src.video_id,
+            "path": str(src.path),
+            "stage": stage,
+            "error_class": cls,
+            "error": line,
+            "video_sha256": sha,
+        }
     try:  # a bug, not the input's fault: keep the traceback for the report
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "failures.log", "a") as log:
             log.write(f"== {src.video_id} ({src.path}) at {stage}\n{traceback.format_exc()}\n")
     except OSError:
         pass
-    return {"video_id": src.video_id, "path": str(src.path), "stage": stage, "error_class": "internal-error",
-            "error": f"{type(e).__name__}: {e}", "video_sha256": sha}
+    return {
+        "video_id": src.video_id,
+        "path": str(src.path),
+        "stage": stage,
+        "error_class": "internal-error",
+        "error": f"{type(e).__name__}: {e}",
+        "video_sha256": sha,
+    }
 
 
 @dataclass
@@ -120,8 +133,9 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job], filters: Video
         filters.check_video(info)
         cfg = jobs[0].cfg.landmarks
         name = resolve_backend_name(cfg)
-        if filters.min_face or not all(part_is_current(part_path(j.out, j.cfg.mode, src.video_id), sha, j.cfg)
-                                       for j in jobs):
+        if filters.min_face or not all(
+            part_is_current(part_path(j.out, j.cfg.mode, src.video_id), sha, j.cfg) for j in jobs
+        ):
             stages.enter("landmarks")
             progress = FrameProgress(cache, src.video_id, info.n_frames, stages)
             try:
@@ -171,15 +185,24 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
 
 # -- driver side ------------------------------------------------------------------------------
 
+
 def _removed(out: Path) -> set[str]:
     from mf2.dataset.manifest import removed_ids
 
     return removed_ids(out)
 
 
-def run_jobs(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, show_progress: bool | None = None,
-             echo: Callable[[str], None] | None = None, retry_failed: bool = False,
-             replace: bool = False, filters: VideoFilter | None = None) -> dict[str, RunSummary]:
+def run_jobs(
+    sources: list[VideoSource],
+    jobs: list[Job],
+    cache: Path,
+    runner,
+    show_progress: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+    retry_failed: bool = False,
+    replace: bool = False,
+    filters: VideoFilter | None = None,
+) -> dict[str, RunSummary]:
     """``retry_failed``: redo videos that failed before; otherwise a video whose earlier failure
     was its input's fault is skipped (its record kept) while its file is unchanged.
     ``replace``: a job folder holding pairs made with other settings is cleared first
@@ -262,8 +285,11 @@ def _check_ids(sources: list[VideoSource], jobs: list[Job]) -> list[VideoSource]
         return hashes[path]
 
     def same_file(old: tuple[Path, str] | None, src: VideoSource) -> bool:
-        return old is not None and src.path.exists() and (
-            old[0].resolve() == src.path.resolve() or old[1] == sha(src.path))
+        return (
+            old is not None
+            and src.path.exists()
+            and (old[0].resolve() == src.path.resolve() or old[1] == sha(src.path))
+        )
 
     out = []
     for src in sources:
@@ -272,10 +298,17 @@ def _check_ids(sources: list[VideoSource], jobs: list[Job]) -> list[VideoSource]
             src = replace(src, video_id=legacy)
         for j in jobs:
             old = _part_source(j, src.video_id)
-            if (old is not None and src.path.exists() and old[0].resolve() != src.path.resolve()
-                    and old[0].exists() and old[1] != sha(src.path)):
-                raise UsageError(f"{src.path}: its id {src.video_id!r} already holds the pairs of another file, "
-                                 f"{old[0]}, in {j.out}; rename one of them (nothing was changed)")
+            if (
+                old is not None
+                and src.path.exists()
+                and old[0].resolve() != src.path.resolve()
+                and old[0].exists()
+                and old[1] != sha(src.path)
+            ):
+                raise UsageError(
+                    f"{src.path}: its id {src.video_id!r} already holds the pairs of another file, "
+                    f"{old[0]}, in {j.out}; rename one of them (nothing was changed)"
+                )
         out.append(src)
     return out
 
@@ -296,9 +329,16 @@ class _KeptFailures:
         return old if self.sha_now[src.video_id] == old["video_sha256"] else None
 
 
-def _submit(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, gpu: dict | None,
-            taken_down: dict[str, set[str]], kept: _KeptFailures, filters: VideoFilter | None = None
-            ) -> tuple[list, list[VideoRecord]]:
+def _submit(
+    sources: list[VideoSource],
+    jobs: list[Job],
+    cache: Path,
+    runner,
+    gpu: dict | None,
+    taken_down: dict[str, set[str]],
+    kept: _KeptFailures,
+    filters: VideoFilter | None = None,
+) -> tuple[list, list[VideoRecord]]:
     """Two tasks per video (landmarks, then every job's simulate) for the jobs that need it;
     (future, source, jobs) for each, and the records of kept failures."""
     futures, carried = [], []
@@ -315,10 +355,12 @@ def _submit(sources: list[VideoSource], jobs: list[Job], cache: Path, runner, gp
                 mine.append(j)
         if not mine:
             continue
-        lm = runner.submit(landmark_task, src, cache, mine, filters, resources=gpu,
-                           key=f"landmarks-{src.video_id}-{token}")
-        futures.append((runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"),
-                        src, mine))
+        lm = runner.submit(
+            landmark_task, src, cache, mine, filters, resources=gpu, key=f"landmarks-{src.video_id}-{token}"
+        )
+        futures.append(
+            (runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"), src, mine)
+        )
     return futures, carried
 
 
@@ -345,8 +387,14 @@ def _records(futures: list, runner, bar) -> list[VideoRecord]:
             recs = fut.result()
         except Exception as e:  # a worker died (segfault, out of memory) or the task could not run
             cls = "worker-lost" if type(e).__name__ == "KilledWorker" else "internal-error"
-            failure = {"video_id": src.video_id, "path": str(src.path), "stage": "task", "error_class": cls,
-                       "error": f"{type(e).__name__}: {e}"[:500], "video_sha256": None}
+            failure = {
+                "video_id": src.video_id,
+                "path": str(src.path),
+                "stage": "task",
+                "error_class": cls,
+                "error": f"{type(e).__name__}: {e}"[:500],
+                "video_sha256": None,
+            }
             recs = [VideoRecord(j.name, src.video_id, failure=failure) for j in mine]
         records += recs
         bar.set_description(src.video_id[:24])
@@ -368,18 +416,33 @@ def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource]
         taken_down = _removed(job.out)
         parts, n_this_run = _gather_parts(job, srcs, {f["video_id"] for f in failures} | taken_down)
         have = set(parts)
-        earlier = [f for vid, f in read_failures(job.out).items()
-                   if vid not in srcs and vid not in have and vid not in taken_down]
+        earlier = [
+            f
+            for vid, f in read_failures(job.out).items()
+            if vid not in srcs and vid not in have and vid not in taken_down
+        ]
         pairs = pa.concat_tables(list(parts.values())) if parts else PAIR_SCHEMA.empty_table()
         write_parquet_atomic(pairs_file, _consolidated(pairs, pairs_file, job.cfg))
         write_failures(job.out, earlier + failures, job.cfg.params())
     n_filtered = sum(f["error_class"] == FILTERED for f in failures)
-    return RunSummary(len(recs), len(ok), len(failures) - n_filtered, sum(r.resumed for r in ok), n_this_run,
-                      sum(r.face_lost for r in ok), pairs_file, failures_file, n_removed,
-                      {k: round(v, 3) for k, v in stage_seconds.items()},
-                      dict(Counter(f["error_class"] for f in failures)), n_pairs_total=pairs.num_rows,
-                      failures=failures, notes={r.video_id: r.note for r in recs if r.note}, n_filtered=n_filtered,
-                      n_pairs_dropped=sum(r.pairs_dropped for r in ok))
+    return RunSummary(
+        len(recs),
+        len(ok),
+        len(failures) - n_filtered,
+        sum(r.resumed for r in ok),
+        n_this_run,
+        sum(r.face_lost for r in ok),
+        pairs_file,
+        failures_file,
+        n_removed,
+        {k: round(v, 3) for k, v in stage_seconds.items()},
+        dict(Counter(f["error_class"] for f in failures)),
+        n_pairs_total=pairs.num_rows,
+        failures=failures,
+        notes={r.video_id: r.note for r in recs if r.note},
+        n_filtered=n_filtered,
+        n_pairs_dropped=sum(r.pairs_dropped for r in ok),
+    )
 
 
 def _gather_parts(job: Job, srcs: dict[str, VideoSource], exclude: set[str]) -> tuple[dict[str, pa.Table], int]:
@@ -401,10 +464,10 @@ def _finish_part(part: pa.Table, identity: str | None, cfg: SimulateConfig) -> p
     part matched them, perhaps under the names of an older schema)."""
     part = upgrade_pairs(part.replace_schema_metadata(None)).replace_schema_metadata(None)
     n = part.num_rows
-    part = part.set_column(part.schema.get_field_index("identity"), "identity",
-                           pa.array([identity] * n, pa.string()))
-    part = part.set_column(part.schema.get_field_index("params"), "params",
-                           pa.array([params_json(cfg.params())] * n, pa.string()))
+    part = part.set_column(part.schema.get_field_index("identity"), "identity", pa.array([identity] * n, pa.string()))
+    part = part.set_column(
+        part.schema.get_field_index("params"), "params", pa.array([params_json(cfg.params())] * n, pa.string())
+    )
     return part
 
 
@@ -425,16 +488,36 @@ def _consolidated(pairs: pa.Table, pairs_path: Path, cfg: SimulateConfig) -> pa.
 
 
 def _write_timings(cache: Path, records: list[VideoRecord]) -> None:
-    rows = [{"video_id": r.video_id, "job": r.job, "stage": k, "seconds": float(v), "frames": int(r.frames or 0)}
-            for r in records for k, v in r.timings.items()]
-    write_parquet_atomic(cache / "timings.parquet", pa.Table.from_pylist(rows, schema=TIMING_SCHEMA)
-                         .replace_schema_metadata(metadata("timings")))
+    rows = [
+        {"video_id": r.video_id, "job": r.job, "stage": k, "seconds": float(v), "frames": int(r.frames or 0)}
+        for r in records
+        for k, v in r.timings.items()
+    ]
+    write_parquet_atomic(
+        cache / "timings.parquet",
+        pa.Table.from_pylist(rows, schema=TIMING_SCHEMA).replace_schema_metadata(metadata("timings")),
+    )
 
 
-def run_simulate(sources: list[VideoSource], out: Path, cfg: SimulateConfig, show_progress: bool | None = None,
-                 runner=None, retry_failed: bool = False, replace: bool = False,
-                 filters: VideoFilter | None = None) -> RunSummary:
+def run_simulate(
+    sources: list[VideoSource],
+    out: Path,
+    cfg: SimulateConfig,
+    show_progress: bool | None = None,
+    runner=None,
+    retry_failed: bool = False,
+    replace: bool = False,
+    filters: VideoFilter | None = None,
+) -> RunSummary:
     """One simulate job over many videos; ``runner`` (mf2.pipeline.runner) picks where the
     per-video tasks run, in this process by default."""
-    return run_jobs(sources, [Job("simulate", cfg, out)], out, runner or SyncRunner(), show_progress,
-                    retry_failed=retry_failed, replace=replace, filters=filters)["simulate"]
+    return run_jobs(
+        sources,
+        [Job("simulate", cfg, out)],
+        out,
+        runner or SyncRunner(),
+        show_progress,
+        retry_failed=retry_failed,
+        replace=replace,
+        filters=filters,
+    )["simulate"]

@@ -69,8 +69,10 @@ def read_progress(cache: Path) -> list[dict]:
 
 def describe(records: list[dict]) -> str:
     """``lp_d9 landmarks 1200/5400`` for each video in progress (three at most, then a count)."""
-    parts = [f"{r['video'][:20]}{'/' + r['job'] if r.get('job') else ''} {r['stage']} {r['done']}/{r['total']}"
-             for r in records[:3]]
+    parts = [
+        f"{r['video'][:20]}{'/' + r['job'] if r.get('job') else ''} {r['stage']} {r['done']}/{r['total']}"
+        for r in records[:3]
+    ]
     if len(records) > 3:
         parts.append(f"+{len(records) - 3} more")
     return ", ".join(parts)

@@ -21,9 +21,21 @@ from mf2.errors import UsageError, warn
 from mf2.faces.select import LandmarkConfig
 from mf2.fetch.download import FetchConfig
 from mf2.modes import get_mode
-from mf2.params import (ALIAS_BY_OLD, DASK, FETCH, FILTERS, LANDMARKS, SIMULATE, Param, aliases, default, resolve_aliases,
-                        section_of, values_of)
 from mf2.modes.config import SimulateConfig, simulate_config
+from mf2.params import (
+    ALIAS_BY_OLD,
+    DASK,
+    FETCH,
+    FILTERS,
+    LANDMARKS,
+    SIMULATE,
+    Param,
+    aliases,
+    default,
+    resolve_aliases,
+    section_of,
+    values_of,
+)
 from mf2.video.filters import VideoFilter
 from mf2.yamlsafe import load_yaml, shown
 
@@ -42,12 +54,26 @@ def _spec(table: tuple[Param, ...] | list[Param]) -> Spec:
 JOB_KEYS: Spec = {"name": ((str, _OPT), None), "inputs": ((str,), "videos"), **_spec(SIMULATE)}
 INPUTS = ("videos", "photos")
 # A recipe's optional training step, after its jobs: a model from their pairs (mf2 train).
-TRAIN_KEYS: Spec = {"config": ((str,), "small"), "pairs": ((list,), None), "hg_pairs": ((list, _OPT), None),
-                    "device": ((str,), "auto")}
-SECTIONS: dict[str, Spec] = {"landmarks": _spec(LANDMARKS), "fetch": _spec(FETCH), "filters": _spec(FILTERS),
-                             "dask": _spec(DASK)}
-TOP_KEYS = {"name": ((str,), "run"), "description": ((str, _OPT), None), "defaults": None, "jobs": None,
-            "train": None, **{k: None for k in SECTIONS}}
+TRAIN_KEYS: Spec = {
+    "config": ((str,), "small"),
+    "pairs": ((list,), None),
+    "hg_pairs": ((list, _OPT), None),
+    "device": ((str,), "auto"),
+}
+SECTIONS: dict[str, Spec] = {
+    "landmarks": _spec(LANDMARKS),
+    "fetch": _spec(FETCH),
+    "filters": _spec(FILTERS),
+    "dask": _spec(DASK),
+}
+TOP_KEYS = {
+    "name": ((str,), "run"),
+    "description": ((str, _OPT), None),
+    "defaults": None,
+    "jobs": None,
+    "train": None,
+    **{k: None for k in SECTIONS},
+}
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false", _OPT: "null"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -76,8 +102,12 @@ class TrainStep:
     device: str = "auto"
 
     def to_dict(self) -> dict:
-        return {"config": self.config, "pairs": list(self.pairs), "hg_pairs": list(self.hg_pairs) or None,
-                "device": self.device}
+        return {
+            "config": self.config,
+            "pairs": list(self.pairs),
+            "hg_pairs": list(self.hg_pairs) or None,
+            "device": self.device,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,11 +123,22 @@ class Recipe:
 
     def to_dict(self) -> dict:
         """The resolved recipe, in the keys a recipe file uses (what run folders save)."""
-        out = {"name": self.name, "description": self.description,
-               "landmarks": values_of(self.landmarks, LANDMARKS), "fetch": values_of(self.fetch, FETCH),
-               "filters": values_of(self.filters, FILTERS), "dask": values_of(self.dask, DASK),
-               "jobs": [{"name": j.name, **({"inputs": j.inputs} if j.inputs != "videos" else {}),
-                         **values_of(j.cfg, tuple(p for p in SIMULATE if p.applies(j.cfg.mode)))} for j in self.jobs]}
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "landmarks": values_of(self.landmarks, LANDMARKS),
+            "fetch": values_of(self.fetch, FETCH),
+            "filters": values_of(self.filters, FILTERS),
+            "dask": values_of(self.dask, DASK),
+            "jobs": [
+                {
+                    "name": j.name,
+                    **({"inputs": j.inputs} if j.inputs != "videos" else {}),
+                    **values_of(j.cfg, tuple(p for p in SIMULATE if p.applies(j.cfg.mode))),
+                }
+                for j in self.jobs
+            ],
+        }
         if self.train is not None:
             out["train"] = self.train.to_dict()
         return out
@@ -163,8 +204,10 @@ def _refuse_other_modes(src, prefix: str, given: dict, modes: list[str]) -> None
     for key, value in given.items():
         p = PARAM_BY_KEY.get(key)
         if p is not None and value != p.default and not any(p.applies(m) for m in modes):
-            raise UsageError(f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes or ())}, "
-                             f"not {' or '.join(sorted(set(modes)))}")
+            raise UsageError(
+                f"{_where(src, prefix + key)}: applies to mode {' or '.join(p.modes or ())}, "
+                f"not {' or '.join(sorted(set(modes)))}"
+            )
 
 
 def _job_name(j: dict) -> str:
@@ -190,8 +233,9 @@ def parse_recipe(data: Any, src: str | Path = "recipe") -> Recipe:
     filters = VideoFilter(**sections["filters"])
     filters.validate()
     train = _parse_train(src, data.get("train"), jobs) if "train" in data else None
-    return Recipe(name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs,
-                  filters, train)
+    return Recipe(
+        name, desc, landmarks, FetchConfig(**sections["fetch"]), DaskConfig(**sections["dask"]), jobs, filters, train
+    )
 
 
 def _parse_train(src, given: Any, jobs: tuple[RecipeJob, ...]) -> TrainStep:
@@ -203,8 +247,9 @@ def _parse_train(src, given: Any, jobs: tuple[RecipeJob, ...]) -> TrainStep:
         value = d.get(key) or []
         for i, n in enumerate(value):
             if n not in names:
-                raise UsageError(f"{_where(src, f'train.{key}[{i}]')}: {n!r} is not a job of this recipe "
-                                 f"({', '.join(names)})")
+                raise UsageError(
+                    f"{_where(src, f'train.{key}[{i}]')}: {n!r} is not a job of this recipe ({', '.join(names)})"
+                )
         lists[key] = tuple(value)
     if not lists["pairs"]:
         raise UsageError(f"{_where(src, 'train.pairs')}: name the job(s) whose pairs train the model")
@@ -235,8 +280,10 @@ def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkCon
         if inputs not in INPUTS:
             raise UsageError(f"{_where(src, f'jobs[{i}].inputs')}: {inputs!r}: expected {' or '.join(INPUTS)}")
         if inputs == "photos" and full["mode"] != "synthetic":
-            raise UsageError(f"{_where(src, f'jobs[{i}].inputs')}: photos are single frames; mode {full['mode']} "
-                             f"averages frames of a video (photos take mode synthetic)")
+            raise UsageError(
+                f"{_where(src, f'jobs[{i}].inputs')}: photos are single frames; mode {full['mode']} "
+                f"averages frames of a video (photos take mode synthetic)"
+            )
         full["name"] = full["name"] or _job_name(full)
         if not _NAME.match(full["name"]):
             raise UsageError(f"{_where(src, f'jobs[{i}].name')}: {full['name']!r} must match {_NAME.pattern}")

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable, cast
 
 from mf2.atomic import write_bytes_atomic
-from mf2.errors import UsageError
 from mf2.dataset.folder import prepare
+from mf2.errors import UsageError
 from mf2.pipeline.execute import Job, run_jobs
 from mf2.pipeline.recipe import Recipe, dump_recipe
 from mf2.pipeline.summary import RunSummary
@@ -32,18 +32,34 @@ class PipelineSummary:
 
     def to_json(self) -> dict:
         return {
-            "recipe": self.recipe, "out": str(self.out), "videos": self.n_videos, "wall_s": round(self.wall_s, 2),
-            "frames": self.frames, "frames_per_s": round(self.frames / self.wall_s, 2) if self.wall_s else None,
-            "fetch": self.fetch, "stage_seconds": self.stage_seconds,
-            "jobs": {n: s.to_json() for n, s in self.jobs.items()}, "training": self.training,
+            "recipe": self.recipe,
+            "out": str(self.out),
+            "videos": self.n_videos,
+            "wall_s": round(self.wall_s, 2),
+            "frames": self.frames,
+            "frames_per_s": round(self.frames / self.wall_s, 2) if self.wall_s else None,
+            "fetch": self.fetch,
+            "stage_seconds": self.stage_seconds,
+            "jobs": {n: s.to_json() for n, s in self.jobs.items()},
+            "training": self.training,
         }
 
 
-def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None, videos: str | None = None,
-                 retry_failed: bool = False, cookies: str | None = None, show_progress: bool | None = None,
-                 echo: Callable[[str], None] | None = None, replace: bool = False,
-                 fps: float | None = None, images: str | None = None,
-                 threads: int | None = None) -> PipelineSummary:
+def run_pipeline(
+    recipe: Recipe,
+    out: Path,
+    runner,
+    manifest: str | None = None,
+    videos: str | None = None,
+    retry_failed: bool = False,
+    cookies: str | None = None,
+    show_progress: bool | None = None,
+    echo: Callable[[str], None] | None = None,
+    replace: bool = False,
+    fps: float | None = None,
+    images: str | None = None,
+    threads: int | None = None,
+) -> PipelineSummary:
     """``fps``: the frame rate of folders of frames among ``videos``; ``images``: the photos
     that the recipe's ``inputs: photos`` jobs blur. A recipe with a ``train`` step then trains
     RUN/model.pt on the jobs' pairs (``threads``: torch's CPU threads, None: the free cores)."""
@@ -65,11 +81,15 @@ def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None,
     for inputs, srcs in by_inputs.items():
         jobs = [Job(j.name, j.cfg, out / j.name) for j in recipe.jobs if j.inputs == inputs]
         if jobs and srcs:
-            summaries.update(run_jobs(srcs, jobs, out / "cache", runner, show_progress, echo, retry_failed, replace,
-                                      recipe.filters))
+            summaries.update(
+                run_jobs(srcs, jobs, out / "cache", runner, show_progress, echo, retry_failed, replace, recipe.filters)
+            )
         elif jobs and echo:
-            echo(f"{', '.join(j.name for j in jobs)}: skipped (no {inputs}; give --images DIR)"
-                 if inputs == "photos" else f"{', '.join(j.name for j in jobs)}: skipped (no videos)")
+            echo(
+                f"{', '.join(j.name for j in jobs)}: skipped (no {inputs}; give --images DIR)"
+                if inputs == "photos"
+                else f"{', '.join(j.name for j in jobs)}: skipped (no videos)"
+            )
     wall = time.perf_counter() - t0  # the pairs' time: frames/s is about them
     training = None
     if recipe.train is not None and summaries:
@@ -80,15 +100,24 @@ def run_pipeline(recipe: Recipe, out: Path, runner, manifest: str | None = None,
         for k, v in s.stage_seconds.items():
             stage_seconds[k] = round(stage_seconds.get(k, 0.0) + v, 3)
     frames = _frames(out / "cache")
-    summary = PipelineSummary(recipe.name, out, len(sources) + len(photos), summaries, fetch_info, wall, frames,
-                              stage_seconds, training)
+    summary = PipelineSummary(
+        recipe.name, out, len(sources) + len(photos), summaries, fetch_info, wall, frames, stage_seconds, training
+    )
     write_bytes_atomic(out / "run.json", json.dumps(summary.to_json(), indent=2).encode())
     return summary
 
 
-def _video_sources(recipe: Recipe, out: Path, runner, manifest: str | None, videos: str | None, fps: float | None,
-                   retry_failed: bool, cookies: str | None,
-                   echo: Callable[[str], None] | None) -> tuple[list[VideoSource], dict | None]:
+def _video_sources(
+    recipe: Recipe,
+    out: Path,
+    runner,
+    manifest: str | None,
+    videos: str | None,
+    fps: float | None,
+    retry_failed: bool,
+    cookies: str | None,
+    echo: Callable[[str], None] | None,
+) -> tuple[list[VideoSource], dict | None]:
     """The run's videos: fetched from a manifest (with what the fetch did), or local ones."""
     if manifest is None:
         return resolve_videos(cast(str, videos), fps), None  # the caller gives one of the two
@@ -100,8 +129,15 @@ def _video_sources(recipe: Recipe, out: Path, runner, manifest: str | None, vide
     if cookies:
         fcfg = replace(fcfg, cookies=cookies)
     fs = run_fetch(manifest, out / "data", fcfg, retry_failed, runner=runner, filters=recipe.filters)
-    fetch_info = {"rows": fs.n_rows, "videos": fs.n_videos, "status": fs.counts, "error_classes": fs.error_classes,
-                  "downloaded": fs.downloaded, "reused": fs.reused, "table": str(fs.table)}
+    fetch_info = {
+        "rows": fs.n_rows,
+        "videos": fs.n_videos,
+        "status": fs.counts,
+        "error_classes": fs.error_classes,
+        "downloaded": fs.downloaded,
+        "reused": fs.reused,
+        "table": str(fs.table),
+    }
     if echo:
         echo(f"fetch: {fs.counts.get('ok', 0)} ok, {fs.counts.get('failed', 0)} failed of {fs.n_rows} rows")
     try:
@@ -110,8 +146,9 @@ def _video_sources(recipe: Recipe, out: Path, runner, manifest: str | None, vide
         return [], fetch_info
 
 
-def _train(recipe: Recipe, out: Path, summaries: dict[str, RunSummary], threads: int | None,
-           echo: Callable[[str], None] | None) -> dict:
+def _train(
+    recipe: Recipe, out: Path, summaries: dict[str, RunSummary], threads: int | None, echo: Callable[[str], None] | None
+) -> dict:
     """The recipe's training step on the pairs its jobs made: RUN/model.pt, resumable (the
     trainer's checkpoints live in RUN/checkpoints). Jobs that made no pairs (no photos given)
     are left out; the hourglass then trains on the cGAN's pairs."""
@@ -129,9 +166,13 @@ def _train(recipe: Recipe, out: Path, summaries: dict[str, RunSummary], threads:
         echo(f"train: no pairs from {', '.join(step.hg_pairs)}; the hourglass trains on {', '.join(step.pairs)}")
     cfg = load_config(step.config)
     results = train(pairs, out, cfg, device=step.device, echo=echo, hg_manifests=hg_pairs or None, threads=threads)
-    return {"model": str(out / "model.pt"), "config": step.config, "pairs": pairs, "hg_pairs": hg_pairs,
-            **{k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "val": r.val}
-               for k, r in results.items()}}
+    return {
+        "model": str(out / "model.pt"),
+        "config": step.config,
+        "pairs": pairs,
+        "hg_pairs": hg_pairs,
+        **{k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "val": r.val} for k, r in results.items()},
+    }
 
 
 def _frames(cache: Path) -> int:

@@ -95,8 +95,12 @@ def _limit_threads(client) -> None:
 
 
 @contextmanager
-def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: bool = False,
-                echo: Callable[[str], None] | None = None) -> Iterator[SyncRunner | DaskRunner]:
+def make_runner(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    gpu: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Iterator[SyncRunner | DaskRunner]:
     """``scheduler``: None (a LocalCluster of ``workers`` processes, one thread each),
     ``synchronous``, or the address of a running Dask scheduler. ``gpu``: give LocalCluster
     workers a ``GPU`` resource, which the FAN landmark tasks ask for."""
@@ -125,8 +129,14 @@ def make_runner(workers: int | None = None, scheduler: str | None = None, gpu: b
             client.close()
         return
     n = workers or default_workers()
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           resources={"GPU": 1} if gpu else None, silence_logs=logging.ERROR)
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        resources={"GPU": 1} if gpu else None,
+        silence_logs=logging.ERROR,
+    )
     client = Client(cluster)
     _limit_threads(client)
     runner = DaskRunner(client, cluster)

@@ -27,11 +27,23 @@ class RunSummary:
 
     def to_json(self) -> dict:
         """What scripts read: `--json` on stdout, each job of OUT/run.json."""
-        return {"videos": self.n_videos, "pairs": self.n_pairs, "pairs_total": self.n_pairs_total, "ok": self.n_ok,
-                "failed": self.n_failed, "filtered": self.n_filtered, "pairs_dropped": self.n_pairs_dropped, "resumed": self.n_resumed, "taken_down": self.n_removed_skipped,
-                "windows_face_lost": self.windows_face_lost, "failures_by_class": self.failures_by_class,
-                "no_pairs": self.notes, "pairs_path": str(self.pairs_path), "failures_path": str(self.failures_path),
-                "stage_seconds": self.stage_seconds}
+        return {
+            "videos": self.n_videos,
+            "pairs": self.n_pairs,
+            "pairs_total": self.n_pairs_total,
+            "ok": self.n_ok,
+            "failed": self.n_failed,
+            "filtered": self.n_filtered,
+            "pairs_dropped": self.n_pairs_dropped,
+            "resumed": self.n_resumed,
+            "taken_down": self.n_removed_skipped,
+            "windows_face_lost": self.windows_face_lost,
+            "failures_by_class": self.failures_by_class,
+            "no_pairs": self.notes,
+            "pairs_path": str(self.pairs_path),
+            "failures_path": str(self.failures_path),
+            "stage_seconds": self.stage_seconds,
+        }
 
     def problems(self) -> list[str]:
         """Why `--strict` would fail this run: a video failed, or the dataset has no pairs."""
@@ -47,5 +59,7 @@ class RunSummary:
         filtered = f", {self.n_filtered} filtered" if self.n_filtered else ""
         if self.n_pairs_dropped:
             kept += f", {self.n_pairs_dropped} dropped by the pair filters"
-        return (f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{filtered}{gone}; "
-                f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (no usable face; `mf2 stats` says why) -> {self.pairs_path}")
+        return (
+            f"{self.n_videos} videos: {self.n_ok} ok ({self.n_resumed} resumed), {self.n_failed} failed{filtered}{gone}; "
+            f"{self.n_pairs} pairs{kept}, {self.windows_face_lost} windows skipped (no usable face; `mf2 stats` says why) -> {self.pairs_path}"
+        )

@@ -77,5 +77,9 @@ def current_limits() -> dict:
     from mf2.video.reader import decode_threads
 
     torch = sys.modules.get("torch")
-    return {"opencv": cv2.getNumThreads(), "decode": decode_threads(),
-            "torch": torch.get_num_threads() if torch is not None else None, "malloc": current_malloc()}
+    return {
+        "opencv": cv2.getNumThreads(),
+        "decode": decode_threads(),
+        "torch": torch.get_num_threads() if torch is not None else None,
+        "malloc": current_malloc(),
+    }

@@ -9,25 +9,27 @@ seam shows. Videos keep their frame rate (the exact rational) and, when present,
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from mf2.atomic import write_bytes_atomic
-from mf2.faces.crop import Crop, face_crop
 from mf2.errors import InputError, UsageError
+from mf2.faces.crop import Crop, face_crop
 from mf2.models.archs import build
 from mf2.models.archs.cgan import bl_base
 from mf2.models.archs.space import dead_zone
 from mf2.models.config import config_from_dict
+from mf2.params import default
 from mf2.restore.tensors import to_tensor, to_uint8
 from mf2.restore.trace import IdentityTrace
-from mf2.params import default
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXT = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp"}
@@ -55,8 +57,10 @@ class Deblurrer:
         self.stages = model_stages(state)
         self.stage = stage or self.stages[-1]
         if self.stage not in self.stages:
-            raise UsageError(f"--checkpoint {checkpoint}: holds only the {' and '.join(self.stages)} stage(s), "
-                             f"not {self.stage} (train the cGAN: mf2 train ... --stage cgan)")
+            raise UsageError(
+                f"--checkpoint {checkpoint}: holds only the {' and '.join(self.stages)} stage(s), "
+                f"not {self.stage} (train the cGAN: mf2 train ... --stage cgan)"
+            )
         self.cfg = config_from_dict(state["config"], str(p))
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
@@ -72,8 +76,8 @@ class Deblurrer:
             self.hg.load_state_dict(state["models"]["hg"])
             if "cgan" in self.stages:
                 gen = state["models"]["gen"]
-                self.enc.load_state_dict({k[len("enc_bl."):]: v for k, v in gen.items() if k.startswith("enc_bl.")})
-                self.dec.load_state_dict({k[len("decoder."):]: v for k, v in gen.items() if k.startswith("decoder.")})
+                self.enc.load_state_dict({k[len("enc_bl.") :]: v for k, v in gen.items() if k.startswith("enc_bl.")})
+                self.dec.load_state_dict({k[len("decoder.") :]: v for k, v in gen.items() if k.startswith("decoder.")})
         for m in (self.hg, self.enc, self.dec):
             m.to(self.device).eval()
         self.size = c.image_size
@@ -134,8 +138,8 @@ def paste(frame: np.ndarray, crop: Crop, restored: np.ndarray) -> np.ndarray:
     fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(w, x0 + s), min(h, y0 + s)
     if fx1 <= fx0 or fy1 <= fy0:
         return out
-    m = feather_mask(s)[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
-    r = restored[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0].astype(np.float32)
+    m = feather_mask(s)[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+    r = restored[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0].astype(np.float32)
     region = out[fy0:fy1, fx0:fx1].astype(np.float32)
     out[fy0:fy1, fx0:fx1] = np.clip(np.rint(m * r + (1 - m) * region), 0, 255).astype(np.uint8)
     return out
@@ -161,8 +165,9 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
-    ok, buf = cv2.imencode(path.suffix if path.suffix.lower() in IMAGE_EXT else ".png",
-                           cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, buf = cv2.imencode(
+        path.suffix if path.suffix.lower() in IMAGE_EXT else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    )
     if not ok:
         raise RuntimeError(f"cannot encode {path}")
     write_bytes_atomic(path, buf.tobytes())
@@ -202,8 +207,9 @@ def _is_crop(rgb: np.ndarray, faces: _Faces, mode: str) -> tuple[bool, np.ndarra
     return abs(h - w) <= 2 and extent >= 0.6 * side and bool((off <= 0.05).all()), lm
 
 
-def deblur_image(model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: str, margin: float,
-                 res: DeblurResult) -> None:
+def deblur_image(
+    model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: str, margin: float, res: DeblurResult
+) -> None:
     rgb = _read_image(src)
     crop_mode, lm = _is_crop(rgb, faces, mode)
     if crop_mode:
@@ -220,8 +226,15 @@ def deblur_image(model: Deblurrer, faces: _Faces, src: Path, dst: Path, mode: st
     res.images += 1
 
 
-def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: DeblurResult, batch: int = 16,
-                 reference: int | None = None) -> None:
+def deblur_video(
+    model: Deblurrer,
+    src: Path,
+    dst: Path,
+    margin: float,
+    res: DeblurResult,
+    batch: int = 16,
+    reference: int | None = None,
+) -> None:
     """Restore every frame's face, keeping each frame's timestamp and the audio. ``reference``:
     a sharp frame whose identity each frame is compared with (mf2.restore.trace)."""
     from mf2.faces.select import LandmarkConfig
@@ -244,20 +257,7 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
     try:
         pending: list[tuple[np.ndarray, Crop | None, int]] = []
         last_pts = [pts[0] - 1 if pts else -1]
-
-        def flush() -> None:
-            crops = [c.take(f) for f, c, _ in pending if c is not None]
-            restored = iter(model(crops))
-            for frame, c, i in pending:
-                out = paste(frame, c, next(restored)) if c is not None else frame
-                if trace is not None and c is not None:
-                    trace.add(i, frame, out, lms[i])
-                # a decoder may emit more frames than packets (rare): continue the last step
-                t = pts[i] if i < len(pts) else last_pts[0] + max(1, pts[-1] - pts[-2] if len(pts) > 1 else 1)
-                writer.write(out, t)
-                last_pts[0] = t
-            pending.clear()
-
+        flush = functools.partial(_flush, model, pending, trace, lms, writer, pts, last_pts)
         with contextlib.closing(iter_frames(info)) as frames:
             for i, frame in enumerate(frames):
                 c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
@@ -282,18 +282,66 @@ def deblur_video(model: Deblurrer, src: Path, dst: Path, margin: float, res: Deb
     res.videos += 1
 
 
+def _flush(
+    model: Deblurrer,
+    pending: list[tuple[np.ndarray, Crop | None, int]],
+    trace: IdentityTrace | None,
+    lms: np.ndarray,
+    writer: Any,
+    pts: list[int],
+    last_pts: list[int],
+) -> None:
+    """Restore the pending frames' faces in one batch, paste them back and write the frames
+    with their timestamps; ``pending`` is emptied."""
+    crops = [c.take(f) for f, c, _ in pending if c is not None]
+    restored = iter(model(crops))
+    for frame, c, i in pending:
+        out = paste(frame, c, next(restored)) if c is not None else frame
+        if trace is not None and c is not None:
+            trace.add(i, frame, out, lms[i])
+        # a decoder may emit more frames than packets (rare): continue the last step
+        t = pts[i] if i < len(pts) else last_pts[0] + max(1, pts[-1] - pts[-2] if len(pts) > 1 else 1)
+        writer.write(out, t)
+        last_pts[0] = t
+    pending.clear()
+
+
 def _with_audio(video: Path, src: Path, tmp: Path, dst: Path) -> None:
     """The restored frames with the source's audio stream-copied (when it has one)."""
-    args = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(video.absolute()),
-            "-i", str(src.absolute()), "-map", "0:v", "-map", "1:a?", "-c", "copy", str(tmp.absolute())]
+    args = [
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(video.absolute()),
+        "-i",
+        str(src.absolute()),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a?",
+        "-c",
+        "copy",
+        str(tmp.absolute()),
+    ]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
-        raise InputError(f"{dst}: ffmpeg could not write the video ({r.stderr.strip().splitlines()[-1:]})",
-                         "encode-error")
+        raise InputError(
+            f"{dst}: ffmpeg could not write the video ({r.stderr.strip().splitlines()[-1:]})", "encode-error"
+        )
 
 
-def deblur(inputs: list[str], checkpoint: str, out: Path, mode: str = "auto", margin: float = default("margin"),
-           device: str = "auto", reference: int | None = None) -> DeblurResult:
+def deblur(
+    inputs: list[str],
+    checkpoint: str,
+    out: Path,
+    mode: str = "auto",
+    margin: float = default("margin"),
+    device: str = "auto",
+    reference: int | None = None,
+) -> DeblurResult:
     if mode not in ("auto", "crop", "frame"):
         raise UsageError(f"--mode {mode!r}: expected auto, crop or frame")
     model = Deblurrer(checkpoint, device)

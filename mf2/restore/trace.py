@@ -43,14 +43,22 @@ class IdentityTrace:
         raise InputError(f"--reference {frame}: {info.path} ended before that frame", "bad-reference")
 
     def add(self, i: int, blurred: np.ndarray, restored: np.ndarray, landmarks: np.ndarray) -> None:
-        self.rows.append((i, cosine(self.embedder.embed(blurred, landmarks), self.reference),
-                          cosine(self.embedder.embed(restored, landmarks), self.reference)))
+        self.rows.append(
+            (
+                i,
+                cosine(self.embedder.embed(blurred, landmarks), self.reference),
+                cosine(self.embedder.embed(restored, landmarks), self.reference),
+            )
+        )
 
     def summary(self) -> dict:
         a = np.array([r[1:] for r in self.rows if r[0] != self.reference_frame], float).reshape(-1, 2)
-        return {"frames": int(len(a)), "reference_frame": self.reference_frame,
-                "blurred_mean": float(a[:, 0].mean()) if len(a) else float("nan"),
-                "restored_mean": float(a[:, 1].mean()) if len(a) else float("nan")}
+        return {
+            "frames": int(len(a)),
+            "reference_frame": self.reference_frame,
+            "blurred_mean": float(a[:, 0].mean()) if len(a) else float("nan"),
+            "restored_mean": float(a[:, 1].mean()) if len(a) else float("nan"),
+        }
 
     def write(self, base: Path) -> list[Path]:
         """``base.identity.csv`` (one row per frame with a face) and ``base.identity.png``."""

@@ -7,16 +7,16 @@ import os
 import shutil
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mf2.dataset import IMAGE_KINDS, pairs_path
 from mf2.atomic import write_atomic
-from mf2.errors import UsageError
+from mf2.dataset import IMAGE_KINDS, pairs_path
 from mf2.dataset.manifest import Dataset, load, pairs_metadata, safe_rel, write
+from mf2.errors import UsageError
 
 
 @dataclass
@@ -32,20 +32,26 @@ def select_splits(table: pa.Table, splits: tuple[str, ...]) -> pa.Table:
     present = set(table["split"].drop_null().to_pylist())
     unknown = [s for s in splits if s not in present]
     if unknown:
-        raise UsageError(f"--split {', '.join(unknown)}: no pair has that split (present: "
-                         f"{', '.join(sorted(present)) or 'none; run mf2 split first'})")
+        raise UsageError(
+            f"--split {', '.join(unknown)}: no pair has that split (present: "
+            f"{', '.join(sorted(present)) or 'none; run mf2 split first'})"
+        )
     return table.filter(pc.is_in(table["split"], pa.array(list(splits), pa.string())))
 
 
-def export(dataset: str | Path, out: Path, images: bool = True, splits: tuple[str, ...] = (),
-           link: bool = False) -> ExportSummary:
+def export(
+    dataset: str | Path, out: Path, images: bool = True, splits: tuple[str, ...] = (), link: bool = False
+) -> ExportSummary:
     """Without images: ``out`` is a .parquet file, every row kept (hashes, frames, crops...),
     marked ``mf2.images = none`` so tools know the pixels are to be materialised. With images:
     ``out`` is a new dataset folder with the PNGs copied (or hard-linked) next to its manifest."""
     ds = load(dataset)
     table = select_splits(ds.table, splits)
-    extra: dict[str, Any] = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
-             if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
+    extra: dict[str, Any] = {
+        k.removeprefix("mf2."): v
+        for k, v in ds.meta.items()
+        if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")
+    }
     if splits:
         extra["exported_splits"] = list(splits)
     if not images:

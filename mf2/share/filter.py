@@ -13,16 +13,16 @@ and stay null).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pyarrow as pa
 
 from mf2.blur.measures import pair_measures, ranks
-from mf2.errors import UsageError
 from mf2.dataset.manifest import Dataset, load, safe_rel
+from mf2.errors import UsageError
 from mf2.share.export import ExportSummary, write_folder
 
 IMAGE_MEASURES = ("target_sharpness", "blur_psnr", "blur_ssim", "saturated_share")
@@ -46,8 +46,10 @@ class PairFilter:
 
     def dropped_by(self, table: pa.Table) -> dict[str, np.ndarray]:
         """Per rule that is on, the rows it drops (a row may fail several)."""
-        col = {c: table[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in
-               ("sharpness_ratio", "target_sharpness", "blur_psnr")}
+        col = {
+            c: table[c].to_numpy(zero_copy_only=False).astype(np.float64)
+            for c in ("sharpness_ratio", "target_sharpness", "blur_psnr")
+        }
         out = {}
         if self.min_target_sharpness:
             out["min_target_sharpness"] = col["sharpness_ratio"] < self.min_target_sharpness
@@ -88,8 +90,11 @@ def with_measures(ds: Dataset) -> tuple[pa.Table, int]:
         for c in IMAGE_MEASURES:
             cols[c][i] = m[c]
     keys = t.select(["video_id", "shot", "face_id", "center_frame"]).to_pylist()
-    rank, ratio = ranks([(k["video_id"], k["shot"], k["face_id"]) for k in keys], cols["target_sharpness"],
-                        [k["center_frame"] for k in keys])
+    rank, ratio = ranks(
+        [(k["video_id"], k["shot"], k["face_id"]) for k in keys],
+        cols["target_sharpness"],
+        [k["center_frame"] for k in keys],
+    )
     cols["sharpness_rank"], cols["sharpness_ratio"] = rank.tolist(), ratio.tolist()
     for c, v in cols.items():
         t = t.set_column(t.schema.get_field_index(c), c, pa.array(v, pa.float32()))
@@ -106,11 +111,19 @@ def filter_dataset(dataset: str | Path, out: Path, rule: PairFilter) -> FilterSu
     for d in drops.values():
         gone |= d
     kept = table.filter(pa.array(~gone))
-    extra: dict[str, Any] = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
-             if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
+    extra: dict[str, Any] = {
+        k.removeprefix("mf2."): v
+        for k, v in ds.meta.items()
+        if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")
+    }
     dropped = {k: int(v.sum()) for k, v in drops.items()}
-    extra["filter"] = {"rule": {k: v for k, v in asdict(rule).items() if v}, "from": str(ds.path),
-                       "pairs_in": table.num_rows, "kept": kept.num_rows, "dropped": dropped, "measured_here": measured}
+    extra["filter"] = {
+        "rule": {k: v for k, v in asdict(rule).items() if v},
+        "from": str(ds.path),
+        "pairs_in": table.num_rows,
+        "kept": kept.num_rows,
+        "dropped": dropped,
+        "measured_here": measured,
+    }
     res = write_folder(ds, kept, out, True, extra)
     return FilterSummary(table.num_rows, kept.num_rows, dropped, measured, res)
-

@@ -28,8 +28,8 @@ import pyarrow.parquet as pq
 
 from mf2 import __version__
 from mf2.atomic import write_atomic, write_bytes_atomic
-from mf2.errors import UsageError
 from mf2.dataset.manifest import Dataset, load, safe_rel
+from mf2.errors import UsageError
 from mf2.share.export import begin_export, select_splits
 
 FORMATS = ("hf", "webdataset")
@@ -67,13 +67,16 @@ def _images(ds: Dataset, rels: list[str]) -> pa.Array:
 
 
 def _hf_table(ds: Dataset, part: pa.Table) -> pa.Table:
-    cols = {"blurry": _images(ds, part["blurry_path"].to_pylist()),
-            "sharp": _images(ds, part["sharp_path"].to_pylist())}
+    cols = {
+        "blurry": _images(ds, part["blurry_path"].to_pylist()),
+        "sharp": _images(ds, part["sharp_path"].to_pylist()),
+    }
     # the paths mean a folder that is not on the Hub; the struct's path keeps the file name
     cols.update({n: part[n] for n in part.column_names if n not in ("blurry_path", "sharp_path")})
     meta = {"info": {"features": {"blurry": {"_type": "Image"}, "sharp": {"_type": "Image"}}}}
-    return pa.table(cols).replace_schema_metadata({b"huggingface": json.dumps(meta).encode(),
-                                                   b"mf2.kind": b"pairs-hf", b"mf2.version": __version__.encode()})
+    return pa.table(cols).replace_schema_metadata(
+        {b"huggingface": json.dumps(meta).encode(), b"mf2.kind": b"pairs-hf", b"mf2.version": __version__.encode()}
+    )
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -118,8 +121,9 @@ def _write_tar(ds: Dataset, shard: pa.Table, tmp: Path) -> None:
             _tar_add(tar, f"{key}.json", _row_json(row))
 
 
-def export_webdataset(dataset: str | Path, out: Path, splits: tuple[str, ...] = (),
-                      shard_pairs: int = 1000) -> HubExport:
+def export_webdataset(
+    dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shard_pairs: int = 1000
+) -> HubExport:
     ds = _loaded(dataset)
     table = select_splits(ds.table, splits)
     keys = [p.replace(".", "_") for p in table["pair_id"].to_pylist()]
@@ -155,38 +159,74 @@ def _schema_rows(table: pa.Table, fmt: str) -> list[str]:
     return rows
 
 
+_LOAD_HINTS = {
+    "hf": 'from datasets import load_dataset\nds = load_dataset("parquet", data_dir="data")  '
+    '# or the Hub repository id\nds["train"][0]["blurry"]  # a PIL image',
+    "webdataset": 'import webdataset as wds\nds = wds.WebDataset("train-{000000..000009}.tar").decode("rgb8")'
+    '.to_tuple("blurry.png", "sharp.png", "json")',
+}
+
+
+def _front_matter(counts: dict[str, int], fmt: str) -> list[str]:
+    """The card's YAML front matter: licence, tags and where each split's files are."""
+    pattern = "data/{}-*.parquet" if fmt == "hf" else "{}-*.tar"
+    files = [f"    - split: {s}\n      path: {pattern.format(s)}" for s in counts]
+    tags = ["license: other", "task_categories:", "- image-to-image", "tags:", "- mf2", "- face-deblurring"]
+    return ["---", *tags, "- motion-blur", "configs:", "- config_name: default", "  data_files:", *files, "---"]
+
+
 def dataset_card(ds: Dataset, table: pa.Table, counts: dict[str, int], fmt: str) -> str:
     """The Hub's README.md: YAML front matter (loading configuration, tags), then what a user
     must know before training on it."""
     licences = sorted({v for v in table.column("license").to_pylist() if v}) if "license" in table.column_names else []
-    files = [f"    - split: {s}\n      path: data/{s}-*.parquet" for s in counts] if fmt == "hf" else \
-        [f"    - split: {s}\n      path: {s}-*.tar" for s in counts]
-    front = ["---", "license: other", "task_categories:", "- image-to-image", "tags:", "- mf2", "- face-deblurring",
-             "- motion-blur", "configs:", "- config_name: default", "  data_files:", *files, "---"]
+    front = _front_matter(counts, fmt)
     name = ds.path.parent.name
-    load_hint = ('from datasets import load_dataset\nds = load_dataset("parquet", data_dir="data")  '
-                 '# or the Hub repository id\nds["train"][0]["blurry"]  # a PIL image') if fmt == "hf" else \
-        ('import webdataset as wds\nds = wds.WebDataset("train-{000000..000009}.tar").decode("rgb8")'
-         '.to_tuple("blurry.png", "sharp.png", "json")')
+    load_hint = _LOAD_HINTS[fmt]
     params = json.dumps(ds.params, indent=2, sort_keys=True)
     body = [
-        f"# {name}: motion-blurred / sharp face pairs", "",
+        f"# {name}: motion-blurred / sharp face pairs",
+        "",
         f"{table.num_rows} pairs ({', '.join(f'{s}: {n}' for s, n in counts.items())}), made by mf2 "
         f"{ds.meta.get('mf2.version', '?')} from {len(set(table['video_id'].to_pylist()))} video(s), exported "
         f"by mf2 {__version__} (`mf2 export --format {fmt}`). Each row is one blurry image (consecutive frames "
-        "averaged) and the sharp middle frame it is paired with, cropped around one face.", "",
-        "## Loading", "", "```python", load_hint, "```", "",
-        "## Licences", "",
+        "averaged) and the sharp middle frame it is paired with, cropped around one face.",
+        "",
+        "## Loading",
+        "",
+        "```python",
+        load_hint,
+        "```",
+        "",
+        "## Licences",
+        "",
         "The images are crops of the source videos and stay under their owners' terms"
-        + (f" (the manifest's licence column: {', '.join(licences)})" if licences else
-           " (the pairs carry no licence column: check each video's terms, e.g. the license column of the "
-           "fetch manifest, DATA/fetch.parquet, before redistributing)")
+        + (
+            f" (the manifest's licence column: {', '.join(licences)})"
+            if licences
+            else " (the pairs carry no licence column: check each video's terms, e.g. the license column of the "
+            "fetch manifest, DATA/fetch.parquet, before redistributing)"
+        )
         + ". The landmarks come from dlib's 68-point model, trained on iBUG 300-W (research use). "
-        "mf2 itself is Apache-2.0.", "",
-        "## How the pairs were made", "",
+        "mf2 itself is Apache-2.0.",
+        "",
+        "## How the pairs were made",
+        "",
         "`mf2 simulate` (or a recipe run through `mf2 run`) with these parameters; every row's `params` "
-        "column holds the same record:", "", "```json", params, "```", "",
-        "## Schema", "", *_schema_rows(table, fmt), "",
-        "## Citation", "", "```bibtex", CITATION, "```", "",
+        "column holds the same record:",
+        "",
+        "```json",
+        params,
+        "```",
+        "",
+        "## Schema",
+        "",
+        *_schema_rows(table, fmt),
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
     ]
     return "\n".join(front + [""] + body)

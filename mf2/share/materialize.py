@@ -13,6 +13,7 @@ upload) gives different pixels: those pairs are reported, and kept only with
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import time
 from collections import defaultdict
@@ -22,17 +23,17 @@ from typing import Callable
 
 import pyarrow as pa
 
+from mf2.atomic import write_bytes_atomic
+from mf2.blur.windows import Window
 from mf2.dataset import IMAGE_KINDS
 from mf2.dataset import pairs_path as pairs_file
-from mf2.pngs import EncodedImage, encode_image
-from mf2.atomic import write_bytes_atomic
-from mf2.faces.crop import Crop
-from mf2.blur.windows import Window
-from mf2.errors import InputError, UsageError
 from mf2.dataset.manifest import load, pairs_metadata, safe_rel, write
-from mf2.share.verify import sha256_of
-from mf2.sources import legacy_safe_id, VideoSource, resolve_images, resolve_videos, sha256_file
+from mf2.errors import InputError, UsageError
+from mf2.faces.crop import Crop
 from mf2.modes.render import render_pairs
+from mf2.pngs import EncodedImage, encode_image
+from mf2.share.verify import sha256_of
+from mf2.sources import VideoSource, legacy_safe_id, resolve_images, resolve_videos, sha256_file
 from mf2.video import ffmpeg_version, probe
 
 REPORT_FIELDS = ("pair_id", "video_id", "status", "detail")
@@ -53,11 +54,11 @@ class MaterializeSummary:
 
     def line(self) -> str:
         note = f" (manifest made with ffmpeg {self.ffmpeg_then})" if self.ffmpeg_then else ""
-        return (f"{self.n_pairs} pairs from {self.n_videos} videos: {self.n_exact} identical "
-                f"({self.n_reused} already there), {self.n_mismatched} differ{note}, {self.n_missing} not rebuilt "
-                f"-> {self.pairs_path}")
-
-
+        return (
+            f"{self.n_pairs} pairs from {self.n_videos} videos: {self.n_exact} identical "
+            f"({self.n_reused} already there), {self.n_mismatched} differ{note}, {self.n_missing} not rebuilt "
+            f"-> {self.pairs_path}"
+        )
 
 
 def _window(row: dict) -> Window:
@@ -87,14 +88,16 @@ def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[Encoded
     for (crf, size), group in by_setting.items():
         windows = [_window(r) for r in group]
         row_of = {id(w): r for w, r in zip(windows, group)}
-
-        def columns(w: Window) -> tuple[str, dict]:
-            return row_of[id(w)]["mode"], row_of[id(w)]
-
-        for _, r, blurry, sharp in render_pairs(info, windows, crf, size, columns):
+        for _, r, blurry, sharp in render_pairs(info, windows, crf, size, functools.partial(_columns, row_of)):
             legacy = not _proven_by_pixels(r)
             out[r["pair_id"]] = (encode_image(blurry, legacy), encode_image(sharp, legacy))
     return out
+
+
+def _columns(row_of: dict[int, dict], w: Window) -> tuple[str, dict]:
+    """A window's mode and columns: its manifest row."""
+    row = row_of[id(w)]
+    return row["mode"], row
 
 
 def _present(root: Path, r: dict) -> bool:
@@ -120,8 +123,13 @@ class _Tally:
         self.report.append({"pair_id": r["pair_id"], "video_id": r["video_id"], "status": status, "detail": detail})
 
 
-def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismatched: bool = False,
-                progress: Callable[[int], None] | None = None) -> MaterializeSummary:
+def materialize(
+    manifest: str | Path,
+    videos: str | Path,
+    out: Path,
+    keep_mismatched: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> MaterializeSummary:
     t0 = time.perf_counter()
     ds = load(manifest)
     out = Path(out)
@@ -149,9 +157,18 @@ def materialize(manifest: str | Path, videos: str | Path, out: Path, keep_mismat
     tally.kept.sort(key=lambda r: order[r["pair_id"]])
     pairs_path, report_path = _write_outputs(ds, out, tally)
     then = ds.meta.get("mf2.ffmpeg")
-    return MaterializeSummary(len(rows), tally.exact, tally.reused, tally.mismatched, tally.missing, len(by_video),
-                              time.perf_counter() - t0, pairs_path, report_path,
-                              then if then and then != ffmpeg_version() else None)
+    return MaterializeSummary(
+        len(rows),
+        tally.exact,
+        tally.reused,
+        tally.mismatched,
+        tally.missing,
+        len(by_video),
+        time.perf_counter() - t0,
+        pairs_path,
+        report_path,
+        then if then and then != ffmpeg_version() else None,
+    )
 
 
 def local_sources(path: str | Path, rows: list[dict]) -> dict[str, VideoSource]:
@@ -211,8 +228,13 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
                 continue
             r = {**r, "video_sha256": sha}
         # the row describes the files written here (another encoder: other file hashes)
-        r = {**r, "blurry_sha256": imgs[0].sha256, "sharp_sha256": imgs[1].sha256,
-             "blurry_rgb_sha256": imgs[0].rgb_sha256, "sharp_rgb_sha256": imgs[1].rgb_sha256}
+        r = {
+            **r,
+            "blurry_sha256": imgs[0].sha256,
+            "sharp_sha256": imgs[1].sha256,
+            "blurry_rgb_sha256": imgs[0].rgb_sha256,
+            "sharp_rgb_sha256": imgs[1].rgb_sha256,
+        }
         write_bytes_atomic(out / safe_rel(r["blurry_path"]), imgs[0].png)
         write_bytes_atomic(out / safe_rel(r["sharp_path"]), imgs[1].png)
         tally.kept.append(r)
@@ -221,8 +243,11 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
 def _write_outputs(ds, out: Path, tally: _Tally) -> tuple[Path, Path]:
     """The rebuilt dataset's manifest (the source's metadata, this decoder) and the report."""
     table = pa.Table.from_pylist(tally.kept, schema=ds.table.schema.remove_metadata())
-    extra = {k.removeprefix("mf2."): v for k, v in ds.meta.items()
-             if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")}
+    extra = {
+        k.removeprefix("mf2."): v
+        for k, v in ds.meta.items()
+        if k not in ("mf2.kind", "mf2.schema_version", "mf2.version", "mf2.params", "mf2.videos", "mf2.images")
+    }
     extra["ffmpeg"] = ffmpeg_version()
     out.mkdir(parents=True, exist_ok=True)
     pairs_path, report_path = pairs_file(out), out / "materialize_report.csv"

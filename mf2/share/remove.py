@@ -17,10 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mf2.errors import UsageError
-from mf2.modes import mode_names
 from mf2.dataset import IMAGE_KINDS
 from mf2.dataset.manifest import load, read_removed, rewrite, write_removed
+from mf2.errors import UsageError
+from mf2.modes import mode_names
 from mf2.sources import is_safe_id
 
 # Per-video artefacts under a dataset folder, by video id.
@@ -55,8 +55,11 @@ def remove(dataset: str | Path, video_ids: list[str], reason: str = "") -> Remov
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     counts = Counter(ds.table.filter(mask)["video_id"].to_pylist())
     rows = read_removed(root)
-    rows += [{"video_id": v, "removed_at": now, "reason": reason or None, "n_pairs": counts.get(v, 0)}
-             for v in video_ids if v not in already]
+    rows += [
+        {"video_id": v, "removed_at": now, "reason": reason or None, "n_pairs": counts.get(v, 0)}
+        for v in video_ids
+        if v not in already
+    ]
     write_removed(root, rows)
     if n_pairs:
         rewrite(ds, ds.table.filter(pc.invert(mask)))

@@ -142,8 +142,11 @@ def summary(table: pa.Table) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name in sorted({s for s in splits if s}):
         rows = [(v, i) for v, i, s in zip(vids, idents, splits) if s == name]
-        out[name] = {"pairs": len(rows), "videos": len({v for v, _ in rows}),
-                     "identities": len({x for _, i in rows for x in split_identities(i)})}
+        out[name] = {
+            "pairs": len(rows),
+            "videos": len({v for v, _ in rows}),
+            "identities": len({x for _, i in rows for x in split_identities(i)}),
+        }
     return out
 
 

@@ -15,10 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mf2.errors import InputError
-from mf2.schema import landmarks_to_numpy
 from mf2.dataset import IMAGE_KINDS
 from mf2.dataset.manifest import Dataset, load, removed_ids, safe_rel
+from mf2.errors import InputError
+from mf2.schema import landmarks_to_numpy
 from mf2.share.split import leaks
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -38,8 +38,15 @@ class VerifyReport:
         return not self.problems
 
     def to_json(self) -> dict:
-        return {"manifest": str(self.manifest), "ok": self.ok, "unreadable": self.unreadable, "n_pairs": self.n_pairs,
-                "n_files_checked": self.n_files_checked, "problems": self.problems, "warnings": self.warnings}
+        return {
+            "manifest": str(self.manifest),
+            "ok": self.ok,
+            "unreadable": self.unreadable,
+            "n_pairs": self.n_pairs,
+            "n_files_checked": self.n_files_checked,
+            "problems": self.problems,
+            "warnings": self.warnings,
+        }
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
@@ -55,11 +62,15 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+_ROW_COLUMNS = ("pair_id", "video_id", "video_sha256", "mode", "L", "start_frame", "center_frame", "end_frame",
+                "frames", "out_size", "crf", "params", "crop_size")  # fmt: skip
+
+
 def _check_rows(ds: Dataset, rep: VerifyReport) -> None:
+    """Each row consistent with itself, with the manifest's parameters and video record, and
+    within its crop; no pair twice, no split leak, no taken-down video left."""
     t = ds.table
-    cols = {c: t[c].to_pylist() for c in ("pair_id", "video_id", "video_sha256", "mode", "L", "start_frame",
-                                         "center_frame", "end_frame", "frames", "out_size", "crf", "params",
-                                         "crop_size")}
+    cols = {c: t[c].to_pylist() for c in _ROW_COLUMNS}
     ids = cols["pair_id"]
     for pid, n in sorted(Counter(ids).items()):
         if n > 1:
@@ -68,48 +79,62 @@ def _check_rows(ds: Dataset, rep: VerifyReport) -> None:
     videos_md = ds.json_meta("videos", None)
     lms, valid = landmarks_to_numpy(t["landmarks"])
     for i, pid in enumerate(ids):
-        frames = cols["frames"][i] or []
-        mode = cols["mode"][i]
-        if not frames:
-            rep.problems.append(f"pair {pid}: no frames recorded")
-        else:
-            if any(b <= a for a, b in zip(frames, frames[1:])):
-                rep.problems.append(f"pair {pid}: frames not strictly increasing")
-            if cols["L"][i] != len(frames):
-                rep.problems.append(f"pair {pid}: L = {cols['L'][i]} but {len(frames)} frames listed")
-            if (cols["start_frame"][i], cols["end_frame"][i]) != (frames[0], frames[-1]):
-                rep.problems.append(f"pair {pid}: start/end frames disagree with the frame list")
-            if cols["center_frame"][i] != frames[len(frames) // 2]:
-                rep.problems.append(f"pair {pid}: centre frame {cols['center_frame'][i]} is not the middle of its frames")
-        if params:
-            for key, col in (("mode", "mode"), ("out_size", "out_size"), ("crf", "crf")):
-                if key in params and params[key] != cols[col][i]:
-                    rep.problems.append(f"pair {pid}: {col} = {cols[col][i]!r} but the manifest's parameters say "
-                                        f"{params[key]!r}")
-        if cols["params"][i] is not None:
-            try:
-                row_mode = json.loads(cols["params"][i]).get("mode")
-            except ValueError:
-                rep.problems.append(f"pair {pid}: params column is not JSON")
-                row_mode = mode
-            if row_mode != mode:
-                rep.problems.append(f"pair {pid}: params say mode {row_mode!r}, row says {mode!r}")
+        rep.problems += _frame_problems(pid, {c: v[i] for c, v in cols.items()})
+        rep.problems += _param_problems(pid, {c: v[i] for c, v in cols.items()}, params)
         if videos_md is not None and videos_md.get(cols["video_id"][i]) != cols["video_sha256"][i]:
-            rep.problems.append(f"pair {pid}: video_sha256 differs from the manifest metadata's record of "
-                                f"{cols['video_id'][i]}")
+            rep.problems.append(
+                f"pair {pid}: video_sha256 differs from the manifest metadata's record of {cols['video_id'][i]}"
+            )
         size = cols["out_size"][i]
         if not valid[i]:
             rep.problems.append(f"pair {pid}: no landmarks")
         elif size:
             lo, hi = lms[i].min(axis=0), lms[i].max(axis=0)
             if (lo < -1.0).any() or (hi > size).any():  # half a pixel of rounding either side
-                rep.problems.append(f"pair {pid}: landmarks outside the {size}x{size} crop "
-                                    f"(x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f})")
+                rep.problems.append(
+                    f"pair {pid}: landmarks outside the {size}x{size} crop "
+                    f"(x {lo[0]:.1f}..{hi[0]:.1f}, y {lo[1]:.1f}..{hi[1]:.1f})"
+                )
     for line in leaks(t):
         rep.problems.append(f"split leakage: {line}")
     gone = removed_ids(ds.root) & set(cols["video_id"])
     for vid in sorted(gone):
         rep.problems.append(f"video {vid}: taken down (removed.parquet) but still in the manifest")
+
+
+def _frame_problems(pid: str, row: dict) -> list[str]:
+    """The frame list against L, the start, centre and end frames."""
+    frames = row["frames"] or []
+    if not frames:
+        return [f"pair {pid}: no frames recorded"]
+    out = []
+    if any(b <= a for a, b in zip(frames, frames[1:])):
+        out.append(f"pair {pid}: frames not strictly increasing")
+    if row["L"] != len(frames):
+        out.append(f"pair {pid}: L = {row['L']} but {len(frames)} frames listed")
+    if (row["start_frame"], row["end_frame"]) != (frames[0], frames[-1]):
+        out.append(f"pair {pid}: start/end frames disagree with the frame list")
+    if row["center_frame"] != frames[len(frames) // 2]:
+        out.append(f"pair {pid}: centre frame {row['center_frame']} is not the middle of its frames")
+    return out
+
+
+def _param_problems(pid: str, row: dict, params: dict | None) -> list[str]:
+    """The row's mode, size and camera response against the manifest's parameters and its own."""
+    out = []
+    mode = row["mode"]
+    for key in ("mode", "out_size", "crf"):
+        if params and key in params and params[key] != row[key]:
+            out.append(f"pair {pid}: {key} = {row[key]!r} but the manifest's parameters say {params[key]!r}")
+    if row["params"] is not None:
+        try:
+            row_mode = json.loads(row["params"]).get("mode")
+        except ValueError:
+            out.append(f"pair {pid}: params column is not JSON")
+            row_mode = mode
+        if row_mode != mode:
+            out.append(f"pair {pid}: params say mode {row_mode!r}, row says {mode!r}")
+    return out
 
 
 def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:

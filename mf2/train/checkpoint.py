@@ -33,9 +33,14 @@ class Progress:
 
 def rng_state() -> dict:
     np_state: Any = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2],
-            "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": int(np_state[2]),
-            "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "cuda": [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(s: dict) -> None:
@@ -77,11 +82,21 @@ FORMAT = "mf2-train-1"
 def checkpoint_state(cfg: TrainConfig, prog: Progress, nets: Nets, scaler: Any, data: dict) -> dict:
     """Everything a stage resumes from: weights, optimiser moments, the scaler, RNG states,
     the position, and the record of the pairs (``data``: stage -> record)."""
-    return {"format": FORMAT, "config": cfg.to_dict(), "stage": prog.stage, "step": prog.step,
-            "epoch": prog.epoch, "pos": prog.pos, "done": prog.done, "hg_step": prog.hg_step,
-            "models": {k: m.state_dict() for k, m in nets.models.items()},
-            "optim": {k: o.state_dict() for k, o in nets.opt.items()},
-            "scaler": scaler.state_dict(), "rng": rng_state(), "data": data}
+    return {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "stage": prog.stage,
+        "step": prog.step,
+        "epoch": prog.epoch,
+        "pos": prog.pos,
+        "done": prog.done,
+        "hg_step": prog.hg_step,
+        "models": {k: m.state_dict() for k, m in nets.models.items()},
+        "optim": {k: o.state_dict() for k, o in nets.opt.items()},
+        "scaler": scaler.state_dict(),
+        "rng": rng_state(),
+        "data": data,
+    }
 
 
 def write_checkpoint(path: Path, state: dict) -> None:
@@ -100,26 +115,39 @@ def read_checkpoint(path: Path, cfg: TrainConfig, stage: str, record: dict) -> d
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UsageError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to "
-                         f"start the {stage} stage over") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT or \
-            not {"config", "models", "optim", "step"} <= set(state):
+        raise UsageError(
+            f"{path}: not a loadable checkpoint ({type(e).__name__}: {why}); delete it to start the {stage} stage over"
+        ) from None
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != FORMAT
+        or not {"config", "models", "optim", "step"} <= set(state)
+    ):
         raise UsageError(f"{path}: not an mf2 training checkpoint")
     if filled_config(state["config"]) != cfg.to_dict():
         raise UsageError(f"{path}: made with another configuration; use another --out or the same --config")
     was = state.get("data", {}).get(stage)
-    if was is not None and [d["pairs_sha256"] for d in was["datasets"]] != \
-            [d["pairs_sha256"] for d in record["datasets"]]:
+    if was is not None and [d["pairs_sha256"] for d in was["datasets"]] != [
+        d["pairs_sha256"] for d in record["datasets"]
+    ]:
         flag = "--hg-pairs" if stage == "hg" else "--pairs"
-        raise UsageError(f"{path}: the {stage} stage was trained on other pairs "
-                         f"({', '.join(d['path'] for d in was['datasets'])}); give the same {flag} or use "
-                         f"another --out")
+        raise UsageError(
+            f"{path}: the {stage} stage was trained on other pairs "
+            f"({', '.join(d['path'] for d in was['datasets'])}); give the same {flag} or use "
+            f"another --out"
+        )
     return state
 
 
 def progress_of(state: dict, stage: str) -> Progress:
-    return Progress(stage, state["step"], state.get("epoch", 0), state.get("pos", 0), bool(state.get("done")),
-                    state.get("hg_step", 0))
+    return Progress(
+        stage,
+        state["step"],
+        state.get("epoch", 0),
+        state.get("pos", 0),
+        bool(state.get("done")),
+        state.get("hg_step", 0),
+    )
 
 
 def restore(state: dict, path: Path, nets: Nets, scaler: Any) -> None:

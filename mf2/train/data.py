@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from mf2.dataset.manifest import load, safe_rel
 from mf2.errors import UsageError
 from mf2.quality import psnr
-from mf2.dataset.manifest import load, safe_rel
 from mf2.restore.tensors import to_tensor
 from mf2.share.split import groups
 
@@ -49,7 +49,9 @@ def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str
     return set(sorted(gs, key=score.__getitem__)[:n])
 
 
-def split_pairs(manifests: Sequence[str | Path], val_fraction: float, seed: int) -> tuple[list[PairRef], list[PairRef], str]:
+def split_pairs(
+    manifests: Sequence[str | Path], val_fraction: float, seed: int
+) -> tuple[list[PairRef], list[PairRef], str]:
     """(train, val, how the split was made)."""
     rows, how = [], ""
     for m in manifests:
@@ -61,8 +63,12 @@ def split_pairs(manifests: Sequence[str | Path], val_fraction: float, seed: int)
             rows.append(r)
     if not rows:
         raise UsageError(f"{', '.join(map(str, manifests))}: no pairs")
-    ref = [PairRef(r["pair_id"], r["video_id"], r["_root"] / safe_rel(r["blurry_path"]),
-                   r["_root"] / safe_rel(r["sharp_path"])) for r in rows]
+    ref = [
+        PairRef(
+            r["pair_id"], r["video_id"], r["_root"] / safe_rel(r["blurry_path"]), r["_root"] / safe_rel(r["sharp_path"])
+        )
+        for r in rows
+    ]
     splits = [r["split"] for r in rows]
     if any(splits):
         val_name = "val" if "val" in splits else "test"
@@ -88,9 +94,20 @@ def _read(path: Path) -> np.ndarray:
 
 
 class PairDataset(Dataset):
-    def __init__(self, pairs: list[PairRef], size: int, augment: bool, seed: int = 0, flip: bool = True,
-                 crop_jitter: float = 0.05, identity_fraction: float = 0.0, tone_jitter: float = 0.0,
-                 rescale_prob: float = 0.0, rescale_min: float = 0.45, static_identity_db: float = 0.0) -> None:
+    def __init__(
+        self,
+        pairs: list[PairRef],
+        size: int,
+        augment: bool,
+        seed: int = 0,
+        flip: bool = True,
+        crop_jitter: float = 0.05,
+        identity_fraction: float = 0.0,
+        tone_jitter: float = 0.0,
+        rescale_prob: float = 0.0,
+        rescale_min: float = 0.45,
+        static_identity_db: float = 0.0,
+    ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
         self.static_identity_db = static_identity_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
@@ -120,7 +137,7 @@ class PairDataset(Dataset):
             keep = 1.0 - rng.uniform(0, self.crop_jitter)
             ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            blurry, sharp = blurry[y0:y0 + ch, x0:x0 + cw], sharp[y0:y0 + ch, x0:x0 + cw]
+            blurry, sharp = blurry[y0 : y0 + ch, x0 : x0 + cw], sharp[y0 : y0 + ch, x0 : x0 + cw]
             if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
                 blurry, sharp = blurry[:, ::-1], sharp[:, ::-1]
         b, s = to_tensor(self._resize(blurry)), to_tensor(self._resize(sharp))
@@ -128,7 +145,9 @@ class PairDataset(Dataset):
             b, s = self._appearance(rng, b, s)
         return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i}
 
-    def _appearance(self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _appearance(
+        self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Augmentations against the shortcut a few clips teach: that every face needs
         sharpening. Measured on bench/restore.py's pairs (issue 17), an hourglass trained
         without them took 4-8 dB off clean, nearly static test clips while it restored moving
@@ -146,8 +165,9 @@ class PairDataset(Dataset):
             b = s.clone()
         if self.tone_jitter > 0:
             t = self.tone_jitter
-            gain = torch.tensor((1.0 + rng.uniform(-t, t)) * (1.0 + rng.uniform(-t / 3, t / 3, 3)),
-                                dtype=torch.float32).view(3, 1, 1)
+            gain = torch.tensor(
+                (1.0 + rng.uniform(-t, t)) * (1.0 + rng.uniform(-t / 3, t / 3, 3)), dtype=torch.float32
+            ).view(3, 1, 1)
             offset, mid = float(rng.uniform(-t / 3, t / 3)), s.mean()
             b, s = (((x - mid) * gain + mid + offset).clamp(-1.0, 1.0) for x in (b, s))
         if self.rescale_prob > 0 and rng.random() < self.rescale_prob:
@@ -161,8 +181,19 @@ class PairDataset(Dataset):
 
 def training_dataset(pairs: list[PairRef], cfg: "TrainConfig") -> PairDataset:
     """The augmented training set a configuration describes (the trainer and bench/gpu.py)."""
-    return PairDataset(pairs, cfg.image_size, True, cfg.seed, cfg.flip, cfg.crop_jitter, cfg.identity_fraction,
-                       cfg.tone_jitter, cfg.rescale_prob, cfg.rescale_min, cfg.static_identity_db)
+    return PairDataset(
+        pairs,
+        cfg.image_size,
+        True,
+        cfg.seed,
+        cfg.flip,
+        cfg.crop_jitter,
+        cfg.identity_fraction,
+        cfg.tone_jitter,
+        cfg.rescale_prob,
+        cfg.rescale_min,
+        cfg.static_identity_db,
+    )
 
 
 class EpochBatches(Sampler):

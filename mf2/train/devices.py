@@ -62,14 +62,17 @@ class CpuPlan:
     loader_workers: int
 
     def line(self) -> str:
-        return (f"{self.threads} torch thread(s), {self.loader_workers} loader worker(s) on {self.cores} core(s) "
-                f"({self.busy:.1f} busy with other processes at the start)")
+        return (
+            f"{self.threads} torch thread(s), {self.loader_workers} loader worker(s) on {self.cores} core(s) "
+            f"({self.busy:.1f} busy with other processes at the start)"
+        )
 
 
 def busy_cores(seconds: float = 0.3) -> float:
     """How many cores other processes keep busy now: the machine's busy share over a short
     sleep of this process (Linux /proc/stat), times the cores. The load average would lag a
     minute behind a job that just started or ended; elsewhere it is the fallback."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             vals = [int(v) for v in f.readline().split()[1:]]

@@ -115,10 +115,19 @@ def _claim_out(out: Path, cfg: TrainConfig) -> None:
     write_bytes_atomic(resolved, text.encode())
 
 
-def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all", max_steps: int | None = None,
-          device: str = "auto", echo: Callable[[str], None] | None = None,
-          show_progress: bool | None = None, restart_cgan: bool = False,
-          hg_manifests: list[str] | None = None, threads: int | None = None) -> dict[str, StageResult]:
+def train(
+    manifests: list[str],
+    out: Path,
+    cfg: TrainConfig,
+    stage: str = "all",
+    max_steps: int | None = None,
+    device: str = "auto",
+    echo: Callable[[str], None] | None = None,
+    show_progress: bool | None = None,
+    restart_cgan: bool = False,
+    hg_manifests: list[str] | None = None,
+    threads: int | None = None,
+) -> dict[str, StageResult]:
     """Train ``stage`` (hg, cgan or all) into ``out``, resuming what is there, and export
     OUT/model.pt (the hourglass alone after --stage hg)."""
     if stage not in ("hg", "cgan", "all"):
@@ -129,7 +138,7 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
     results = {}
     try:
         tr.preflight(stage, max_steps, restart_cgan)
-        for st in (STAGES if stage == "all" else (stage,)):
+        for st in STAGES if stage == "all" else (stage,):
             results[st] = run_stage(tr, st, max_steps)
         if "cgan" in results:
             tr.export()
@@ -141,10 +150,22 @@ def train(manifests: list[str], out: Path, cfg: TrainConfig, stage: str = "all",
 
             if dist.is_initialized():
                 dist.destroy_process_group()
-    write_bytes_atomic(out / "train_summary.json", json.dumps(
-        {k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "last_losses": r.last_losses, "val": r.val,
-             "data": tr.data[k].record}
-         for k, r in results.items()}, indent=2).encode())
+    write_bytes_atomic(
+        out / "train_summary.json",
+        json.dumps(
+            {
+                k: {
+                    "steps": r.steps,
+                    "images_per_s": round(r.images_per_s, 2),
+                    "last_losses": r.last_losses,
+                    "val": r.val,
+                    "data": tr.data[k].record,
+                }
+                for k, r in results.items()
+            },
+            indent=2,
+        ).encode(),
+    )
     return results
 
 

@@ -35,8 +35,10 @@ def adversarial_g(fake_logits: torch.Tensor) -> torch.Tensor:
 
 
 def adversarial_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                  + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+    return 0.5 * (
+        F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    )
 
 
 def projection_loss(fake_feats: torch.Tensor, real_feats: torch.Tensor) -> torch.Tensor:

@@ -43,8 +43,17 @@ class RunLog:
             if new:
                 w.writeheader()
             for k, v in values.items():
-                w.writerow({"time": round(time.time(), 3), "stage": stage, "kind": kind, "step": step,
-                            "epoch": epoch, "name": k, "value": v})
+                w.writerow(
+                    {
+                        "time": round(time.time(), 3),
+                        "stage": stage,
+                        "kind": kind,
+                        "step": step,
+                        "epoch": epoch,
+                        "name": k,
+                        "value": v,
+                    }
+                )
         tb = self.tensorboard()
         if tb is not None:
             for k, v in values.items():
@@ -60,8 +69,10 @@ class RunLog:
         tb = self.tensorboard()
         if tb is not None:
             tb.add_image(f"{stage}/samples", rgb, step, dataformats="HWC")
-        write_bytes_atomic(self.out / "samples" / f"{stage}_epoch{epoch:03d}_step{step:07d}.png",
-                           cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes())
+        write_bytes_atomic(
+            self.out / "samples" / f"{stage}_epoch{epoch:03d}_step{step:07d}.png",
+            cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(),
+        )
 
     def hparams(self, stage: str, val: dict) -> None:
         """The run's settings beside its final validation scores, in TensorBoard's HParams tab:

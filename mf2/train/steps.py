@@ -21,7 +21,10 @@ from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse
 
 STAGES = ("hg", "cgan")
 _PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "l2": F.mse_loss, "l1": F.l1_loss, "psnr": log_mse_loss}  # LossConfig.hg_pixel
+    "l2": F.mse_loss,
+    "l1": F.l1_loss,
+    "psnr": log_mse_loss,
+}  # LossConfig.hg_pixel
 
 
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
@@ -81,7 +84,7 @@ class Nets:
         the same schedule."""
         sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
         lr = sc.lr if sc.schedule == "constant" else 0.5 * sc.lr * (1.0 + math.cos(math.pi * step / max(1, total)))
-        for name in (("hg",) if stage == "hg" else ("gen", "disc")):
+        for name in ("hg",) if stage == "hg" else ("gen", "disc"):
             for group in self.opt[name].param_groups:
                 group["lr"] = lr
 
@@ -137,8 +140,15 @@ def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
     n.opt["gen"].zero_grad(set_to_none=True)
     loss.backward()
     n.opt["gen"].step()
-    vals = {"loss_g": loss, "loss_d": loss_d, "adv": adv, "content": content, "projection": proj,
-            "reconstruction": recon, "l1": F.l1_loss(fake32, sharp)}
+    vals = {
+        "loss_g": loss,
+        "loss_d": loss_d,
+        "adv": adv,
+        "content": content,
+        "projection": proj,
+        "reconstruction": recon,
+        "l1": F.l1_loss(fake32, sharp),
+    }
     return {k: v.detach() for k, v in vals.items()}
 
 

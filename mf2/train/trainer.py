@@ -17,8 +17,15 @@ from mf2.atomic import write_atomic
 from mf2.errors import UsageError
 from mf2.models.archs.cgan import TwoPathwayGenerator
 from mf2.models.config import TrainConfig
-from mf2.train.checkpoint import (Progress, checkpoint_state, dataset_record, progress_of, read_checkpoint, restore,
-                                  write_checkpoint)
+from mf2.train.checkpoint import (
+    Progress,
+    checkpoint_state,
+    dataset_record,
+    progress_of,
+    read_checkpoint,
+    restore,
+    write_checkpoint,
+)
 from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
 from mf2.train.devices import pick_device, plan_cpu, setup_distributed
 from mf2.train.runlog import RunLog
@@ -40,10 +47,18 @@ class StageData:
         note = f"{len(train)} train / {len(val)} val pairs: {how}"
         if not val:
             note += " (nothing held out: validation uses training pairs)"
-        record = {"datasets": [dataset_record(m) for m in manifests], "n_train": len(train), "n_val": len(val),
-                  "split": how}
-        return cls(training_dataset(train, cfg),
-                   PairDataset(val or train[: cfg.batch_size], cfg.image_size, False), note, record)
+        record = {
+            "datasets": [dataset_record(m) for m in manifests],
+            "n_train": len(train),
+            "n_val": len(val),
+            "split": how,
+        }
+        return cls(
+            training_dataset(train, cfg),
+            PairDataset(val or train[: cfg.batch_size], cfg.image_size, False),
+            note,
+            record,
+        )
 
 
 @dataclass
@@ -56,9 +71,17 @@ class StageResult:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, manifests: list[str], out: Path, device: str = "auto",
-                 echo: Callable[[str], None] | None = None, show_progress: bool | None = None,
-                 hg_manifests: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        manifests: list[str],
+        out: Path,
+        device: str = "auto",
+        echo: Callable[[str], None] | None = None,
+        show_progress: bool | None = None,
+        hg_manifests: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         """``manifests`` train the cGAN, and the hourglass too unless ``hg_manifests`` are
         given (the paper: the hourglass on synthetic-kernel pairs, the cGAN on VLA pairs).
         ``threads``: torch's intra-op threads (None: the free cores, ``plan_cpu``)."""
@@ -74,14 +97,19 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         self.data = {"cgan": StageData.build(manifests, cfg)}
         self.data["hg"] = StageData.build(hg_manifests, cfg) if hg_manifests else self.data["cgan"]
-        self.split_note = self.data["cgan"].note if not hg_manifests else \
-            f"hg: {self.data['hg'].note}; cgan: {self.data['cgan'].note}"
+        self.split_note = (
+            self.data["cgan"].note
+            if not hg_manifests
+            else f"hg: {self.data['hg'].note}; cgan: {self.data['cgan'].note}"
+        )
         self.use("hg")
         # channels_last: 1.3x the images/s of both stages on a CPU (measured, small preset)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = fmt
-        models = {k: m.to(self.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
-                  for k, m in build_models(cfg).items()}
+        models = {
+            k: m.to(self.device, memory_format=fmt)  # type: ignore[call-overload]  # torch's stub lacks it
+            for k, m in build_models(cfg).items()
+        }
         ddp: dict[str, torch.nn.Module] = {}
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -170,30 +198,41 @@ class Trainer:
             if self.dist.main:
                 os.replace(self.ckpt_path("cgan"), kept)
             self._barrier()
-            self.echo(f"cgan: retraining on the hourglass at step {hg_final}; the cGAN trained on step "
-                      f"{cgan.hg_step} is kept as {kept}")
+            self.echo(
+                f"cgan: retraining on the hourglass at step {hg_final}; the cGAN trained on step "
+                f"{cgan.hg_step} is kept as {kept}"
+            )
             return
         now = f"is at step {hg.step}" if hg is not None else "is missing"
         plan = f" and this run would train it to step {hg_final}" if hg is None or hg_final != hg.step else ""
-        raise UsageError(f"{self.out}: the cGAN was trained on the hourglass at step {cgan.hg_step}, which {now}"
-                         f"{plan}; add --restart-cgan to retrain the cGAN on it (the old cGAN is kept), "
-                         f"or use a new --out")
+        raise UsageError(
+            f"{self.out}: the cGAN was trained on the hourglass at step {cgan.hg_step}, which {now}"
+            f"{plan}; add --restart-cgan to retrain the cGAN on it (the old cGAN is kept), "
+            f"or use a new --out"
+        )
 
     def loader(self, kind: str) -> DataLoader:
         """The stage's train or val loader, made once: its workers persist across epochs. Its
         own generator: making a loader must not draw from the global RNG (exact resume)."""
         if kind not in self._loaders:
             w = self.cpu.loader_workers
-            common: dict[str, Any] = dict(num_workers=w, pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
-                                          generator=torch.Generator().manual_seed(self.cfg.seed))
-            self._loaders[kind] = (DataLoader(self.train_ds, batch_sampler=EpochBatches(), **common) if kind == "train"
-                                   else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common))
+            common: dict[str, Any] = dict(
+                num_workers=w,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=w > 0,
+                generator=torch.Generator().manual_seed(self.cfg.seed),
+            )
+            self._loaders[kind] = (
+                DataLoader(self.train_ds, batch_sampler=EpochBatches(), **common)
+                if kind == "train"
+                else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common)
+            )
         return self._loaders[kind]
 
     def epoch_batches(self, order: list[int], start: int, epoch: int) -> int:
         """Sets the train loader's batches for this epoch from ``start``; returns the epoch's count."""
         bs = self.cfg.batch_size
-        batches = [[(epoch, i) for i in order[j:j + bs]] for j in range(0, len(order), bs)]
+        batches = [[(epoch, i) for i in order[j : j + bs]] for j in range(0, len(order), bs)]
         if len(batches) > 1 and len(batches[-1]) < bs:
             batches = batches[:-1]  # equal batches: batch norm statistics stay comparable
         cast(EpochBatches, self.loader("train").batch_sampler).batches = batches[start:]
@@ -214,8 +253,10 @@ class Trainer:
             hg_step = hg_prog.step
         prog = self.load(stage) or Progress(stage, hg_step=hg_step)
         if stage == "cgan" and prog.hg_step != hg_step:  # preflight() catches this before any work
-            raise UsageError(f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
-                             f"which has since been trained to step {hg_step}; add --restart-cgan")
+            raise UsageError(
+                f"{self.ckpt_path('cgan')}: the cGAN started on the hourglass at step {prog.hg_step}, "
+                f"which has since been trained to step {hg_step}; add --restart-cgan"
+            )
         return prog
 
     def export(self, stages: tuple[str, ...] = STAGES) -> Path:
@@ -224,11 +265,15 @@ class Trainer:
         shared decoder. ``stages`` says which it holds (the hourglass alone is a model too)."""
         path = self.out / "model.pt"
         if self.dist.main:
-            state = {"format": "mf2-deblur-1", "config": self.cfg.to_dict(), "hg": self.models["hg"].state_dict(),
-                     "stages": list(stages), "data": {k: self.data[k].record for k in stages}}
+            state = {
+                "format": "mf2-deblur-1",
+                "config": self.cfg.to_dict(),
+                "hg": self.models["hg"].state_dict(),
+                "stages": list(stages),
+                "data": {k: self.data[k].record for k in stages},
+            }
             if "cgan" in stages:
                 gen = cast(TwoPathwayGenerator, self.models["gen"])
                 state.update(enc_bl=gen.enc_bl.state_dict(), decoder=gen.decoder.state_dict())
             write_atomic(path, lambda tmp: torch.save(state, tmp))
         return path
-

@@ -15,7 +15,6 @@ from mf2.params import FILTERS, default
 from mf2.video.info import VideoInfo
 
 
-
 @dataclass(frozen=True)
 class VideoFilter:
     """Each setting is declared in mf2.params.FILTERS; 0 turns it off."""
@@ -57,8 +56,9 @@ class VideoFilter:
             largest[int(f)] = max(largest.get(int(f), 0.0), float(e))
         size = float(np.median(list(largest.values())))
         if size < self.min_face:
-            raise InputError(f"faces of {size:.0f} px (median landmark extent), below --min-face {self.min_face}",
-                             FILTERED)
+            raise InputError(
+                f"faces of {size:.0f} px (median landmark extent), below --min-face {self.min_face}", FILTERED
+            )
 
     def active(self) -> bool:
         return any(getattr(self, p.target) for p in FILTERS)

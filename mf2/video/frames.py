@@ -45,9 +45,21 @@ def probe_frames(folder: str | Path, fps: float | None) -> VideoInfo:
         if (fw, fh) != (w, h):
             raise InputError(f"{f}: {fw}x{fh}, but the sequence's first frame is {w}x{h}", "decode-error")
     rate = Fraction(fps).limit_denominator(1001)
-    return VideoInfo(path=str(folder), width=w, height=h, coded_width=w, coded_height=h, rotation=0, fps=rate,
-                     n_frames=len(files), duration=float(len(files) / rate), pix_fmt=mode.lower(), color_range=None,
-                     codec=CODEC, vfr=False)
+    return VideoInfo(
+        path=str(folder),
+        width=w,
+        height=h,
+        coded_width=w,
+        coded_height=h,
+        rotation=0,
+        fps=rate,
+        n_frames=len(files),
+        duration=float(len(files) / rate),
+        pix_fmt=mode.lower(),
+        color_range=None,
+        codec=CODEC,
+        vfr=False,
+    )
 
 
 def probe_photo(path: str | Path) -> VideoInfo:
@@ -60,9 +72,22 @@ def probe_photo(path: str | Path) -> VideoInfo:
         raise InputError(f"{path}: empty file (0 bytes)", "empty-file")
     rgb = _read_photo(path)
     h, w = rgb.shape[:2]
-    return VideoInfo(path=str(path), width=w, height=h, coded_width=w, coded_height=h, rotation=0, fps=Fraction(1),
-                     n_frames=1, duration=1.0, pix_fmt="rgb24", color_range=None, codec=PHOTO_CODEC, vfr=False,
-                     bit_rate=path.stat().st_size * 8.0)
+    return VideoInfo(
+        path=str(path),
+        width=w,
+        height=h,
+        coded_width=w,
+        coded_height=h,
+        rotation=0,
+        fps=Fraction(1),
+        n_frames=1,
+        duration=1.0,
+        pix_fmt="rgb24",
+        color_range=None,
+        codec=PHOTO_CODEC,
+        vfr=False,
+        bit_rate=path.stat().st_size * 8.0,
+    )
 
 
 def _read_photo(path: Path) -> np.ndarray:
@@ -78,8 +103,10 @@ def _read_photo(path: Path) -> np.ndarray:
 def iter_photo(info: VideoInfo) -> Iterator[np.ndarray]:
     rgb = _read_photo(Path(info.path))
     if rgb.shape[:2] != (info.height, info.width):
-        raise InputError(f"{info.path}: {rgb.shape[1]}x{rgb.shape[0]}, probed as {info.width}x{info.height} (the "
-                         f"photo changed)", "decode-error")
+        raise InputError(
+            f"{info.path}: {rgb.shape[1]}x{rgb.shape[0]}, probed as {info.width}x{info.height} (the photo changed)",
+            "decode-error",
+        )
     yield rgb
 
 
@@ -93,6 +120,7 @@ def iter_frame_files(info: VideoInfo) -> Iterator[np.ndarray]:
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"{f}: not a readable image ({type(e).__name__})", "decode-error") from None
         if rgb.shape[:2] != (info.height, info.width):
-            raise InputError(f"{f}: {rgb.shape[1]}x{rgb.shape[0]}, but the sequence is {info.width}x{info.height}",
-                             "decode-error")
+            raise InputError(
+                f"{f}: {rgb.shape[1]}x{rgb.shape[0]}, but the sequence is {info.width}x{info.height}", "decode-error"
+            )
         yield rgb

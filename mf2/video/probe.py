@@ -7,8 +7,8 @@ variable frame rates.
 
 from __future__ import annotations
 
-import json
 import functools
+import json
 import shutil
 import subprocess
 from fractions import Fraction
@@ -30,8 +30,7 @@ def require_ffmpeg() -> None:
     missing = [b for b in ("ffmpeg", "ffprobe") if shutil.which(b) is None]
     if missing:
         raise UsageError(
-            f"{' and '.join(missing)} not found on PATH; install ffmpeg "
-            "(Debian/Ubuntu: apt-get install ffmpeg)"
+            f"{' and '.join(missing)} not found on PATH; install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg)"
         )
 
 
@@ -98,8 +97,7 @@ def _packet_times(text: str) -> list[float]:
     """Sorted packet times of ffprobe's csv, one packet a line. MPEG-TS packets carry side
     data that the csv writes as extra (empty) fields after the time ("1.466667,"): only the
     first field is the time."""
-    return sorted(float(t) for t in (line.split(",")[0].strip() for line in text.splitlines())
-                  if t not in ("", "N/A"))
+    return sorted(float(t) for t in (line.split(",")[0].strip() for line in text.splitlines()) if t not in ("", "N/A"))
 
 
 def _probe_file(path: Path) -> VideoInfo:
@@ -114,9 +112,7 @@ def _probe_file(path: Path) -> VideoInfo:
         raise InputError(f"{path}: no video stream", "not-a-video")
     s = videos[0]
     index = int(s.get("index", 0))
-    pts_text = _run_ffprobe(
-        ["-select_streams", str(index), "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path
-    )
+    pts_text = _run_ffprobe(["-select_streams", str(index), "-show_entries", "packet=pts_time", "-of", "csv=p=0"], path)
     pts = _packet_times(pts_text)
     n_frames = len(pts)
     if n_frames == 0:
@@ -184,8 +180,11 @@ def video_streams(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
     thumbnails (attached pictures) are video streams to ffmpeg but hold one still image.
     mf2 reads the first of these, in probe and decode alike (issue 33: ffmpeg's own pick is
     the largest, and a file whose streams differ in size was read at the wrong size)."""
-    return [st for st in streams if st.get("codec_type") == "video"
-            and not (st.get("disposition") or {}).get("attached_pic")]
+    return [
+        st
+        for st in streams
+        if st.get("codec_type") == "video" and not (st.get("disposition") or {}).get("attached_pic")
+    ]
 
 
 def square_width(coded_width: int, sar: Fraction) -> int:
@@ -198,8 +197,9 @@ def frame_timestamps(path: str | Path) -> tuple[list[int], Fraction]:
     a writer needs to give restored frames the input's timing, variable frame rate included.
     From the demuxed packets (no decoding), sorted as the decoder emits frames."""
     path = Path(path)
-    meta = json.loads(_run_ffprobe(["-select_streams", "V:0", "-show_entries", "stream=time_base", "-of", "json"],
-                                   path))
+    meta = json.loads(
+        _run_ffprobe(["-select_streams", "V:0", "-show_entries", "stream=time_base", "-of", "json"], path)
+    )
     tb = _fraction((meta.get("streams") or [{}])[0].get("time_base")) or Fraction(1, 90000)
     text = _run_ffprobe(["-select_streams", "V:0", "-show_entries", "packet=pts", "-of", "csv=p=0"], path)
     pts = sorted(int(t) for t in text.split() if t.lstrip("-").isdigit())

@@ -21,7 +21,6 @@ import numpy as np
 from mf2.errors import InputError
 from mf2.video.probe import VideoInfo, probe
 
-
 _DECODE_THREADS: int | None = None  # None: ffmpeg's default (one per core)
 
 
@@ -66,8 +65,12 @@ class DecodeDamage:
         return sum(b - a + 1 for a, b in self.spans)
 
     def to_json(self) -> dict:
-        return {"errors": self.errors, "frames": self.n_frames, "spans": [list(s) for s in self.spans],
-                "first_error": self.first_error}
+        return {
+            "errors": self.errors,
+            "frames": self.n_frames,
+            "spans": [list(s) for s in self.spans],
+            "first_error": self.first_error,
+        }
 
 
 # showinfo's per-frame line: "[Parsed_showinfo_1 @ 0x..] [info] n:  12 pts: ... iskey:0 type:P"
@@ -165,15 +168,13 @@ def _start_decoder(info: VideoInfo, numbered: bool):
         stream = stream.filter("showinfo", checksum=0)
         log = ["-hide_banner", "-nostats", "-loglevel", "level+info"]
     return (
-        stream
-        .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+        stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
         .global_args("-nostdin", *log)
         .run_async(pipe_stdout=True, pipe_stderr=True)
     )
 
 
-def iter_frames(video: str | Path | VideoInfo, damage: DecodeDamage | None = None
-                ) -> Generator[np.ndarray, None, None]:
+def iter_frames(video: str | Path | VideoInfo, damage: DecodeDamage | None = None) -> Generator[np.ndarray, None, None]:
     """Yield ``(H, W, 3)`` uint8 RGB frames in display orientation.
 
     Raises ``InputError`` if ffmpeg fails (truncated or corrupt file), after yielding the

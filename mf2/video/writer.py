@@ -14,8 +14,7 @@ import numpy as np
 
 
 class TimedWriter:
-    def __init__(self, path: Path, width: int, height: int, time_base: Fraction, rate: Fraction,
-                 crf: int = 16) -> None:
+    def __init__(self, path: Path, width: int, height: int, time_base: Fraction, rate: Fraction, crf: int = 16) -> None:
         import av
 
         self._av = av

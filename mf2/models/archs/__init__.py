@@ -21,6 +21,7 @@ def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn
             raise ValueError(f"architecture {name!r} registered twice")
         _REGISTRY[name] = make
         return make
+
     return deco
 
 

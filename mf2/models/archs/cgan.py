@@ -46,8 +46,11 @@ class Encoder(nn.Module):
         layers, proj = [], {}
         c = in_ch
         for i, (k, ch, s, bn) in enumerate(cfg.encoder, start=1):
-            layers.append(nn.Sequential(_conv(c, ch, k, s), nn.BatchNorm2d(ch) if bn else nn.Identity(),
-                                        nn.LeakyReLU(0.2, inplace=False)))
+            layers.append(
+                nn.Sequential(
+                    _conv(c, ch, k, s), nn.BatchNorm2d(ch) if bn else nn.Identity(), nn.LeakyReLU(0.2, inplace=False)
+                )
+            )
             c = ch
         self.layers = nn.ModuleList(layers)
         for i in cfg.residual_encoder:  # output of layer i joins the output of layer i + 2
@@ -92,12 +95,15 @@ class Decoder(nn.Module):
         for j in cfg.residual_decoder:
             if j + 2 <= n - 1:
                 up = cfg.decoder[j][2] * cfg.decoder[j + 1][2]
-                proj[str(j)] = nn.Sequential(nn.Upsample(scale_factor=up, mode="nearest") if up > 1 else nn.Identity(),
-                                             nn.Conv2d(cfg.decoder[j - 1][1], cfg.decoder[j + 1][1], 1))
+                proj[str(j)] = nn.Sequential(
+                    nn.Upsample(scale_factor=up, mode="nearest") if up > 1 else nn.Identity(),
+                    nn.Conv2d(cfg.decoder[j - 1][1], cfg.decoder[j + 1][1], 1),
+                )
         self.proj = nn.ModuleDict(proj)
 
-    def forward(self, code: torch.Tensor, feats: dict[int, torch.Tensor],
-                base: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, code: torch.Tensor, feats: dict[int, torch.Tensor], base: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The image; with ``base`` (residual configurations), ``base`` corrected in tanh space."""
         x = code
         pending: dict[int, torch.Tensor] = {}
@@ -174,8 +180,13 @@ class Discriminator(nn.Module):
         layers, c = [], 6
         for i, ch in enumerate(channels):
             stride = 2 if i < len(channels) - 1 else 1
-            layers.append(nn.Sequential(nn.Conv2d(c, ch, 4, stride=stride, padding=1),
-                                        nn.BatchNorm2d(ch) if i else nn.Identity(), nn.LeakyReLU(0.2)))
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(c, ch, 4, stride=stride, padding=1),
+                    nn.BatchNorm2d(ch) if i else nn.Identity(),
+                    nn.LeakyReLU(0.2),
+                )
+            )
             c = ch
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(c, 1, 4, stride=1, padding=1)

@@ -61,8 +61,14 @@ class NewellStem(nn.Sequential):
 
     def __init__(self, in_ch: int, features: int) -> None:
         half = max(1, features // 2)
-        super().__init__(nn.Conv2d(in_ch, half, 7, stride=2, padding=3), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-                         nn.MaxPool2d(2), ResBlock(half, features), ResBlock(features, features))
+        super().__init__(
+            nn.Conv2d(in_ch, half, 7, stride=2, padding=3),
+            nn.BatchNorm2d(half),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            ResBlock(half, features),
+            ResBlock(features, features),
+        )
 
 
 class FullResHead(nn.Module):
@@ -74,8 +80,9 @@ class FullResHead(nn.Module):
 
     def __init__(self, features: int, out_ch: int, up: int = 4) -> None:
         super().__init__()
-        self.out = nn.Sequential(nn.Conv2d(features + out_ch * up * up, out_ch * up * up, 3, padding=1),
-                                 nn.PixelShuffle(up))
+        self.out = nn.Sequential(
+            nn.Conv2d(features + out_ch * up * up, out_ch * up * up, 3, padding=1), nn.PixelShuffle(up)
+        )
 
     def forward(self, f: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
         return self.out(torch.cat([f, fine], dim=1))
@@ -90,8 +97,15 @@ class StackedHourglass(nn.Module):
     off-the-shelf network the paper names, and 10-20x cheaper than ``stem="full"`` (mf2 0.x:
     one 7x7 conv, every hourglass at full resolution), which old checkpoints keep using."""
 
-    def __init__(self, stacks: int = 2, features: int = 128, depth: int = 4, in_ch: int = 3,
-                 stem: str = "newell", dead_zone: float = 0.0) -> None:
+    def __init__(
+        self,
+        stacks: int = 2,
+        features: int = 128,
+        depth: int = 4,
+        in_ch: int = 3,
+        stem: str = "newell",
+        dead_zone: float = 0.0,
+    ) -> None:
         super().__init__()
         self.dead_zone = dead_zone  # code values (mf2.models.archs.space.dead_zone)
         if stem not in STEMS:
@@ -101,15 +115,18 @@ class StackedHourglass(nn.Module):
             self.stem: nn.Module = NewellStem(in_ch, features)
             self.fine = nn.PixelUnshuffle(4)
             self.heads = nn.ModuleList(FullResHead(features, in_ch) for _ in range(stacks))
-            self.back = nn.ModuleList(nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(in_ch * 16, features, 1))
-                                      for _ in range(stacks - 1))
+            self.back = nn.ModuleList(
+                nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(in_ch * 16, features, 1)) for _ in range(stacks - 1)
+            )
         else:
             self.stem = nn.Sequential(nn.Conv2d(in_ch, features, 7, padding=3), ResBlock(features, features))
             self.heads = nn.ModuleList(nn.Conv2d(features, in_ch, 1) for _ in range(stacks))
             self.back = nn.ModuleList(nn.Conv2d(in_ch, features, 1) for _ in range(stacks - 1))
         self.hgs = nn.ModuleList(Hourglass(depth, features) for _ in range(stacks))
-        self.feats = nn.ModuleList(nn.Sequential(ResBlock(features, features), nn.BatchNorm2d(features),
-                                                 nn.ReLU(inplace=True)) for _ in range(stacks))
+        self.feats = nn.ModuleList(
+            nn.Sequential(ResBlock(features, features), nn.BatchNorm2d(features), nn.ReLU(inplace=True))
+            for _ in range(stacks)
+        )
         self.merge = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stacks - 1))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -125,7 +142,6 @@ class StackedHourglass(nn.Module):
             if i < len(self.hgs) - 1:
                 y = y + self.merge[i](f) + self.back[i](img)
         return outs
-
 
     def zero_heads(self) -> None:
         """Start as the identity: every stack's correction exactly 0, so training begins at the
