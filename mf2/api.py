@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mf2.errors import UsageError, check_writable_dir
-from mf2.params import default
+from mf2.params import SPLIT, default
 
 if TYPE_CHECKING:
     from mf2.dataset.manifest import Dataset
@@ -339,9 +339,9 @@ def evaluate(
 
 def split(
     dataset: str | Path,
-    by: str = "identity",
-    ratios: str = "train=0.8,val=0.1,test=0.1",
-    seed: int = 0,
+    by: str = default("by", SPLIT),
+    ratios: str = default("ratios", SPLIT),
+    seed: int = default("seed", SPLIT),
     identities: str | Path | None = None,
 ) -> "SplitSummary":
     """``mf2 split``: every pair assigned train/val/test so that no person (``by="identity"``)

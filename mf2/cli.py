@@ -12,7 +12,7 @@ import click
 from mf2 import __version__
 from mf2.errors import ENVIRONMENT, FILTERED, InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
 from mf2.modes import mode_names
-from mf2.params import BY_KEY, DASK, FETCH, FILTERS, LANDMARKS, PAIR_FILTERS, SIMULATE
+from mf2.params import BY_KEY, DASK, EVALUATE, FETCH, FILTERS, LANDMARKS, PAIR_FILTERS, SIMULATE, SPLIT
 
 
 class AbsPath(click.Path):
@@ -738,20 +738,7 @@ def filter_pairs(dataset: str, out: str, **rules: float) -> None:
 
 @cli.command()
 @click.argument("dataset", type=AbsPath())
-@click.option(
-    "--by",
-    default="identity",
-    show_default=True,
-    type=click.Choice(["identity", "video"]),
-    help="Group by identity (videos sharing a person stay together; falls back to the video) or by video.",
-)
-@click.option(
-    "--ratios",
-    default="train=0.8,val=0.1,test=0.1",
-    show_default=True,
-    help="Split names and weights (of groups, not pairs).",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@_options(SPLIT)
 @click.option(
     "--identities",
     type=AbsPath(dir_okay=False),
@@ -957,24 +944,8 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
 )
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Report folder.")
 @_options([p for p in LANDMARKS if p.key in ("backend", "fan_weights")])  # the localiser run on every method's images
-@click.option(
-    "--gt",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "refit", "recorded"]),
-    help="Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
-    "sharp target (auto/refit) or as recorded.",
-)
-@click.option(
-    "--init",
-    default="detect",
-    show_default=True,
-    type=click.Choice(["detect", "gt"]),
-    help="Localiser's initial box: the detector's on the sharp target, or the ground truth's extent.",
-)
 @click.option("--no-identity", is_flag=True, help="Skip identity embeddings.")
-@click.option("--limit", default=0, show_default=True, type=int, help="Pairs per blur setting, evenly spaced (0: all).")
-@click.option("--max-error", default=0.08, show_default=True, type=float, help="CED cut-off for AUC and failures.")
+@_options(EVALUATE)
 @click.option(
     "--kernel-size",
     "kernel_sizes",

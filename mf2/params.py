@@ -431,6 +431,39 @@ DASK: tuple[Param, ...] = (
     ),
 )
 
+EVALUATE: tuple[Param, ...] = (
+    Param(
+        "gt",
+        "--gt",
+        str,
+        "auto",
+        "gt",
+        "Ground truth: manual annotations when present, else the pipeline's landmarks refit on the "
+        "sharp target (auto/refit) or as recorded.",
+        choices=("auto", "refit", "recorded"),
+    ),
+    Param(
+        "init",
+        "--init",
+        str,
+        "detect",
+        "init",
+        "Localiser's initial box: the detector's on the sharp target, or the ground truth's extent.",
+        choices=("detect", "gt"),
+    ),
+    Param("limit", "--limit", int, 0, "limit", "Pairs per blur setting, evenly spaced (0: all).", min=0),
+    Param("max_error", "--max-error", float, 0.08, "max_error", "CED cut-off for AUC and failures."),
+)
+
+SPLIT: tuple[Param, ...] = (
+    Param("by", "--by", str, "identity", "by",
+          "Group by identity (videos sharing a person stay together; falls back to the video) or by video.",
+          choices=("identity", "video")),
+    Param("ratios", "--ratios", str, "train=0.8,val=0.1,test=0.1", "ratios",
+          "Split names and weights (of groups, not pairs)."),
+    Param("seed", "--seed", int, 0, "seed", "Seed of the assignment (a hash of seed and group, not a shuffle)."),
+)  # fmt: skip
+
 ALIASES: tuple[Alias, ...] = (
     Alias("crop_size", "out_size", flag="--crop-size"),  # crop_size is the source-pixel crop column
     Alias("keep_duplicates", "skip_duplicates", invert=True),  # the flag lives on as --keep-duplicates

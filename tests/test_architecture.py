@@ -346,3 +346,25 @@ def test_architectures_are_built_by_name() -> None:
         build("nafnet", PRESETS["tiny"].hourglass)
     deps = import_graph()
     assert not [d for m, ds in deps.items() if m.startswith("mf2.evaluate") for d in ds if d.startswith("mf2.train")]
+
+
+def test_evaluate_and_split_settings_are_declared_once() -> None:
+    """``mf2 evaluate``'s and ``mf2 split``'s settings come from mf2.params: the options, the
+    config dataclasses and the API's defaults are the table's."""
+    import inspect
+
+    import mf2.api as api
+    from mf2.cli import evaluate, split
+    from mf2.evaluate.run import EvaluateConfig
+    from mf2.params import EVALUATE, SPLIT
+    from mf2.share.split import SplitConfig, parse_ratios
+
+    for table, command, cfg in ((EVALUATE, evaluate, EvaluateConfig()), (SPLIT, split, SplitConfig())):
+        options = {o.name: o for o in command.params}
+        for p in table:
+            assert options[p.key].default == p.default and p.flag in options[p.key].opts, p.key
+            want = parse_ratios(p.default) if p.key == "ratios" else p.default
+            assert getattr(cfg, p.target) == want, p.key
+    sig = inspect.signature(api.split).parameters
+    assert all(sig[p.key].default == p.default for p in SPLIT)
+    assert {o.name for o in evaluate.params} >= {"backend", "fan_weights"}  # the localiser: LANDMARKS

@@ -27,24 +27,26 @@ from mf2.evaluate.methods import Method, check_folders, read_rgb, restored_path
 from mf2.faces.base import iou, landmark_box
 from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
+from mf2.params import EVALUATE, LANDMARKS, default
 from mf2.quality import psnr, ssim
 from mf2.schema import landmarks_to_numpy
 
 _Row = TypeVar("_Row")
 
-GT_SOURCES = ("auto", "refit", "recorded")
-INITS = ("detect", "gt")
+GT_SOURCES: tuple[str, ...] = next(p.choices or () for p in EVALUATE if p.key == "gt")
+INITS: tuple[str, ...] = next(p.choices or () for p in EVALUATE if p.key == "init")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    landmarks: str = "auto"  # auto | dlib | fan, as in simulate
-    fan_weights: str | None = None
-    gt: str = "auto"  # auto: manual annotations as they are, pipeline landmarks refit
-    init: str = "detect"
+    # each setting declared once, in mf2.params (EVALUATE; the localiser's in LANDMARKS)
+    landmarks: str = default("backend", LANDMARKS)  # auto | dlib | fan, as in simulate
+    fan_weights: str | None = default("fan_weights", LANDMARKS)
+    gt: str = default("gt", EVALUATE)  # auto: manual annotations as they are, pipeline landmarks refit
+    init: str = default("init", EVALUATE)
     identity: bool = True
-    limit: int = 0  # pairs per blur setting, evenly spaced over the manifest (0: all)
-    max_error: float = 0.08
+    limit: int = default("limit", EVALUATE)  # pairs per blur setting, evenly spaced over the manifest (0: all)
+    max_error: float = default("max_error", EVALUATE)
     html: bool = False
     examples: int = 4
     verification: str | None = None  # a YTF-style pairs file: Table 8 (mf2.evaluate.verification)

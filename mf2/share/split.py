@@ -13,23 +13,26 @@ import csv
 import hashlib
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mf2.errors import Mf2Error, UsageError
+from mf2.params import SPLIT, default
 from mf2.sources import join_identities, safe_id, split_identities
 
-BY = ("identity", "video")
+BY: tuple[str, ...] = next(p.choices or () for p in SPLIT if p.key == "by")
 
 
 @dataclass(frozen=True)
 class SplitConfig:
-    ratios: tuple[tuple[str, float], ...] = (("train", 0.8), ("val", 0.1), ("test", 0.1))
-    seed: int = 0
-    by: str = "identity"
+    """Declared once in mf2.params (SPLIT); ``ratios`` parsed from its text there."""
+
+    ratios: tuple[tuple[str, float], ...] = field(default_factory=lambda: parse_ratios(default("ratios", SPLIT)))
+    seed: int = default("seed", SPLIT)
+    by: str = default("by", SPLIT)
 
     def validate(self) -> None:
         if self.by not in BY:
