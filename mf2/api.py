@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from mf2.errors import UsageError, check_writable_dir
-from mf2.params import SPLIT, default
+from mf2.params import DEBLUR, EXPORT, SPLIT, TRAIN, default
 
 if TYPE_CHECKING:
     from mf2.dataset.manifest import Dataset
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from mf2.restore.deblur import DeblurResult
     from mf2.share.export import ExportSummary
     from mf2.share.filter import FilterSummary
+    from mf2.share.hub import HubExport
     from mf2.share.materialize import MaterializeSummary
     from mf2.share.remove import RemoveSummary
     from mf2.share.split import SplitSummary
@@ -201,12 +202,29 @@ def verify(dataset: str | Path, hashes: bool = True) -> "VerifyReport":
 
 
 def export(
-    dataset: str | Path, out: str | Path, images: bool = True, splits: tuple[str, ...] = (), link: bool = False
-) -> "ExportSummary":
-    """``mf2 export``: a copy to share (with images: a dataset folder; without: one .parquet)."""
-    from mf2.share.export import export as run
+    dataset: str | Path,
+    out: str | Path,
+    images: bool = True,
+    splits: Sequence[str] = (),
+    link: bool = False,
+    format: str = default("format", EXPORT),
+    shard_pairs: int = default("shard_pairs", EXPORT),
+) -> "ExportSummary | HubExport":
+    """``mf2 export``: a copy to share. ``format="folder"``: a dataset folder (with images),
+    or one .parquet without them (``images=False``; ``link``: hard links, not copies); ``"hf"``
+    or ``"webdataset"``: shards of ``shard_pairs`` pairs with a dataset card (a ``HubExport``)."""
+    if format not in ("folder", "hf", "webdataset"):
+        raise UsageError(f"--format {format!r}: expected folder, hf or webdataset")
+    if format != "folder" and (not images or link):
+        raise UsageError(f"--format {format}: {'--no-images' if not images else '--link'} applies to --format folder")
+    check_writable_dir(Path(out).parent if not images else Path(out), "--out")
+    if format == "folder":
+        from mf2.share.export import export as run
 
-    return run(dataset, Path(out), images, splits, link)
+        return run(dataset, Path(out), images, tuple(splits), link)
+    from mf2.share.hub import export_hf, export_webdataset
+
+    return (export_hf if format == "hf" else export_webdataset)(dataset, Path(out), tuple(splits), shard_pairs)
 
 
 def materialize(
@@ -224,12 +242,12 @@ def materialize(
 def train(
     datasets: Sequence[str | Path],
     out: str | Path,
-    config: str = "small",
-    stage: str = "all",
-    max_steps: int | None = None,
-    device: str = "auto",
+    config: str = "small",  # the command's is "paper" (a GPU); a notebook on a laptop wants this one
+    stage: str = default("stage", TRAIN),
+    max_steps: int | None = default("max_steps", TRAIN),
+    device: str = default("device", TRAIN),
     hg_pairs: Sequence[str | Path] | None = None,
-    threads: int | None = None,
+    threads: int | None = default("threads", TRAIN),
     restart_cgan: bool = False,
     echo: Echo = _quiet,
 ) -> "dict[str, StageResult]":
@@ -262,10 +280,10 @@ def deblur(
     inputs: Sequence[str | Path],
     model: str | Path,
     out: str | Path,
-    mode: str = "auto",
+    mode: str = default("mode", DEBLUR),
     margin: float = default("margin"),
-    device: str = "auto",
-    reference: int | None = None,
+    device: str = default("device", DEBLUR),
+    reference: int | None = default("reference", DEBLUR),
 ) -> "DeblurResult":
     """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``;
     ``reference``: a sharp frame of a video whose identity every restored frame is traced

@@ -10,9 +10,22 @@ from pathlib import Path
 import click
 
 from mf2 import __version__
-from mf2.errors import ENVIRONMENT, FILTERED, InputError, Mf2Error, UsageError, check_writable_dir, os_error_line
+from mf2.errors import ENVIRONMENT, FILTERED, InputError, Mf2Error, UsageError, os_error_line
 from mf2.modes import mode_names
-from mf2.params import BY_KEY, DASK, EVALUATE, FETCH, FILTERS, LANDMARKS, PAIR_FILTERS, SIMULATE, SPLIT
+from mf2.params import (
+    BY_KEY,
+    DASK,
+    DEBLUR,
+    EVALUATE,
+    EXPORT,
+    FETCH,
+    FILTERS,
+    LANDMARKS,
+    PAIR_FILTERS,
+    SIMULATE,
+    SPLIT,
+    TRAIN,
+)
 
 
 class AbsPath(click.Path):
@@ -634,27 +647,13 @@ def verify(dataset: str, no_hashes: bool, as_json: bool) -> None:
 @cli.command()
 @click.argument("dataset", type=AbsPath())
 @click.option("--out", required=True, type=AbsPath(), help="A .parquet file with --no-images, else a new folder.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["folder", "hf", "webdataset"]),
-    default="folder",
-    show_default=True,
-    help="folder: a dataset folder (manifest + PNGs); hf: Parquet shards with image columns and a dataset "
-    "card, for the Hugging Face Hub; webdataset: tar shards for streaming.",
-)
+@_options([p for p in EXPORT if p.key == "format"])
 @click.option("--no-images", is_flag=True, help="Write only the manifest (to share; rebuild with mf2 materialize).")
 @click.option("--split", "splits", multiple=True, help="Export only these splits (repeatable).")
 @click.option("--link", is_flag=True, help="Hard-link the images instead of copying them (folder).")
-@click.option(
-    "--shard-pairs",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Pairs per shard (hf, webdataset).",
-)
+@_options([p for p in EXPORT if p.key == "shard_pairs"])
 def export(
-    dataset: str, out: str, fmt: str, no_images: bool, splits: tuple[str, ...], link: bool, shard_pairs: int
+    dataset: str, out: str, format: str, no_images: bool, splits: tuple[str, ...], link: bool, shard_pairs: int
 ) -> None:
     """Export a dataset: its manifest without pixels, a self-contained copy, or Hub-ready shards.
 
@@ -664,20 +663,16 @@ def export(
       mf2 export runs/2mf2/vla --format hf --out hub/vla            # then: huggingface-cli upload
       mf2 export runs/2mf2/vla --format webdataset --split train --out shards/
     """
-    if fmt != "folder" and (no_images or link):
-        raise UsageError(f"--format {fmt}: {'--no-images' if no_images else '--link'} applies to --format folder")
-    check_writable_dir(Path(out).parent if no_images else Path(out), "--out")
-    if fmt == "folder":
-        from mf2.api import export as run_export
+    from mf2.api import export as run_export
+    from mf2.share.hub import HubExport
 
-        res = run_export(dataset, Path(out), images=not no_images, splits=splits, link=link)
+    res = run_export(dataset, out, images=not no_images, splits=splits, link=link, format=format,
+                     shard_pairs=shard_pairs)  # fmt: skip
+    if not isinstance(res, HubExport):
         click.echo(f"mf2 export: {res.n_pairs} pairs, {res.n_files} image files -> {res.path}", err=True)
         return
-    from mf2.share.hub import export_hf, export_webdataset
-
-    hub = (export_hf if fmt == "hf" else export_webdataset)(dataset, Path(out), splits, shard_pairs)
-    per = ", ".join(f"{s} {n}" for s, n in hub.splits.items())
-    click.echo(f"mf2 export: {hub.n_pairs} pairs ({per}) in {len(hub.files)} {fmt} shard(s) -> {hub.path}", err=True)
+    per = ", ".join(f"{s} {n}" for s, n in res.splits.items())
+    click.echo(f"mf2 export: {res.n_pairs} pairs ({per}) in {len(res.files)} {format} shard(s) -> {res.path}", err=True)
 
 
 @cli.command()
@@ -800,23 +795,7 @@ def _old_pairs_option(f):
     type=AbsPath(),
     help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.",
 )
-@click.option(
-    "--stage",
-    default="all",
-    show_default=True,
-    type=click.Choice(["hg", "cgan", "all"]),
-    help="hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.",
-)
-@click.option(
-    "--config",
-    "config",
-    default="paper",
-    show_default=True,
-    help="paper (256, GPU), small (128, a 2-core CPU), tiny (64, smoke tests), or a YAML file "
-    "(preset: ... plus overrides).",
-)
-@click.option("--max-steps", default=None, type=int, help="Steps per stage (overrides the configured epochs).")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@_options([p for p in TRAIN if p.key != "threads"])
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option(
     "--restart-cgan",
@@ -824,12 +803,7 @@ def _old_pairs_option(f):
     help="The hourglass was (or will be) trained further than the cGAN's: retrain the cGAN on it "
     "(the old cGAN checkpoint is kept).",
 )
-@click.option(
-    "--threads",
-    type=int,
-    default=None,
-    help="torch's CPU threads (default: the cores this process may use, less those other processes keep busy).",
-)
+@_options([p for p in TRAIN if p.key == "threads"])
 @click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
 def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, threads, as_json) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
@@ -874,22 +848,9 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
 @click.argument("inputs", nargs=-1, required=True, type=AbsPath())
 @click.option("--checkpoint", required=True, type=AbsPath(dir_okay=False), help="RUN/model.pt from mf2 train.")
 @click.option("--out", required=True, type=AbsPath(file_okay=False))
-@click.option(
-    "--mode",
-    default="auto",
-    show_default=True,
-    type=click.Choice(["auto", "crop", "frame"]),
-    help="Images: crop (already an aligned face crop), frame (find the face, paste back), auto.",
-)
+@_options([p for p in DEBLUR if p.key == "mode"])
 @_options([BY_KEY["margin"]])
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option(
-    "--reference",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
-    "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).",
-)
+@_options([p for p in DEBLUR if p.key != "mode"])
 def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
     """Restore face images, folders of them, and videos with a trained model.
 

@@ -464,6 +464,42 @@ SPLIT: tuple[Param, ...] = (
     Param("seed", "--seed", int, 0, "seed", "Seed of the assignment (a hash of seed and group, not a shuffle)."),
 )  # fmt: skip
 
+DEVICE = Param("device", "--device", str, "auto", "device", "Where torch runs: auto (CUDA when present, else the CPU).",
+               choices=("auto", "cpu", "cuda"))  # fmt: skip
+
+TRAIN: tuple[Param, ...] = (
+    Param("stage", "--stage", str, "all", "stage",
+          "hg: the hourglass (L1); cgan: the two-pathway cGAN on a trained hourglass; all: both.",
+          choices=("hg", "cgan", "all")),
+    Param("config", "--config", str, "paper", "config",
+          "paper (256, GPU), small (128, a 2-core CPU), tiny (64, smoke tests), or a YAML file "
+          "(preset: ... plus overrides)."),
+    Param("max_steps", "--max-steps", int, None, "max_steps", "Steps per stage (overrides the configured epochs).",
+          min=1),
+    DEVICE,
+    Param("threads", "--threads", int, None, "threads",
+          "torch's CPU threads (default: the cores this process may use, less those other processes keep busy).",
+          min=1),
+)  # fmt: skip
+
+DEBLUR: tuple[Param, ...] = (
+    Param("mode", "--mode", str, "auto", "mode",
+          "Images: crop (already an aligned face crop), frame (find the face, paste back), auto.",
+          choices=("auto", "crop", "frame")),
+    DEVICE,
+    Param("reference", "--reference", int, None, "reference",
+          "Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
+          "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).", min=0),
+)  # fmt: skip
+
+EXPORT: tuple[Param, ...] = (
+    Param("format", "--format", str, "folder", "format",
+          "folder: a dataset folder (manifest + PNGs); hf: Parquet shards with image columns and a dataset "
+          "card, for the Hugging Face Hub; webdataset: tar shards for streaming.",
+          choices=("folder", "hf", "webdataset")),
+    Param("shard_pairs", "--shard-pairs", int, 1000, "shard_pairs", "Pairs per shard (hf, webdataset).", min=1),
+)  # fmt: skip
+
 ALIASES: tuple[Alias, ...] = (
     Alias("crop_size", "out_size", flag="--crop-size"),  # crop_size is the source-pixel crop column
     Alias("keep_duplicates", "skip_duplicates", invert=True),  # the flag lives on as --keep-duplicates

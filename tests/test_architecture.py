@@ -348,23 +348,29 @@ def test_architectures_are_built_by_name() -> None:
     assert not [d for m, ds in deps.items() if m.startswith("mf2.evaluate") for d in ds if d.startswith("mf2.train")]
 
 
-def test_evaluate_and_split_settings_are_declared_once() -> None:
-    """``mf2 evaluate``'s and ``mf2 split``'s settings come from mf2.params: the options, the
-    config dataclasses and the API's defaults are the table's."""
+def test_every_command_setting_is_declared_once() -> None:
+    """The settings of evaluate, split, train, deblur and export come from mf2.params: the
+    options, the config dataclasses and mf2.api's defaults are the tables' (train's preset
+    in the API is the one documented exception: ``small``, for a laptop)."""
     import inspect
 
     import mf2.api as api
-    from mf2.cli import evaluate, split
+    from mf2.cli import deblur, evaluate, export, split, train
     from mf2.evaluate.run import EvaluateConfig
-    from mf2.params import EVALUATE, SPLIT
+    from mf2.params import DEBLUR, EVALUATE, EXPORT, SPLIT, TRAIN
     from mf2.share.split import SplitConfig, parse_ratios
 
     for table, command, cfg in ((EVALUATE, evaluate, EvaluateConfig()), (SPLIT, split, SplitConfig())):
-        options = {o.name: o for o in command.params}
         for p in table:
-            assert options[p.key].default == p.default and p.flag in options[p.key].opts, p.key
             want = parse_ratios(p.default) if p.key == "ratios" else p.default
             assert getattr(cfg, p.target) == want, p.key
-    sig = inspect.signature(api.split).parameters
-    assert all(sig[p.key].default == p.default for p in SPLIT)
+    for table, command, function in ((EVALUATE, evaluate, None), (SPLIT, split, api.split), (TRAIN, train, api.train),
+                                     (DEBLUR, deblur, api.deblur), (EXPORT, export, api.export)):  # fmt: skip
+        options = {o.name: o for o in command.params}
+        sig = inspect.signature(function).parameters if function else {}
+        for p in table:
+            assert options[p.key].default == p.default and p.flag in options[p.key].opts, (command.name, p.key)
+            if function and not (function is api.train and p.key == "config"):
+                assert sig[p.key].default == p.default, (function.__name__, p.key)
+    assert inspect.signature(api.train).parameters["config"].default == "small"
     assert {o.name for o in evaluate.params} >= {"backend", "fan_weights"}  # the localiser: LANDMARKS
