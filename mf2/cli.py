@@ -78,7 +78,7 @@ def _options(table, override: bool = False):
                 continue
             kind = (
                 click.Choice(mode_names())
-                if p.key == "mode"
+                if p is BY_KEY["mode"]  # the blur modes found (deblur's --mode is its own)
                 else click.Choice(p.choices)
                 if p.choices
                 else AbsPath(dir_okay=False)

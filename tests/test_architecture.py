@@ -370,6 +370,8 @@ def test_every_command_setting_is_declared_once() -> None:
         sig = inspect.signature(function).parameters if function else {}
         for p in table:
             assert options[p.key].default == p.default and p.flag in options[p.key].opts, (command.name, p.key)
+            if p.choices:
+                assert tuple(getattr(options[p.key].type, "choices", ())) == p.choices, (command.name, p.key)
             if function and not (function is api.train and p.key == "config"):
                 assert sig[p.key].default == p.default, (function.__name__, p.key)
     assert inspect.signature(api.train).parameters["config"].default == "small"
