@@ -22,14 +22,14 @@ import pyarrow.parquet as pq
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
 from mf2.blur.windows import Window
-from mf2.dataset import IMAGE_KINDS, image_rel, part_path
+from mf2.dataset import IMAGE_KINDS, image_columns, image_rel, part_path
 from mf2.faces.series import FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
 from mf2.modes.config import SimulateConfig, simulate_config  # noqa: F401 (re-exported: notebooks import them from here)
 from mf2.modes.render import render_pairs
-from mf2.pngs import EncodedImage, encode_image
+from mf2.pngs import encode_image
 from mf2.schema import (
     PAIR_SCHEMA,
     made_with,
@@ -317,7 +317,7 @@ def _pair_rows(
             "video_sha256": sha,
             "mode": cfg.mode,
             **_window_columns(w),
-            **_image_columns(rel_b, rel_s, b_img, s_img),
+            **image_columns(rel_b, rel_s, b_img, s_img),
             "out_size": cfg.out_size,
             "landmarks": w.crop.landmarks_to_output(ser.landmarks[w.center], cfg.out_size),
             "crf": cfg.crf,
@@ -345,17 +345,6 @@ def _window_columns(w: Window) -> dict:
         "crop_x0": w.crop.x0,
         "crop_y0": w.crop.y0,
         "crop_size": w.crop.size,
-    }
-
-
-def _image_columns(rel_b: str, rel_s: str, b_img: EncodedImage, s_img: EncodedImage) -> dict:
-    return {
-        "blurry_path": rel_b,
-        "sharp_path": rel_s,
-        "blurry_sha256": b_img.sha256,
-        "sharp_sha256": s_img.sha256,
-        "blurry_rgb_sha256": b_img.rgb_sha256,
-        "sharp_rgb_sha256": s_img.rgb_sha256,
     }
 
 

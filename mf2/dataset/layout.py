@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mf2.pngs import EncodedImage
+
 PAIRS = "pairs.parquet"  # the manifest: one row per pair (manifests/SCHEMA.md)
 FAILURES = "failures.parquet"  # videos that failed or were filtered, with their class
 REMOVED = "removed.parquet"  # videos taken down (mf2 remove)
@@ -55,6 +57,18 @@ def lock_path(folder: Path) -> Path:
 def image_rel(kind: str, video_id: str, pair_id: str) -> str:
     """The manifest's relative path of one pair's image (``kind``: blurry or sharp)."""
     return f"{kind}/{video_id}/{pair_id}.png"
+
+
+def image_columns(rel_b: str, rel_s: str, blurry: EncodedImage, sharp: EncodedImage) -> dict[str, str]:
+    """A pair's image columns: each image's relative path, file hash and pixel hash."""
+    return {
+        "blurry_path": rel_b,
+        "sharp_path": rel_s,
+        "blurry_sha256": blurry.sha256,
+        "sharp_sha256": sharp.sha256,
+        "blurry_rgb_sha256": blurry.rgb_sha256,
+        "sharp_rgb_sha256": sharp.rgb_sha256,
+    }
 
 
 def landmarks_path(folder: Path, video_id: str) -> Path:

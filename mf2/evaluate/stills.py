@@ -18,7 +18,7 @@ import numpy as np
 
 from mf2.atomic import write_bytes_atomic
 from mf2.blur.kernels import make_kernel, pair_seed, synthetic_blur
-from mf2.dataset import image_rel, pairs_path
+from mf2.dataset import image_columns, image_rel, pairs_path
 from mf2.dataset.manifest import pairs_metadata, write
 from mf2.errors import InputError, UsageError
 from mf2.faces.crop import face_crop, resize_to
@@ -143,12 +143,7 @@ def _still_pairs(
                 "end_frame": 0,
                 "frames": [0],
                 "n_duplicates_skipped": 0,
-                "blurry_path": rel_b,
-                "sharp_path": rel_s,
-                "blurry_sha256": b_img.sha256,
-                "sharp_sha256": s_img.sha256,
-                "blurry_rgb_sha256": b_img.rgb_sha256,
-                "sharp_rgb_sha256": s_img.rgb_sha256,
+                **image_columns(rel_b, rel_s, b_img, s_img),
                 "crop_x0": crop.x0,
                 "crop_y0": crop.y0,
                 "crop_size": crop.size,
