@@ -12,7 +12,8 @@ Prints JSON:
 - issue 35's comparison (``--reference`` runs it alone): frames/s and CPU-ms per frame of
   ``mf2 simulate`` (PrAvg L 7, 256 px, default workers and ``--workers 0``) against the
   hand-written baseline bench/reference_pravg.py as 1 process and as 2 processes over halves
-  of the same eight clips, alternated.
+  of the same eight clips, alternated; with the pairs each made (both pad a crop that leaves
+  the frame with black, so they make nearly the same pairs) and pairs/s.
 Every figure is the median of ``--repeats`` runs, each in a fresh folder.
 """
 
@@ -108,20 +109,39 @@ def _reference(videos: Path, repeats: int) -> dict:
                     "mf2_default": [[*mf2, "--videos", str(vids), "--out", str(out)]],
                     "mf2_in_process": [[*mf2, "--videos", str(vids), "--out", str(out), "--workers", "0"]],
                 }[label]
-                runs[label].append(_timed(cmds))
+                runs[label].append((*_timed(cmds), _pairs(out)))
     med = statistics.median
     res: dict = {"clips": REF_CLIPS, "frames": frames}
     for label, rs in runs.items():
         res[label] = {
-            "fps": round(frames / med(w for w, _ in rs), 1),
-            "cpu_ms_per_frame": round(1000 * med(c for _, c in rs) / frames, 1),
+            "fps": round(frames / med(w for w, _, _ in rs), 1),
+            "cpu_ms_per_frame": round(1000 * med(c for _, c, _ in rs) / frames, 1),
+            "pairs": rs[0][2],
+            "pairs_per_s": round(rs[0][2] / med(w for w, _, _ in rs), 1),
+            "cpu_ms_per_pair": round(1000 * med(c for _, c, _ in rs) / max(1, rs[0][2]), 1),
         }
     res["default_over_script_2"] = round(res["mf2_default"]["fps"] / res["script_2_processes"]["fps"], 3)
     res["default_cpu_over_script_2"] = round(
         res["mf2_default"]["cpu_ms_per_frame"] / res["script_2_processes"]["cpu_ms_per_frame"], 3
     )
     res["in_process_over_script_1"] = round(res["mf2_in_process"]["fps"] / res["script_1_process"]["fps"], 3)
+    # mf2 keeps faces the script's detector loses, so it makes more pairs of the same frames
+    res["per_pair"] = {
+        "default_over_script_2": round(res["mf2_default"]["pairs_per_s"] / res["script_2_processes"]["pairs_per_s"], 3),
+        "default_cpu_over_script_2": round(
+            res["mf2_default"]["cpu_ms_per_pair"] / res["script_2_processes"]["cpu_ms_per_pair"], 3
+        ),
+        "in_process_over_script_1": round(
+            res["mf2_in_process"]["pairs_per_s"] / res["script_1_process"]["pairs_per_s"], 3
+        ),
+    }
     return res
+
+
+def _pairs(out: Path) -> int:
+    """Pairs a run made: the rows of every pairs.parquet under its folder (the script as two
+    processes writes one per process)."""
+    return sum(pq.read_metadata(p).num_rows for p in out.rglob("pairs.parquet"))
 
 
 def _folder(videos: Path, names: list[str], tmp: Path) -> Path:
