@@ -120,20 +120,18 @@ def _reference(videos: Path, repeats: int) -> dict:
             "pairs_per_s": round(rs[0][2] / med(w for w, _, _ in rs), 1),
             "cpu_ms_per_pair": round(1000 * med(c for _, c, _ in rs) / max(1, rs[0][2]), 1),
         }
-    res["default_over_script_2"] = round(res["mf2_default"]["fps"] / res["script_2_processes"]["fps"], 3)
-    res["default_cpu_over_script_2"] = round(
-        res["mf2_default"]["cpu_ms_per_frame"] / res["script_2_processes"]["cpu_ms_per_frame"], 3
-    )
-    res["in_process_over_script_1"] = round(res["mf2_in_process"]["fps"] / res["script_1_process"]["fps"], 3)
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return round(res[a][key] / res[b][key], 3)
+
+    res["default_over_script_2"] = ratio("mf2_default", "script_2_processes", "fps")
+    res["default_cpu_over_script_2"] = ratio("mf2_default", "script_2_processes", "cpu_ms_per_frame")
+    res["in_process_over_script_1"] = ratio("mf2_in_process", "script_1_process", "fps")
     # mf2 keeps faces the script's detector loses, so it makes more pairs of the same frames
     res["per_pair"] = {
-        "default_over_script_2": round(res["mf2_default"]["pairs_per_s"] / res["script_2_processes"]["pairs_per_s"], 3),
-        "default_cpu_over_script_2": round(
-            res["mf2_default"]["cpu_ms_per_pair"] / res["script_2_processes"]["cpu_ms_per_pair"], 3
-        ),
-        "in_process_over_script_1": round(
-            res["mf2_in_process"]["pairs_per_s"] / res["script_1_process"]["pairs_per_s"], 3
-        ),
+        "default_over_script_2": ratio("mf2_default", "script_2_processes", "pairs_per_s"),
+        "default_cpu_over_script_2": ratio("mf2_default", "script_2_processes", "cpu_ms_per_pair"),
+        "in_process_over_script_1": ratio("mf2_in_process", "script_1_process", "pairs_per_s"),
     }
     return res
 

@@ -2,9 +2,9 @@
 
 Rendering a pair (decode, average, resize) and finishing it (measures, two PNG encodes, two
 atomic writes) are about equal halves of simulate's work, and the finishing half is OpenCV,
-hashlib and file writes, which all release the GIL. On a process that may use two cores
-(``mf2 simulate --workers 0``, the API's default), finishing pairs in a helper thread while
-the next ones render keeps the second core busy; results come back in the items' order, so
+hashlib and file writes, which all release the GIL. Finishing pairs in a helper thread while
+the next ones render keeps a second core busy in process (``mf2 simulate --workers 0``, the
+API's default) and fills a Dask worker's waits; results come back in the items' order, so
 outputs are those of the plain loop, byte for byte. ``concurrent.futures``' ``map`` submits
 every item at once (a whole video's pairs in memory); this keeps at most ``ahead`` in flight.
 """

@@ -312,6 +312,7 @@ def _pair_rows(
         return cfg.mode, mode.pair_columns(cfg, dict(extra_of[id(w)][0]))
 
     def finish(rendered: tuple[Window, dict, np.ndarray, np.ndarray]) -> dict:
+        # a plan with windows has its series
         return _pair_row(shared, rendered, cast(FaceSeries, extra_of[id(rendered[0])][1]))
 
     rendered = render_pairs(info, windows, cfg.crf, cfg.out_size, columns, progress)
