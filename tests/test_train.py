@@ -656,3 +656,74 @@ def test_psnr_pixel_loss_is_the_mean_log_mse_of_each_image():
     assert per_image[1] > per_image[2]  # the smaller error gets the larger push (1 / MSE)
     assert torch.isfinite(log_mse_loss(target, target))
     assert load_config("tiny", {"loss": {"hg_pixel": "psnr"}}).loss.hg_pixel == "psnr"
+
+
+def test_a_blur_gate_trains_with_the_hourglass_and_deblur_applies_it(pairs_dir, tmp_path):
+    """``gate.features`` > 0: the gate trains in the hourglass stage (its loss logged), rides
+    in the checkpoint and model.pt, and `mf2 deblur` scales the correction by it as the
+    trainer's own prediction does. A gate sure that nothing moved gives the input back."""
+    from mf2.models.config import load_config
+    from mf2.restore.deblur import Deblurrer
+    from mf2.restore.tensors import to_tensor, to_uint8
+    from mf2.train.trainer import Trainer
+
+    cfg_file = tmp_path / "gate.yaml"
+    cfg_file.write_text("preset: tiny\nbatch_size: 4\ngate:\n  features: 8\n")
+    run = tmp_path / "run"
+    res = run_mf2(
+        "train", str(pairs_dir), "--config", str(cfg_file), "--stage", "hg", "--max-steps", "6", "--device", "cpu",
+        "--out", str(run),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "gate_bce" in (run / "metrics.csv").read_text()
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(run / "checkpoints" / "hg_last.pt", map_location="cpu", weights_only=True)
+    assert set(model["gate"]) == set(ckpt["models"]["gate"]) and "gate" in ckpt["optim"]
+    crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
+    d = Deblurrer(run / "model.pt", device="cpu")
+    assert "blur gate" in d.describe()
+    tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
+    for k, net in tr.models.items():
+        net.load_state_dict(ckpt["models"][k])
+    hg_out, _ = tr.predict(to_tensor(crop)[None])
+    assert np.abs(to_uint8(hg_out[0]).astype(int) - d([crop])[0]).max() <= 1
+    with torch.no_grad():
+        d.gate.head.bias.fill_(1e4)
+        opened = d([crop])[0]
+        d.gate.head.bias.fill_(-1e4)
+    assert not np.array_equal(opened, crop)  # the hourglass does change it: the gate decides
+    assert np.array_equal(d([crop])[0], crop)
+    model["gate"] = None
+    torch.save(model, tmp_path / "broken.pt")
+    with pytest.raises(Exception, match="no gate weights"):
+        Deblurrer(tmp_path / "broken.pt", device="cpu")
+
+
+def test_the_gate_learns_from_real_blurry_images_labelled_by_their_blur_psnr(pairs_dir):
+    """Whatever the augmentations do to the restorer's input (here every sample an identity
+    pair, tone-shifted and rescaled), the gate gets the pair's real blurry image, flipped as
+    the pair, and 1 exactly when that image is below ``moving_db`` from its target."""
+    from mf2.dataset.manifest import load, safe_rel
+    from mf2.quality import psnr
+    from mf2.restore.tensors import to_tensor
+    from mf2.train.data import PairDataset, PairRef
+
+    ds = load(pairs_dir)
+    rows = ds.table.select(["pair_id", "video_id", "blurry_path", "sharp_path"]).to_pylist()[::4][:30]
+    refs = [
+        PairRef(r["pair_id"], r["video_id"], ds.root / safe_rel(r["blurry_path"]), ds.root / safe_rel(r["sharp_path"]))
+        for r in rows
+    ]
+    kw = dict(crop_jitter=0.0, identity_fraction=1.0, tone_jitter=0.3, rescale_prob=1.0)
+    data = PairDataset(refs, 64, True, gate_db=38.0, **kw)
+    labels = []
+    for i, ref in enumerate(refs):
+        item = data[i]
+        blurry = np.asarray(Image.open(ref.blurry).convert("RGB"))
+        sharp = np.asarray(Image.open(ref.sharp).convert("RGB"))
+        plain = to_tensor(blurry)
+        assert torch.equal(item["gate_input"], plain) or torch.equal(item["gate_input"], plain.flip(-1))
+        assert float(item["moving"]) == float(psnr(blurry, sharp) < 38.0)
+        labels.append(float(item["moving"]))
+    assert 0 < sum(labels) < len(labels)  # both kinds among these pairs: the label is not constant
+    assert "moving" not in PairDataset(refs, 64, True, **kw)[0]  # no gate, no extra work

@@ -25,6 +25,7 @@ from mf2.errors import InputError, UsageError
 from mf2.faces.crop import Crop, face_crop
 from mf2.models.archs import build
 from mf2.models.archs.cgan import bl_base
+from mf2.models.archs.gate import gated
 from mf2.models.archs.space import dead_zone
 from mf2.models.config import config_from_dict
 from mf2.params import default
@@ -67,26 +68,38 @@ class Deblurrer:
         self.hg = build("hourglass", c.hourglass)
         self.enc = build("cgan_encoder", c.cgan, in_ch=c.cgan.bl_channels)
         self.dec = build("cgan_decoder", c.cgan)
+        self.gate = build("blur_gate", c.gate) if c.gate.features else None
+        self._load(state, str(checkpoint))
+        for m in (self.hg, self.enc, self.dec, self.gate):
+            if m is not None:
+                m.to(self.device).eval()
+        self.size = c.image_size
+
+    def _load(self, state: dict, where: str) -> None:
+        """The weights of a model (``mf2-deblur-1``) or of a training checkpoint."""
         if state["format"] == "mf2-deblur-1":
-            self.hg.load_state_dict(state["hg"])
+            weights = {"hg": state["hg"], "gate": state.get("gate")}
             if "cgan" in self.stages:
-                self.enc.load_state_dict(state["enc_bl"])
-                self.dec.load_state_dict(state["decoder"])
+                weights.update(enc=state["enc_bl"], dec=state["decoder"])
         else:  # a training checkpoint
-            self.hg.load_state_dict(state["models"]["hg"])
+            weights = {"hg": state["models"]["hg"], "gate": state["models"].get("gate")}
             if "cgan" in self.stages:
                 gen = state["models"]["gen"]
-                self.enc.load_state_dict({k[len("enc_bl.") :]: v for k, v in gen.items() if k.startswith("enc_bl.")})
-                self.dec.load_state_dict({k[len("decoder.") :]: v for k, v in gen.items() if k.startswith("decoder.")})
-        for m in (self.hg, self.enc, self.dec):
-            m.to(self.device).eval()
-        self.size = c.image_size
+                weights["enc"] = {k[len("enc_bl.") :]: v for k, v in gen.items() if k.startswith("enc_bl.")}
+                weights["dec"] = {k[len("decoder.") :]: v for k, v in gen.items() if k.startswith("decoder.")}
+        for name, w in weights.items():
+            net = getattr(self, name)
+            if net is not None and w is None:
+                raise UsageError(f"--checkpoint {where}: its config has a blur gate but the file holds no gate weights")
+            if net is not None:
+                net.load_state_dict(w)
 
     def describe(self) -> str:
         """What a user is told before restoring: which stages the model holds and which runs."""
         holds = " + ".join({"hg": "hourglass", "cgan": "cGAN"}[s] for s in self.stages)
         runs = "the hourglass alone" if self.stage == "hg" else "hourglass then cGAN"
-        return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}"
+        gate = ", each correction scaled by the blur gate" if self.gate is not None else ""
+        return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}{gate}"
 
     @torch.no_grad()
     def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
@@ -103,6 +116,8 @@ class Deblurrer:
                 code, feats = self.enc(torch.cat([x, hg], dim=1) if cond else x)
                 y = self.dec(code, feats, bl_base(self.cfg.cgan.residual, x, hg if cond else None)).float()
                 y = dead_zone(x, y, self.cfg.cgan.dead_zone, False)
+            if self.gate is not None:  # a still face keeps (nearly) all of its pixels
+                y = gated(x, y, self.gate(x), self.cfg.gate.power)
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
 
 

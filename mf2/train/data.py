@@ -107,8 +107,10 @@ class PairDataset(Dataset):
         rescale_prob: float = 0.0,
         rescale_min: float = 0.45,
         static_identity_db: float = 0.0,
+        gate_db: float = 0.0,
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
+        self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
         self.static_identity_db = static_identity_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
         self.identity_fraction, self.tone_jitter = identity_fraction, tone_jitter
@@ -129,6 +131,9 @@ class PairDataset(Dataset):
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
+        plain, gate = blurry, {}
+        if self.augment and self.gate_db > 0:  # the pair as it was made decides whether it moved
+            gate["moving"] = torch.tensor(float(psnr(blurry, sharp) < self.gate_db))
         if self.augment and self.static_identity_db > 0 and psnr(blurry, sharp) >= self.static_identity_db:
             blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
         if self.augment:
@@ -138,12 +143,18 @@ class PairDataset(Dataset):
             ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             blurry, sharp = blurry[y0 : y0 + ch, x0 : x0 + cw], sharp[y0 : y0 + ch, x0 : x0 + cw]
+            plain = plain[y0 : y0 + ch, x0 : x0 + cw]
             if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
-                blurry, sharp = blurry[:, ::-1], sharp[:, ::-1]
+                blurry, sharp, plain = blurry[:, ::-1], sharp[:, ::-1], plain[:, ::-1]
         b, s = to_tensor(self._resize(blurry)), to_tensor(self._resize(sharp))
+        if gate:
+            # the gate learns from the real blurry image, cropped and flipped as the pair but
+            # without the appearance augmentations: an identity pair's noisy frame or a
+            # rescaled, tone-shifted image taught it nothing about motion (issue 30's note)
+            gate["gate_input"] = to_tensor(self._resize(plain))
         if self.augment:
             b, s = self._appearance(rng, b, s)
-        return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i}
+        return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate}
 
     def _appearance(
         self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor
@@ -193,6 +204,7 @@ def training_dataset(pairs: list[PairRef], cfg: "TrainConfig") -> PairDataset:
         cfg.rescale_prob,
         cfg.rescale_min,
         cfg.static_identity_db,
+        cfg.gate.moving_db if cfg.gate.features else 0.0,
     )
 
 

@@ -43,10 +43,7 @@ def validate(tr: Trainer, stage: str, prog: Progress) -> dict:
             scores["ssim_blurred"].append(ssim(bl, s))
             if len(grid) < 4:
                 grid.append(np.concatenate([bl, to_uint8(hg_out[i]), to_uint8(fake[i]), s], axis=1))
-    for m in tr.models.values():
-        m.train()
-    if stage == "cgan":
-        tr.models["hg"].eval()
+    tr.nets.train_mode(stage)
     res = {k: float(np.mean(v)) for k, v in scores.items() if v}
     tr.log.samples(stage, prog.step, prog.epoch, grid)
     tr.log.row(stage, "val", prog.step, prog.epoch, res)
@@ -74,7 +71,8 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
             tr.nets.set_lr(stage, prog.step, total)
             blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            losses = tr.step(stage, blurry, sharp)
+            extra = {k: batch[k].to(tr.device) for k in ("gate_input", "moving") if k in batch}
+            losses = tr.step(stage, blurry, sharp, extra)
             images += blurry.shape[0] * tr.dist.world
             prog.step += 1
             prog.pos += 1

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from mf2.models.archs import build
 from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
+from mf2.models.archs.gate import gated
 from mf2.models.archs.hourglass import StackedHourglass
 from mf2.models.config import TrainConfig
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
@@ -28,7 +29,8 @@ _PIXEL_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] =
 
 
 def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
-    """The three networks, initialised from the run's seed (mf2.models.archs' registry)."""
+    """The three networks (and the blur gate when the config has one), initialised from the
+    run's seed (mf2.models.archs' registry)."""
     torch.manual_seed(cfg.seed)
     hg = cast(StackedHourglass, build("hourglass", cfg.hourglass))
     gen = cast(TwoPathwayGenerator, build("cgan_generator", cfg.cgan))
@@ -39,16 +41,22 @@ def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
         hg.zero_heads()
     if cfg.cgan.residual:
         gen.decoder.zero_last()
-    return {"hg": hg, "gen": gen, "disc": disc}
+    models = {"hg": hg, "gen": gen, "disc": disc}
+    if cfg.gate.features:
+        models["gate"] = build("blur_gate", cfg.gate)  # PyTorch's default initialisation
+    return models
 
 
 def make_optimisers(cfg: TrainConfig, models: dict[str, torch.nn.Module]) -> dict[str, torch.optim.Optimizer]:
     hg, cg = cfg.hg_stage, cfg.cgan_stage
-    return {
+    opt: dict[str, torch.optim.Optimizer] = {
         "hg": torch.optim.Adam(models["hg"].parameters(), lr=hg.lr, betas=tuple(hg.betas)),
         "gen": torch.optim.Adam(models["gen"].parameters(), lr=cg.lr, betas=tuple(cg.betas)),
         "disc": torch.optim.Adam(models["disc"].parameters(), lr=cg.lr, betas=tuple(cg.betas)),
     }
+    if "gate" in models:
+        opt["gate"] = torch.optim.Adam(models["gate"].parameters(), lr=cfg.gate.lr)
+    return opt
 
 
 @dataclass
@@ -71,34 +79,45 @@ class Nets:
         return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast)
 
     def train_mode(self, stage: str) -> None:
-        """Every network training, but the hourglass frozen (eval, no gradients) for the cGAN."""
+        """Every network training, but the hourglass (and the gate) frozen (eval, no
+        gradients) for the cGAN."""
         for m in self.models.values():
             m.train()
         if stage == "cgan":
-            self.models["hg"].eval()
-            for p in self.models["hg"].parameters():
-                p.requires_grad_(False)
+            for name in ("hg", "gate"):
+                if name in self.models:
+                    self.models[name].eval()
+                    for p in self.models[name].parameters():
+                        p.requires_grad_(False)
 
     def set_lr(self, stage: str, step: int, total: int) -> None:
         """The rate for this step: a function of (step, total) only, so a resumed run follows
         the same schedule."""
         sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
-        lr = sc.lr if sc.schedule == "constant" else 0.5 * sc.lr * (1.0 + math.cos(math.pi * step / max(1, total)))
-        for name in ("hg",) if stage == "hg" else ("gen", "disc"):
-            for group in self.opt[name].param_groups:
-                group["lr"] = lr
+        scale = 1.0 if sc.schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
+        rates = {"hg": sc.lr, "gate": self.cfg.gate.lr} if stage == "hg" else {"gen": sc.lr, "disc": sc.lr}
+        for name, lr in rates.items():
+            for group in self.opt[name].param_groups if name in self.opt else ():
+                group["lr"] = lr * scale
 
     @torch.no_grad()
     def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The hourglass's and the cGAN's restorations (networks left in eval mode)."""
+        """The hourglass's and the cGAN's restorations (networks left in eval mode), each
+        gated as mf2 deblur gates them when the run has a blur gate."""
         for m in self.models.values():
             m.eval()
         hg_out = self.models["hg"](blurry)[-1].float()
         fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
-        return hg_out, fake.float()
+        fake = fake.float()
+        if "gate" in self.models:
+            logits = self.models["gate"](blurry)
+            hg_out, fake = (gated(blurry, y, logits, self.cfg.gate.power) for y in (hg_out, fake))
+        return hg_out, fake
 
 
-def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | None = None) -> dict:
+    """``extra``: the batch's other tensors; the blur gate, when the run has one, learns from
+    its ``gate_input`` and ``moving`` (mf2.train.data) in the same step."""
     hg = n.net("hg")
     with n.amp():
         outs = hg(blurry)
@@ -107,10 +126,24 @@ def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
     n.opt["hg"].zero_grad(set_to_none=True)
     loss.backward()
     n.opt["hg"].step()
-    return {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
+    out = {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
+    if "gate" in n.models and extra and "gate_input" in extra:
+        out["gate_bce"] = gate_step(n, extra["gate_input"], extra["moving"])
+    return out
 
 
-def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
+def gate_step(n: Nets, images: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+    """One step of the blur gate: real blurry images, 1 where the pair moved (its blurry
+    image more than ``gate.moving_db`` from its target)."""
+    with n.amp():
+        loss = F.binary_cross_entropy_with_logits(n.net("gate")(images).float(), moving.float())
+    n.opt["gate"].zero_grad(set_to_none=True)
+    loss.backward()
+    n.opt["gate"].step()
+    return loss.detach()
+
+
+def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | None = None) -> dict:
     w, c = n.cfg.loss, n.cfg.cgan
     gen, disc = n.net("gen"), n.net("disc")
     hg_out = None
@@ -152,4 +185,4 @@ def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
     return {k: v.detach() for k, v in vals.items()}
 
 
-STEP: dict[str, Callable[[Nets, torch.Tensor, torch.Tensor], dict]] = {"hg": hg_step, "cgan": cgan_step}
+STEP: dict[str, Callable[..., dict]] = {"hg": hg_step, "cgan": cgan_step}

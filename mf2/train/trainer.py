@@ -130,9 +130,10 @@ class Trainer:
     def opt(self) -> dict[str, torch.optim.Optimizer]:
         return self.nets.opt
 
-    def step(self, stage: str, blurry: torch.Tensor, sharp: torch.Tensor) -> dict:
-        """One optimisation step of ``stage`` on a batch (mf2.train.steps)."""
-        return STEP[stage](self.nets, blurry, sharp)
+    def step(self, stage: str, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | None = None) -> dict:
+        """One optimisation step of ``stage`` on a batch (mf2.train.steps); ``extra``: the
+        batch's other tensors (the blur gate's input and labels), on this device."""
+        return STEP[stage](self.nets, blurry, sharp, extra)
 
     def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.nets.predict(blurry)
@@ -261,8 +262,8 @@ class Trainer:
 
     def export(self, stages: tuple[str, ...] = STAGES) -> Path:
         """The prediction checkpoint that `mf2 deblur` and `mf2 evaluate` load with
-        weights_only=True: the hourglass, and after the cGAN stage G_bl's encoder and the
-        shared decoder. ``stages`` says which it holds (the hourglass alone is a model too)."""
+        weights_only=True: the hourglass (and the blur gate, when the run has one), and after
+        the cGAN stage G_bl's encoder and the shared decoder. ``stages`` says which it holds (the hourglass alone is a model too)."""
         path = self.out / "model.pt"
         if self.dist.main:
             state = {
@@ -272,6 +273,8 @@ class Trainer:
                 "stages": list(stages),
                 "data": {k: self.data[k].record for k in stages},
             }
+            if "gate" in self.models:
+                state["gate"] = self.models["gate"].state_dict()
             if "cgan" in stages:
                 gen = cast(TwoPathwayGenerator, self.models["gen"])
                 state.update(enc_bl=gen.enc_bl.state_dict(), decoder=gen.decoder.state_dict())

@@ -1,5 +1,5 @@
 """Network architectures by name: the stacked hourglass (step 1) and the two-pathway cGAN
-(step 2). A small registry, as BasicSR keeps one: ``build(name, config)`` makes a network; a new
+(step 2), and the blur gate (how much of a correction to keep). A small registry, as BasicSR keeps one: ``build(name, config)`` makes a network; a new
 architecture is a module that registers its constructor with ``@register("name")`` and is
 listed in ``_MODULES``.
 """
@@ -12,7 +12,7 @@ from typing import Any, Callable
 from torch import nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_MODULES = ("mf2.models.archs.hourglass", "mf2.models.archs.cgan")
+_MODULES = ("mf2.models.archs.hourglass", "mf2.models.archs.cgan", "mf2.models.archs.gate")
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
