@@ -132,9 +132,10 @@ class PairDataset(Dataset):
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
         plain, gate = blurry, {}
+        made = psnr(blurry, sharp) if self.augment and (self.gate_db > 0 or self.static_identity_db > 0) else 0.0
         if self.augment and self.gate_db > 0:  # the pair as it was made decides whether it moved
-            gate["moving"] = torch.tensor(float(psnr(blurry, sharp) < self.gate_db))
-        if self.augment and self.static_identity_db > 0 and psnr(blurry, sharp) >= self.static_identity_db:
+            gate["moving"] = torch.tensor(float(made < self.gate_db))
+        if self.augment and self.static_identity_db > 0 and made >= self.static_identity_db:
             blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, i])
