@@ -83,3 +83,28 @@ def test_gate_settings_are_checked_and_old_configs_have_none():
         with pytest.raises(Exception, match="gate"):
             load_config("tiny", {"gate": bad})
     assert not math.isnan(load_config("small").gate.power)
+
+
+def test_a_gate_step_leaves_pairs_of_weight_zero_out_of_its_loss():
+    """Synthetic-kernel pairs (weight 0) ride in the batch but teach the gate nothing: the loss
+    is the mean over the others, and a batch of them alone moves no weight."""
+    import torch.nn.functional as F
+
+    from mf2.models.archs import build
+    from mf2.models.config import GateConfig
+    from mf2.train.steps import Nets, gate_step
+
+    torch.manual_seed(0)
+    cfg = load_config("tiny", {"gate": {"features": 8}})
+    gate = build("blur_gate", GateConfig(features=8))
+    nets = Nets(cfg, {"gate": gate}, {"gate": torch.optim.Adam(gate.parameters(), lr=1e-2)}, {}, "cpu", False)
+    x = _t([_texture(np.random.default_rng(i)) for i in range(4)])
+    moving, weight = torch.tensor([1.0, 0.0, 1.0, 0.0]), torch.tensor([1.0, 1.0, 0.0, 0.0])
+    with torch.no_grad():
+        expect = F.binary_cross_entropy_with_logits(gate(x), moving, reduction="none")[:2].mean()
+    assert float(gate_step(nets, x, moving, weight)) == pytest.approx(float(expect), rel=1e-5)
+    before = {k: v.clone() for k, v in gate.state_dict().items() if v.is_floating_point()}
+    nets.opt["gate"] = torch.optim.Adam(gate.parameters(), lr=1e-2)  # no moments yet
+    gate_step(nets, x, moving, torch.zeros(4))
+    after = gate.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "running" not in k)

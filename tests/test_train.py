@@ -428,10 +428,10 @@ def test_cosine_schedule_is_a_function_of_the_step(pairs_dir, tmp_path):
     assert seen[0] == pytest.approx(0.001) and seen[1] == pytest.approx(0.0005) and seen[2] == pytest.approx(0.0)
 
 
-def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos, tmp_path):
-    """`mf2 train VLA --hg-pairs SYN`: each stage trains on its own pairs, the run says
-    which, and resuming with other hourglass pairs is refused in one line."""
-    syn = tmp_path / "syn"
+@pytest.fixture(scope="module")
+def synthetic_dir(videos, tmp_path_factory) -> Path:
+    """Synthetic-kernel pairs of one clip (the paper's hourglass pairs)."""
+    syn = tmp_path_factory.mktemp("syn") / "syn"
     res = run_mf2(
         "simulate",
         "--videos",
@@ -449,6 +449,13 @@ def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, videos
         "0",
     )
     assert res.returncode == 0, res.stderr
+    return syn
+
+
+def test_paper_recipe_hourglass_on_one_dataset_cgan_on_another(pairs_dir, synthetic_dir, tmp_path):
+    """`mf2 train VLA --hg-pairs SYN`: each stage trains on its own pairs, the run says
+    which, and resuming with other hourglass pairs is refused in one line."""
+    syn = synthetic_dir
     run = tmp_path / "run"
     args = ["train", "--config", "tiny", "--max-steps", "3", "--device", "cpu", "--out", str(run)]
     res = run_mf2(*args, "--hg-pairs", str(syn), str(pairs_dir))
@@ -727,3 +734,43 @@ def test_the_gate_learns_from_real_blurry_images_labelled_by_their_blur_psnr(pai
         labels.append(float(item["moving"]))
     assert 0 < sum(labels) < len(labels)  # both kinds among these pairs: the label is not constant
     assert "moving" not in PairDataset(refs, 64, True, **kw)[0]  # no gate, no extra work
+
+
+def test_the_gate_learns_from_motion_blur_only_in_the_stage_that_has_it(pairs_dir, synthetic_dir, tmp_path):
+    """A synthetic kernel blurs a face whether or not it moved, so those pairs never teach the
+    gate: with the paper's recipe (kernels for the hourglass, PrAvg for the cGAN) the gate
+    learns in the cGAN stage, the hourglass-only model.pt holds none, and a run on kernels
+    alone leaves the gate out and says so."""
+    from mf2.train.data import PairDataset, split_pairs
+
+    syn_train, _, _ = split_pairs([synthetic_dir], 0.0, 0)
+    vid_train, _, _ = split_pairs([pairs_dir], 0.0, 0)
+    assert not any(p.motion for p in syn_train) and all(p.motion for p in vid_train)
+    item = PairDataset(syn_train[:1] + vid_train[:1], 64, True, gate_db=38.0)
+    assert [float(item[i]["gate_weight"]) for i in (0, 1)] == [0.0, 1.0]
+
+    cfg_file = tmp_path / "gate.yaml"
+    cfg_file.write_text("preset: tiny\nbatch_size: 4\ngate:\n  features: 8\n")
+    run = tmp_path / "run"
+    args = ["train", str(pairs_dir), "--hg-pairs", str(synthetic_dir), "--config", str(cfg_file), "--device", "cpu"]
+    res = run_mf2(*args, "--stage", "hg", "--max-steps", "4", "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    assert "gate" not in model and model["config"]["gate"]["features"] == 0  # it has not learned yet
+    hg_gate = torch.load(run / "checkpoints" / "hg_last.pt", map_location="cpu", weights_only=True)["models"]["gate"]
+    res = run_mf2(*args, "--stage", "cgan", "--max-steps", "4", "--out", str(run))
+    assert res.returncode == 0, res.stderr
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    assert model["config"]["gate"]["features"] == 8
+    assert any(not torch.equal(model["gate"][k], hg_gate[k]) for k in hg_gate)  # it learned in the cGAN stage
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        logged = {(r["stage"], r["name"]) for r in csv.DictReader(f)}
+    assert ("cgan", "gate_bce") in logged and ("hg", "gate_bce") not in logged
+
+    res = run_mf2("train", str(synthetic_dir), "--config", str(cfg_file), "--stage", "hg", "--max-steps", "2",
+                  "--device", "cpu", "--out", str(tmp_path / "kernels"))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "blur gate is left out" in res.stderr + res.stdout
+    assert "gate" not in torch.load(tmp_path / "kernels" / "model.pt", map_location="cpu", weights_only=True)

@@ -38,6 +38,9 @@ class PairRef:
     video_id: str
     blurry: Path
     sharp: Path
+    # blurred by the face's own motion (PrAvg, VLA, flow), not by a synthetic kernel, which
+    # blurs a face whether or not it moved: only these teach the blur gate what motion is
+    motion: bool = True
 
 
 def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str]:
@@ -58,14 +61,20 @@ def split_pairs(
         ds = load(m)
         if not ds.has_images:
             raise UsageError(f"{ds.path}: a manifest without images; mf2 materialize it first")
-        for r in ds.table.select(["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path"]).to_pylist():
+        for r in ds.table.select(
+            ["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path", "mode"]
+        ).to_pylist():
             r["_root"] = ds.root
             rows.append(r)
     if not rows:
         raise UsageError(f"{', '.join(map(str, manifests))}: no pairs")
     ref = [
         PairRef(
-            r["pair_id"], r["video_id"], r["_root"] / safe_rel(r["blurry_path"]), r["_root"] / safe_rel(r["sharp_path"])
+            r["pair_id"],
+            r["video_id"],
+            r["_root"] / safe_rel(r["blurry_path"]),
+            r["_root"] / safe_rel(r["sharp_path"]),
+            r["mode"] != "synthetic",
         )
         for r in rows
     ]
@@ -135,6 +144,7 @@ class PairDataset(Dataset):
         made = psnr(blurry, sharp) if self.augment and (self.gate_db > 0 or self.static_identity_db > 0) else 0.0
         if self.augment and self.gate_db > 0:  # the pair as it was made decides whether it moved
             gate["moving"] = torch.tensor(float(made < self.gate_db))
+            gate["gate_weight"] = torch.tensor(float(p.motion))  # a kernel's blur says nothing of motion
         if self.augment and self.static_identity_db > 0 and made >= self.static_identity_db:
             blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
         if self.augment:

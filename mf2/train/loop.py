@@ -33,7 +33,7 @@ def validate(tr: Trainer, stage: str, prog: Progress) -> dict:
         if b >= tr.cfg.val_max_batches:
             break
         blurry, sharp = batch["blurry"].to(tr.device), batch["sharp"].to(tr.device)
-        hg_out, fake = tr.nets.predict(blurry)
+        hg_out, fake = tr.nets.predict(blurry, tr.nets.gate_ready(stage))
         out = hg_out if stage == "hg" else fake
         for i in range(blurry.shape[0]):
             o, s, bl = to_uint8(out[i]), to_uint8(sharp[i]), to_uint8(blurry[i])
@@ -71,7 +71,7 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
             tr.nets.set_lr(stage, prog.step, total)
             blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            extra = {k: batch[k].to(tr.device) for k in ("gate_input", "moving") if k in batch}
+            extra = {k: batch[k].to(tr.device) for k in ("gate_input", "moving", "gate_weight") if k in batch}
             losses = tr.step(stage, blurry, sharp, extra)
             images += blurry.shape[0] * tr.dist.world
             prog.step += 1

@@ -70,6 +70,13 @@ class Nets:
     ddp: dict[str, torch.nn.Module]
     device_type: str
     autocast: bool
+    # the stage whose steps train the blur gate: the first whose pairs hold motion-blurred
+    # ones (mf2.train.trainer.Trainer: the cGAN's in the paper's recipe, photos for the hourglass)
+    gate_stage: str = "hg"
+
+    def gate_ready(self, stage: str) -> bool:
+        """Whether a prediction in ``stage`` has a gate that has learned (or is learning)."""
+        return "gate" in self.models and STAGES.index(stage) >= STAGES.index(self.gate_stage)
 
     def net(self, name: str) -> torch.nn.Module:
         """The module a training step calls: its DDP wrapper when there is one."""
@@ -79,12 +86,12 @@ class Nets:
         return torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast)
 
     def train_mode(self, stage: str) -> None:
-        """Every network training, but the hourglass (and the gate) frozen (eval, no
-        gradients) for the cGAN."""
+        """Every network training, but the hourglass (and the gate, when it learned in the
+        hourglass stage) frozen (eval, no gradients) for the cGAN."""
         for m in self.models.values():
             m.train()
         if stage == "cgan":
-            for name in ("hg", "gate"):
+            for name in ("hg", "gate") if self.gate_stage == "hg" else ("hg",):
                 if name in self.models:
                     self.models[name].eval()
                     for p in self.models[name].parameters():
@@ -95,21 +102,23 @@ class Nets:
         the same schedule."""
         sc = self.cfg.hg_stage if stage == "hg" else self.cfg.cgan_stage
         scale = 1.0 if sc.schedule == "constant" else 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
-        rates = {"hg": sc.lr, "gate": self.cfg.gate.lr} if stage == "hg" else {"gen": sc.lr, "disc": sc.lr}
+        rates = {"hg": sc.lr} if stage == "hg" else {"gen": sc.lr, "disc": sc.lr}
+        if stage == self.gate_stage:
+            rates["gate"] = self.cfg.gate.lr
         for name, lr in rates.items():
             for group in self.opt[name].param_groups if name in self.opt else ():
                 group["lr"] = lr * scale
 
     @torch.no_grad()
-    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, blurry: torch.Tensor, gate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The hourglass's and the cGAN's restorations (networks left in eval mode), each
-        gated as mf2 deblur gates them when the run has a blur gate."""
+        gated as mf2 deblur gates them when the run has a blur gate (and ``gate``)."""
         for m in self.models.values():
             m.eval()
         hg_out = self.models["hg"](blurry)[-1].float()
         fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
         fake = fake.float()
-        if "gate" in self.models:
+        if gate and "gate" in self.models:
             logits = self.models["gate"](blurry)
             hg_out, fake = (gated(blurry, y, logits, self.cfg.gate.power) for y in (hg_out, fake))
         return hg_out, fake
@@ -127,16 +136,27 @@ def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | No
     loss.backward()
     n.opt["hg"].step()
     out = {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
-    if "gate" in n.models and extra and "gate_input" in extra:
-        out["gate_bce"] = gate_step(n, extra["gate_input"], extra["moving"])
+    out.update(_gate(n, "hg", extra))
     return out
 
 
-def gate_step(n: Nets, images: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+def _gate(n: Nets, stage: str, extra: dict | None) -> dict:
+    """The gate's step, when it learns in ``stage`` and the batch carries its tensors."""
+    if n.gate_stage != stage or "gate" not in n.models or not extra or "gate_input" not in extra:
+        return {}
+    weight = extra.get("gate_weight")
+    return {"gate_bce": gate_step(n, extra["gate_input"], extra["moving"], weight)}
+
+
+def gate_step(n: Nets, images: torch.Tensor, moving: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """One step of the blur gate: real blurry images, 1 where the pair moved (its blurry
-    image more than ``gate.moving_db`` from its target)."""
+    image more than ``gate.moving_db`` from its target). ``weight`` 0 leaves a pair out of
+    the loss (a synthetic kernel's, mf2.train.data.PairRef.motion) but not out of the batch:
+    every process of a distributed run takes the same step."""
+    w = torch.ones_like(moving, dtype=torch.float32) if weight is None else weight.float()
     with n.amp():
-        loss = F.binary_cross_entropy_with_logits(n.net("gate")(images).float(), moving.float())
+        bce = F.binary_cross_entropy_with_logits(n.net("gate")(images).float(), moving.float(), reduction="none")
+        loss = (bce * w).sum() / w.sum().clamp(min=1.0)
     n.opt["gate"].zero_grad(set_to_none=True)
     loss.backward()
     n.opt["gate"].step()
@@ -182,7 +202,7 @@ def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | 
         "reconstruction": recon,
         "l1": F.l1_loss(fake32, sharp),
     }
-    return {k: v.detach() for k, v in vals.items()}
+    return {**{k: v.detach() for k, v in vals.items()}, **_gate(n, "cgan", extra)}
 
 
 STEP: dict[str, Callable[..., dict]] = {"hg": hg_step, "cgan": cgan_step}

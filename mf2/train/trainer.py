@@ -6,7 +6,7 @@ step is mf2.train.steps; what a run logs is mf2.train.runlog."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence, cast
 
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from mf2.atomic import write_atomic
 from mf2.errors import UsageError
 from mf2.models.archs.cgan import TwoPathwayGenerator
-from mf2.models.config import TrainConfig
+from mf2.models.config import GateConfig, TrainConfig
 from mf2.train.checkpoint import (
     Progress,
     checkpoint_state,
@@ -95,8 +95,8 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
-        self.data = {"cgan": StageData.build(manifests, cfg)}
-        self.data["hg"] = StageData.build(hg_manifests, cfg) if hg_manifests else self.data["cgan"]
+        self.cfg, self.data, gate_stage = self._stage_data(manifests, hg_manifests, cfg)
+        cfg = self.cfg
         self.split_note = (
             self.data["cgan"].note
             if not hg_manifests
@@ -116,11 +116,26 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             ddp = {k: DDP(m, device_ids=ids) for k, m in models.items()}
-        self.nets = Nets(cfg, models, make_optimisers(cfg, models), ddp, self.device.type, self.device.type == "cuda")
+        self.nets = Nets(
+            cfg, models, make_optimisers(cfg, models), ddp, self.device.type, self.device.type == "cuda", gate_stage
+        )
         self.scaler = torch.amp.GradScaler(enabled=False)  # bf16 needs no loss scaling; kept for the format
         self.log = RunLog(out, cfg, self.dist.main)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(parents=True, exist_ok=True)
+
+    def _stage_data(
+        self, manifests: list[str], hg_manifests: list[str] | None, cfg: TrainConfig
+    ) -> tuple[TrainConfig, dict[str, StageData], str]:
+        """Each stage's pairs, and the stage the blur gate learns in: the first whose pairs
+        hold motion-blurred ones. Without any, the run has no gate (the config says so)."""
+        data = {"cgan": StageData.build(manifests, cfg)}
+        data["hg"] = StageData.build(hg_manifests, cfg) if hg_manifests else data["cgan"]
+        gate_stage = next((st for st in STAGES if any(p.motion for p in data[st].train.pairs)), None)
+        if cfg.gate.features and gate_stage is None:
+            self.echo("the blur gate is left out: no training pair was blurred by motion (synthetic kernels only)")
+            return self._stage_data(manifests, hg_manifests, replace(cfg, gate=GateConfig()))
+        return cfg, data, gate_stage or "hg"
 
     @property
     def models(self) -> dict[str, torch.nn.Module]:
@@ -266,14 +281,15 @@ class Trainer:
         the cGAN stage G_bl's encoder and the shared decoder. ``stages`` says which it holds (the hourglass alone is a model too)."""
         path = self.out / "model.pt"
         if self.dist.main:
+            gate = self.nets.gate_ready(stages[-1])  # not before the stage it learns in
             state = {
                 "format": "mf2-deblur-1",
-                "config": self.cfg.to_dict(),
+                "config": (self.cfg if gate else replace(self.cfg, gate=GateConfig())).to_dict(),
                 "hg": self.models["hg"].state_dict(),
                 "stages": list(stages),
                 "data": {k: self.data[k].record for k in stages},
             }
-            if "gate" in self.models:
+            if gate:
                 state["gate"] = self.models["gate"].state_dict()
             if "cgan" in stages:
                 gen = cast(TwoPathwayGenerator, self.models["gen"])
