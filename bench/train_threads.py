@@ -25,6 +25,7 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     import torch
 
     from mf2.models.config import load_config
+    from mf2.train.data import GATE_KEYS
     from mf2.train.trainer import Trainer
 
     cfg = load_config("small")
@@ -43,7 +44,7 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
     it = batches()
     for _ in range(3):  # warm-up
         b = next(it)
-        tr.step("hg", b["blurry"], b["sharp"])
+        tr.step("hg", b["blurry"], b["sharp"], {k: b[k] for k in GATE_KEYS if k in b})
     n, t = 0, time.perf_counter()
     while time.perf_counter() - t < seconds:
         b = next(it)
@@ -51,6 +52,7 @@ def _rate(dataset: str, threads: int | None, seconds: float, out: Path) -> dict:
             "hg",
             b["blurry"].contiguous(memory_format=tr.memory_format),
             b["sharp"].contiguous(memory_format=tr.memory_format),
+            {k: b[k] for k in GATE_KEYS if k in b},  # the small preset's blur gate steps too
         )
         n += b["blurry"].shape[0]
     rate = n / (time.perf_counter() - t)

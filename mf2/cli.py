@@ -838,7 +838,10 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
         val = ", ".join(f"{k} {v:.4f}" for k, v in r.val.items())
         click.echo(f"{st}: {r.steps} steps, {r.images_per_s:.1f} images/s; val {val}", err=True)
     if results:
-        holds = "hourglass + cGAN" if "cgan" in results else "the hourglass alone"
+        from mf2.models.config import RESTORER_NAMES, load_config
+
+        first = RESTORER_NAMES[load_config(config).restorer]
+        holds = f"{first} + cGAN" if "cgan" in results else f"the {first} alone"
         click.echo(f"mf2 train: model ({holds}) -> {Path(out) / 'model.pt'}", err=True)
     if as_json:
         click.echo((Path(out) / "train_summary.json").read_text())

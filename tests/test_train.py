@@ -774,3 +774,50 @@ def test_the_gate_learns_from_motion_blur_only_in_the_stage_that_has_it(pairs_di
     assert res.returncode == 0, res.stderr
     assert "blur gate is left out" in res.stderr + res.stdout
     assert "gate" not in torch.load(tmp_path / "kernels" / "model.pt", map_location="cpu", weights_only=True)
+
+
+def test_a_full_resolution_restorer_trains_on_patches_and_deblurs_whole_faces(pairs_dir, tmp_path):
+    """``restorer: fullres`` with ``hg_patch``: step 1 trains on random squares (the same
+    place in both images, the same squares on a rerun) and `mf2 deblur` restores whole crops
+    with it, as the trainer's own prediction does; the settings are checked."""
+    from mf2.errors import UsageError
+    from mf2.models.config import load_config
+    from mf2.restore.deblur import Deblurrer
+    from mf2.restore.tensors import to_tensor, to_uint8
+    from mf2.train.data import random_patches
+    from mf2.train.trainer import Trainer
+
+    b = torch.rand(4, 3, 64, 64)
+    pb, ps = random_patches(b, b + 1.0, 32, 0, 7)
+    assert pb.shape == (4, 3, 32, 32) and torch.equal(ps, pb + 1.0)
+    assert torch.equal(pb, random_patches(b, b, 32, 0, 7)[0]) and not torch.equal(pb, random_patches(b, b, 32, 0, 8)[0])
+    assert any(bool((b[0, :, y : y + 32, x : x + 32] == pb[0]).all()) for y in range(33) for x in range(33))
+
+    cfg_file = tmp_path / "fullres.yaml"
+    cfg_file.write_text(
+        "preset: tiny\nbatch_size: 4\nrestorer: fullres\nhg_patch: 32\nfullres: {features: 8, layers: 3}\n"
+    )
+    run = tmp_path / "run"
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg_file), "--stage", "hg", "--max-steps", "5",
+                  "--device", "cpu", "--out", str(run))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    d = Deblurrer(run / "model.pt", device="cpu")
+    assert "model (the full-resolution CNN alone)" in res.stderr
+    assert "full-resolution CNN" in d.describe() and type(d.hg).__name__ == "FullResCNN"
+    crops = (np.asarray(Image.open(p).convert("RGB")) for p in sorted((pairs_dir / "blurry").rglob("*.png")))
+    crop = next(c for c in crops if c.mean() > 60)  # a face, not a padded corner
+    tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
+    ckpt = torch.load(run / "checkpoints" / "hg_last.pt", map_location="cpu", weights_only=True)
+    last = [k for k in ckpt["models"]["hg"] if k.endswith("weight")][-1]
+    assert ckpt["models"]["hg"][last].abs().sum() > 0  # the zero-initialised head learned
+    torch.manual_seed(0)
+    ckpt["models"]["hg"][last] += 0.05 * torch.randn_like(ckpt["models"]["hg"][last])  # a visible correction
+    tr.models["hg"].load_state_dict(ckpt["models"]["hg"])
+    d.hg.load_state_dict(ckpt["models"]["hg"])
+    hg_out, _ = tr.predict(to_tensor(crop)[None])
+    restored = d([crop])[0]
+    assert restored.shape == crop.shape and not np.array_equal(restored, crop)
+    assert np.abs(to_uint8(hg_out[0]).astype(int) - restored).max() <= 1
+    for bad, why in (({"restorer": "unet"}, "restorer"), ({"hg_patch": 40}, "hg_patch"), ({"hg_patch": 8}, "hg_patch")):
+        with pytest.raises(UsageError, match=why):
+            load_config("tiny", bad)

@@ -14,6 +14,9 @@ from mf2.errors import UsageError
 from mf2.yamlsafe import load_yaml, shown
 
 HG_PIXEL_LOSSES = ("l1", "l2", "psnr")  # the hourglass stage's pixel losses (LossConfig.hg_pixel)
+# step 1's networks (TrainConfig.restorer; mf2.models.archs) and how a user is told of them
+RESTORER_NAMES = {"hourglass": "hourglass", "fullres": "full-resolution CNN"}
+RESTORERS = tuple(RESTORER_NAMES)
 
 # A layer: (kernel, out channels, stride, batch norm); decoder layers add the keep probability
 # of dropout (the paper's Table 3 gives it as "the probability that this layer is kept").
@@ -102,6 +105,15 @@ class HourglassConfig:
     @property
     def downsampling(self) -> int:
         return (4 if self.stem == "newell" else 1) * 2**self.depth
+
+
+@dataclass(frozen=True)
+class FullResConfig:
+    """Step 1's network when ``restorer`` is ``fullres`` (mf2.models.archs.fullres)."""
+
+    features: int = 32
+    layers: int = 8  # 3x3 convolutions, all at the input's resolution
+    dead_zone: float = 0.0  # as HourglassConfig.dead_zone
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,14 @@ class TrainConfig:
     val_max_batches: int = 50
     deterministic: bool = False
     channels_last: bool = True  # NHWC tensors: faster convs on CPUs and tensor cores
+    # step 1's network: hourglass (the paper's) or fullres (mf2.models.archs.fullres); its
+    # stage, checkpoints and rows keep the name "hg" either way
+    restorer: str = "hourglass"
+    # the step-1 stage trains on random square patches of this side cut from each pair (0:
+    # whole images); a fully convolutional network restores whole faces all the same
+    hg_patch: int = 0
     hourglass: HourglassConfig = field(default_factory=HourglassConfig)
+    fullres: FullResConfig = field(default_factory=FullResConfig)
     cgan: CganConfig = field(default_factory=CganConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     gate: GateConfig = field(default_factory=GateConfig)
@@ -212,13 +231,7 @@ class TrainConfig:
             raise UsageError(
                 f"config: image_size {self.image_size} is not divisible by the encoder's total stride {down}"
             )
-        if self.hourglass.stem not in ("newell", "full"):
-            raise UsageError(f"config: hourglass.stem {self.hourglass.stem!r}: expected newell or full")
-        if self.image_size % self.hourglass.downsampling:
-            raise UsageError(
-                f"config: image_size {self.image_size} not divisible by {self.hourglass.downsampling} "
-                f"(the hourglass's stem and 2^hourglass.depth)"
-            )
+        self._validate_restorer()
         if len(self.cgan.encoder) != len(self.cgan.decoder):
             raise UsageError("config: encoder and decoder need the same number of layers")
         for name, st in (("hg_stage", self.hg_stage), ("cgan_stage", self.cgan_stage)):
@@ -242,7 +255,12 @@ class TrainConfig:
             raise UsageError(f"config: tone_jitter {self.tone_jitter} must be in [0, 1)")
         if not 0.05 <= self.rescale_min <= 0.9:
             raise UsageError(f"config: rescale_min {self.rescale_min} must be in [0.05, 0.9]")
-        for name, dz in (("hourglass.dead_zone", self.hourglass.dead_zone), ("cgan.dead_zone", self.cgan.dead_zone)):
+        zones = (
+            ("hourglass", self.hourglass.dead_zone),
+            ("fullres", self.fullres.dead_zone),
+            ("cgan", self.cgan.dead_zone),
+        )
+        for name, dz in ((f"{n}.dead_zone", z) for n, z in zones):
             if not 0 <= dz <= 32:
                 raise UsageError(f"config: {name} {dz} must be in [0, 32] code values")
         g = self.gate
@@ -254,6 +272,22 @@ class TrainConfig:
             raise UsageError(
                 f"config: loss.hg_pixel {self.loss.hg_pixel!r}: expected one of {', '.join(HG_PIXEL_LOSSES)}"
             )
+
+    def _validate_restorer(self) -> None:
+        if self.restorer not in RESTORERS:
+            raise UsageError(f"config: restorer {self.restorer!r}: expected one of {', '.join(RESTORERS)}")
+        if self.hourglass.stem not in ("newell", "full"):
+            raise UsageError(f"config: hourglass.stem {self.hourglass.stem!r}: expected newell or full")
+        down = self.hourglass.downsampling if self.restorer == "hourglass" else 1
+        for name, side in (("image_size", self.image_size), ("hg_patch", self.hg_patch or down)):
+            if side % down:
+                raise UsageError(
+                    f"config: {name} {side} not divisible by {down} (the hourglass's stem and 2^hourglass.depth)"
+                )
+        if self.hg_patch and not 16 <= self.hg_patch <= self.image_size:
+            raise UsageError(f"config: hg_patch {self.hg_patch} must be 0 (whole images) or in [16, image_size]")
+        if self.fullres.features < 1 or self.fullres.layers < 2:
+            raise UsageError(f"config: fullres {dataclasses.asdict(self.fullres)}: features >= 1, layers >= 2")
 
     def to_dict(self) -> dict:
         return _plain(dataclasses.asdict(self))
@@ -328,9 +362,10 @@ def _build(cls, data: dict, where: str):
     for k, v in data.items():
         if k not in fields:
             raise UsageError(f"{where}.{k}: unknown key (expected one of: {', '.join(fields)})")
-        if k in ("hourglass", "cgan", "loss", "gate", "hg_stage", "cgan_stage"):
+        if k in ("hourglass", "fullres", "cgan", "loss", "gate", "hg_stage", "cgan_stage"):
             target = {
                 "hourglass": HourglassConfig,
+                "fullres": FullResConfig,
                 "cgan": CganConfig,
                 "loss": LossConfig,
                 "gate": GateConfig,

@@ -23,11 +23,11 @@ import torch
 from mf2.atomic import write_bytes_atomic
 from mf2.errors import InputError, UsageError
 from mf2.faces.crop import Crop, face_crop
-from mf2.models.archs import build
+from mf2.models.archs import build, build_restorer
 from mf2.models.archs.cgan import bl_base
 from mf2.models.archs.gate import gated
 from mf2.models.archs.space import dead_zone
-from mf2.models.config import config_from_dict
+from mf2.models.config import RESTORER_NAMES, config_from_dict
 from mf2.params import default
 from mf2.restore.tensors import to_tensor, to_uint8
 from mf2.restore.trace import IdentityTrace
@@ -65,7 +65,7 @@ class Deblurrer:
         self.cfg = config_from_dict(state["config"], str(p))
         self.device = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
         c = self.cfg
-        self.hg = build("hourglass", c.hourglass)
+        self.hg = build_restorer(c)
         self.enc = build("cgan_encoder", c.cgan, in_ch=c.cgan.bl_channels)
         self.dec = build("cgan_decoder", c.cgan)
         self.gate = build("blur_gate", c.gate) if c.gate.features else None
@@ -96,8 +96,9 @@ class Deblurrer:
 
     def describe(self) -> str:
         """What a user is told before restoring: which stages the model holds and which runs."""
-        holds = " + ".join({"hg": "hourglass", "cgan": "cGAN"}[s] for s in self.stages)
-        runs = "the hourglass alone" if self.stage == "hg" else "hourglass then cGAN"
+        first = RESTORER_NAMES[self.cfg.restorer]
+        holds = " + ".join({"hg": first, "cgan": "cGAN"}[s] for s in self.stages)
+        runs = f"the {first} alone" if self.stage == "hg" else f"{first} then cGAN"
         gate = ", each correction scaled by the blur gate" if self.gate is not None else ""
         return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}{gate}"
 

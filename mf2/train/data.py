@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from mf2.models.config import TrainConfig
 
 
+# the batch's tensors for the blur gate, beside "blurry" and "sharp" (PairDataset with gate_db)
+GATE_KEYS = ("gate_input", "moving", "gate_weight")
+
+
 @dataclass(frozen=True)
 class PairRef:
     pair_id: str
@@ -241,3 +245,22 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) ->
     perm = np.random.default_rng([seed, epoch, 7]).permutation(n).tolist()
     per = len(perm) // world if world > 1 else len(perm)
     return perm[rank::world][:per]
+
+
+def random_patches(
+    blurry: torch.Tensor, sharp: torch.Tensor, side: int, seed: int, step: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random ``side`` square of each pair, the same place in both images, drawn from
+    (seed, step) so a resumed run cuts the same ones (``TrainConfig.hg_patch``): a quarter of
+    the pixels per image, four times the images per second for a full-resolution network."""
+    h, w = blurry.shape[-2:]
+    rng = np.random.default_rng([seed, step, 0x9A7C])
+    ys, xs = rng.integers(0, h - side + 1, len(blurry)), rng.integers(0, w - side + 1, len(blurry))
+    fmt = torch.channels_last if blurry.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    cut = [
+        torch.stack([t[i, :, y : y + side, x : x + side] for i, (y, x) in enumerate(zip(ys, xs))]).contiguous(
+            memory_format=fmt
+        )
+        for t in (blurry, sharp)
+    ]
+    return cut[0], cut[1]

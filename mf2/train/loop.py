@@ -19,7 +19,7 @@ from mf2.models.config import TrainConfig
 from mf2.quality import psnr, ssim
 from mf2.restore.tensors import to_uint8
 from mf2.train.checkpoint import Progress
-from mf2.train.data import epoch_order
+from mf2.train.data import GATE_KEYS, epoch_order, random_patches
 from mf2.train.steps import STAGES
 from mf2.train.trainer import StageResult, Trainer
 
@@ -71,7 +71,9 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
             tr.nets.set_lr(stage, prog.step, total)
             blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            extra = {k: batch[k].to(tr.device) for k in ("gate_input", "moving", "gate_weight") if k in batch}
+            extra = {k: batch[k].to(tr.device) for k in GATE_KEYS if k in batch}
+            if stage == "hg" and tr.cfg.hg_patch:
+                blurry, sharp = random_patches(blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, prog.step)
             losses = tr.step(stage, blurry, sharp, extra)
             images += blurry.shape[0] * tr.dist.world
             prog.step += 1

@@ -13,7 +13,7 @@ from typing import Callable, cast
 import torch
 import torch.nn.functional as F
 
-from mf2.models.archs import build
+from mf2.models.archs import build, build_restorer
 from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
 from mf2.models.archs.gate import gated
 from mf2.models.archs.hourglass import StackedHourglass
@@ -32,12 +32,12 @@ def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     """The three networks (and the blur gate when the config has one), initialised from the
     run's seed (mf2.models.archs' registry)."""
     torch.manual_seed(cfg.seed)
-    hg = cast(StackedHourglass, build("hourglass", cfg.hourglass))
+    hg = build_restorer(cfg)
     gen = cast(TwoPathwayGenerator, build("cgan_generator", cfg.cgan))
     disc = build("cgan_discriminator", cfg.cgan.disc_channels)
-    for m in (hg, gen, disc):
+    for m in (gen, disc) if cfg.restorer == "fullres" else (hg, gen, disc):  # fullres: PyTorch's init, zero head
         m.apply(init_weights)
-    if cfg.hourglass.stem == "newell":
+    if isinstance(hg, StackedHourglass) and cfg.hourglass.stem == "newell":
         hg.zero_heads()
     if cfg.cgan.residual:
         gen.decoder.zero_last()
