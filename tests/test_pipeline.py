@@ -284,7 +284,7 @@ def test_every_shipped_recipe_is_valid():
         "paper-model.yaml": ["vla", "photos"],
     }
     model = load_recipe(REPO / "pipelines" / "deblur-model.yaml")
-    assert [j.inputs for j in model.jobs] == ["videos", "photos"]
+    assert [j.inputs for j in model.jobs] == ["videos", "videos", "photos"]
     assert (
         model.train is not None and model.train.pairs == ("pravg7", "vla", "photos") and model.train.config == "small"
     )
