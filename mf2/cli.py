@@ -707,7 +707,12 @@ def materialize(manifest: str, videos: str, out: str, keep_mismatched: bool) -> 
 
 @cli.command(name="filter")
 @click.argument("dataset", type=AbsPath())
-@click.option("--out", required=True, type=AbsPath(file_okay=False), help="The new dataset folder (resumable).")
+@click.option(
+    "--out",
+    required=True,
+    type=AbsPath(file_okay=False),
+    help="The new dataset folder (an interrupted run finishes when run again).",
+)
 @_options([BY_KEY[k] for k in PAIR_FILTERS])
 def filter_pairs(dataset: str, out: str, **rules: float) -> None:
     """Write the pairs that pass the pair filters as a new dataset (PNGs hard-linked).

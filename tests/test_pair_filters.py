@@ -105,6 +105,10 @@ def test_filter_command_after_the_fact_and_on_an_old_manifest(clip, tmp_path):
     first = tmp_path / "F" / kept["sharp_path"][0].as_py()
     assert first.stat().st_nlink == 2  # the source's file, hard-linked
     assert run_mf2("verify", str(tmp_path / "F")).returncode == 0
+    again = run_mf2("filter", str(tmp_path / "DS"), "--min-target-sharpness", "0.9", "--out", str(tmp_path / "F"))
+    assert (
+        again.returncode == 2 and "already holds a finished dataset" in again.stderr and "Traceback" not in again.stderr
+    )
     # a manifest made before the measures existed: measured from its PNGs, same answer
     t = pq.read_table(tmp_path / "DS" / "pairs.parquet")
     from mf2.blur.measures import COLUMNS

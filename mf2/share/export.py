@@ -101,6 +101,8 @@ def begin_export(out: Path) -> Path:
     killed) is finished by re-running it."""
     marker = out / _INCOMPLETE
     if out.exists() and any(out.iterdir()) and not marker.exists():
+        if pairs_path(out).is_file():
+            raise UsageError(f"--out {out}: already holds a finished dataset; give a new folder")
         raise UsageError(f"--out {out}: exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     marker.touch()
