@@ -12,7 +12,7 @@ it as a PNG (``--png``).
 The training side is the whole pool of ../shared: the 11 training clips of videos/, the 68
 corpus clips (57 people) and the 3,435 photos of 366 people in stills/ (synthetic kernels).
 The test side is 10 clips of other people. The recommended model (``--config``, the
-`deblur-model` recipe's) trains on the videos' PrAvg 7 and VLA pairs and the photos at its full budget; each
+`deblur-model` recipe's) trains on the videos' PrAvg 7 pairs and the photos at its full budget; each
 training blur alone, and the paper's recipe, train at one shorter budget to say which blur
 generalises best. Every score is split into moving test pairs (Blurred below 38 dB) and static
 ones, with the issue's targets checked for each model (``targets``).
@@ -181,7 +181,7 @@ def train_models(
     only: list[str] | None = None,
 ) -> dict:
     """The recommended model (``config``, on the `deblur-model` recipe's pairs: the videos' PrAvg 7
-    and VLA pairs and the photos' synthetic ones) at the full budget ``steps`` (hourglass, cGAN); then, to say
+    pairs and the photos' synthetic ones) at the full budget ``steps`` (hourglass, cGAN); then, to say
     which training blur generalises best, the same configuration on each training blur alone at
     one shorter budget ``compare_steps``: VLA, PrAvg 7, synthetic kernels on the photos, and the
     paper's recipe (the photos' hourglass, reused, and a cGAN on VLA)."""
@@ -197,7 +197,7 @@ def train_models(
 
     train_dir = work / "train"
     plan = {
-        "recommended": ([train_dir / "pravg7", train_dir / "vla", train_dir / "photos"], None, steps),
+        "recommended": ([train_dir / "pravg7", train_dir / "photos"], None, steps),
         "vla": ([train_dir / "vla"], None, compare_steps),
         "pravg7": ([train_dir / "pravg7"], None, compare_steps),
         "photos": ([train_dir / "photos"], None, compare_steps),
