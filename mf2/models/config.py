@@ -324,10 +324,10 @@ PRESETS: dict[str, TrainConfig] = {
         checkpoint_every=250,
         log_every=25,
         val_max_batches=8,
-        # issue 30: the blur gate with a dead zone of 1 code value; on the recommended run's
-        # hourglass (unseen people, d PSNR moving / still) PrAvg 7 +0.145 / -0.086 and VLA
-        # +0.212 / +0.069, against +0.133 / -0.091 and +0.196 / +0.014 with the zone of 2 alone;
-        # the gate without a zone took 0.25 dB off still PrAvg 7 faces
+        # issue 30: the blur gate (learning from motion pairs) with a dead zone of 1 code value;
+        # on the recommended run's hourglass (unseen people, d PSNR moving / still) PrAvg 7
+        # +0.144 / -0.064 and VLA +0.206 / +0.082, against +0.133 / -0.091 and +0.196 / +0.014
+        # with the zone of 2 alone; the gate without a zone took 0.19 dB off still PrAvg 7 faces
         hourglass=HourglassConfig(stacks=2, features=64, depth=3, dead_zone=1.0),
         gate=GateConfig(features=24),
         cgan=CganConfig(
