@@ -250,9 +250,11 @@ def train(
     threads: int | None = default("threads", TRAIN),
     restart_cgan: bool = False,
     echo: Echo = _quiet,
+    gate_pairs: Sequence[str | Path] | None = None,
 ) -> "dict[str, StageResult]":
     """``mf2 train``: the hourglass, then the cGAN, into the resumable run folder ``out``
-    (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file."""
+    (``out/model.pt`` is the model ``deblur`` takes). ``config``: a preset or a YAML file.
+    ``gate_pairs``: the pairs the blur gate learns from, when not the hourglass's."""
     from mf2.models.config import load_config
     from mf2.train.loop import train as run
 
@@ -273,6 +275,7 @@ def train(
         restart_cgan=restart_cgan,
         hg_manifests=[str(h) for h in hg_pairs] if hg_pairs else None,
         threads=threads,
+        gate_manifests=[str(g) for g in gate_pairs] if gate_pairs else None,
     )
 
 

@@ -800,6 +800,14 @@ def _old_pairs_option(f):
     type=AbsPath(),
     help="Pair dataset(s) for the hourglass alone; the paper's recipe: --hg-pairs SYNTHETIC --pairs VLA.",
 )
+@click.option(
+    "--gate-pairs",
+    "gate_pairs",
+    multiple=True,
+    type=AbsPath(),
+    help="Pair dataset(s) the blur gate learns from (their motion-blurred pairs), beside the hourglass; "
+    "e.g. the videos' PrAvg and VLA pairs while the hourglass trains on PrAvg and photos.",
+)
 @_options([p for p in TRAIN if p.key != "threads"])
 @click.option("--out", required=True, type=AbsPath(file_okay=False), help="Run folder (resumable).")
 @click.option(
@@ -810,7 +818,9 @@ def _old_pairs_option(f):
 )
 @_options([p for p in TRAIN if p.key == "threads"])
 @click.option("--json", "as_json", is_flag=True, help="Print RUN/train_summary.json on stdout when done.")
-def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, restart_cgan, threads, as_json) -> None:
+def train(
+    datasets, old_pairs, hg_pairs, gate_pairs, stage, config, max_steps, device, out, restart_cgan, threads, as_json
+) -> None:
     """Train the hourglass then the two-pathway cGAN on pair manifests; resumable (torchrun for multi-GPU).
 
     DATASETS are pair datasets (folders or pairs.parquet), any mode. They train the cGAN, and the
@@ -836,6 +846,7 @@ def train(datasets, old_pairs, hg_pairs, stage, config, max_steps, device, out, 
         threads,
         restart_cgan,
         echo=_echo_err if main_rank else (lambda line: None),
+        gate_pairs=list(gate_pairs) or None,
     )
     if not main_rank:
         return

@@ -156,6 +156,7 @@ def test_deblur_model_recipe_from_videos_and_photos_to_a_model(photos, videos, t
     assert set(photos_t["source_kind"].to_pylist()) == {"photo"}
     summary = (out / "train_summary.json").read_text()
     assert "photos" in summary and "pravg7" in summary  # both jobs' pairs trained the model
+    assert (out / "vla" / "pairs.parquet").is_file()  # the blur gate's pairs (train.gate_pairs)
     res = run_mf2(*args)  # a second run resumes: nothing rebuilt, nothing retrained
     assert res.returncode == 0, res.stderr
     assert "hg: already trained" in res.stderr and "cgan: already trained" in res.stderr

@@ -280,12 +280,13 @@ def test_every_shipped_recipe_is_valid():
         "pravg.yaml": [f"pravg_L{L}" for L in (7, 9, 11, 15, 21)],
         "synthetic.yaml": ["synthetic_k31"],
         "paper-tests.yaml": [f"pravg_L{L}_s{L}" for L in (7, 9, 11, 15, 21)] + ["vla", "synthetic_k31"],
-        "deblur-model.yaml": ["pravg7", "photos"],
+        "deblur-model.yaml": ["pravg7", "vla", "photos"],
         "paper-model.yaml": ["vla", "photos"],
     }
     model = load_recipe(REPO / "pipelines" / "deblur-model.yaml")
-    assert [j.inputs for j in model.jobs] == ["videos", "photos"]
+    assert [j.inputs for j in model.jobs] == ["videos", "videos", "photos"]
     assert model.train is not None and model.train.pairs == ("pravg7", "photos") and model.train.config == "small"
+    assert model.train.gate_pairs == ("pravg7", "vla")
 
 
 def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):

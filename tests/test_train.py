@@ -776,6 +776,45 @@ def test_the_gate_learns_from_motion_blur_only_in_the_stage_that_has_it(pairs_di
     assert "gate" not in torch.load(tmp_path / "kernels" / "model.pt", map_location="cpu", weights_only=True)
 
 
+def test_the_gate_learns_from_pairs_of_its_own_beside_the_hourglass(pairs_dir, synthetic_dir, tmp_path):
+    """``--gate-pairs``: the blur gate learns in the hourglass stage from the motion-blurred
+    pairs it is given, whatever the hourglass trains on (here kernels alone, which would leave
+    the gate out); its batches follow the step (a resumed stage gets the same ones); a resume
+    with other gate pairs is refused in one line, and so are gate pairs without motion."""
+    from mf2.train.data import GateBatches, PairDataset, split_pairs
+
+    full = list(GateBatches(10, 4, 0, 0, 7))
+    assert len(full) == 7 and all(len(b) == 4 for b in full)
+    assert full[3:] == list(GateBatches(10, 4, 0, 3, 7))  # a resume at step 3 continues the same batches
+    assert sorted(i for b in full[:2] for _, i in b) != sorted(i for b in full[2:4] for _, i in b)  # a new epoch
+    assert [e for b in full for e, _ in b[:1]] == [0, 0, 1, 1, 2, 2, 3]
+    vid_train, _, _ = split_pairs([pairs_dir], 0.0, 0)
+    item = PairDataset(vid_train[:1], 64, True, gate_db=38.0, gate_only=True)[0]
+    assert set(item) == {"index", "gate_input", "moving", "gate_weight"}
+
+    cfg_file = tmp_path / "gate.yaml"
+    cfg_file.write_text("preset: tiny\nbatch_size: 4\ngate:\n  features: 8\n")
+    run = tmp_path / "run"
+    args = ["train", str(synthetic_dir), "--config", str(cfg_file), "--device", "cpu", "--out", str(run)]
+    res = run_mf2(*args, "--gate-pairs", str(pairs_dir), "--stage", "hg", "--max-steps", "4")
+    assert res.returncode == 0, res.stderr
+    assert "motion-blurred train pairs of its own" in res.stderr and "left out" not in res.stderr
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    assert "gate" in model and model["config"]["gate"]["features"] == 8  # learned beside the hourglass
+    assert model["data"]["hg"]["gate"]["datasets"][0]["path"] == str(pairs_dir)
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        assert ("hg", "gate_bce") in {(r["stage"], r["name"]) for r in csv.DictReader(f)}
+
+    more = ["--gate-pairs", str(pairs_dir), "--gate-pairs", str(synthetic_dir)]  # the same run, other gate pairs
+    res = run_mf2(*args, *more, "--stage", "hg", "--max-steps", "6")
+    assert res.returncode != 0 and "blur gate learned from other pairs" in res.stderr
+    assert "--gate-pairs" in res.stderr and "Traceback" not in res.stderr
+    res = run_mf2(*args[:-1], str(tmp_path / "other"), "--gate-pairs", str(synthetic_dir), "--max-steps", "2")
+    assert res.returncode != 0 and "no motion-blurred training pairs" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_a_full_resolution_restorer_trains_on_patches_and_deblurs_whole_faces(pairs_dir, tmp_path):
     """``restorer: fullres`` with ``hg_patch``: step 1 trains on random squares (the same
     place in both images, the same squares on a rerun) and `mf2 deblur` restores whole crops

@@ -58,6 +58,7 @@ TRAIN_KEYS: Spec = {
     "config": ((str,), "small"),
     "pairs": ((list,), None),
     "hg_pairs": ((list, _OPT), None),
+    "gate_pairs": ((list, _OPT), None),
     "device": ((str,), "auto"),
 }
 SECTIONS: dict[str, Spec] = {
@@ -94,18 +95,21 @@ class RecipeJob:
 @dataclass(frozen=True)
 class TrainStep:
     """Train a model on the jobs' pairs once they are built: ``pairs`` (job names) train the
-    cGAN, and the hourglass too unless ``hg_pairs`` are given; the model is RUN/model.pt."""
+    cGAN, and the hourglass too unless ``hg_pairs`` are given; the blur gate learns from
+    ``gate_pairs`` when given (else from the hourglass's); the model is RUN/model.pt."""
 
     config: str = "small"  # a preset name or a YAML file (mf2.models.config.load_config)
     pairs: tuple[str, ...] = ()
     hg_pairs: tuple[str, ...] = ()
     device: str = "auto"
+    gate_pairs: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {
             "config": self.config,
             "pairs": list(self.pairs),
             "hg_pairs": list(self.hg_pairs) or None,
+            "gate_pairs": list(self.gate_pairs) or None,
             "device": self.device,
         }
 
@@ -243,7 +247,7 @@ def _parse_train(src, given: Any, jobs: tuple[RecipeJob, ...]) -> TrainStep:
     d = _check_mapping(src, "train.", given, TRAIN_KEYS)
     names = [j.name for j in jobs]
     lists = {}
-    for key in ("pairs", "hg_pairs"):
+    for key in ("pairs", "hg_pairs", "gate_pairs"):
         value = d.get(key) or []
         for i, n in enumerate(value):
             if n not in names:
@@ -256,7 +260,7 @@ def _parse_train(src, given: Any, jobs: tuple[RecipeJob, ...]) -> TrainStep:
     device = d.get("device", "auto")
     if device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"{_where(src, 'train.device')}: {device!r}: expected auto, cpu or cuda")
-    return TrainStep(d.get("config", "small"), lists["pairs"], lists["hg_pairs"], device)
+    return TrainStep(d.get("config", "small"), lists["pairs"], lists["hg_pairs"], device, lists["gate_pairs"])
 
 
 def _parse_jobs(data: dict, src: str | Path, recipe: str, landmarks: LandmarkConfig) -> tuple[RecipeJob, ...]:

@@ -164,13 +164,24 @@ def _train(
         raise UsageError(f"recipe {recipe.name}: train: no pairs were made by {', '.join(step.pairs)}")
     if step.hg_pairs and not hg_pairs and echo:
         echo(f"train: no pairs from {', '.join(step.hg_pairs)}; the hourglass trains on {', '.join(step.pairs)}")
+    gate_pairs = [str(out / n) for n in step.gate_pairs if n in made]
     cfg = load_config(step.config)
-    results = train(pairs, out, cfg, device=step.device, echo=echo, hg_manifests=hg_pairs or None, threads=threads)
+    results = train(
+        pairs,
+        out,
+        cfg,
+        device=step.device,
+        echo=echo,
+        hg_manifests=hg_pairs or None,
+        threads=threads,
+        gate_manifests=gate_pairs or None,
+    )
     return {
         "model": str(out / "model.pt"),
         "config": step.config,
         "pairs": pairs,
         "hg_pairs": hg_pairs,
+        "gate_pairs": gate_pairs,
         **{k: {"steps": r.steps, "images_per_s": round(r.images_per_s, 2), "val": r.val} for k, r in results.items()},
     }
 

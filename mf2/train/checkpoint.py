@@ -136,7 +136,16 @@ def read_checkpoint(path: Path, cfg: TrainConfig, stage: str, record: dict) -> d
             f"({', '.join(d['path'] for d in was['datasets'])}); give the same {flag} or use "
             f"another --out"
         )
+    if was is not None and _shas(was.get("gate")) != _shas(record.get("gate")):
+        gave = ", ".join(d["path"] for d in (was.get("gate") or {}).get("datasets", [])) or "the stage's own"
+        raise UsageError(
+            f"{path}: the blur gate learned from other pairs ({gave}); give the same --gate-pairs or use another --out"
+        )
     return state
+
+
+def _shas(record: dict | None) -> list[str]:
+    return [d["pairs_sha256"] for d in record["datasets"]] if record else []
 
 
 def progress_of(state: dict, stage: str) -> Progress:

@@ -121,9 +121,11 @@ class PairDataset(Dataset):
         rescale_min: float = 0.45,
         static_identity_db: float = 0.0,
         gate_db: float = 0.0,
+        gate_only: bool = False,
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
         self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
+        self.gate_only = gate_only  # only the gate's tensors (the gate's own pairs, gate_dataset)
         self.static_identity_db = static_identity_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
         self.identity_fraction, self.tone_jitter = identity_fraction, tone_jitter
@@ -161,12 +163,14 @@ class PairDataset(Dataset):
             plain = plain[y0 : y0 + ch, x0 : x0 + cw]
             if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
                 blurry, sharp, plain = blurry[:, ::-1], sharp[:, ::-1], plain[:, ::-1]
-        b, s = to_tensor(self._resize(blurry)), to_tensor(self._resize(sharp))
         if gate:
             # the gate learns from the real blurry image, cropped and flipped as the pair but
             # without the appearance augmentations: an identity pair's noisy frame or a
             # rescaled, tone-shifted image taught it nothing about motion (issue 30's note)
             gate["gate_input"] = to_tensor(self._resize(plain))
+            if self.gate_only:
+                return {"index": i, **gate}
+        b, s = to_tensor(self._resize(blurry)), to_tensor(self._resize(sharp))
         if self.augment:
             b, s = self._appearance(rng, b, s)
         return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate}
@@ -205,8 +209,12 @@ class PairDataset(Dataset):
         return b.contiguous(), s.contiguous()
 
 
-def training_dataset(pairs: list[PairRef], cfg: "TrainConfig") -> PairDataset:
-    """The augmented training set a configuration describes (the trainer and bench/gpu.py)."""
+def training_dataset(
+    pairs: list[PairRef], cfg: "TrainConfig", gate: bool = True, gate_only: bool = False
+) -> PairDataset:
+    """The augmented training set a configuration describes (the trainer and bench/gpu.py).
+    ``gate``: with the blur gate's tensors when the configuration has a gate (not when the gate
+    learns from pairs of its own); ``gate_only``: those tensors alone (the gate's own pairs)."""
     return PairDataset(
         pairs,
         cfg.image_size,
@@ -219,7 +227,8 @@ def training_dataset(pairs: list[PairRef], cfg: "TrainConfig") -> PairDataset:
         cfg.rescale_prob,
         cfg.rescale_min,
         cfg.static_identity_db,
-        cfg.gate.moving_db if cfg.gate.features else 0.0,
+        cfg.gate.moving_db if cfg.gate.features and gate else 0.0,
+        gate_only,
     )
 
 
@@ -237,6 +246,28 @@ class EpochBatches(Sampler):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class GateBatches(Sampler):
+    """The blur gate's batches of its own pairs (``--gate-pairs``), one per training step from
+    ``start`` to ``total``: step s takes the (s mod n)-th batch of epoch s div n of its pairs'
+    order (``epoch_order``), so a resumed stage gives the gate the batches it would have had."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, total: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch, self.seed, self.start, self.total = n, batch, seed, start, total
+        self.rank, self.world = rank, world
+
+    def __iter__(self):
+        epoch, order = -1, []
+        per = max(1, len(epoch_order(self.n, self.seed, 0, self.rank, self.world)) // self.batch)
+        for step in range(self.start, self.total):
+            e, j = divmod(step, per)
+            if e != epoch:
+                epoch, order = e, epoch_order(self.n, self.seed, e, self.rank, self.world)
+            yield [(e, i) for i in order[j * self.batch : (j + 1) * self.batch]]
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
 
 
 def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:

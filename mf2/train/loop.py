@@ -64,6 +64,7 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
     disable = True if not tr.dist.main else (None if tr.show_progress is None else not tr.show_progress)
     bar = tqdm(total=total, initial=prog.step, desc=stage, unit="step", disable=disable)
     images, t0, losses, val = 0, time.perf_counter(), {}, {}
+    gate_batches = tr.gate_batches(stage, prog.step, total)  # the gate's own pairs (--gate-pairs)
     while prog.step < total:
         order = epoch_order(len(tr.train_ds), tr.cfg.seed, prog.epoch, tr.dist.rank, tr.dist.world)
         n_batches = tr.epoch_batches(order, prog.pos, prog.epoch)
@@ -71,7 +72,8 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
             tr.nets.set_lr(stage, prog.step, total)
             blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            extra = {k: batch[k].to(tr.device) for k in GATE_KEYS if k in batch}
+            gate_batch = batch if gate_batches is None else next(gate_batches)
+            extra = {k: gate_batch[k].to(tr.device) for k in GATE_KEYS if k in gate_batch}
             if stage == "hg" and tr.cfg.hg_patch:
                 blurry, sharp = random_patches(blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, prog.step)
             losses = tr.step(stage, blurry, sharp, extra)
@@ -127,13 +129,15 @@ def train(
     restart_cgan: bool = False,
     hg_manifests: list[str] | None = None,
     threads: int | None = None,
+    gate_manifests: list[str] | None = None,
 ) -> dict[str, StageResult]:
     """Train ``stage`` (hg, cgan or all) into ``out``, resuming what is there, and export
-    OUT/model.pt (the hourglass alone after --stage hg)."""
+    OUT/model.pt (the hourglass alone after --stage hg). ``gate_manifests``: the blur gate's
+    own pairs (mf2.train.trainer.Trainer)."""
     if stage not in ("hg", "cgan", "all"):
         raise UsageError(f"--stage {stage!r}: expected hg, cgan or all")
     _claim_out(out, cfg)
-    tr = Trainer(cfg, manifests, out, device, echo, show_progress, hg_manifests, threads)
+    tr = Trainer(cfg, manifests, out, device, echo, show_progress, hg_manifests, threads, gate_manifests)
     tr.echo(f"mf2 train: {tr.split_note}; device {tr.device}; world {tr.dist.world}; {tr.cpu.line()}")
     results = {}
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 from torch.utils.data import DataLoader
@@ -26,7 +26,7 @@ from mf2.train.checkpoint import (
     restore,
     write_checkpoint,
 )
-from mf2.train.data import EpochBatches, PairDataset, epoch_order, split_pairs, training_dataset
+from mf2.train.data import EpochBatches, GateBatches, PairDataset, epoch_order, split_pairs, training_dataset
 from mf2.train.devices import pick_device, plan_cpu, setup_distributed
 from mf2.train.runlog import RunLog
 from mf2.train.steps import STAGES, STEP, Nets, build_models, make_optimisers
@@ -42,7 +42,7 @@ class StageData:
     record: dict
 
     @classmethod
-    def build(cls, manifests: Sequence[str | Path], cfg: TrainConfig) -> "StageData":
+    def build(cls, manifests: Sequence[str | Path], cfg: TrainConfig, gate: bool = True) -> "StageData":
         train, val, how = split_pairs(manifests, cfg.val_fraction, cfg.seed)
         note = f"{len(train)} train / {len(val)} val pairs: {how}"
         if not val:
@@ -54,11 +54,24 @@ class StageData:
             "split": how,
         }
         return cls(
-            training_dataset(train, cfg),
+            training_dataset(train, cfg, gate),
             PairDataset(val or train[: cfg.batch_size], cfg.image_size, False),
             note,
             record,
         )
+
+
+def _gate_data(manifests: list[str], cfg: TrainConfig) -> tuple[PairDataset, dict]:
+    """The blur gate's own pairs (``--gate-pairs``): the motion-blurred pairs of their train
+    side (a synthetic kernel says nothing of motion), and their record."""
+    train, _, how = split_pairs(manifests, cfg.val_fraction, cfg.seed)
+    motion = [p for p in train if p.motion]
+    if not motion:
+        raise UsageError(
+            f"--gate-pairs {', '.join(manifests)}: no motion-blurred training pairs (synthetic kernels only)"
+        )
+    record = {"datasets": [dataset_record(m) for m in manifests], "n_train": len(motion), "split": how}
+    return training_dataset(motion, cfg, gate_only=True), record
 
 
 @dataclass
@@ -81,10 +94,13 @@ class Trainer:
         show_progress: bool | None = None,
         hg_manifests: list[str] | None = None,
         threads: int | None = None,
+        gate_manifests: list[str] | None = None,
     ) -> None:
         """``manifests`` train the cGAN, and the hourglass too unless ``hg_manifests`` are
         given (the paper: the hourglass on synthetic-kernel pairs, the cGAN on VLA pairs).
-        ``threads``: torch's intra-op threads (None: the free cores, ``plan_cpu``)."""
+        ``threads``: torch's intra-op threads (None: the free cores, ``plan_cpu``).
+        ``gate_manifests``: the blur gate's own pairs (it learns in the first stage, beside
+        the hourglass, from their motion-blurred training pairs)."""
         cfg.validate()
         self.cfg, self.out, self.echo = cfg, out, echo or (lambda s: None)
         self.dist = setup_distributed()
@@ -95,13 +111,16 @@ class Trainer:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
-        self.cfg, self.data, gate_stage = self._stage_data(manifests, hg_manifests, cfg)
+        self.gate_ds: PairDataset | None = None
+        self.cfg, self.data, gate_stage = self._stage_data(manifests, hg_manifests, cfg, gate_manifests)
         cfg = self.cfg
         self.split_note = (
             self.data["cgan"].note
             if not hg_manifests
             else f"hg: {self.data['hg'].note}; cgan: {self.data['cgan'].note}"
         )
+        if self.gate_ds is not None:
+            self.split_note += f"; blur gate: {len(self.gate_ds)} motion-blurred train pairs of its own"
         self.use("hg")
         # channels_last: 1.3x the images/s of both stages on a CPU (measured, small preset)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -125,16 +144,24 @@ class Trainer:
         (out / "samples").mkdir(parents=True, exist_ok=True)
 
     def _stage_data(
-        self, manifests: list[str], hg_manifests: list[str] | None, cfg: TrainConfig
+        self, manifests: list[str], hg_manifests: list[str] | None, cfg: TrainConfig, gate_manifests: list[str] | None
     ) -> tuple[TrainConfig, dict[str, StageData], str]:
         """Each stage's pairs, and the stage the blur gate learns in: the first whose pairs
-        hold motion-blurred ones. Without any, the run has no gate (the config says so)."""
-        data = {"cgan": StageData.build(manifests, cfg)}
-        data["hg"] = StageData.build(hg_manifests, cfg) if hg_manifests else data["cgan"]
+        hold motion-blurred ones (the first stage, with pairs of its own). Without any, the
+        run has no gate (the config says so)."""
+        own = bool(gate_manifests) and cfg.gate.features > 0
+        data = {"cgan": StageData.build(manifests, cfg, gate=not own)}
+        data["hg"] = StageData.build(hg_manifests, cfg, gate=not own) if hg_manifests else data["cgan"]
+        if own:
+            self.gate_ds, record = _gate_data(list(gate_manifests or ()), cfg)
+            data["hg"] = replace(data["hg"], record={**data["hg"].record, "gate": record})
+            return cfg, data, STAGES[0]
+        if gate_manifests:
+            self.echo("--gate-pairs: this configuration has no blur gate (gate.features 0); they are not used")
         gate_stage = next((st for st in STAGES if any(p.motion for p in data[st].train.pairs)), None)
         if cfg.gate.features and gate_stage is None:
             self.echo("the blur gate is left out: no training pair was blurred by motion (synthetic kernels only)")
-            return self._stage_data(manifests, hg_manifests, replace(cfg, gate=GateConfig()))
+            return self._stage_data(manifests, hg_manifests, replace(cfg, gate=GateConfig()), None)
         return cfg, data, gate_stage or "hg"
 
     @property
@@ -244,6 +271,20 @@ class Trainer:
                 else DataLoader(self.val_ds, batch_size=self.cfg.batch_size, **common)
             )
         return self._loaders[kind]
+
+    def gate_batches(self, stage: str, start: int, total: int) -> Iterator[dict] | None:
+        """The blur gate's batches of its own pairs for steps ``start``..``total`` of ``stage``
+        (None: the gate learns from the stage's batches, or not in this stage). A loader of
+        its own, for this stage only: its workers end with it."""
+        if self.gate_ds is None or stage != self.nets.gate_stage:
+            return None
+        w = self.cpu.loader_workers
+        sampler = GateBatches(
+            len(self.gate_ds), self.cfg.batch_size, self.cfg.seed, start, total, self.dist.rank, self.dist.world
+        )
+        return iter(
+            DataLoader(self.gate_ds, batch_sampler=sampler, num_workers=w, pin_memory=self.device.type == "cuda")
+        )
 
     def epoch_batches(self, order: list[int], start: int, epoch: int) -> int:
         """Sets the train loader's batches for this epoch from ``start``; returns the epoch's count."""
