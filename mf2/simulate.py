@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
 from mf2.blur.windows import Window
-from mf2.dataset import IMAGE_KINDS, image_columns, image_rel, part_path
+from mf2.dataset import IMAGE_KINDS, frame_store_path, image_columns, image_rel, part_path
 from mf2.faces.series import FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
 from mf2.modes import get_mode
@@ -166,7 +166,8 @@ def simulate_video(
         windows_face_lost=str(plan.face_lost),
         plan=plan.info,
     )
-    n, dropped = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress)
+    store = frame_store_path(cache, src.video_id, sha)  # the landmark pass's face regions, if it kept them
+    n, dropped = _render_part(src, out, cfg, info, sha, plans, ppath, meta, progress, store)
     ser0 = plan.series
     note = None if n or ser0 is None else why_no_pairs(cfg, info, ser0.usable, ser0.is_duplicate, plan)
     if note and dropped:
@@ -204,8 +205,10 @@ def _render_part(
     ppath: Path,
     meta: dict[bytes, bytes],
     progress: Callable[[int], None] | None = None,
+    store: Path | None = None,
 ) -> tuple[int, dict[str, int]]:
-    """One more streaming decode turns every planned window into a pair: both PNGs written,
+    """One more streaming pass (the landmark pass's kept face regions, ``store``, else a
+    second decode) turns every planned window into a pair: both PNGs written,
     then its row, streamed into the part file in batches (memory does not grow with the
     number of pairs). The part appears (atomically) only once every PNG exists; returns the
     number of pairs and, per pair filter, the pairs it dropped."""
@@ -223,7 +226,7 @@ def _render_part(
     with tempfile.TemporaryFile(dir=ppath.parent) as buf:
         with pq.ParquetWriter(buf, PAIR_SCHEMA.with_metadata(meta), compression="zstd") as writer:
             rows: list[dict] = []
-            for i, row in enumerate(_pair_rows(src, out, cfg, info, sha, plans, progress)):
+            for i, row in enumerate(_pair_rows(src, out, cfg, info, sha, plans, progress, store)):
                 groups.append((row["shot"], row["face_id"]))
                 centres.append(row["center_frame"])
                 sharpness.append(row["target_sharpness"])
@@ -299,6 +302,7 @@ def _pair_rows(
     sha: str,
     plans: list[Plan],
     progress: Callable[[int], None] | None,
+    store: Path | None = None,
 ) -> Iterator[dict]:
     """Each planned window rendered, its PNGs written, and its row."""
     extra_of = {id(w): (e, p.series) for p in plans for w, e in zip(p.windows, p.extras)}
@@ -315,7 +319,7 @@ def _pair_rows(
         # a plan with windows has its series
         return _pair_row(shared, rendered, cast(FaceSeries, extra_of[id(rendered[0])][1]))
 
-    rendered = render_pairs(info, windows, cfg.crf, cfg.out_size, columns, progress)
+    rendered = render_pairs(info, windows, cfg.crf, cfg.out_size, columns, progress, store)
     # Finishing a pair (measures, PNGs, writes) overlaps the next pairs' rendering in one helper
     # thread (mf2.overlap says why); rows keep their order. Measured on 8 clips: in process
     # 54.5 -> 39.8 s; with two Dask workers on two cores 38.8 -> 36.2 s (their gaps filled).

@@ -17,6 +17,19 @@ from mf2.blur.windows import Window
 from mf2.faces.crop import Crop, resize_to
 
 
+def needed_regions(windows: Sequence[Window], width: int, height: int) -> dict[int, tuple[int, int, int, int]]:
+    """Per frame, the rectangle (x0, y0, x1, y1) of it that ``render_windows`` reads: the
+    bounding box of the crops of the windows it belongs to, inside the frame."""
+    out: dict[int, tuple[int, int, int, int]] = {}
+    for w in windows:
+        c = w.crop
+        r = (max(0, c.x0), max(0, c.y0), min(width, c.x0 + c.size), min(height, c.y0 + c.size))
+        for f in w.frames:
+            o = out.get(f)
+            out[f] = r if o is None else (min(o[0], r[0]), min(o[1], r[1]), max(o[2], r[2]), max(o[3], r[3]))
+    return out
+
+
 def render_windows(
     frames: Iterable[np.ndarray], windows: Sequence[Window], crf: str, out_size: int
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:

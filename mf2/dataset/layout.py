@@ -17,6 +17,7 @@ LANDMARKS = "landmarks"  # the cached landmark tables: landmarks/<video_id>.parq
 FLOW = "flow"  # the cached flow tables: flow/<video_id>[_f<face>].parquet
 STATS = "stats"  # mf2 stats's report
 LOCK = ".mf2.lock"  # held while the manifest is rebuilt from the parts (mf2.dataset.folder)
+FRAMES = "frames"  # frames/<video_id>.<sha>.rgb: face regions kept while a run renders (mf2.video.framestore)
 
 
 def pairs_path(folder: Path) -> Path:
@@ -73,6 +74,15 @@ def image_columns(rel_b: str, rel_s: str, blurry: EncodedImage, sharp: EncodedIm
 
 def landmarks_path(folder: Path, video_id: str) -> Path:
     return folder / LANDMARKS / f"{video_id}.parquet"
+
+
+def frame_store_path(folder: Path, video_id: str, sha256: str) -> Path:
+    """Where a video's face regions wait for the render pass, keyed by its content."""
+    return folder / FRAMES / f"{video_id}.{sha256[:16]}.rgb"
+
+
+def frame_stores_dir(folder: Path) -> Path:
+    return folder / FRAMES
 
 
 def landmark_files(folder: Path) -> list[Path]:

@@ -21,12 +21,14 @@ import numpy as np
 import pyarrow as pa
 
 from mf2.atomic import write_parquet_atomic
-from mf2.dataset import landmarks_path
+from mf2.dataset import frame_store_path, landmarks_path
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
 from mf2.faces.shots import ShotDetector, shot_index
 from mf2.faces.track import MAX_CLUSTERED, FaceRow, FaceTracker, TrackFrame
 from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
 from mf2.video import DecodeDamage, DuplicateDetector, VideoInfo, iter_frames
+from mf2.video.frames import PHOTO_CODEC
+from mf2.video.framestore import FrameStoreWriter
 
 
 def _frames(
@@ -122,7 +124,9 @@ def compute_landmarks(
     backend=None,
     progress: Callable[[int], None] | None = None,
     embedder=None,
+    store: FrameStoreWriter | None = None,
 ) -> pa.Table:
+    """``store``: keeps each frame's face region for the render pass (mf2.video.framestore)."""
     cfg.validate()
     backend = backend or make_backend(cfg)
     if embedder is None:
@@ -132,9 +136,12 @@ def compute_landmarks(
     shots = ShotDetector(cfg.shots, info.fps)
     tracker = FaceTracker(backend, cfg, embedder)
     damage = DecodeDamage()
-    rows: list[FaceRow] = [
-        r for frame_rows in tracker.run(_frames(info, cfg, shots, progress, damage)) for r in frame_rows
-    ]
+    frames = _frames(info, cfg, shots, progress, damage)
+    rows: list[FaceRow] = (
+        [r for frame_rows in tracker.run(frames) for r in frame_rows]
+        if store is None
+        else _rows_stored(tracker, frames, store)
+    )
     n = (rows[-1].frame + 1) if rows else 0
     boundaries = shots.finish()
     shot = shot_index(n, boundaries)
@@ -155,6 +162,54 @@ def compute_landmarks(
     if tracker.cnn_calls:
         meta[b"mf2.cnn_fallback"] = json.dumps({"calls": tracker.cnn_calls, "found": tracker.cnn_found}).encode()
     return _table(video_id, rows, spans, face_of, backend.name).replace_schema_metadata(meta)
+
+
+# A frame's kept region: a square of this many times each face's longest landmark extent
+# around its centre. A window's crop is 1 + 2 x margin extents (1.5 at the default margin)
+# around the median centre of its frames, so the face may move ~a whole extent within a
+# window before the render pass has to decode the video again.
+STORE_EXTENTS = 3.5
+
+
+def _rows_stored(tracker: FaceTracker, frames: Iterator[TrackFrame], store: FrameStoreWriter) -> list[FaceRow]:
+    """The tracker's rows, each frame's face region written to ``store`` once its rows are
+    out (frames are held only while the tracker works on them)."""
+    held: dict[int, np.ndarray] = {}
+
+    def kept(frames: Iterator[TrackFrame]) -> Iterator[TrackFrame]:
+        for f in frames:
+            held[f.index] = f.image
+            yield f
+
+    rows: list[FaceRow] = []
+    for frame_rows in tracker.run(kept(frames)):
+        rows.extend(frame_rows)
+        done = max((r.frame for r in frame_rows), default=-1)
+        for i in [i for i in held if i <= done]:
+            frame = held.pop(i)
+            store.add(i, frame, face_region([r.landmarks for r in frame_rows if r.frame == i], frame.shape))
+    for i, frame in held.items():
+        store.add(i, frame, None)
+    return rows
+
+
+def face_region(landmarks: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+    """The rectangle (x0, y0, x1, y1) of a frame kept for the render pass: ``STORE_EXTENTS``
+    squares around its fitted faces, joined, inside the frame (None: no fitted face)."""
+    h, w = shape[:2]
+    box = None
+    for lm in landmarks:
+        if lm is None or not np.isfinite(lm).all():
+            continue
+        lo, hi = lm.min(axis=0), lm.max(axis=0)
+        cx, cy = (lo + hi) / 2.0
+        half = STORE_EXTENTS / 2.0 * float(max(hi - lo))
+        r = (int(cx - half), int(cy - half), int(np.ceil(cx + half)) + 1, int(np.ceil(cy + half)) + 1)
+        box = r if box is None else (min(box[0], r[0]), min(box[1], r[1]), max(box[2], r[2]), max(box[3], r[3]))
+    if box is None:
+        return None
+    x0, y0, x1, y1 = max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 def _flag_decode_damage(rows: list[FaceRow], damage: DecodeDamage) -> None:
@@ -281,8 +336,11 @@ def landmarks_for_video(
     out_dir: Path,
     backend=None,
     progress: Callable[[int], None] | None = None,
+    keep_frames: bool = False,
 ) -> pa.Table:
-    """Read the cached table if it matches this video and these settings, else compute it."""
+    """Read the cached table if it matches this video and these settings, else compute it.
+    ``keep_frames``: a render pass follows; computing the table also keeps each frame's face
+    region for it (mf2.video.framestore), so it need not decode the video again."""
     from mf2.faces.manual import annotation_files, annotations_key, apply_manual
 
     path = landmarks_path(out_dir, video_id)
@@ -293,7 +351,17 @@ def landmarks_for_video(
     cached = read_cached(path, sha256, params)
     if cached is not None:
         return cached
-    table = compute_landmarks(video_id, info, cfg, backend, progress)
+    store = None
+    if keep_frames and info.codec != PHOTO_CODEC:
+        store = FrameStoreWriter(frame_store_path(out_dir, video_id, sha256), info.width, info.height)
+    try:
+        table = compute_landmarks(video_id, info, cfg, backend, progress, store=store)
+    except BaseException:
+        if store is not None:
+            store.abandon()
+        raise
+    if store is not None:
+        store.close()
     shots = (table.schema.metadata or {}).get(b"mf2.shots", b"").decode()
     extra = {}
     for key in ("decode", "cnn_fallback"):

@@ -22,7 +22,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from mf2.atomic import clean_stale_tmp, write_parquet_atomic
-from mf2.dataset import failures_path, pairs_path, part_path
+from mf2.dataset import failures_path, frame_store_path, pairs_path, part_path
 from mf2.dataset.failures import read_failures, write_failures
 from mf2.dataset.folder import current_parts, dataset_lock, identities_in, prepare
 from mf2.errors import FILTERED, InputError, UsageError, failure_class, os_error_line, retried_by_default
@@ -36,6 +36,7 @@ from mf2.simulate import Stages, part_is_current, simulate_video
 from mf2.sources import VideoSource, legacy_safe_id, sha256_file
 from mf2.video import VideoInfo
 from mf2.video.filters import VideoFilter
+from mf2.video.framestore import remove_store
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,9 @@ def landmark_task(src: VideoSource, cache: Path, jobs: list[Job], filters: Video
             stages.enter("landmarks")
             progress = FrameProgress(cache, src.video_id, info.n_frames, stages)
             try:
-                table = landmarks_for_video(src.video_id, info, sha, cfg, cache, _backend(cfg), progress)
+                table = landmarks_for_video(
+                    src.video_id, info, sha, cfg, cache, _backend(cfg), progress, keep_frames=True
+                )
             finally:
                 progress.close()
             stages.enter("filter")
@@ -157,6 +160,16 @@ def _hash(src: VideoSource) -> str:
 
 
 def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path) -> list[VideoRecord]:
+    """Every job's part of one video; the face regions its landmark task kept for them
+    (mf2.video.framestore) are removed after the last."""
+    try:
+        return _simulate_jobs(src, prep, jobs, cache)
+    finally:
+        if prep.sha256:
+            remove_store(frame_store_path(cache, src.video_id, prep.sha256))
+
+
+def _simulate_jobs(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path) -> list[VideoRecord]:
     out = []
     for job in jobs:
         rec = VideoRecord(job.name, src.video_id, prep.frames, dict(prep.timings) if job is jobs[0] else {})
