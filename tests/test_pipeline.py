@@ -581,3 +581,21 @@ def test_workers_keep_freed_frames_instead_of_returning_them_to_the_os():
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
         plain = list(c.run(_rss_kept_after_free).values())
     assert kept[0] > 16 << 20 and plain[0] < 8 << 20, (kept, plain)
+
+
+def test_workers_take_the_largest_videos_first(videos, tmp_path):
+    """A long video started last keeps one worker busy while the others idle (issue 35): on a
+    cluster the videos go out largest first; the manifest keeps the sources' order."""
+    from mf2.dataset import landmarks_path
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, frames in (("a_short", 20), ("b_middle", 45), ("c_long", 80)):  # names against sizes
+        ffmpeg("-i", str(videos / "lp_d19.mp4"), "-frames:v", str(frames), "-an", str(src / f"{name}.mp4"))
+    out = tmp_path / "o"
+    res = run_mf2("simulate", "--videos", str(src), "--out", str(out), "--workers", "1", "--landmarks", "dlib")
+    assert res.returncode == 0, res.stderr
+    made = sorted(("a_short", "b_middle", "c_long"), key=lambda v: landmarks_path(out, v).stat().st_mtime_ns)
+    assert made == ["c_long", "b_middle", "a_short"]  # one worker: one video after another, largest first
+    ids = pq.read_table(out / "pairs.parquet", columns=["video_id"])["video_id"].to_pylist()
+    assert ids == sorted(ids) and set(ids) == {"a_short", "b_middle", "c_long"}

@@ -327,7 +327,9 @@ PRESETS: dict[str, TrainConfig] = {
         # issue 30: the blur gate (learning from motion pairs) with a dead zone of 1 code value;
         # on the recommended run's hourglass (unseen people, d PSNR moving / still) PrAvg 7
         # +0.144 / -0.064 and VLA +0.206 / +0.082, against +0.133 / -0.091 and +0.196 / +0.014
-        # with the zone of 2 alone; the gate without a zone took 0.19 dB off still PrAvg 7 faces
+        # with the zone of 2 alone; the gate without a zone took 0.19 dB off still PrAvg 7 faces;
+        # learning from PrAvg 7 and VLA pairs (--gate-pairs, the deblur-model recipe's) the gate
+        # made it +0.152 / -0.051 and +0.210 / +0.062 (session 17)
         hourglass=HourglassConfig(stacks=2, features=64, depth=3, dead_zone=1.0),
         gate=GateConfig(features=24),
         cgan=CganConfig(
