@@ -125,7 +125,7 @@ class PairDataset(Dataset):
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
         self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
-        self.gate_only = gate_only  # only the gate's tensors (the gate's own pairs, gate_dataset)
+        self.gate_only = gate_only  # only the gate's tensors: the gate's own pairs (--gate-pairs)
         self.static_identity_db = static_identity_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
         self.identity_fraction, self.tone_jitter = identity_fraction, tone_jitter
