@@ -114,8 +114,13 @@ def _index_path(path: Path) -> Path:
 
 
 def remove_store(path: Path) -> None:
+    """The store's files, and its folder once empty (a finished dataset keeps no trace)."""
     for p in (_index_path(path), path):
         p.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # another video's store is still there (or the folder never was)
+        pass
 
 
 class FrameStore:
