@@ -15,12 +15,13 @@ import numpy as np
 from mf2.blur.crf import decode_lut, encode
 from mf2.blur.windows import Window
 from mf2.faces.crop import Crop, resize_to
+from mf2.video.framestore import Rect
 
 
-def needed_regions(windows: Sequence[Window], width: int, height: int) -> dict[int, tuple[int, int, int, int]]:
+def needed_regions(windows: Sequence[Window], width: int, height: int) -> dict[int, Rect]:
     """Per frame, the rectangle (x0, y0, x1, y1) of it that ``render_windows`` reads: the
     bounding box of the crops of the windows it belongs to, inside the frame."""
-    out: dict[int, tuple[int, int, int, int]] = {}
+    out: dict[int, Rect] = {}
     for w in windows:
         c = w.crop
         r = (max(0, c.x0), max(0, c.y0), min(width, c.x0 + c.size), min(height, c.y0 + c.size))

@@ -28,7 +28,7 @@ from mf2.faces.track import MAX_CLUSTERED, FaceRow, FaceTracker, TrackFrame
 from mf2.schema import BOX, LANDMARK_SCHEMA, landmarks_column, metadata, read_cached
 from mf2.video import DecodeDamage, DuplicateDetector, VideoInfo, iter_frames
 from mf2.video.frames import PHOTO_CODEC
-from mf2.video.framestore import FrameStoreWriter
+from mf2.video.framestore import FrameStoreWriter, Rect
 
 
 def _frames(
@@ -193,7 +193,7 @@ def _rows_stored(tracker: FaceTracker, frames: Iterator[TrackFrame], store: Fram
     return rows
 
 
-def face_region(landmarks: list[np.ndarray | None], shape: tuple[int, ...]) -> tuple[int, int, int, int] | None:
+def face_region(landmarks: list[np.ndarray | None], shape: tuple[int, ...]) -> Rect | None:
     """The rectangle (x0, y0, x1, y1) of a frame kept for the render pass: ``STORE_EXTENTS``
     squares around its fitted faces, joined, inside the frame (None: no fitted face)."""
     h, w = shape[:2]

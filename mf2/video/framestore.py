@@ -40,14 +40,14 @@ class FrameStoreWriter:
         """The store is an optimisation, never a cause of failure: it takes at most a quarter
         of the disk's free space, and any error writing it (a full or read-only disk) gives
         it up, leaving the render pass to decode."""
-        self.path, self.width, self.height = path, width, height
+        self.path, self.width, self.height, self.limit = path, width, height, limit
         self._tmp = _tmp_path(path)
         self._rows: list[tuple[int, int, int, int, int, int]] = []  # frame, x0, y0, x1, y1, offset
         self._size = 0
         self._f: BinaryIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.limit = min(limit, shutil.disk_usage(path.parent).free // 4)
+            self.limit = min(limit, shutil.disk_usage(path.parent).free // 4)  # the free space, not only the cap
             self._f = open(self._tmp, "wb")
         except OSError:
             self._f = None
