@@ -180,6 +180,7 @@ def train_models(
     steps: tuple[int, int],
     device: str,
     only: list[str] | None = None,
+    threads: int | None = None,
 ) -> dict:
     """The recommended model (``config``, on the `deblur-model` recipe's pairs: the videos' PrAvg 7
     pairs and the photos' synthetic ones; its gate on PrAvg 7 and VLA) at the full budget ``steps`` (hourglass, cGAN); then, to say
@@ -227,6 +228,7 @@ def train_models(
             show_progress=False,
             hg_manifests=[str(d) for d in hg_pairs] if hg_pairs else None,
             gate_manifests=[str(d) for d in gate_pairs] or None,
+            threads=threads,
         )
         runs[name] = {
             **_run_record(out, res, time.perf_counter() - t),
@@ -447,6 +449,12 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="test pairs per blur, evenly spaced (0: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for training (0: mf2's choice from the free cores; a run's result depends on it)",
+    )
+    ap.add_argument(
         "--png", type=Path, default=None, help="write the table here as a PNG (and a sample grid beside it)"
     )
     args = ap.parse_args()
@@ -464,6 +472,7 @@ def main() -> None:
                 "recommended": args.config,
                 "steps": steps,
                 "compare_steps": (args.compare_hg_steps, args.compare_cgan_steps),
+                "threads": args.threads or "auto",
             }
             report["runs"] = train_models(
                 work,
@@ -472,6 +481,7 @@ def main() -> None:
                 steps,
                 args.device,
                 [o for o in args.only.split(",") if o],
+                args.threads or None,
             )
             ev = evaluate_models(work, report["runs"], args.limit)
             settings = ev["settings"]

@@ -287,16 +287,18 @@ def deblur(
     margin: float = default("margin"),
     device: str = default("device", DEBLUR),
     reference: int | None = default("reference", DEBLUR),
+    ensemble: str = default("ensemble", DEBLUR),
 ) -> "DeblurResult":
     """``mf2 deblur``: restore face crops, photos or videos with a trained ``model.pt``;
     ``reference``: a sharp frame of a video whose identity every restored frame is traced
-    against."""
+    against; ``ensemble``: ``flip`` (each face also restored mirrored, the two averaged) or
+    ``none``."""
     from mf2.restore.deblur import deblur as run
     from mf2.video import require_ffmpeg
 
     require_ffmpeg()
     folder = check_writable_dir(Path(out))
-    return run([str(i) for i in inputs], str(model), folder, mode, margin, device, reference)
+    return run([str(i) for i in inputs], str(model), folder, mode, margin, device, reference, ensemble)
 
 
 def evaluate(

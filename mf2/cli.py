@@ -870,7 +870,7 @@ def train(
 @_options([p for p in DEBLUR if p.key == "mode"])
 @_options([BY_KEY["margin"]])
 @_options([p for p in DEBLUR if p.key != "mode"])
-def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
+def deblur(inputs, checkpoint, out, mode, margin, device, reference, ensemble) -> None:
     """Restore face images, folders of them, and videos with a trained model.
 
     \b
@@ -880,7 +880,7 @@ def deblur(inputs, checkpoint, out, mode, margin, device, reference) -> None:
     """
     from mf2.api import deblur as run_deblur
 
-    r = run_deblur(list(inputs), checkpoint, out, mode, margin, device, reference)
+    r = run_deblur(list(inputs), checkpoint, out, mode, margin, device, reference, ensemble)
     click.echo(f"mf2 deblur: {r.model}", err=True)
     for line in r.skipped:
         click.echo(f"skipped: {line}", err=True)

@@ -431,6 +431,14 @@ DASK: tuple[Param, ...] = (
     ),
 )
 
+# how mf2.restore.deblur.Deblurrer combines passes of the network over one face (self-ensemble);
+# mf2 deblur and mf2 evaluate's --checkpoint/--hourglass models share the setting
+ENSEMBLES = ("flip", "none")
+ENSEMBLE = Param("ensemble", "--ensemble", str, "flip", "ensemble",
+                 "flip: each face restored as it is and mirrored, the two averaged (less change to still "
+                 "faces, a little more gain on moving ones; twice the network's time); none: one pass.",
+                 choices=ENSEMBLES)  # fmt: skip
+
 EVALUATE: tuple[Param, ...] = (
     Param(
         "gt",
@@ -453,6 +461,7 @@ EVALUATE: tuple[Param, ...] = (
     ),
     Param("limit", "--limit", int, 0, "limit", "Pairs per blur setting, evenly spaced (0: all).", min=0),
     Param("max_error", "--max-error", float, 0.08, "max_error", "CED cut-off for AUC and failures."),
+    ENSEMBLE,
 )
 
 SPLIT: tuple[Param, ...] = (
@@ -490,6 +499,7 @@ DEBLUR: tuple[Param, ...] = (
     Param("reference", "--reference", int, None, "reference",
           "Videos: a sharp frame's index; each frame's identity cosine to it, blurred and restored, "
           "goes to OUT/<video>.identity.csv and .png (the paper's Sect. 5.6).", min=0),
+    ENSEMBLE,
 )  # fmt: skip
 
 EXPORT: tuple[Param, ...] = (

@@ -283,6 +283,8 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
         "--limit",
         "4",
         "--no-identity",
+        "--ensemble",
+        "none",
         "--out",
         str(rep),
     )
@@ -292,6 +294,8 @@ def test_train_then_deblur_images_folders_and_a_video(pairs_dir, videos, tmp_pat
 
     bad = run_mf2("deblur", str(crop), "--checkpoint", str(crop), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "not a loadable checkpoint" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_mf2("deblur", str(crop), "--checkpoint", str(run / "model.pt"), "--ensemble", "x8", "--out", str(out))
+    assert bad.returncode == 2 and "--ensemble" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_config_errors_are_one_line(tmp_path, pairs_dir):
@@ -551,7 +555,7 @@ def test_residual_cgan_starts_as_its_hourglass_and_deblur_applies_the_same_model
     )
     assert res.returncode == 0, res.stderr
     crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
-    restored = Deblurrer(run / "model.pt", device="cpu")([crop])[0]
+    restored = Deblurrer(run / "model.pt", device="cpu", ensemble="none")([crop])[0]  # one pass, as predict
     tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
     tr.use("cgan")
     state = torch.load(run / "checkpoints" / "cgan_last.pt", map_location="cpu", weights_only=True)
@@ -611,6 +615,48 @@ def test_appearance_augmentations_are_deterministic_and_keep_the_pair_aligned(pa
         load_config("tiny", {"identity_fraction": 1.5})
     with pytest.raises(Exception, match="loss.hg_pixel"):
         load_config("tiny", {"loss": {"hg_pixel": "l3"}})
+
+
+def test_still_motion_pairs_train_towards_their_own_blurry_image(pairs_dir, synthetic_dir):
+    """``static_keep_db`` (the still-face term): a motion pair within that PSNR of its target
+    trains with its blurry image as the target, after every augmentation alike; a pair that
+    moved keeps its sharp target, and a synthetic kernel's pair (blurred whether or not the
+    face moved) is never kept as it is."""
+    from mf2.dataset.manifest import load, safe_rel
+    from mf2.models.config import load_config
+    from mf2.quality import psnr
+    from mf2.train.data import PairDataset, split_pairs, training_dataset
+
+    ds = load(pairs_dir)
+    rows = ds.table.select(["blurry_path", "sharp_path"]).to_pylist()
+    rgb = [
+        [np.asarray(Image.open(ds.root / safe_rel(r[k])).convert("RGB")) for k in ("blurry_path", "sharp_path")]
+        for r in rows
+    ]
+    made = [psnr(b, s) for b, s in rgb]
+    cut = float(np.median(made))  # half the pairs count as still at this threshold
+    train, _, _ = split_pairs([pairs_dir], 0.0, 0)
+    assert len(train) == len(rows)
+    kw = dict(crop_jitter=0.0, rescale_prob=0.5)
+    keep = PairDataset(train, 64, True, static_keep_db=cut, **kw)
+    plain = PairDataset(train, 64, True, **kw)
+    kept = 0
+    for i, db in enumerate(made):
+        k, p = keep[(1, i)], plain[(1, i)]
+        assert torch.equal(k["blurry"], p["blurry"])  # the input is untouched
+        if db >= cut:
+            assert torch.equal(k["sharp"], k["blurry"])
+            kept += 1
+        else:
+            assert torch.equal(k["sharp"], p["sharp"]) and not torch.equal(k["sharp"], k["blurry"])
+    assert 0 < kept < len(made)
+    syn, _, _ = split_pairs([synthetic_dir], 0.0, 0)
+    low = PairDataset(syn[:4], 64, True, crop_jitter=0.0, static_keep_db=20.0)  # every kernel pair is above 20 dB
+    assert not any(torch.equal(low[(0, i)]["sharp"], low[(0, i)]["blurry"]) for i in range(4))
+    cfg = load_config("tiny", {"static_keep_db": cut})
+    assert training_dataset(train, cfg).static_keep_db == cut
+    with pytest.raises(Exception, match="static_keep_db"):
+        load_config("tiny", {"static_keep_db": 5})
 
 
 def test_dead_zone_keeps_small_changes_out_at_prediction_time_only():
@@ -687,7 +733,7 @@ def test_a_blur_gate_trains_with_the_hourglass_and_deblur_applies_it(pairs_dir, 
     ckpt = torch.load(run / "checkpoints" / "hg_last.pt", map_location="cpu", weights_only=True)
     assert set(model["gate"]) == set(ckpt["models"]["gate"]) and "gate" in ckpt["optim"]
     crop = np.asarray(Image.open(next((pairs_dir / "blurry").rglob("*.png"))).convert("RGB"))
-    d = Deblurrer(run / "model.pt", device="cpu")
+    d = Deblurrer(run / "model.pt", device="cpu", ensemble="none")  # one pass, as the trainer predicts
     assert "blur gate" in d.describe()
     tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
     for k, net in tr.models.items():
@@ -697,6 +743,17 @@ def test_a_blur_gate_trains_with_the_hourglass_and_deblur_applies_it(pairs_dir, 
     with torch.no_grad():
         d.gate.head.bias.fill_(1e4)
         opened = d([crop])[0]
+        # the flip ensemble (mf2 deblur's default): the face and its mirror image restored and
+        # averaged, so a mirrored face comes out exactly mirrored, which one pass does not
+        both = Deblurrer(run / "model.pt", device="cpu")
+        both.gate.head.bias.fill_(1e4)
+    assert both.ensemble == "flip" and "mirror image" in both.describe() and "mirror" not in d.describe()
+    mirrored = np.ascontiguousarray(crop[:, ::-1])
+    assert np.array_equal(both([mirrored])[0], both([crop])[0][:, ::-1])
+    assert not np.array_equal(d([mirrored])[0], opened[:, ::-1])
+    mean = (opened.astype(float) + d([mirrored])[0][:, ::-1]) / 2
+    assert np.abs(both([crop])[0] - mean).max() <= 1
+    with torch.no_grad():
         d.gate.head.bias.fill_(-1e4)
     assert not np.array_equal(opened, crop)  # the hourglass does change it: the gate decides
     assert np.array_equal(d([crop])[0], crop)
@@ -840,7 +897,7 @@ def test_a_full_resolution_restorer_trains_on_patches_and_deblurs_whole_faces(pa
     res = run_mf2("train", str(pairs_dir), "--config", str(cfg_file), "--stage", "hg", "--max-steps", "5",
                   "--device", "cpu", "--out", str(run))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    d = Deblurrer(run / "model.pt", device="cpu")
+    d = Deblurrer(run / "model.pt", device="cpu", ensemble="none")
     assert "model (the full-resolution CNN alone)" in res.stderr
     assert "full-resolution CNN" in d.describe() and type(d.hg).__name__ == "FullResCNN"
     crops = (np.asarray(Image.open(p).convert("RGB")) for p in sorted((pairs_dir / "blurry").rglob("*.png")))

@@ -47,6 +47,7 @@ class EvaluateConfig:
     identity: bool = True
     limit: int = default("limit", EVALUATE)  # pairs per blur setting, evenly spaced over the manifest (0: all)
     max_error: float = default("max_error", EVALUATE)
+    ensemble: str = default("ensemble", EVALUATE)  # how --checkpoint/--hourglass models restore (mf2 deblur's)
     html: bool = False
     examples: int = 4
     verification: str | None = None  # a YTF-style pairs file: Table 8 (mf2.evaluate.verification)
@@ -281,7 +282,7 @@ class _Scorer:
             if m.kind == "checkpoint":
                 from mf2.restore.deblur import Deblurrer
 
-                self.models[m.name] = Deblurrer(cast(Path, m.folder), stage=m.stage)
+                self.models[m.name] = Deblurrer(cast(Path, m.folder), stage=m.stage, ensemble=cfg.ensemble)
 
     def score(self, ds: Dataset, row: dict, setting: str, show: bool) -> _PairResult:
         # human landmarks (the stills, or a 300VW-style annotated frame) are the ground truth as

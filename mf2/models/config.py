@@ -199,6 +199,14 @@ class TrainConfig:
     # jitter, which no model can predict from the input. Such pairs train as identity pairs
     # (input = target) instead: a sharp face stays as it is. 0: off.
     static_identity_db: float = 0.0
+    # the still-face term: a motion pair (PrAvg, VLA, flow; not a synthetic kernel's) whose
+    # blurry image is within this PSNR (dB) of its target trains with its blurry image as the
+    # target: a face that barely moved comes out as it went in. Its average of nearly still
+    # frames is smoother than its one sharp frame, and what separates them is compression
+    # noise; trained towards that frame, the restorer learns to sharpen smooth still faces,
+    # which costs them PSNR on unseen people, more the longer it trains (issue 30's notes,
+    # sessions 17 and 18). 0: off.
+    static_keep_db: float = 0.0
     tone_jitter: float = 0.0
     rescale_prob: float = 0.0
     rescale_min: float = 0.45
@@ -251,6 +259,8 @@ class TrainConfig:
                 raise UsageError(f"config: {name} {getattr(self, name)} must be in [0, 1]")
         if not (self.static_identity_db == 0 or 20 <= self.static_identity_db <= 60):
             raise UsageError(f"config: static_identity_db {self.static_identity_db} must be 0 (off) or in [20, 60] dB")
+        if not (self.static_keep_db == 0 or 20 <= self.static_keep_db <= 60):
+            raise UsageError(f"config: static_keep_db {self.static_keep_db} must be 0 (off) or in [20, 60] dB")
         if not 0 <= self.tone_jitter < 1:
             raise UsageError(f"config: tone_jitter {self.tone_jitter} must be in [0, 1)")
         if not 0.05 <= self.rescale_min <= 0.9:

@@ -122,11 +122,12 @@ class PairDataset(Dataset):
         static_identity_db: float = 0.0,
         gate_db: float = 0.0,
         gate_only: bool = False,
+        static_keep_db: float = 0.0,
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
         self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
         self.gate_only = gate_only  # only the gate's tensors: the gate's own pairs (--gate-pairs)
-        self.static_identity_db = static_identity_db
+        self.static_identity_db, self.static_keep_db = static_identity_db, static_keep_db
         self.seed, self.flip, self.crop_jitter = seed, flip, crop_jitter
         self.identity_fraction, self.tone_jitter = identity_fraction, tone_jitter
         self.rescale_prob, self.rescale_min = rescale_prob, rescale_min
@@ -147,12 +148,15 @@ class PairDataset(Dataset):
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
         plain, gate = blurry, {}
-        made = psnr(blurry, sharp) if self.augment and (self.gate_db > 0 or self.static_identity_db > 0) else 0.0
+        judged = self.gate_db > 0 or self.static_identity_db > 0 or self.static_keep_db > 0
+        made = psnr(blurry, sharp) if self.augment and judged else 0.0
         if self.augment and self.gate_db > 0:  # the pair as it was made decides whether it moved
             gate["moving"] = torch.tensor(float(made < self.gate_db))
             gate["gate_weight"] = torch.tensor(float(p.motion))  # a kernel's blur says nothing of motion
         if self.augment and self.static_identity_db > 0 and made >= self.static_identity_db:
             blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
+        elif self.augment and self.static_keep_db > 0 and p.motion and made >= self.static_keep_db:
+            sharp = blurry  # barely moved: comes out as it went in (TrainConfig.static_keep_db)
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, i])
             h, w = sharp.shape[:2]
@@ -229,6 +233,7 @@ def training_dataset(
         cfg.static_identity_db,
         cfg.gate.moving_db if cfg.gate.features and gate else 0.0,
         gate_only,
+        cfg.static_keep_db,
     )
 
 
