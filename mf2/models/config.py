@@ -353,7 +353,8 @@ PRESETS: dict[str, TrainConfig] = {
         crop_jitter=0.0,  # a resized crop softens the sharp target; flips only
         # measured on bench/restore.py's pairs (issue 17's note): L1 left the identity in no run
         # of 300-1,200 steps; L2 learns, but without these augmentations it took 4-8 dB off clean,
-        # nearly static test clips
+        # nearly static test clips; with the still-face term, 0.25 gained more on moving faces
+        # but took 0.28 dB off still ones (session 18)
         identity_fraction=0.5,
         tone_jitter=0.3,
         rescale_prob=0.5,
