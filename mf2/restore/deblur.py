@@ -28,7 +28,7 @@ from mf2.models.archs.cgan import bl_base
 from mf2.models.archs.gate import gated
 from mf2.models.archs.space import dead_zone
 from mf2.models.config import RESTORER_NAMES, config_from_dict
-from mf2.params import ENSEMBLES, default
+from mf2.params import ENSEMBLE, ENSEMBLES, default
 from mf2.restore.tensors import to_tensor, to_uint8
 from mf2.restore.trace import IdentityTrace
 
@@ -42,7 +42,7 @@ class Deblurrer:
     hourglass, which is a complete deblurrer too (the paper's HG row)."""
 
     def __init__(
-        self, checkpoint: str | Path, device: str = "auto", stage: str | None = None, ensemble: str = "flip"
+        self, checkpoint: str | Path, device: str = "auto", stage: str | None = None, ensemble: str = ENSEMBLE.default
     ) -> None:
         """``stage``: ``hg`` (the hourglass alone), ``cgan``, or None (the last stage the model
         holds). ``ensemble``: ``flip`` averages the restorations of each face and of its mirror
@@ -373,7 +373,7 @@ def deblur(
     margin: float = default("margin"),
     device: str = "auto",
     reference: int | None = None,
-    ensemble: str = "flip",
+    ensemble: str = ENSEMBLE.default,
 ) -> DeblurResult:
     if mode not in ("auto", "crop", "frame"):
         raise UsageError(f"--mode {mode!r}: expected auto, crop or frame")
