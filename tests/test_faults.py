@@ -969,3 +969,47 @@ def test_processes_checking_one_new_out_folder_at_once_all_pass(tmp_path):
             bad += [r for r in pool.map(_check_dir, [str(tmp_path / f"r{i}" / "a" / "b")] * 8) if r != "ok"]
     assert bad == []
     assert list(tmp_path.rglob(".mf2-write-check-*")) == []  # (folders another check was in may stay)
+
+
+def _check_then_lock(path: str) -> str:
+    from mf2.dataset.folder import dataset_lock
+    from mf2.errors import UsageError, check_writable_dir
+
+    try:
+        with dataset_lock(check_writable_dir(Path(path))):
+            return "ok"
+    except (UsageError, OSError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def test_a_folder_removed_under_the_lock_is_made_again(tmp_path, monkeypatch):
+    """Two runs started together into one new --out: one's write check removes the folder it
+    made, empty, between the other's mkdir and its open of the lock file. That run used to fail
+    with '.mf2.lock: no such file or folder' (CI, session 18); the folder is now made again."""
+    import mf2.dataset.folder as folder
+
+    out = tmp_path / "O"
+    real = folder.lock_path
+    removed: list[Path] = []
+
+    def lock_path_after_removal(p: Path) -> Path:
+        if not removed:  # the other run's clean-up, exactly in the window
+            p.rmdir()
+            removed.append(p)
+        return real(p)
+
+    monkeypatch.setattr(folder, "lock_path", lock_path_after_removal)
+    with folder.dataset_lock(out):
+        assert (out / ".mf2.lock").is_file()
+    assert removed == [out]
+
+
+def test_processes_checking_and_locking_one_new_out_folder_all_pass(tmp_path):
+    """The same race unforced: processes check one new folder and take its lock at once."""
+    import multiprocessing as mp
+
+    bad: list[str] = []
+    with mp.get_context("fork").Pool(8) as pool:
+        for i in range(40):
+            bad += [r for r in pool.map(_check_then_lock, [str(tmp_path / f"r{i}" / "O")] * 8) if r != "ok"]
+    assert bad == []

@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import random
 import shutil
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,13 +49,27 @@ _DATASET_DIRS = (PARTS, *IMAGE_KINDS, STATS)
 @contextlib.contextmanager
 def dataset_lock(out: Path) -> Iterator[None]:
     """Exclusive while held, across processes on this machine (and on NFS with lockd)."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(lock_path(out), "a+") as f:
+    with _open_lock(out) as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _open_lock(out: Path) -> IO[str]:
+    """The lock file, opened (made if new). Another run's ``check_writable_dir`` may remove
+    the folder it made, empty, between our mkdir and our open (two runs started together into
+    one new folder): the folder is then made again. Once the lock file is in it, the folder is
+    not empty and stays."""
+    for _ in range(50):
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            return open(lock_path(out), "a+")
+        except FileNotFoundError:
+            time.sleep(random.uniform(0, 0.01))
+    out.mkdir(parents=True, exist_ok=True)
+    return open(lock_path(out), "a+")  # a folder removed 50 times running: the error is real
 
 
 def dataset_params(out: Path) -> dict[str, Any] | None:
