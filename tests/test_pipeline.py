@@ -583,19 +583,26 @@ def test_workers_keep_freed_frames_instead_of_returning_them_to_the_os():
     assert kept[0] > 16 << 20 and plain[0] < 8 << 20, (kept, plain)
 
 
-def test_workers_take_the_largest_videos_first(videos, tmp_path):
+def test_workers_take_the_longest_videos_first(videos, tmp_path):
     """A long video started last keeps one worker busy while the others idle (issue 35): on a
-    cluster the videos go out largest first; the manifest keeps the sources' order."""
+    cluster the videos go out longest first (frames, from the header), whatever their sizes
+    on disk (here the shortest is the largest file); the manifest keeps the sources' order."""
     from mf2.dataset import landmarks_path
 
     src = tmp_path / "in"
     src.mkdir()
-    for name, frames in (("a_short", 20), ("b_middle", 45), ("c_long", 80)):  # names against sizes
-        ffmpeg("-i", str(videos / "lp_d19.mp4"), "-frames:v", str(frames), "-an", str(src / f"{name}.mp4"))
+    for name, frames, crf in (
+        ("a_short", 20, "0"),
+        ("b_middle", 45, "26"),
+        ("c_long", 80, "34"),
+    ):  # names against lengths
+        ffmpeg("-i", str(videos / "lp_d19.mp4"), "-frames:v", str(frames), "-an", "-crf", crf, str(src / f"{name}.mp4"))
+    sizes = {p.stem: p.stat().st_size for p in src.iterdir()}
+    assert sizes["a_short"] > sizes["b_middle"] > sizes["c_long"]  # so that sizes would give the opposite order
     out = tmp_path / "o"
     res = run_mf2("simulate", "--videos", str(src), "--out", str(out), "--workers", "1", "--landmarks", "dlib")
     assert res.returncode == 0, res.stderr
     made = sorted(("a_short", "b_middle", "c_long"), key=lambda v: landmarks_path(out, v).stat().st_mtime_ns)
-    assert made == ["c_long", "b_middle", "a_short"]  # one worker: one video after another, largest first
+    assert made == ["c_long", "b_middle", "a_short"]  # one worker: one video after another, longest first
     ids = pq.read_table(out / "pairs.parquet", columns=["video_id"])["video_id"].to_pylist()
     assert ids == sorted(ids) and set(ids) == {"a_short", "b_middle", "c_long"}

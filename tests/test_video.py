@@ -340,3 +340,26 @@ def test_intact_clips_report_no_damage_and_the_same_frames(videos, name):
     checked = list(iter_frames(videos / name, d))
     assert d.errors == 0 and d.spans == []
     assert all(np.array_equal(a, b) for a, b in zip(checked, iter_frames(videos / name), strict=True))
+
+
+def test_a_sources_length_from_its_header_is_close_to_its_count(videos, tmp_path):
+    """``frames_hint`` (what a cluster orders its tasks by) reads the container's header: near
+    the decoded count on real clips, exact for a frame folder, one for a photo, and None for
+    what is no video rather than an error."""
+    import cv2
+
+    from mf2.video.probe import frames_hint
+
+    for name in ("fomm_08.mp4", "lp_d9.mp4", "sbr_demo.mp4", "ffpp_youtube_519.mp4"):
+        n, hint = probe(videos / name).n_frames, frames_hint(videos / name)
+        assert hint is not None and abs(hint - n) <= max(2, n // 50), (name, hint, n)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    img = np.zeros((16, 16, 3), np.uint8)
+    for i in range(5):
+        cv2.imwrite(str(folder / f"f_{i}.png"), img)
+    cv2.imwrite(str(tmp_path / "photo.jpg"), img)
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    assert frames_hint(folder) == 5 and frames_hint(tmp_path / "photo.jpg") == 1
+    assert frames_hint(tmp_path / "junk.mp4") is None and frames_hint(tmp_path / "missing.mp4") is None
+    assert frames_hint(tmp_path / "empty_dir_is_not_there") is None
