@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import subprocess
 from fractions import Fraction
@@ -108,6 +109,10 @@ def frames_hint(path: str | Path) -> int | None:
             return 1
     except (OSError, InputError):
         return None
+    # OpenCV's FFmpeg logs a damaged file's errors to stderr ("moov atom not found"); the
+    # probe of that video reports it in one line later. Read once, at OpenCV's first capture;
+    # a level the user set is kept.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     cap = cv2.VideoCapture(str(path))
