@@ -272,7 +272,7 @@ def evaluate_models(work: Path, runs: dict, limit: int) -> dict:
     out = to_json(ev)
     out["by_blur"] = by_blur(ev.scores)
     out["by_face_motion"] = by_blur(ev.scores, face_still(work))
-    out["by_video"] = by_video(ev.scores, test_videos(work), ["recommended", "recommended-HG"])
+    out["by_video"] = by_video(ev.scores, pair_videos(work), ["recommended", "recommended-HG"])
     return out
 
 
@@ -373,7 +373,7 @@ def face_still(work: Path) -> dict[str, bool]:
     return out
 
 
-def test_videos(work: Path) -> dict[str, str]:
+def pair_videos(work: Path) -> dict[str, str]:
     """pair id -> video id over the test pairs (the manifests say; ids are not parsed)."""
     import pyarrow.parquet as pq
 

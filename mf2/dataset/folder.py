@@ -62,14 +62,16 @@ def _open_lock(out: Path) -> IO[str]:
     the folder it made, empty, between our mkdir and our open (two runs started together into
     one new folder): the folder is then made again. Once the lock file is in it, the folder is
     not empty and stays."""
-    for _ in range(50):
-        out.mkdir(parents=True, exist_ok=True)
-        try:
+    for attempt in range(50):
+        try:  # mkdir too: a parent the other run made can vanish under it the same way, and a
+            # folder removed between mkdir's "exists" and its check reads as FileExistsError
+            out.mkdir(parents=True, exist_ok=True)
             return open(lock_path(out), "a+")
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):
+            if attempt == 49:  # a folder removed 50 times running: the error is real
+                raise
             time.sleep(random.uniform(0, 0.01))
-    out.mkdir(parents=True, exist_ok=True)
-    return open(lock_path(out), "a+")  # a folder removed 50 times running: the error is real
+    raise AssertionError("unreachable")
 
 
 def dataset_params(out: Path) -> dict[str, Any] | None:
