@@ -587,7 +587,7 @@ def test_workers_take_the_longest_videos_first(videos, tmp_path):
     """A long video started last keeps one worker busy while the others idle (issue 35): on a
     cluster the videos go out longest first (frames, from the header), whatever their sizes
     on disk (here the shortest is the largest file); the manifest keeps the sources' order."""
-    from mf2.dataset import landmarks_path
+    from mf2.dataset import landmarks_path, part_path
 
     src = tmp_path / "in"
     src.mkdir()
@@ -604,5 +604,12 @@ def test_workers_take_the_longest_videos_first(videos, tmp_path):
     assert res.returncode == 0, res.stderr
     made = sorted(("a_short", "b_middle", "c_long"), key=lambda v: landmarks_path(out, v).stat().st_mtime_ns)
     assert made == ["c_long", "b_middle", "a_short"]  # one worker: one video after another, longest first
+    # and each video whole before the next: its pairs before the next one's landmarks (one task
+    # per video on a CPU cluster; as two, the worker ran a held landmark task first)
+    events = sorted(
+        [(landmarks_path(out, v).stat().st_mtime_ns, f"{v} landmarks") for v in made]
+        + [(part_path(out, "pravg", v).stat().st_mtime_ns, f"{v} pairs") for v in made]
+    )
+    assert [e for _, e in events] == [f"{v} {what}" for v in made for what in ("landmarks", "pairs")]
     ids = pq.read_table(out / "pairs.parquet", columns=["video_id"])["video_id"].to_pylist()
     assert ids == sorted(ids) and set(ids) == {"a_short", "b_middle", "c_long"}

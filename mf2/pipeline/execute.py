@@ -171,6 +171,15 @@ def simulate_task(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path
             remove_store(frame_store_path(cache, src.video_id, prep.sha256))
 
 
+def video_task(src: VideoSource, cache: Path, jobs: list[Job], filters: VideoFilter | None = None) -> list[VideoRecord]:
+    """Both tasks of one video in one: where no GPU resource separates them (the landmark task
+    asks for one with FAN), a video's landmarks and its pairs run on one worker, back to back.
+    As two tasks, a worker that finished a video's landmarks started the next landmark task
+    it held before that video's simulate task came (Dask's order, not ours), and every video
+    cost the scheduler a second round trip (issue 35)."""
+    return simulate_task(src, landmark_task(src, cache, jobs, filters), jobs, cache)
+
+
 def _simulate_jobs(src: VideoSource, prep: Prepared, jobs: list[Job], cache: Path) -> list[VideoRecord]:
     out = []
     for job in jobs:
@@ -354,8 +363,9 @@ def _submit(
     kept: _KeptFailures,
     filters: VideoFilter | None = None,
 ) -> tuple[list, list[VideoRecord]]:
-    """Two tasks per video (landmarks, then every job's simulate) for the jobs that need it;
-    (future, source, jobs) for each, and the records of kept failures."""
+    """One task per video (``video_task``), or two where FAN's landmark task needs a GPU
+    worker (landmarks, then every job's simulate), for the jobs that need it; (future,
+    source, jobs) for each, and the records of kept failures."""
     futures, carried = [], []
     token = uuid.uuid4().hex[:8]
     if runner.name != "synchronous":
@@ -374,12 +384,14 @@ def _submit(
                 mine.append(j)
         if not mine:
             continue
-        lm = runner.submit(
-            landmark_task, src, cache, mine, filters, resources=gpu, key=f"landmarks-{src.video_id}-{token}"
-        )
-        futures.append(
-            (runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}"), src, mine)
-        )
+        if gpu is None:
+            fut = runner.submit(video_task, src, cache, mine, filters, key=f"video-{src.video_id}-{token}")
+        else:
+            lm = runner.submit(
+                landmark_task, src, cache, mine, filters, resources=gpu, key=f"landmarks-{src.video_id}-{token}"
+            )
+            fut = runner.submit(simulate_task, src, lm, mine, cache, key=f"simulate-{src.video_id}-{token}")
+        futures.append((fut, src, mine))
     return futures, carried
 
 
