@@ -317,66 +317,59 @@ def by_blur(scores, still: dict[str, bool] | None = None) -> dict:
     return out
 
 
-def by_video(scores, video_of: dict[str, str], models: list[str]) -> dict:
-    """setting -> model -> test video -> its moving and static pairs' count and mean PSNR gain
-    over Blurred. One clip can carry a group's mean: in session 19 one soft, low-bitrate
-    256 px clip (fomm_10, 54 of 126 static PrAvg 7 pairs) held nearly all of a model's damage
-    to static faces, the nine others within a few hundredths of a dB."""
+def _gains(scores, models: list[str], where) -> dict:
+    """setting -> model -> *where(pair, Blurred's PSNR)* -> count and mean PSNR gain over
+    Blurred, sorted at every level below the model; ``where`` returns the group path (a
+    tuple of keys) or None to leave the pair out. The one gather of ``by_video`` and
+    ``by_blur_level``."""
     import numpy as np
 
     blurred = {(s.setting, s.pair_id): s.psnr for s in scores if s.method == "Blurred" and np.isfinite(s.psnr)}
     acc: dict = {}
     for s in scores:
         b = blurred.get((s.setting, s.pair_id))
-        if s.method not in models or b is None or not np.isfinite(s.psnr):
-            continue
-        g = "moving" if b < STATIC_DB else "static"
-        v = video_of.get(s.pair_id, "?")
-        acc.setdefault(s.setting, {}).setdefault(s.method, {}).setdefault(v, {}).setdefault(g, []).append(s.psnr - b)
-    return {
-        st: {
-            m: {
-                v: {g: {"n": len(d), "d_psnr": round(float(np.mean(d)), 3)} for g, d in sorted(gs.items())}
-                for v, gs in sorted(vs.items())
-            }
-            for m, vs in ms.items()
-        }
-        for st, ms in acc.items()
-    }
+        path = None if s.method not in models or b is None or not np.isfinite(s.psnr) else where(s.pair_id, b)
+        if path is not None:
+            acc.setdefault(s.setting, {}).setdefault(s.method, {}).setdefault(path, []).append(s.psnr - b)
+
+    def nest(groups: dict) -> dict:
+        out: dict = {}
+        for path, d in sorted(groups.items()):
+            node = out
+            for k in path[:-1]:
+                node = node.setdefault(k, {})
+            node[path[-1]] = {"n": len(d), "d_psnr": round(float(np.mean(d)), 3)}
+        return out
+
+    return {st: {m: nest(gs) for m, gs in ms.items()} for st, ms in acc.items()}
+
+
+def by_video(scores, video_of: dict[str, str], models: list[str]) -> dict:
+    """setting -> model -> test video -> its moving and static pairs' count and mean PSNR gain
+    over Blurred. One clip can carry a group's mean: in session 19 one soft, low-bitrate
+    256 px clip (fomm_10, 54 of 126 static PrAvg 7 pairs) held nearly all of a model's damage
+    to static faces, the nine others within a few hundredths of a dB."""
+    return _gains(scores, models, lambda pid, b: (video_of.get(pid, "?"), "moving" if b < STATIC_DB else "static"))
 
 
 # Blurred's PSNR bounds of the levels ``by_blur_level`` reports (dB)
 BLUR_LEVELS = (28.0, 31.0, 34.0, STATIC_DB)
 
 
+def _level(b: float) -> str:
+    lo = float("-inf")
+    for hi in (*BLUR_LEVELS, float("inf")):
+        if b < hi:
+            return f"{lo:g}-{hi:g} dB"
+        lo = hi
+    return "?"
+
+
 def by_blur_level(scores, still: dict[str, bool], models: list[str]) -> dict:
     """setting -> model -> Blurred's PSNR level -> the moving pairs' (by ``face_still``) count
     and mean PSNR gain over Blurred. Where a model's gain comes from: a mean over moving
     faces mixes strong head motion (Blurred ~26 dB) with faces that barely moved."""
-    import numpy as np
-
-    def level(b: float) -> str:
-        lo = -np.inf
-        for hi in (*BLUR_LEVELS, np.inf):
-            if b < hi:
-                return f"{lo:g}-{hi:g} dB"
-            lo = hi
-        return "?"
-
-    blurred = {(s.setting, s.pair_id): s.psnr for s in scores if s.method == "Blurred" and np.isfinite(s.psnr)}
-    acc: dict = {}
-    for s in scores:
-        b = blurred.get((s.setting, s.pair_id))
-        if s.method not in models or b is None or not np.isfinite(s.psnr) or still.get(s.pair_id, True):
-            continue
-        acc.setdefault(s.setting, {}).setdefault(s.method, {}).setdefault(level(b), []).append(s.psnr - b)
-    return {
-        st: {
-            m: {lv: {"n": len(d), "d_psnr": round(float(np.mean(d)), 3)} for lv, d in sorted(ls.items())}
-            for m, ls in ms.items()
-        }
-        for st, ms in acc.items()
-    }
+    return _gains(scores, models, lambda pid, b: None if still.get(pid, True) else (_level(b),))
 
 
 # A face whose median optical flow adds up to less than this over a pair's window, at the
