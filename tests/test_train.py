@@ -917,3 +917,62 @@ def test_a_full_resolution_restorer_trains_on_patches_and_deblurs_whole_faces(pa
     for bad, why in (({"restorer": "unet"}, "restorer"), ({"hg_patch": 40}, "hg_patch"), ({"hg_patch": 8}, "hg_patch")):
         with pytest.raises(UsageError, match=why):
             load_config("tiny", bad)
+
+
+def test_a_kernel_head_filters_the_input_per_pixel_and_deblur_applies_it(pairs_dir, tmp_path):
+    """``hourglass.head: kernel``: the last stack predicts a k x k kernel per 4x4 block and
+    filters the input with it (a delta plus the prediction: the identity at the start); the
+    filter's hand-written gradient is the true one; `mf2 deblur` applies a trained model as
+    the trainer predicts; the settings are checked."""
+    import torch.nn.functional as F
+
+    from mf2.errors import UsageError
+    from mf2.models.archs.hourglass import StackedHourglass, _PixelFilter
+    from mf2.models.config import load_config
+    from mf2.restore.deblur import Deblurrer
+    from mf2.restore.tensors import to_tensor, to_uint8
+    from mf2.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 11, dtype=torch.float64)
+    w = torch.randn(2, 25, 9, 11, dtype=torch.float64, requires_grad=True)
+    ref = (F.unfold(x, 5, padding=2).view(2, 3, 25, 9, 11) * w.unsqueeze(1)).sum(2)
+    assert torch.allclose(_PixelFilter.apply(x, w, 5), ref)
+    assert torch.autograd.gradcheck(lambda w: _PixelFilter.apply(x, w, 5), (w,))
+    shift = torch.zeros(1, 9, 9, 11, dtype=torch.float64)
+    shift[:, 5] = 1.0  # the tap right of the centre: each pixel takes its right neighbour
+    moved = _PixelFilter.apply(x[:1], shift, 3)
+    assert torch.equal(moved[..., :-1], x[:1, ..., 1:]) and not moved[..., -1].any()
+
+    hg = StackedHourglass(2, 16, 2, head="kernel", kernel=5)
+    hg.zero_heads()
+    xs = torch.rand(2, 3, 32, 32) * 1.8 - 0.9
+    assert torch.allclose(hg.eval()(xs)[-1], xs, atol=1e-5)
+
+    cfg_file = tmp_path / "kernel.yaml"
+    cfg_file.write_text("preset: tiny\nbatch_size: 4\nhourglass: {head: kernel, kernel: 5}\n")
+    run = tmp_path / "run"
+    res = run_mf2("train", str(pairs_dir), "--config", str(cfg_file), "--stage", "hg", "--max-steps", "5",
+                  "--device", "cpu", "--out", str(run))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    d = Deblurrer(run / "model.pt", device="cpu", ensemble="none")
+    ckpt = torch.load(run / "checkpoints" / "hg_last.pt", map_location="cpu", weights_only=True)
+    taps = "heads.0.kernels.0.weight"
+    assert ckpt["models"]["hg"][taps].abs().sum() > 0  # the zero-initialised kernels learned
+    ckpt["models"]["hg"][taps] += 2.0 * torch.randn_like(ckpt["models"]["hg"][taps])  # a visible filter
+    tr = Trainer(load_config(str(cfg_file)), [str(pairs_dir)], tmp_path / "probe", device="cpu")
+    tr.models["hg"].load_state_dict(ckpt["models"]["hg"])
+    d.hg.load_state_dict(ckpt["models"]["hg"])
+    crops = (np.asarray(Image.open(p).convert("RGB")) for p in sorted((pairs_dir / "blurry").rglob("*.png")))
+    crop = next(c for c in crops if c.mean() > 60)
+    hg_out, _ = tr.predict(to_tensor(crop)[None])
+    restored = d([crop])[0]
+    assert not np.array_equal(restored, crop)
+    assert np.abs(to_uint8(hg_out[0]).astype(int) - restored).max() <= 1
+    for bad, why in (
+        ({"hourglass": {"head": "wide"}}, "hourglass.head"),
+        ({"hourglass": {"head": "kernel", "stem": "full"}}, "hourglass.head"),
+        ({"hourglass": {"kernel": 4}}, "hourglass.kernel"),
+    ):
+        with pytest.raises(UsageError, match=why):
+            load_config("tiny", bad)

@@ -101,6 +101,11 @@ class HourglassConfig:
     # code values: a prediction's change to the input is soft-thresholded by this much
     # (mf2.models.archs.space.dead_zone); 0: off, as in the paper
     dead_zone: float = 0.0
+    # the last stack's head: linear (a sub-pixel conv: a fixed filter of the input's pixels plus
+    # a correction from the features) or kernel (a per-pixel kernel x kernel filter of the input
+    # predicted from the features, then the same correction; mf2.models.archs.hourglass.KernelHead)
+    head: str = "linear"
+    kernel: int = 5
 
     @property
     def downsampling(self) -> int:
@@ -286,8 +291,13 @@ class TrainConfig:
     def _validate_restorer(self) -> None:
         if self.restorer not in RESTORERS:
             raise UsageError(f"config: restorer {self.restorer!r}: expected one of {', '.join(RESTORERS)}")
-        if self.hourglass.stem not in ("newell", "full"):
-            raise UsageError(f"config: hourglass.stem {self.hourglass.stem!r}: expected newell or full")
+        hg = self.hourglass
+        if hg.stem not in ("newell", "full"):
+            raise UsageError(f"config: hourglass.stem {hg.stem!r}: expected newell or full")
+        if hg.head not in ("linear", "kernel") or (hg.head == "kernel" and hg.stem != "newell"):
+            raise UsageError(f"config: hourglass.head {hg.head!r}: expected linear, or kernel with stem newell")
+        if not (3 <= hg.kernel <= 15 and hg.kernel % 2):
+            raise UsageError(f"config: hourglass.kernel {hg.kernel}: an odd number in [3, 15]")
         down = self.hourglass.downsampling if self.restorer == "hourglass" else 1
         for name, side in (("image_size", self.image_size), ("hg_patch", self.hg_patch or down)):
             if side % down:
