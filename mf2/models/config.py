@@ -17,6 +17,7 @@ HG_PIXEL_LOSSES = ("l1", "l2", "psnr")  # the hourglass stage's pixel losses (Lo
 # step 1's networks (TrainConfig.restorer; mf2.models.archs) and how a user is told of them
 RESTORER_NAMES = {"hourglass": "hourglass", "fullres": "full-resolution CNN"}
 RESTORERS = tuple(RESTORER_NAMES)
+HOURGLASS_HEADS = ("linear", "kernel")  # HourglassConfig.head (mf2.models.archs.hourglass)
 
 # A layer: (kernel, out channels, stride, batch norm); decoder layers add the keep probability
 # of dropout (the paper's Table 3 gives it as "the probability that this layer is kept").
@@ -102,8 +103,8 @@ class HourglassConfig:
     # (mf2.models.archs.space.dead_zone); 0: off, as in the paper
     dead_zone: float = 0.0
     # the last stack's head: linear (a sub-pixel conv: a fixed filter of the input's pixels plus
-    # a correction from the features) or kernel (a per-pixel kernel x kernel filter of the input
-    # predicted from the features, then the same correction; mf2.models.archs.hourglass.KernelHead)
+    # a correction from the features) or kernel (a kernel x kernel filter of the input per 4x4
+    # block, predicted from the features, then the same correction; archs.hourglass.KernelHead)
     head: str = "linear"
     kernel: int = 5
 
@@ -294,7 +295,7 @@ class TrainConfig:
         hg = self.hourglass
         if hg.stem not in ("newell", "full"):
             raise UsageError(f"config: hourglass.stem {hg.stem!r}: expected newell or full")
-        if hg.head not in ("linear", "kernel") or (hg.head == "kernel" and hg.stem != "newell"):
+        if hg.head not in HOURGLASS_HEADS or (hg.head == "kernel" and hg.stem != "newell"):
             raise UsageError(f"config: hourglass.head {hg.head!r}: expected linear, or kernel with stem newell")
         if not (3 <= hg.kernel <= 15 and hg.kernel % 2):
             raise UsageError(f"config: hourglass.kernel {hg.kernel}: an odd number in [3, 15]")

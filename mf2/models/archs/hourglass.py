@@ -17,10 +17,10 @@ from torch import nn
 
 from mf2.models.archs import register
 from mf2.models.archs.space import atanh_base, dead_zone
-from mf2.models.config import HourglassConfig
+from mf2.models.config import HOURGLASS_HEADS, HourglassConfig
 
 STEMS = ("newell", "full")
-HEADS = ("linear", "kernel")  # the last stack's head: FullResHead or KernelHead
+HEADS = HOURGLASS_HEADS  # the last stack's head: FullResHead (linear) or KernelHead (kernel)
 # KernelHead's predicted taps are scaled by this: Adam moves every weight of the zero-initialised
 # conv by about its rate from the first step, and over its ~100 inputs unscaled taps moved by
 # ~0.5 at once (a first version's training loss was 6x the linear head's after 25 steps)
@@ -127,15 +127,16 @@ class _PixelFilter(torch.autograd.Function):
 
 
 class KernelHead(nn.Module):
-    """The last stack's prediction as a per-pixel filter of the input, as a kernel-prediction
-    network (Mildenhall et al. 2018; Zhou et al.'s filter-adaptive convolution for video
-    deblurring, 2019): the 1/4-resolution features and the input's pixels give, for every
-    4x4 block of output pixels, a ``k`` x ``k`` kernel (its taps sum to 1) that is applied to
-    the input around each of its pixels, then the same additive correction as ``FullResHead``. Why: ``FullResHead``'s pixel path has fixed weights, so a correction of
-    the input's fine detail is the same filter wherever the face moved; motion blur at 25
-    frames/s is a few displaced copies whose spacing varies over the face, and undoing it needs
-    a filter that varies with it. Both parts start at the identity (kernel a delta, correction
-    0). Not in the paper; ``hourglass.head: kernel``."""
+    """The last stack's prediction as a filter of the input, as a kernel-prediction network
+    (Mildenhall et al. 2018; Zhou et al.'s filter-adaptive convolution for video deblurring,
+    2019): the 1/4-resolution features and the input's pixels give, for every 4x4 block of
+    output pixels, a ``k`` x ``k`` kernel (its taps sum to 1) that is applied to the input
+    around each of its pixels, then the same additive correction as ``FullResHead``.
+    Why: ``FullResHead``'s pixel path has fixed weights, so a correction of the input's fine
+    detail is the same filter wherever the face moved; motion blur at 25 frames/s is a few
+    displaced copies whose spacing varies over the face, and undoing it needs a filter that
+    varies with it. Both parts start at the identity (kernel a delta, correction 0). Not in
+    the paper; ``hourglass.head: kernel``."""
 
     def __init__(self, features: int, out_ch: int, k: int, up: int = 4) -> None:
         super().__init__()
@@ -149,7 +150,7 @@ class KernelHead(nn.Module):
         self.register_buffer("centre", centre, persistent=False)
 
     def filtered(self, f: torch.Tensor, fine: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The input filtered by its predicted per-pixel kernels (each a delta plus the prediction)."""
+        """The input filtered by its predicted kernels, one per 4x4 block (each a delta plus the prediction)."""
         pred = self.kernels(torch.cat([f, fine], dim=1)) * KERNEL_SCALE
         weights = pred - pred.mean(dim=1, keepdim=True) + self.centre  # sums to 1: brightness kept
         return cast(torch.Tensor, _PixelFilter.apply(x.detach(), weights.to(x.dtype), self.k))  # bf16 under autocast
