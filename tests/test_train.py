@@ -976,3 +976,55 @@ def test_a_kernel_head_filters_the_input_per_pixel_and_deblur_applies_it(pairs_d
     ):
         with pytest.raises(UsageError, match=why):
             load_config("tiny", bad)
+
+
+def test_a_layer_that_crashes_onednn_in_channels_last_trains_in_the_plain_format(pairs_dir, tmp_path):
+    """oneDNN's channels-last backward of a strided 1x1 convolution over fewer input channels
+    than its block writes past its workspace (uxlfoundation/oneDNN#6035): such a config killed
+    `mf2 train` with SIGSEGV. The trainer finds the layer and trains without channels_last, and
+    says so; a config whose layers do not fit together is one line, not a traceback."""
+    from mf2.models.config import load_config
+    from mf2.train.devices import channels_last_hazard
+    from mf2.train.steps import build_models
+
+    enc = [[4, 4, 1, False], [1, 16, 2, True], [4, 32, 2, True], [4, 32, 2, True]]
+    enc += [[4, 32, 2, True], [4, 32, 2, True], [4, 32, 1, True], [1, 16, 1, True]]
+    risky = tmp_path / "risky.yaml"
+    risky.write_text(json.dumps({"preset": "tiny", "cgan": {"encoder": enc}}))  # JSON is YAML
+    cpu = torch.device("cpu")
+    found = channels_last_hazard(build_models(load_config(str(risky))), cpu)
+    assert found and found.startswith("gen.enc_bl.layers.1.") and "4 input channels" in found
+    assert channels_last_hazard(build_models(load_config("small")), cpu) is None
+    assert channels_last_hazard(build_models(load_config(str(risky))), torch.device("meta")) is None
+
+    out = tmp_path / "run"
+    res = run_mf2(
+        "train", str(pairs_dir), "--config", str(risky), "--max-steps", "3", "--device", "cpu", "--out", str(out)
+    )
+    assert res.returncode == 0, res.stderr[-2000:]  # without the fallback: -11 (SIGSEGV) or a hang
+    assert "channels_last off for this run: gen.enc_bl.layers.1." in res.stderr
+    assert (out / "model.pt").is_file()
+
+    bad = tmp_path / "bad.yaml"  # the first layer strides: its U-net skip no longer fits
+    bad.write_text(
+        json.dumps(
+            {
+                "preset": "tiny",
+                "cgan": {"encoder": [[1, 8, 2, False], [4, 16, 1, True]] + enc[2:5] + [[4, 32, 1, True]] + enc[6:]},
+            }
+        )
+    )
+    res = run_mf2(
+        "train",
+        str(pairs_dir),
+        "--config",
+        str(bad),
+        "--max-steps",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "bad"),
+    )
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("mf2: error: config: its layers do not fit together at 64 px")

@@ -42,6 +42,36 @@ def setup_distributed() -> Dist:
     return d
 
 
+# oneDNN's CPU backward of a 1x1 convolution with stride > 1 on channels-last tensors writes
+# past its workspace when the input has fewer channels than its block of them
+# (uxlfoundation/oneDNN#6035, open): with torch 2.13 on a 2-core AMD EPYC (AVX2, a block of 8),
+# 2-6 input channels killed the process (SIGSEGV) or hung it, 7-32 did not. The block is 16
+# where the CPU has AVX-512.
+def onednn_channel_block() -> int:
+    """oneDNN's block of input channels on this CPU: 16 with AVX-512, else 8."""
+    return 16 if "AVX512" in torch.backends.cpu.get_cpu_capability() else 8
+
+
+def channels_last_hazard(models: dict[str, torch.nn.Module], device: torch.device) -> str | None:
+    """The first layer whose training would crash a CPU run in channels-last memory (None:
+    none). Not a user error: a configuration's own layers may hold one (the presets' do not
+    where the block is 8; tiny's 8-channel projection is one where it is 16), and the trainer
+    then trains in the plain memory format instead, a little slower."""
+    if device.type != "cpu":
+        return None
+    block = onednn_channel_block()
+    for name, model in models.items():
+        for path, m in model.named_modules():
+            if (
+                isinstance(m, torch.nn.Conv2d)
+                and m.kernel_size == (1, 1)
+                and max(m.stride) > 1
+                and m.in_channels // m.groups < block
+            ):
+                return f"{name}.{path} (1x1 convolution, stride {max(m.stride)}, {m.in_channels} input channels)"
+    return None
+
+
 def pick_device(dist: Dist, want: str = "auto") -> torch.device:
     if want == "cpu" or (want == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")

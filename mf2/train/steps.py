@@ -13,6 +13,7 @@ from typing import Callable, cast
 import torch
 import torch.nn.functional as F
 
+from mf2.errors import UsageError
 from mf2.models.archs import build, build_restorer
 from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
 from mf2.models.archs.gate import gated
@@ -45,6 +46,34 @@ def build_models(cfg: TrainConfig) -> dict[str, torch.nn.Module]:
     if cfg.gate.features:
         models["gate"] = build("blur_gate", cfg.gate)  # PyTorch's default initialisation
     return models
+
+
+@torch.no_grad()
+def check_layers(cfg: TrainConfig, models: dict[str, torch.nn.Module]) -> None:
+    """One pass of every network over a blank image at the config's size, before any pair is
+    read: a configuration whose layers do not fit together (an encoder's strides against its
+    U-net skips, a decoder that does not come back to the input's size) is then a one-line
+    config error rather than a traceback at the first step. Eval mode, so no running
+    statistics move and no random number is drawn: the run is the same with or without it."""
+    was = {k: m.training for k, m in models.items()}
+    x = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+    try:
+        for m in models.values():
+            m.eval()
+        hg_out = models["hg"](x)[-1]
+        fake, *_ = models["gen"](x, hg_out if cfg.cgan.condition_on_hg else None, x)
+        for name, y in (("restorer", hg_out), ("cGAN", fake)):
+            if y.shape != x.shape:
+                raise ValueError(f"the {name} makes {tuple(y.shape[1:])} of a {tuple(x.shape[1:])} image")
+        models["disc"](x, fake)
+        if "gate" in models:
+            models["gate"](x)
+    except (RuntimeError, ValueError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"config: its layers do not fit together at {cfg.image_size} px ({why})") from None
+    finally:
+        for k, m in models.items():
+            m.train(was[k])
 
 
 def make_optimisers(cfg: TrainConfig, models: dict[str, torch.nn.Module]) -> dict[str, torch.optim.Optimizer]:
