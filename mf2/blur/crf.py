@@ -78,6 +78,19 @@ def _tables(mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return _TABLES[mode]
 
 
+_FLAGGED: dict[str, np.ndarray] = {}
+
+
+def _flagged(mode: str) -> np.ndarray:
+    """The 16-bit table of codes with 256 added where a boundary is near: one gather gives
+    both the code (the low byte) and whether it needs the comparison (above 255), where two
+    gathers took 20 % of encoding."""
+    if mode not in _FLAGGED:
+        table, _, _, near = _tables(mode)
+        _FLAGGED[mode] = table.astype(np.uint16) + near.astype(np.uint16) * np.uint16(256)
+    return _FLAGGED[mode]
+
+
 def encode(linear: np.ndarray, mode: str) -> np.ndarray:
     """Linear light in [0, 1] -> uint8 codes, rounded to nearest.
 
@@ -86,11 +99,12 @@ def encode(linear: np.ndarray, mode: str) -> np.ndarray:
     is a hot spot of rendering."""
     if mode not in CRF_MODES:
         raise ValueError(f"unknown CRF mode {mode!r}; expected one of {CRF_MODES}")
-    table, upper, lower, near = _tables(mode)
+    _, upper, lower, _ = _tables(mode)
     v = np.asarray(linear, dtype=np.float32)
     idx = np.clip(v * np.float32(_GRID) + np.float32(0.5), 0, _GRID).astype(np.uint16)
-    code = np.take(table, idx)
-    sel = np.flatnonzero(np.take(near, idx))
+    flagged = np.take(_flagged(mode), idx)
+    code = flagged.astype(np.uint8)  # the low byte: the table's code
+    sel = np.flatnonzero(flagged > 255)
     if sel.size:
         vs, cs = v.ravel()[sel], code.ravel()[sel].astype(np.int16)
         cs += vs >= upper[cs]
