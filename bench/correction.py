@@ -28,35 +28,22 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 STATIC_DB = 38.0  # bench/restore.py's rule
-
-
-def _read(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"{path}: not a readable image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _psnr(mse: float) -> float:
-    return 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
 
 
 def pair_measures(x: np.ndarray, y: np.ndarray, gated: np.ndarray, t: np.ndarray) -> dict:
     """The measures of one pair (uint8 RGB images of one size), each PSNR gain over Blurred's.
     On luminance, as `mf2 evaluate`'s PSNR (mf2.quality.psnr): Y is linear in RGB but for its
     rounding, so the best scale of the correction is found on Y too."""
-    from mf2.quality import luminance, psnr
+    from mf2.quality import luminance, psnr, psnr_y
 
     xl, yl, tl = (luminance(a) for a in (x, y, t))
     d, e = (yl - xl).ravel(), (tl - xl).ravel()
     dd, ee, de = float(d @ d), float(e @ e), float(d @ e)
     blurred = psnr(x, t)
     w = min(max(de / dd, 0.0), 1.0) if dd > 0 else 0.0
-    best = np.rint(xl.ravel() + w * d) - tl.ravel()
     return {
         "blurred_psnr": blurred,
         "cos": de / np.sqrt(dd * ee) if dd > 0 and ee > 0 else float("nan"),
@@ -64,7 +51,7 @@ def pair_measures(x: np.ndarray, y: np.ndarray, gated: np.ndarray, t: np.ndarray
         "w_best": de / dd if dd > 0 else float("nan"),
         "d_psnr": psnr(gated, t) - blurred,
         "d_psnr_ungated": psnr(y, t) - blurred,
-        "d_psnr_best_gate": _psnr(float((best**2).mean())) - blurred,
+        "d_psnr_best_gate": psnr_y(np.rint(xl + w * (yl - xl)), tl) - blurred,
     }
 
 
@@ -96,6 +83,7 @@ def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> di
     """Per blur setting (each dataset's mode and L), moving / static, and per video."""
     import pyarrow.parquet as pq
 
+    from mf2.evaluate.methods import read_rgb
     from mf2.restore.deblur import Deblurrer
 
     gated_model, ungated_model = Deblurrer(model, "cpu"), Deblurrer(model, "cpu")
@@ -109,9 +97,9 @@ def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> di
         measures = []
         for i in range(0, len(rows), 32):
             batch = rows[i : i + 32]
-            xs = [_read(folder / r["blurry_path"]) for r in batch]
+            xs = [read_rgb(folder / r["blurry_path"]) for r in batch]
             for r, x, y, g in zip(batch, xs, ungated_model(xs), gated_model(xs)):
-                measures.append({"video": r["video_id"], **pair_measures(x, y, g, _read(folder / r["sharp_path"]))})
+                measures.append({"video": r["video_id"], **pair_measures(x, y, g, read_rgb(folder / r["sharp_path"]))})
         out["settings"][folder.name] = _split(measures)
         out["by_video"][folder.name] = {
             v: _split([m for m in measures if m["video"] == v]) for v in sorted({m["video"] for m in measures})
