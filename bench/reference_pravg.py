@@ -1,6 +1,7 @@
 """A BASELINE, not mf2: the minimal hand-written PrAvg L=7 script that issue 35 timed mf2 against.
 
-What a researcher would write in an afternoon: ffmpeg decodes to an RGB pipe; dlib's HOG
+What a researcher would write in an afternoon: ffmpeg decodes to an RGB pipe (square pixels,
+as mf2 decodes a video whose pixels are not); dlib's HOG
 detector runs on every 10th frame (else the box comes from the last landmarks); the 68-point
 fit runs on every frame; a 7-frame ring buffer is averaged in linear light; the crop is the
 square around the middle frame's landmarks (margin 0.25), black where it leaves the frame
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from mf2.faces.models import shape_predictor_68  # the model file only
-from mf2.video import probe  # width/height only
+from mf2.video import probe  # width/height and pixel aspect only
 
 L, OUT, MARGIN, DETECT_EVERY = 7, 256, 0.25, 10
 TO_LINEAR = ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4
@@ -56,23 +57,15 @@ def crop(frame: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     return out
 
 
-def frames(path: Path, w: int, h: int):
+def frames(path: Path, w: int, h: int, square: bool = True):
+    """RGB frames of w x h. ``square`` False: the video has non-square pixels (lp_d9: 512x480
+    stored, sample aspect 15:16) and ffmpeg is asked for square ones at probe's w x h, as
+    mf2's reader does; read at the stored size as w x h, every frame was cut wrongly and
+    HOG found no face in the whole clip (sessions 19-22 timed this script so)."""
+    scale = [] if square else ["-vf", f"scale={w}:{h},setsar=1"]
     proc = subprocess.Popen(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-threads",
-            "1",
-            "-i",
-            str(path),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", str(path), *scale]
+        + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         stdout=subprocess.PIPE,
     )
     size = w * h * 3
@@ -88,7 +81,7 @@ def run(path: Path, out: Path, detector, predictor, rows: list) -> None:
     info = probe(path)
     ring: deque = deque(maxlen=L)
     rect = None
-    for t, frame in enumerate(frames(path, info.width, info.height)):
+    for t, frame in enumerate(frames(path, info.width, info.height, info.sar == 1)):
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         if rect is None or t % DETECT_EVERY == 0:
             dets = detector(grey, 0)
