@@ -13,7 +13,7 @@ Prints JSON:
   ``mf2 simulate`` (PrAvg L 7, 256 px, default workers and ``--workers 0``) against the
   hand-written baseline bench/reference_pravg.py as 1 process and as 2 processes over halves
   of the same eight clips, alternated; with the pairs each made (both pad a crop that leaves
-  the frame with black, so they make nearly the same pairs) and pairs/s.
+  the frame with black and decode non-square pixels to square ones) and pairs/s.
 Every figure is the median of ``--repeats`` runs, each in a fresh folder.
 """
 
@@ -127,7 +127,8 @@ def _reference(videos: Path, repeats: int) -> dict:
     res["default_over_script_2"] = ratio("mf2_default", "script_2_processes", "fps")
     res["default_cpu_over_script_2"] = ratio("mf2_default", "script_2_processes", "cpu_ms_per_frame")
     res["in_process_over_script_1"] = ratio("mf2_in_process", "script_1_process", "fps")
-    # mf2 keeps faces the script's detector loses, so it makes more pairs of the same frames
+    # the two make different pairs of the same frames: the script keeps every window of a face
+    # its detector holds, mf2 drops windows its shot and tracking checks reject
     res["per_pair"] = {
         "default_over_script_2": ratio("mf2_default", "script_2_processes", "pairs_per_s"),
         "default_cpu_over_script_2": ratio("mf2_default", "script_2_processes", "cpu_ms_per_pair"),
