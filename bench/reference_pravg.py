@@ -61,7 +61,7 @@ def frames(path: Path, w: int, h: int, square: bool = True):
     """RGB frames of w x h. ``square`` False: the video has non-square pixels (lp_d9: 512x480
     stored, sample aspect 15:16) and ffmpeg is asked for square ones at probe's w x h, as
     mf2's reader does; read at the stored size as w x h, every frame was cut wrongly and
-    HOG found no face in the whole clip (sessions 19-22 timed this script so)."""
+    HOG found no face in the whole clip (every timing of this script before session 23)."""
     scale = [] if square else ["-vf", f"scale={w}:{h},setsar=1"]
     proc = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-i", str(path), *scale]
