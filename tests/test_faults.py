@@ -1013,3 +1013,32 @@ def test_processes_checking_and_locking_one_new_out_folder_all_pass(tmp_path):
         for i in range(40):
             bad += [r for r in pool.map(_check_then_lock, [str(tmp_path / f"r{i}" / "O")] * 8) if r != "ok"]
     assert bad == []
+
+
+def test_an_atomic_write_steps_over_a_temporary_name_already_taken(tmp_path, monkeypatch):
+    """A temporary name another process (another host, a killed run) holds is left as it is:
+    the write takes the next name, lands whole, with the mode a plain open() gives; a write
+    that fails leaves only the target's old content and no temporary of its own."""
+    import itertools
+
+    from mf2 import atomic
+
+    monkeypatch.setattr(atomic, "_COUNTER", itertools.count(5))
+    taken = tmp_path / f".x.png.{os.getpid()}.5.tmp"
+    taken.write_bytes(b"someone else's")
+    old = os.umask(0o027)
+    try:
+        atomic.write_bytes_atomic(tmp_path / "x.png", b"new")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.png").read_bytes() == b"new" and taken.read_bytes() == b"someone else's"
+    assert stat.S_IMODE((tmp_path / "x.png").stat().st_mode) == 0o640
+
+    def broken(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic.write_atomic(tmp_path / "x.png", broken)
+    assert (tmp_path / "x.png").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([taken.name, "x.png"])
