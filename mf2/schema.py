@@ -251,6 +251,18 @@ def made_with(md: dict[str, str] | None, video_sha256: str, params: dict[str, An
     return stored == params_json(params)
 
 
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file, whole or ``columns`` of it (a column it lacks raises ``ArrowInvalid``
+    as ``pq.read_table`` does). Not through ``pq.read_table``: that goes through
+    ``pyarrow.dataset``, whose import took 0.35-0.6 s of the main process at the end of every
+    run, after the workers had finished (issue 35)."""
+    with pq.ParquetFile(path) as f:
+        missing = [c for c in columns or [] if c not in f.schema_arrow.names]
+        if missing:
+            raise pa.ArrowInvalid(f"{path}: no column {', '.join(missing)}")
+        return f.read(columns=columns)
+
+
 def read_cached(path: Path, video_sha256: str, params: dict[str, Any], pairs: bool = False) -> pa.Table | None:
     """A per-video cache or part file, if it was made from this very video with these
     parameters and reads back whole; None means "compute it again". One rule for the
@@ -258,7 +270,9 @@ def read_cached(path: Path, video_sha256: str, params: dict[str, Any], pairs: bo
     if not made_with(try_read_metadata(path), video_sha256, params, pairs):
         return None
     try:
-        return pq.read_table(path)
+        return read_parquet(path)
+    except FileNotFoundError:  # removed since its metadata was read
+        return None
     except (pa.ArrowException, OSError) as e:
         if isinstance(e, OSError) and not isinstance(e, pa.ArrowException) and e.errno is not None:
             raise

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_bytes_atomic
 from mf2.dataset import CONTACT_SHEET, pairs_path
 from mf2.errors import InputError
-from mf2.schema import landmarks_to_numpy
+from mf2.schema import landmarks_to_numpy, read_parquet
 
 
 def _draw(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
@@ -24,7 +23,7 @@ def _draw(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 def contact_sheet(out_dir: Path, n: int = 12, cols: int = 3, tile: int = 192) -> Path | None:
     """Evenly spaced pairs from OUT/pairs.parquet into OUT/contact_sheet.png."""
-    table = pq.read_table(
+    table = read_parquet(
         pairs_path(out_dir), columns=["pair_id", "video_id", "blurry_path", "sharp_path", "landmarks", "out_size"]
     )
     if table.num_rows == 0:

@@ -552,6 +552,56 @@ def test_workers_take_their_share_of_the_cores(workers):
     assert all(lim["malloc"] == {"trim_threshold": 128 << 20, "mmap_threshold": 32 << 20} for lim in limits), limits
 
 
+def _wait_for(release: str, limit: float) -> str:
+    """A long task: runs until the file ``release`` exists (or ``limit`` seconds pass)."""
+    import os
+    import time
+
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        if os.path.exists(release):
+            return "released"
+        time.sleep(0.02)
+    return "timed out"
+
+
+def _short(i: int) -> int:
+    return i
+
+
+def test_reading_a_parquet_column_it_lacks_fails_as_read_table_does(tmp_path):
+    """mf2.schema.read_parquet (not pq.read_table: issue 35) keeps read_table's error for a
+    column the file lacks; callers such as identities_in rely on it."""
+    import pyarrow as pa
+
+    from mf2.schema import read_parquet
+
+    pq.write_table(pa.table({"video_id": ["a"]}), tmp_path / "t.parquet")
+    assert read_parquet(tmp_path / "t.parquet", columns=["video_id"]).to_pylist() == [{"video_id": "a"}]
+    with pytest.raises(pa.ArrowInvalid):
+        read_parquet(tmp_path / "t.parquet", columns=["video_id", "identity"])
+
+
+def test_held_tasks_go_to_whichever_worker_is_free(tmp_path):
+    """Videos are held in the client and sent one per free worker thread, in the order given
+    (longest first, issue 35): short tasks queued behind a long one all run, in order, on the
+    other worker, and the long one is released only after every short one has finished.
+    Dask alone assigns the first tasks to workers as they arrive: they finished out of order
+    ([0, 2, 4, 3, 1]), those placed behind the long task only when stolen back."""
+    from mf2.pipeline.runner import make_runner
+
+    release = tmp_path / "release"
+    with make_runner(2) as runner:
+        futures = [runner.submit(_wait_for, str(release), 60.0, hold=True)]
+        futures += [runner.submit(_short, i, hold=True) for i in range(5)]
+        done = []
+        for fut in runner.as_completed(futures):
+            done.append(fut.result())
+            if sorted(x for x in done if isinstance(x, int)) == [0, 1, 2, 3, 4]:
+                release.touch()
+    assert done == [0, 1, 2, 3, 4, "released"]
+
+
 def _rss_kept_after_free() -> int:
     """Bytes of resident memory a freed 24 MiB block leaves behind in this process."""
     import os

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_parquet_atomic
 from mf2.dataset.layout import failures_path
-from mf2.schema import FAILURE_SCHEMA, metadata, try_read_metadata
+from mf2.schema import FAILURE_SCHEMA, metadata, read_parquet, try_read_metadata
 
 
 def upgrade_failures(t: pa.Table) -> pa.Table:
@@ -34,7 +33,7 @@ def read_failures(folder: Path) -> dict[str, dict]:
     if try_read_metadata(path) is None:
         return {}
     try:
-        t = upgrade_failures(pq.read_table(path))
+        t = upgrade_failures(read_parquet(path))
     except (pa.ArrowException, OSError):
         return {}
     return {r["video_id"]: r for r in t.to_pylist()}

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mf2.atomic import write_bytes_atomic
 from mf2.dataset.layout import (
@@ -37,7 +36,7 @@ from mf2.dataset.layout import (
     parts_dir,
 )
 from mf2.errors import UsageError
-from mf2.schema import pair_params, params_json, try_read_metadata
+from mf2.schema import pair_params, params_json, read_parquet, try_read_metadata
 
 # What --replace clears. The landmark and flow caches stay: they are keyed by their own
 # parameters and the video's hash, so they are reused or recomputed as needed.
@@ -147,7 +146,7 @@ def identities_in(pairs_path: Path) -> dict[str, str | None]:
     if try_read_metadata(pairs_path) is None:
         return {}
     try:
-        t = pq.read_table(pairs_path, columns=["video_id", "identity"])
+        t = read_parquet(pairs_path, columns=["video_id", "identity"])
     except (pa.ArrowException, OSError, KeyError):
         return {}
     return dict(zip(t["video_id"].to_pylist(), t["identity"].to_pylist()))
@@ -163,7 +162,7 @@ def current_parts(out: Path, mode: str, params: dict[str, Any], exclude: set[str
         if params_json(pair_params(try_read_metadata(p))) != want:
             continue
         try:
-            found.append((p.stem, pq.read_table(p)))
+            found.append((p.stem, read_parquet(p)))
         except (pa.ArrowException, OSError):
             continue  # unreadable: its video is redone by the next run, as if never finished
     return found

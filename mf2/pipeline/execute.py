@@ -370,7 +370,8 @@ def _submit(
     token = uuid.uuid4().hex[:8]
     if runner.name != "synchronous":
         # The longest videos first: a long one started last keeps one worker busy while the
-        # others idle (8 clips on 2 workers, issue 35). The manifest keeps the sources' order.
+        # others idle (8 clips on 2 workers, issue 35); held, they go out in this order, one
+        # per free worker thread (DaskRunner.submit). The manifest keeps the sources' order.
         sources = sorted(sources, key=_length, reverse=True)
     for src in sources:
         mine = []
@@ -385,7 +386,7 @@ def _submit(
         if not mine:
             continue
         if gpu is None:
-            fut = runner.submit(video_task, src, cache, mine, filters, key=f"video-{src.video_id}-{token}")
+            fut = runner.submit(video_task, src, cache, mine, filters, key=f"video-{src.video_id}-{token}", hold=True)
         else:
             lm = runner.submit(
                 landmark_task, src, cache, mine, filters, resources=gpu, key=f"landmarks-{src.video_id}-{token}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import sys
+from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
@@ -46,11 +47,22 @@ class SyncRunner:
     dashboard_link: str | None = None
     n_workers = 1
 
-    def submit(self, fn: Callable, *args: Any, resources: dict | None = None, key: str | None = None) -> cf.Future:
+    def submit(
+        self, fn: Callable, *args: Any, resources: dict | None = None, key: str | None = None, hold: bool = False
+    ) -> cf.Future:
         return _Deferred(fn, args)
 
     def as_completed(self, futures: Iterable) -> Iterator:
         yield from futures
+
+
+class _Held(cf.Future):
+    """A task kept in this process until a worker thread is free (``DaskRunner.submit(...,
+    hold=True)``); it takes the result or the error of the Dask task that runs it."""
+
+    def __init__(self, fn: Callable, args: tuple, key: str | None) -> None:
+        super().__init__()
+        self.call = (fn, args, key)
 
 
 class DaskRunner:
@@ -70,13 +82,54 @@ class DaskRunner:
     def n_workers(self) -> int:
         return max(1, len(self.client.scheduler_info().get("workers", {})))
 
-    def submit(self, fn: Callable, *args: Any, resources: dict | None = None, key: str | None = None):
+    @property
+    def n_threads(self) -> int:
+        workers = self.client.scheduler_info().get("workers", {}).values()
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers))
+
+    def submit(
+        self, fn: Callable, *args: Any, resources: dict | None = None, key: str | None = None, hold: bool = False
+    ) -> cf.Future:
+        """``hold``: the task goes to the cluster from ``as_completed``, in the order submitted,
+        when a worker thread is free. Dask assigns a task to a worker as soon as it arrives
+        unless its group is larger than twice the cluster's threads, so of eight videos sent at
+        once the first four were split between two workers before any had started, and one
+        worker ran on alone for 5 s (issue 35's timeline); held, the longest-first order holds
+        to the end. Tasks with resources or other tasks' futures are never held."""
+        if hold and not resources and not any(isinstance(a, cf.Future) for a in args):
+            return _Held(fn, args, key)
         return self.client.submit(fn, *args, resources=resources, key=key, pure=False)
 
     def as_completed(self, futures: Iterable) -> Iterator:
+        """Futures as they complete; held tasks are sent one per free worker thread (counted
+        again as each one ends, so workers that join later get work from then on)."""
         from distributed import as_completed
 
-        yield from as_completed(list(futures))
+        futures = list(futures)
+        queue = deque(f for f in futures if isinstance(f, _Held))
+        running: dict = {}
+        done = as_completed([f for f in futures if not isinstance(f, _Held)])
+
+        def fill() -> None:
+            while queue and len(running) < self.n_threads:
+                held = queue.popleft()
+                fn, args, key = held.call
+                fut = self.client.submit(fn, *args, key=key, pure=False)
+                running[fut.key] = held
+                done.add(fut)
+
+        fill()
+        for fut in done:
+            held = running.pop(fut.key, None)
+            if held is None:
+                yield fut
+                continue
+            try:
+                held.set_result(fut.result())
+            except BaseException as e:  # delivered through the held future, as Dask does
+                held.set_exception(e)
+            fill()
+            yield held
 
 
 def _value(a: Any) -> Any:
