@@ -552,6 +552,39 @@ def test_workers_take_their_share_of_the_cores(workers):
     assert all(lim["malloc"] == {"trim_threshold": 128 << 20, "mmap_threshold": 32 << 20} for lim in limits), limits
 
 
+def _callback_ms(dask_worker) -> dict:
+    return {k: float(v.callback_time) for k, v in dask_worker.periodic_callbacks.items()}
+
+
+def test_mf2s_cluster_wakes_dask_less_often_unless_the_user_chose(monkeypatch):
+    """The LocalCluster's scheduler and workers tick every 200 ms, not 20, check memory every
+    500 ms and run no profiler (issue 35: ~6-8 % of a run's CPU); a value the user set in
+    Dask's config or the environment wins; the compose file gives a --scheduler cluster the
+    same settings."""
+    import dask
+    import yaml
+
+    from mf2.pipeline.runner import QUIET_DASK, dask_env_name, make_runner
+
+    with make_runner(2) as runner:
+        workers = list(runner.client.run(_callback_ms).values())
+        sched = runner.client.run_on_scheduler(
+            lambda dask_scheduler: float(dask_scheduler.periodic_callbacks["tick"].callback_time)
+        )
+    assert len(workers) == 2 and sched == 200
+    assert all(w["tick"] == 200 and w["memory_monitor"] == 500 and w["monitor"] == 2000 for w in workers), workers
+    assert not any("profile" in w for w in workers), workers
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "True")
+    with dask.config.set({"distributed.admin.tick.interval": "50ms"}):
+        with make_runner(1) as runner:
+            (w,) = runner.client.run(_callback_ms).values()
+    assert w["tick"] == 50 and w["memory_monitor"] == 500 and w["profile"] == 10
+    env = {dask_env_name(k): str(v) for k, v in QUIET_DASK.items()}
+    services = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text())["services"]
+    for name in ("scheduler", "cpu-worker", "gpu-worker"):
+        assert services[name]["environment"] == env, name
+
+
 def _wait_for(release: str, limit: float) -> str:
     """A long task: runs until the file ``release`` exists (or ``limit`` seconds pass)."""
     import os

@@ -19,6 +19,28 @@ from mf2.errors import UsageError
 
 SYNCHRONOUS = "synchronous"
 
+# Dask's housekeeping on the cluster mf2 starts: every process (scheduler, nannies, workers)
+# wakes every 20 ms to time its event loop and every 500 ms to sample CPU and memory, each
+# worker checks its memory every 100 ms, and its profiler samples the task thread's stack
+# every 10 ms (the dashboard's Profile tab). Beside one busy task thread per core that cost
+# ~6-8 % of a run's CPU and wall time (issue 35's eight clips, 2 workers on 2 cores, A/B
+# medians: 0.92x wall with all four changed; the ticks and monitors alone 0.98x, the
+# profiler on top of them 0.96x). Memory is still checked twice a second, far more often
+# than a video task's memory changes. A value the user set in Dask's config, or any of
+# these set as a DASK_* variable (DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=True brings
+# the profiler back), wins. docker/compose.yaml sets the same for a --scheduler cluster.
+QUIET_DASK = {
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.worker.profile.enabled": False,
+}
+
+
+def dask_env_name(key: str) -> str:
+    """The environment variable Dask reads a setting from."""
+    return "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+
 
 class _Deferred(cf.Future):
     """A task that runs when its result is first asked for, in this process. Collecting results
@@ -140,6 +162,20 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def quiet_dask() -> dict[str, str]:
+    """QUIET_DASK's settings that the user has not chosen: still Dask's default here, and not
+    named in the environment."""
+    import dask.config
+    import distributed  # noqa: F401  (registers its defaults)
+
+    defaults = dask.config.merge(*dask.config.defaults)
+    return {
+        k: v
+        for k, v in QUIET_DASK.items()
+        if dask.config.get(k) == dask.config.get(k, config=defaults) and dask_env_name(k) not in os.environ
+    }
+
+
 def _limit_threads(client) -> None:
     """Every worker, present and future, takes its share of its host's cores."""
     from mf2.pipeline.threads import ThreadLimits
@@ -182,23 +218,26 @@ def make_runner(
             client.close()
         return
     n = workers or default_workers()
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        resources={"GPU": 1} if gpu else None,
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster)
-    _limit_threads(client)
-    runner = DaskRunner(client, cluster)
-    if echo:
-        gpu_note = ", each with a GPU=1 resource for the FAN landmark tasks" if gpu else ""
-        echo(f"dask: LocalCluster, {n} workers x 1 thread{gpu_note}, dashboard {runner.dashboard_link}")
-    try:
-        yield runner
-    finally:
-        client.close()
-        cluster.close()
-        sys.stdout.flush()
+    import dask.config
+
+    with dask.config.set(quiet_dask()):  # read by the scheduler here and the nannies' workers
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            resources={"GPU": 1} if gpu else None,
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+        _limit_threads(client)
+        runner = DaskRunner(client, cluster)
+        if echo:
+            gpu_note = ", each with a GPU=1 resource for the FAN landmark tasks" if gpu else ""
+            echo(f"dask: LocalCluster, {n} workers x 1 thread{gpu_note}, dashboard {runner.dashboard_link}")
+        try:
+            yield runner
+        finally:
+            client.close()
+            cluster.close()
+            sys.stdout.flush()
