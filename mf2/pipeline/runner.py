@@ -29,7 +29,7 @@ SYNCHRONOUS = "synchronous"
 # than a video task's memory changes. A value the user set in Dask's config, or any of
 # these set as a DASK_* variable (DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=True brings
 # the profiler back), wins. docker/compose.yaml sets the same for a --scheduler cluster.
-QUIET_DASK = {
+QUIET_DASK: dict[str, object] = {
     "distributed.admin.tick.interval": "200ms",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "500ms",
@@ -162,7 +162,7 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def quiet_dask() -> dict[str, str]:
+def quiet_dask() -> dict[str, object]:
     """QUIET_DASK's settings that the user has not chosen: still Dask's default here, and not
     named in the environment."""
     import dask.config
