@@ -635,6 +635,39 @@ def test_held_tasks_go_to_whichever_worker_is_free(tmp_path):
     assert done == [0, 1, 2, 3, 4, "released"]
 
 
+def test_the_caller_hears_once_when_a_worker_thread_is_left_idle(tmp_path):
+    """``on_idle`` runs as the first worker thread is left with nothing to run, while the last
+    task still runs (the manifest's imports are warmed then, on the free core: issue 35), and
+    only once. Here it releases the long task: without the call that task times out."""
+    from mf2.pipeline.runner import make_runner
+
+    release, calls, done = tmp_path / "release", [], []
+
+    def idle() -> None:
+        calls.append(sorted(done))
+        release.touch()
+
+    with make_runner(2) as runner:
+        futures = [runner.submit(_wait_for, str(release), 60.0, hold=True)]
+        futures += [runner.submit(_short, i, hold=True) for i in range(3)]
+        for fut in runner.as_completed(futures, on_idle=idle):
+            done.append(fut.result())
+    assert calls == [[0, 1]] and done == [0, 1, 2, "released"]
+
+
+def test_the_dashboard_listens_on_this_machine_only():
+    """Dask's LocalCluster served its dashboard (task keys name every video, worker logs) on
+    every interface; mf2's binds the loopback address, as its printed link always said."""
+    import psutil
+
+    from mf2.pipeline.runner import make_runner
+
+    with make_runner(1) as runner:
+        port = int(runner.dashboard_link.split(":")[2].split("/")[0])
+        listening = [c.laddr for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    assert [a.ip for a in listening if a.port == port] == ["127.0.0.1"], listening
+
+
 def _rss_kept_after_free() -> int:
     """Bytes of resident memory a freed 24 MiB block leaves behind in this process."""
     import os

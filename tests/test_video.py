@@ -376,3 +376,27 @@ def test_reading_a_damaged_headers_length_prints_nothing(videos, tmp_path):
     code = f"from mf2.video.probe import frames_hint; print(frames_hint({str(bad)!r}))"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == "None" and res.stderr == "", res.stderr
+
+
+def test_a_video_is_probed_and_timed_with_one_ffprobe_each(videos, tmp_path, monkeypatch):
+    """Issue 35: probe ran ffprobe twice (streams, then packets) at ~85 ms a start. One call now
+    gives both, and the frame count is still the chosen stream's packets: here the second of
+    two video streams, after an audio stream."""
+    f = tmp_path / "mixed.mp4"
+    ffmpeg("-i", str(videos / "lp_d6_first20s.mp4"), "-i", str(videos / "fomm_08.mp4"), "-map", "0:a", "-map", "1:v",
+           "-map", "0:v", "-c", "copy", "-t", "2", str(f))  # fmt: skip
+    counted = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "1", "-show_entries", "packet=pts",
+                              "-of", "csv=p=0", str(f)], capture_output=True, text=True, check=True)  # fmt: skip
+    shim, log = tmp_path / "bin", tmp_path / "calls.log"
+    shim.mkdir()
+    (shim / "ffprobe").write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{shutil.which("ffprobe")}" "$@"\n')
+    (shim / "ffprobe").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}:{__import__('os').environ['PATH']}")
+    from mf2.video.probe import frame_timestamps
+
+    info = probe(f)
+    assert log.read_text().count("\n") == 1
+    pts, _ = frame_timestamps(f)
+    assert log.read_text().count("\n") == 2
+    assert (info.stream_index, info.video_streams) == (1, 2)
+    assert info.n_frames == len(pts) == len(counted.stdout.split()) > 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import traceback
 import uuid
 from collections import Counter, defaultdict
@@ -426,7 +427,7 @@ def _collect(futures: list, runner, show_progress: bool | None, cache: Path) -> 
 def _records(futures: list, runner, bar) -> list[VideoRecord]:
     by_future = {id(f): (src, mine) for f, src, mine in futures}
     records: list[VideoRecord] = []
-    for fut in runner.as_completed([f for f, _, _ in futures]):
+    for fut in runner.as_completed([f for f, _, _ in futures], on_idle=warm_for_manifest):
         src, mine = by_future[id(fut)]
         try:
             recs = fut.result()
@@ -445,6 +446,22 @@ def _records(futures: list, runner, bar) -> list[VideoRecord]:
         bar.set_description(src.video_id[:24])
         bar.update(1)
     return records
+
+
+def warm_for_manifest() -> None:
+    """Pay, in a thread on the core a finished worker leaves free, what writing the manifests
+    costs this process the first time: pyarrow imports pandas (0.43 s) at its first Python
+    object (``pa.array``, ``Table.from_pylist``, even an empty table), and the ffmpeg version
+    the manifest records is a subprocess (0.09 s). It ran after the last task, both cores idle
+    (issue 35); the main thread's own import waits on this one if it is not done."""
+
+    def warm() -> None:
+        from mf2.video import ffmpeg_version
+
+        pa.array([0])
+        ffmpeg_version()
+
+    threading.Thread(target=warm, name="mf2-warm-manifest", daemon=True).start()
 
 
 def _consolidate(job: Job, recs: list[VideoRecord], srcs: dict[str, VideoSource], n_removed: int) -> RunSummary:

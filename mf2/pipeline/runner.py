@@ -74,7 +74,8 @@ class SyncRunner:
     ) -> cf.Future:
         return _Deferred(fn, args)
 
-    def as_completed(self, futures: Iterable) -> Iterator:
+    def as_completed(self, futures: Iterable, on_idle: Callable[[], None] | None = None) -> Iterator:
+        """``on_idle`` is never called: this process is the one worker, never idle."""
         yield from futures
 
 
@@ -122,12 +123,15 @@ class DaskRunner:
             return _Held(fn, args, key)
         return self.client.submit(fn, *args, resources=resources, key=key, pure=False)
 
-    def as_completed(self, futures: Iterable) -> Iterator:
+    def as_completed(self, futures: Iterable, on_idle: Callable[[], None] | None = None) -> Iterator:
         """Futures as they complete; held tasks are sent one per free worker thread (counted
-        again as each one ends, so workers that join later get work from then on)."""
+        again as each one ends, so workers that join later get work from then on).
+        ``on_idle`` is called once, as the first worker thread is left with nothing to run: a
+        core is free from then on while the last tasks finish, for the caller's own work."""
         from distributed import as_completed
 
         futures = list(futures)
+        left = len(futures)
         queue = deque(f for f in futures if isinstance(f, _Held))
         running: dict = {}
         done = as_completed([f for f in futures if not isinstance(f, _Held)])
@@ -142,6 +146,10 @@ class DaskRunner:
 
         fill()
         for fut in done:
+            left -= 1
+            if on_idle is not None and left < self.n_threads:
+                on_idle()
+                on_idle = None
             held = running.pop(fut.key, None)
             if held is None:
                 yield fut
@@ -225,7 +233,8 @@ def make_runner(
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=":0",
+            # Dask's ":0" listened on every interface; its task keys name the videos
+            dashboard_address="127.0.0.1:0",
             resources={"GPU": 1} if gpu else None,
             silence_logs=logging.ERROR,
         )
