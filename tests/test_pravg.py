@@ -216,3 +216,24 @@ def test_encoder_corrects_every_value_a_boundary_is_near():
         assert np.array_equal(encode(v, mode), every.astype(np.uint8))
         assert np.array_equal(encode(v.reshape(-1, 1, 1), mode).ravel(), every.astype(np.uint8))
         assert near.mean() < 0.05  # the comparison is the exception
+
+
+def test_a_window_whose_crop_leaves_the_frame_averages_the_zero_padded_crops(videos):
+    """Crops past every edge of the frame (a close-up's margins) are summed straight into the
+    window's accumulator (issue 35): the result is still encode(mean(decode(padded crop)))
+    of each frame, with black where the crop leaves the frame, bit for bit."""
+    from mf2.blur.render import render_windows
+    from mf2.blur.windows import Window
+    from mf2.faces.crop import Crop
+
+    frames = decode_reference(videos / "fomm_08.mp4")[:9]  # 256 x 256
+    h, w = frames[0].shape[:2]
+    lut = decode_lut("srgb")
+    for crop in (Crop(-40, -30, 200), Crop(150, 170, 160), Crop(-20, -20, 300), Crop(10, 20, 100)):
+        win = Window(tuple(range(1, 8)), 4, crop, 0)
+        ((_, blurry, sharp),) = render_windows(iter(frames), [win], "srgb", crop.size)
+        padded = [np.pad(f, ((64, 64 + 300), (64, 64 + 300), (0, 0)))[crop.y0 + 64 :, crop.x0 + 64 :][: crop.size, : crop.size]
+                  for f in frames]  # fmt: skip
+        mean = np.mean([lut[p].astype(np.float32) for p in padded[1:8]], axis=0, dtype=np.float32)
+        assert (h, w) == (256, 256) and np.array_equal(sharp, padded[4])
+        assert np.array_equal(blurry, encode(mean, "srgb")), crop

@@ -60,11 +60,13 @@ def render_windows(
             lin = cv2.LUT(frame[y0:y1, x0:x1], lut) if x1 > x0 and y1 > y0 else np.zeros((1, 1, 3), np.float32)
         for wi in wis or ():
             w = windows[wi]
-            region = Crop(w.crop.x0 - x0, w.crop.y0 - y0, w.crop.size).take(lin, frame.shape)
-            if wi in acc:
-                acc[wi] += region
-            else:
-                acc[wi] = region.copy()
+            # summed straight into the window's accumulator: a crop that leaves the frame (a
+            # close-up's margins) cost a zero-padded copy of every frame (issue 35)
+            crop = Crop(w.crop.x0 - x0, w.crop.y0 - y0, w.crop.size)
+            crop.check_fits(frame.shape)
+            if wi not in acc:
+                acc[wi] = np.zeros((crop.size, crop.size, 3), np.float32)
+            crop.add_to(acc[wi], lin)
             if idx == w.center:
                 sharp[wi] = w.crop.take(frame).copy()
             if idx == w.end:

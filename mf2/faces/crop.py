@@ -32,18 +32,29 @@ class Crop:
         than the frame's diagonal is refused before anything is allocated: its size came
         from landmarks no face can have, and honouring it could take the machine's memory.
         ``picture``: the shape of the whole frame when ``frame`` is a region cut from it."""
-        ph, pw = (picture or frame.shape)[:2]
-        if self.size > np.hypot(ph, pw) + 1:
-            raise CropTooLarge(f"crop of {self.size} px on a {pw}x{ph} frame (larger than its diagonal)")
+        self.check_fits((picture or frame.shape)[:2])
         h, w = frame.shape[:2]
         x1, y1 = self.x0 + self.size, self.y0 + self.size
         if self.x0 >= 0 and self.y0 >= 0 and x1 <= w and y1 <= h:
             return frame[self.y0 : y1, self.x0 : x1]
         out = np.zeros((self.size, self.size) + frame.shape[2:], dtype=frame.dtype)
-        sx0, sy0, sx1, sy1 = max(self.x0, 0), max(self.y0, 0), min(x1, w), min(y1, h)
-        if sx1 > sx0 and sy1 > sy0:
-            out[sy0 - self.y0 : sy1 - self.y0, sx0 - self.x0 : sx1 - self.x0] = frame[sy0:sy1, sx0:sx1]
+        self.add_to(out, frame)
         return out
+
+    def check_fits(self, picture: tuple[int, ...]) -> None:
+        """Refuse a crop larger than the (height, width) picture's diagonal (see ``take``)."""
+        ph, pw = picture[:2]
+        if self.size > np.hypot(ph, pw) + 1:
+            raise CropTooLarge(f"crop of {self.size} px on a {pw}x{ph} frame (larger than its diagonal)")
+
+    def add_to(self, out: np.ndarray, frame: np.ndarray) -> None:
+        """``out`` (size, size, C) += the part of the crop inside ``frame``; the rest of ``out``
+        is left as it is. Into a zeroed ``out`` that is ``take``; into a running sum it adds
+        what ``+= take(frame)`` adds (x + 0.0 == x), without a padded copy per frame."""
+        h, w = frame.shape[:2]
+        sx0, sy0, sx1, sy1 = max(self.x0, 0), max(self.y0, 0), min(self.x0 + self.size, w), min(self.y0 + self.size, h)
+        if sx1 > sx0 and sy1 > sy0:
+            out[sy0 - self.y0 : sy1 - self.y0, sx0 - self.x0 : sx1 - self.x0] += frame[sy0:sy1, sx0:sx1]
 
     def landmarks_to_output(self, lm: np.ndarray, out_size: int) -> np.ndarray:
         # Pixel-centre convention: a pixel's centre at integer x maps to (x + 0.5) * s - 0.5.
