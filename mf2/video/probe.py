@@ -126,8 +126,7 @@ def frames_hint(path: str | Path) -> int | None:
 # One call for the streams, the container and every video packet's time: a second ffprobe
 # for the packets cost ~85 ms a video (its start and stream probing; issue 35). "v" keeps
 # attached pictures, which video_streams() sets aside as the decoder does.
-_PROBE_ARGS = ["-select_streams", "v", "-show_streams", "-show_format"]
-_PROBE_ARGS += ["-show_entries", "packet=stream_index,pts_time", "-of", "json"]
+_PROBE_ARGS = ("-select_streams", "v", "-show_streams", "-show_format", "-show_entries", "packet=stream_index,pts_time")
 
 
 def _packet(d: dict[str, Any]) -> Any:
@@ -149,7 +148,7 @@ def _probe_file(path: Path) -> VideoInfo:
         raise InputError(f"{path}: no such file", "missing-file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)", "empty-file")
-    meta = json.loads(_run_ffprobe(_PROBE_ARGS, path), object_hook=_packet)
+    meta = json.loads(_run_ffprobe([*_PROBE_ARGS, "-of", "json"], path), object_hook=_packet)
     videos = video_streams(meta.get("streams") or [])
     if not videos:
         raise InputError(f"{path}: no video stream", "not-a-video")
