@@ -1,3 +1,3 @@
-from mf2.cli import main
+from mf2.cli import entry
 
-main()
+entry()

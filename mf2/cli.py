@@ -986,6 +986,19 @@ def evaluate(
     )
 
 
+def entry() -> None:
+    """The `mf2` command (console script and ``python -m mf2``): ``main``, then an exit that
+    skips the interpreter's teardown (mf2.quick_exit says why). An error that is a bug still
+    leaves through Python's usual path, with its traceback."""
+    from mf2.quick_exit import exit_now
+
+    try:
+        main()
+    except SystemExit as e:
+        exit_now(e.code)
+    exit_now(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="mf2", standalone_mode=False)

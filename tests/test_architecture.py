@@ -102,7 +102,7 @@ def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
 
 # ARCHITECTURE.md's layers, from the base up: a package imports only from lower layers.
 LAYERS = {
-    0: ("errors", "atomic", "overlap", "pngs", "quality", "params", "builtin"),
+    0: ("errors", "atomic", "overlap", "pngs", "quality", "params", "builtin", "quick_exit"),
     1: ("schema", "sample", "yamlsafe"),
     2: ("dataset", "models"),
     3: ("sources",),
