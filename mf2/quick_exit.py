@@ -7,13 +7,16 @@ on every run. mypy leaves the same way (``mypy.util.hard_exit``). What the norma
 that anyone can see is done first, in its order: threads that are not daemons are joined
 (threading's own shutdown step, which also stops idle thread pools), atexit handlers run
 (logging's flush, multiprocessing's children, Dask's), and the standard streams are flushed.
-mf2 closes every file it writes when it is written (mf2.atomic), so no buffer is left behind.
+mf2 closes every file it writes when it is written (mf2.atomic); a file some library left open
+(its buffer flushed by the teardown when the file object was freed) is flushed here.
 Only the `mf2` command leaves this way; ``mf2.cli.main`` called from Python returns as usual.
 """
 
 from __future__ import annotations
 
 import atexit
+import gc
+import io
 import os
 import sys
 import threading
@@ -36,9 +39,21 @@ def exit_now(code: str | int | None = 0) -> NoReturn:
         status = 1
     shutdown()
     run_exitfuncs()
+    _flush_open_files()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
             status = status or 1
     os._exit(status)
+
+
+def _flush_open_files() -> None:
+    """Flush every buffered file still open, as freeing it in the teardown would (7 ms)."""
+    for f in gc.get_objects():
+        if isinstance(f, (io.BufferedIOBase, io.TextIOBase)) and f not in (sys.stdout, sys.stderr):
+            try:
+                if not f.closed and f.writable():
+                    f.flush()
+            except (OSError, ValueError):  # as the teardown, which ignores a file it cannot flush
+                pass

@@ -230,6 +230,8 @@ def _mark(name, _open=os.open, _close=os.close, _join=os.path.join, _flags=os.O_
 
 
 atexit.register(_mark, "atexit")
+_left_open = open(os.path.join(_out, "buffered"), "w")  # never flushed nor closed
+_left_open.write("kept")
 threading.Thread(target=lambda: (time.sleep(0.3), _mark("thread"))).start()  # not a daemon
 
 
@@ -247,7 +249,8 @@ def test_the_command_exits_without_the_interpreter_teardown(tmp_path, args, code
     """`mf2` leaves as mypy does (mf2.quick_exit): after a pipeline run Python's teardown of
     ~1,450 modules took 0.3 s (issue 35). What the normal exit does that is seen still happens:
     a thread that is not a daemon finishes, atexit handlers run, the output is all there, the
-    exit status is kept. The interpreter's teardown (here: freeing a module's object) is skipped."""
+    exit status is kept, a file left open keeps what was written to it. The interpreter's
+    teardown (here: freeing a module's object) is skipped."""
     import os
     import subprocess
     import sys
@@ -264,4 +267,5 @@ def test_the_command_exits_without_the_interpreter_teardown(tmp_path, args, code
         assert res.stdout.startswith("mf2, version"), res.stdout
     else:
         assert res.stderr.startswith("mf2: error: ") and "Traceback" not in res.stderr, res.stderr
-    assert sorted(p.name for p in marks.iterdir()) == ["atexit", "thread"]
+    assert sorted(p.name for p in marks.iterdir()) == ["atexit", "buffered", "thread"]
+    assert (marks / "buffered").read_text() == "kept"  # a file left open is flushed, as the teardown did

@@ -149,6 +149,7 @@ def train(
         elif "hg" in results:  # the hourglass alone is a complete deblurrer
             tr.export(("hg",))
     finally:
+        tr.log.close()
         if tr.dist.world > 1:
             import torch.distributed as dist
 
