@@ -92,3 +92,20 @@ def test_a_mode_checks_its_own_settings() -> None:
     with pytest.raises(UsageError, match="--min-L"):
         simulate_config({"mode": "vla", "min_L": 4}).validate()
     simulate_config({"mode": "pravg", "kernel_size": 65, "out_size": 64}).validate()  # not pravg's setting
+
+
+def test_a_mode_is_found_once_per_package_path(fourth_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """simulate asks for its mode twice a pair: the folders are listed once per name and
+    package path (listing them each time took 3 % of a worker's time, issue 35), and a folder
+    taken off the path takes its modes with it."""
+    import pkgutil
+
+    calls = []
+    listing = pkgutil.iter_modules
+    monkeypatch.setattr(pkgutil, "iter_modules", lambda *a, **k: calls.append(a) or listing(*a, **k))
+    first = mf2.modes.get_mode(fourth_mode)
+    assert all(mf2.modes.get_mode(fourth_mode) is first for _ in range(3))
+    assert len(calls) == 1
+    monkeypatch.setattr(mf2.modes, "__path__", mf2.modes.__path__[:1])
+    with pytest.raises(UsageError, match="expected one of pravg, vla, synthetic"):
+        mf2.modes.get_mode(fourth_mode)
