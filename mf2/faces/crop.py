@@ -69,14 +69,22 @@ def face_crop(landmarks: np.ndarray, margin: float) -> Crop:
     return Crop(int(round(cx - size / 2.0)), int(round(cy - size / 2.0)), size)
 
 
+def _nanmedian(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """``np.nanmedian``'s value. Without a missing value (a planned window's frames all have
+    fits) it is ``np.median``'s: nanmedian takes a small array through masked arrays, 0.22 ms
+    a call against 0.03, twice for every window planned (1.5 % of a worker's time in issue
+    35's profile)."""
+    return np.nanmedian(x, axis=axis) if np.isnan(x).any() else np.median(x, axis=axis)
+
+
 def window_crop(landmarks: np.ndarray, frames: Sequence[int] | np.ndarray, margin: float) -> Crop:
     """The crop of a window of frames: median centre and median longest extent of their
     landmarks (``landmarks``: (n_frames, 68, 2)). Before mf2 0.12 it came from the middle frame
     alone; on a hand-held clip a fit that the per-frame checks let through could double it."""
     lms = landmarks[np.asarray(frames, dtype=np.int64)]
     lo, hi = lms.min(axis=1), lms.max(axis=1)
-    cx, cy = np.nanmedian((lo + hi) / 2.0, axis=0)
-    ext = float(np.nanmedian((hi - lo).max(axis=1)))
+    cx, cy = _nanmedian((lo + hi) / 2.0, axis=0)
+    ext = float(_nanmedian((hi - lo).max(axis=1)))
     size = max(8, int(round(ext * (1.0 + 2.0 * margin))))
     return Crop(int(round(float(cx) - size / 2.0)), int(round(float(cy) - size / 2.0)), size)
 
