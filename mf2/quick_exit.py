@@ -20,6 +20,7 @@ import io
 import os
 import sys
 import threading
+import warnings
 from typing import NoReturn
 
 
@@ -48,12 +49,22 @@ def exit_now(code: str | int | None = 0) -> NoReturn:
     os._exit(status)
 
 
+_BUFFERED = (io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper)
+
+
 def _flush_open_files() -> None:
-    """Flush every buffered file still open, as freeing it in the teardown would (7 ms)."""
-    for f in gc.get_objects():
-        if isinstance(f, (io.BufferedIOBase, io.TextIOBase)) and f not in (sys.stdout, sys.stderr):
-            try:
-                if not f.closed and f.writable():
-                    f.flush()
-            except (OSError, ValueError):  # as the teardown, which ignores a file it cannot flush
-                pass
+    """Flush every buffered file still open, as freeing it in the teardown would (7 ms).
+    Types are compared by the objects' own type, never ``isinstance`` with io's ABCs: that
+    reads attributes of every object in the heap, and a deprecated one warns when read
+    (torch's ``torch.distributed.reduce_op``: the warning became a command's last line)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        files = [f for f in gc.get_objects() if issubclass(type(f), _BUFFERED)]
+    for f in files:
+        if f is sys.stdout or f is sys.stderr:
+            continue
+        try:
+            if not f.closed and f.writable():
+                f.flush()
+        except (OSError, ValueError):  # as the teardown, which ignores a file it cannot flush
+            pass
