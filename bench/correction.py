@@ -10,13 +10,26 @@ d = y - x against the change that was needed, e = t - x.
 - ``w_best`` (median): the scale of d that would have been best for the pair, <d, e> / |d|^2;
 - ``d_psnr``: the model as `mf2 deblur` runs it (gate included); ``d_psnr_ungated``: y itself;
   ``d_psnr_best_gate``: x + w d with each pair's best w in [0, 1], the most any gate, dead
-  zone or blend that scales the correction per image could reach.
+  zone or blend that scales the correction per image could reach;
+- the pair's own oracles, which use its sharp image and so bound what a restorer of one kind
+  could gain on it: ``d_psnr_oracle_filter``, x through the best 5x5 linear filter (and a
+  constant) fitted to the pair by least squares, the most any deblurrer that is one linear
+  filter per image could gain; ``d_psnr_oracle_symmetric``, the same filter held
+  point-symmetric (it sharpens or softens but cannot move the face); ``d_psnr_oracle_shift``,
+  x moved by the pair's sub-pixel displacement alone (``shift_px``, its least-squares fit).
 
 Why (issue 30, session 22): the gate and the dead zone only scale what the restorer proposes.
 When ``d_psnr_best_gate`` is far below a target, no gate reaches it and the restorer itself
 must change; a low ``cos`` with a ``w_best`` above 1 says the correction is timid and partly
 wrong, a ``w_best`` below 1 that it overshoots. Moving / static is the PSNR rule of
 bench/restore.py (Blurred below 38 dB), per blur and per video.
+Why the oracles (session 27): they say whether a target is out of reach of the data itself
+(an oracle below it) or of the model (an oracle above it, the model far below); between the
+full and the symmetric filter lies what a displacement or a one-sided blur adds; the
+displacement alone (``d_psnr_oracle_shift``) is the part no restorer can read from a blurred
+image (where in its blur the sharp frame sat). Run on
+a training folder (``--limit``), the same measures are the model's fit: a restorer that gains
+little on the pairs it trained on is short of capacity or training, not of data.
 
     .venv/bin/python bench/correction.py --model RUN/model.pt --pairs WORK/test/pravg7 --pairs WORK/test/vla
 """
@@ -31,6 +44,41 @@ from pathlib import Path
 import numpy as np
 
 STATIC_DB = 38.0  # bench/restore.py's rule
+ORACLE_K = 5  # the oracle filter's side: a PrAvg 7 / VLA blur at 128-256 px spans a few pixels
+
+
+def oracle_filtered(xl: np.ndarray, tl: np.ndarray, k: int = ORACLE_K, symmetric: bool = False) -> np.ndarray:
+    """x (luminance) through the k x k filter plus constant that brings it closest to t (least
+    squares over the pair's pixels, edges repeated). ``symmetric``: taps tied in point-symmetric
+    pairs, w(-i, -j) = w(i, j), a filter without a displacement."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    cols = sliding_window_view(np.pad(xl, k // 2, mode="edge"), (k, k)).reshape(-1, k * k)
+    if symmetric:  # tap j and its mirror k*k-1-j share one weight; the centre is its own mirror
+        half = k * k // 2
+        cols = np.concatenate([cols[:, :half] + cols[:, :half:-1], cols[:, half : half + 1]], axis=1)
+    a = np.concatenate([cols, np.ones((len(cols), 1))], axis=1)
+    w, *_ = np.linalg.lstsq(a, tl.ravel(), rcond=None)
+    return (a @ w).reshape(xl.shape)
+
+
+def oracle_shifted(xl: np.ndarray, tl: np.ndarray) -> tuple[np.ndarray, float]:
+    """x (luminance) moved onto t by the sub-pixel displacement that fits them best, and its
+    length in px. Cross-correlation (scikit-image, to 1/20 px) starts the search; it is biased
+    towards whole pixels on soft images (0.3 for a 0.4 px move), so the least-squares
+    displacement is then found directly (cubic spline, edges repeated, 4 px border ignored)."""
+    from scipy.ndimage import shift
+    from scipy.optimize import minimize
+    from skimage.registration import phase_cross_correlation
+
+    start, _, _ = phase_cross_correlation(tl, xl, upsample_factor=20, normalization=None)
+    inner = (slice(4, -4), slice(4, -4))
+
+    def err(d: np.ndarray) -> float:
+        return float(np.mean((shift(xl, d, order=3, mode="nearest")[inner] - tl[inner]) ** 2))
+
+    best = minimize(err, start, method="Powell", options={"xtol": 1e-3, "ftol": 1e-6}).x
+    return shift(xl, best, order=3, mode="nearest"), float(np.hypot(*best))
 
 
 def pair_measures(x: np.ndarray, y: np.ndarray, gated: np.ndarray, t: np.ndarray) -> dict:
@@ -44,6 +92,11 @@ def pair_measures(x: np.ndarray, y: np.ndarray, gated: np.ndarray, t: np.ndarray
     dd, ee, de = float(d @ d), float(e @ e), float(d @ e)
     blurred = psnr(x, t)
     w = min(max(de / dd, 0.0), 1.0) if dd > 0 else 0.0
+    shifted, shift_px = oracle_shifted(xl, tl)
+
+    def scored(est: np.ndarray) -> float:  # as evaluate scores an image: code values, rounded
+        return psnr_y(np.rint(np.clip(est, 0, 255)), tl) - blurred
+
     return {
         "blurred_psnr": blurred,
         "cos": de / np.sqrt(dd * ee) if dd > 0 and ee > 0 else float("nan"),
@@ -52,7 +105,15 @@ def pair_measures(x: np.ndarray, y: np.ndarray, gated: np.ndarray, t: np.ndarray
         "d_psnr": psnr(gated, t) - blurred,
         "d_psnr_ungated": psnr(y, t) - blurred,
         "d_psnr_best_gate": psnr_y(np.rint(xl + w * (yl - xl)), tl) - blurred,
+        "d_psnr_oracle_filter": scored(oracle_filtered(xl, tl)),
+        "d_psnr_oracle_symmetric": scored(oracle_filtered(xl, tl, symmetric=True)),
+        "d_psnr_oracle_shift": scored(shifted),
+        "shift_px": shift_px,
     }
+
+
+MEANS = ("cos", "ratio", "d_psnr", "d_psnr_ungated", "d_psnr_best_gate", "d_psnr_oracle_filter",
+         "d_psnr_oracle_symmetric", "d_psnr_oracle_shift")  # fmt: skip
 
 
 def _group(rows: list[dict]) -> dict:
@@ -66,9 +127,10 @@ def _group(rows: list[dict]) -> dict:
         v = np.array([r[k] for r in rows], float)
         return round(float(np.nanmean(v)), 4) if np.isfinite(v).any() else float("nan")
 
-    out = {"n": len(rows), **{k: mean(k) for k in ("cos", "ratio", "d_psnr", "d_psnr_ungated", "d_psnr_best_gate")}}
+    out = {"n": len(rows), **{k: mean(k) for k in MEANS}}
     w = np.array([r["w_best"] for r in rows], float)
     out["w_best"] = round(float(np.median(w[np.isfinite(w)])), 3) if np.isfinite(w).any() else float("nan")
+    out["shift_px"] = round(float(np.median([r["shift_px"] for r in rows])), 3)
     return out
 
 
@@ -110,7 +172,8 @@ def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="RUN/model.pt")
-    ap.add_argument("--pairs", type=Path, action="append", required=True, help="a test dataset folder (repeat)")
+    ap.add_argument("--pairs", type=Path, action="append", required=True,
+                    help="a test dataset folder (repeat); a training one gives the model's fit")  # fmt: skip
     ap.add_argument("--limit", type=int, default=0, help="pairs per dataset, evenly spaced (0: all)")
     args = ap.parse_args()
     json.dump(correction_quality(args.model, args.pairs, args.limit), sys.stdout, indent=1)
