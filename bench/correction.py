@@ -176,7 +176,13 @@ def main() -> None:
                     help="a test dataset folder (repeat); a training one gives the model's fit")  # fmt: skip
     ap.add_argument("--limit", type=int, default=0, help="pairs per dataset, evenly spaced (0: all)")
     args = ap.parse_args()
-    json.dump(correction_quality(args.model, args.pairs, args.limit), sys.stdout, indent=1)
+    from mf2.errors import Mf2Error
+
+    try:
+        report = correction_quality(args.model, args.pairs, args.limit)
+    except (Mf2Error, OSError) as e:  # a missing model or folder: one line, as mf2's own commands
+        sys.exit(f"correction.py: error: {e}")
+    json.dump(report, sys.stdout, indent=1)
     print()
 
 
