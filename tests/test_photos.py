@@ -228,6 +228,8 @@ def test_training_threads_follow_the_free_cores():
         assert busy_cores(0.5) >= 0.5  # one core spinning is seen (more load only adds to it)
         auto = plan_cpu(cfg, cpu)
         assert 1 <= auto.threads <= max(1, auto.cores - 1)
+        given = plan_cpu(cfg, cpu, threads=1)  # given threads: the other processes are still reported
+        assert given.threads == 1 and given.busy >= 0.5
     finally:
         spin.kill()
         spin.wait()
