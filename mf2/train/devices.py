@@ -127,9 +127,9 @@ def plan_cpu(cfg: TrainConfig, device: torch.device, threads: int | None = None)
     at least one. On the CPU the loader's workers would take cores from the convolutions; they
     run only where cores are left over (and on a GPU, at most the cores less one)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    busy = busy_cores()  # measured with --threads too: the line and train_threads.py report it
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads}: must be >= 1")
+    busy = busy_cores()  # measured with --threads too: the line and train_threads.py report it
     n = threads or max(1, min(cores, int(cores - busy + 0.5)))
     spare = max(0, cores - n) if device.type == "cpu" else max(0, cores - 1)
     return CpuPlan(cores, round(busy, 2), n, min(cfg.num_workers, spare))
