@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import copy_clips, run_mf2
+from conftest import copy_clips, decode_reference, run_mf2
 
 
 @pytest.fixture(scope="module")
@@ -289,16 +289,11 @@ def test_the_correction_bench_oracles_recover_a_known_shift_and_filter():
     """bench/correction.py's per-pair oracles (issue 30): a sub-pixel displacement is found and
     undone; the best 5x5 filter recovers a known sharpening and a one-pixel move; the
     point-symmetric filter recovers the sharpening but cannot move the face."""
-    import importlib.util
-
     from scipy.ndimage import gaussian_filter, shift
 
     from mf2.quality import psnr_y
 
-    spec = importlib.util.spec_from_file_location("correction", Path(__file__).parents[1] / "bench" / "correction.py")
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("correction")
     rng = np.random.default_rng(0)
     x = 128 + 60 * gaussian_filter(rng.standard_normal((96, 96)), 1.5) / 0.19  # a texture of ~1.5 px grain
     inner = (slice(8, -8), slice(8, -8))  # edges are repeated by the oracles, not known
@@ -318,3 +313,48 @@ def test_the_correction_bench_oracles_recover_a_known_shift_and_filter():
     rolled = np.concatenate([x[:, :1], x[:, :-1]], axis=1)  # each pixel takes its left neighbour: a move
     assert gain(bench.oracle_filtered(x, rolled), rolled) > 60
     assert gain(bench.oracle_filtered(x, rolled, symmetric=True), rolled) < 3
+
+
+def _bench(name: str):
+    import importlib.util
+    import sys
+
+    bench_dir = Path(__file__).parents[1] / "bench"
+    sys.path.insert(0, str(bench_dir))  # bench/temporal.py imports bench/restore.py as a sibling
+    spec = importlib.util.spec_from_file_location(name, bench_dir / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_temporal_bench_neighbours_are_the_exposures_beside_each_pair(pairs_dir, videos, tmp_path):
+    """bench/temporal.py (issue 30): a PrAvg 7 pair's neighbours are its crop averaged, in linear
+    light, over the 7 frames just before its window and the 7 just after, computed here from a
+    plain ffmpeg decode; a pair too near the clip's start gets none."""
+    from mf2.blur.crf import decode_lut, encode
+    from mf2.faces.crop import Crop, resize_to
+
+    bench = _bench("temporal")
+    made = bench.build_neighbours(pairs_dir, {"fomm_08": videos / "fomm_08.mp4"}, tmp_path)
+    rows = [r for r in _pairs(pairs_dir) if r["video_id"] == "fomm_08"]
+    frames = decode_reference(videos / "fomm_08.mp4")
+    lut = decode_lut(rows[0]["crf"])
+    checked = 0
+    for r in rows:
+        s, e, n = r["start_frame"], r["end_frame"], r["L"]
+        prev, nxt = tmp_path / "prev" / f"{r['pair_id']}.png", tmp_path / "next" / f"{r['pair_id']}.png"
+        if s < n:
+            assert not prev.exists() and not nxt.exists()
+            continue
+        if e + n >= len(frames):
+            continue
+        crop = Crop(r["crop_x0"], r["crop_y0"], r["crop_size"])
+        for path, span in ((prev, range(s - n, s)), (nxt, range(e + 1, e + 1 + n))):
+            mean = np.mean([lut[crop.take(frames[i])] for i in span], axis=0, dtype=np.float32)
+            want = resize_to(encode(mean, r["crf"]), r["out_size"]).astype(int)
+            assert np.abs(_rgb(path).astype(int) - want).max() <= 1, (path.name, span)
+        checked += 1
+    assert checked >= 3 and made["with_neighbours"] >= checked
+    assert any(r["start_frame"] < r["L"] for r in rows)  # the first pair, which has no previous exposure
