@@ -218,7 +218,7 @@ def score(model: Restorer, d: dict, context: bool = True) -> dict:
 
 @torch.no_grad()
 def sample_grid(models: dict[str, Restorer], d: dict, path: Path, rows: int = 6) -> None:
-    """The most blurred test faces, spread over the moving ones, one row each."""
+    """Moving test faces spread evenly over the test folder, one row each."""
     import cv2
 
     moving = torch.nonzero(d["blur_psnr"] < MOVING_DB).flatten()
