@@ -37,8 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from restore import CORPUS, SHARED, TEST_CLIPS, train_sources  # noqa: E402
 
 MOVING_DB = 38.0
-# name -> (frames the stem sees, share of training pairs shown without their neighbours)
-VARIANTS = {"frames_1": (1, 0.0), "frames_3": (3, 0.0), "frames_3_drop30": (3, 0.3)}
+# name -> (frames the stem sees, share of training pairs shown without their neighbours, whether a
+# channel tells the stem that they are missing)
+VARIANTS = {
+    "frames_1": (1, 0.0, False),
+    "frames_3": (3, 0.0, False),
+    "frames_3_drop30": (3, 0.3, False),
+    "frames_3_drop30_flag": (3, 0.3, True),
+}
 SIDES = ("train", "test")
 
 
@@ -118,17 +124,18 @@ def load_side(pairs_dir: Path, nb: Path) -> dict[str, torch.Tensor]:
 
 
 class Restorer(nn.Module):
-    """The `small` hourglass; with ``frames=3`` its stem also sees the two neighbours."""
+    """The `small` hourglass; with ``frames=3`` its stem also sees the two neighbours, and with
+    ``flag`` a channel saying whether they are there (1) or replaced by the blurry frame (0)."""
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, flag: bool = False) -> None:
         super().__init__()
         from mf2.models.archs.hourglass import NewellStem, StackedHourglass
 
         self.net = StackedHourglass(stacks=2, features=64, depth=3)
         self.net.zero_heads()
-        self.frames = frames
+        self.frames, self.ctx_ch = frames, 7 if flag else 6
         if frames == 3:
-            self.net.stem = NewellStem(9, 64)
+            self.net.stem = NewellStem(3 + self.ctx_ch, 64)
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> list[torch.Tensor]:
         if self.frames == 1:
@@ -138,7 +145,7 @@ class Restorer(nn.Module):
         from mf2.models.archs.space import atanh_base
 
         net = self.net
-        y = net.stem(torch.cat([ctx[:, :3], x, ctx[:, 3:]], 1))
+        y = net.stem(torch.cat([ctx[:, :3], x, ctx[:, 3 : self.ctx_ch]], 1))
         fine, base, outs = net.fine(x), atanh_base(x), []
         for i, hg in enumerate(net.hgs):
             f = net.feats[i](hg(y))
@@ -157,25 +164,27 @@ def cast_head(head: nn.Module, kind: type) -> nn.Module:
 def _batch(
     d: dict, idx: torch.Tensor, flip: torch.Tensor, drop: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(blurry, neighbours, target) in [-1, 1]; ``drop`` marks pairs shown without neighbours
-    (the blurry frame in their place, as a photo or a still image would be)."""
+    """(blurry, neighbours and their flag, target) in [-1, 1]; ``drop`` marks pairs shown without
+    neighbours (the blurry frame in their place, as a photo or a still image would be; flag 0)."""
 
     def f(name: str) -> torch.Tensor:
         x = d[name][idx].float() / 127.5 - 1
         return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
     x, ctx, y = f("blurry"), torch.cat([f("prev"), f("next")], 1), f("sharp")
-    if drop is not None:
-        ctx = torch.where(drop[:, None, None, None], x.repeat(1, 2, 1, 1), ctx)
+    drop = torch.zeros(len(idx), dtype=torch.bool) if drop is None else drop
+    ctx = torch.where(drop[:, None, None, None], x.repeat(1, 2, 1, 1), ctx)
+    ctx = torch.cat([ctx, (~drop).float()[:, None, None, None].expand(-1, 1, *x.shape[2:])], 1)
     still = d["blur_psnr"][idx] >= MOVING_DB  # the still-face term: a still pair trains towards its blurry image
     return x, ctx, torch.where(still[:, None, None, None], x, y)
 
 
 def train(
-    d: dict, frames: int, steps: int, seed: int, drop: float = 0.0, batch: int = 16, lr: float = 5e-4
+    d: dict, variant: tuple[int, float, bool], steps: int, seed: int, batch: int = 16, lr: float = 5e-4
 ) -> tuple[Restorer, dict]:
     torch.manual_seed(seed)
-    model = Restorer(frames)
+    frames, drop, flag = variant
+    model = Restorer(frames, flag)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     g = torch.Generator().manual_seed(seed)
@@ -262,10 +271,9 @@ def main() -> int:
         data[side] = load_side(args.work / side / "pravg7", nb)
     models = {}
     for name in args.models.split(","):
-        frames, drop = VARIANTS[name]
-        models[name], log = train(data["train"], frames, args.steps, args.seed, drop)
+        models[name], log = train(data["train"], VARIANTS[name], args.steps, args.seed)
         report[name] = {**log, "test_pravg7": score(models[name], data["test"])}
-        if frames == 3:
+        if VARIANTS[name][0] == 3:
             report[name]["test_pravg7_without_neighbours"] = score(models[name], data["test"], context=False)
         print(json.dumps({name: {k: v for k, v in report[name].items() if k.startswith("test")}}), flush=True)
     if args.png and {"frames_1", "frames_3"} <= set(models):
