@@ -100,19 +100,15 @@ def build_neighbours(pairs_dir: Path, paths: dict[str, Path], out: Path) -> dict
     return {"pairs": len(table), "with_neighbours": made}
 
 
-def _load(path: Path) -> np.ndarray:
-    import cv2
-
-    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
 def load_side(pairs_dir: Path, nb: Path) -> dict[str, torch.Tensor]:
     """Every pair with both neighbours, as uint8 tensors (N, 3, H, W) and its Blurred PSNR."""
     t = pq.read_table(pairs_dir / "pairs.parquet", columns=["pair_id", "blurry_path", "sharp_path", "blur_psnr"])
     keep = [r for r in t.to_pylist() if (nb / "next" / f"{r['pair_id']}.png").is_file()]
 
+    from mf2.evaluate.methods import read_rgb
+
     def stack(paths: list[Path]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([_load(p) for p in paths])).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(np.stack([read_rgb(p) for p in paths])).permute(0, 3, 1, 2).contiguous()
 
     return {
         "prev": stack([nb / "prev" / f"{r['pair_id']}.png" for r in keep]),
@@ -123,42 +119,41 @@ def load_side(pairs_dir: Path, nb: Path) -> dict[str, torch.Tensor]:
     }
 
 
+class _NeighbourStem(nn.Module):
+    """Newell's stem over the blurry frame and, set before each pass, its neighbours."""
+
+    def __init__(self, ctx_ch: int, features: int) -> None:
+        super().__init__()
+        from mf2.models.archs.hourglass import NewellStem
+
+        self.stem, self.ctx_ch = NewellStem(3 + ctx_ch, features), ctx_ch
+        self.ctx: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.ctx is not None
+        return self.stem(torch.cat([self.ctx[:, :3], x, self.ctx[:, 3 : self.ctx_ch]], 1))
+
+
 class Restorer(nn.Module):
     """The `small` hourglass; with ``frames=3`` its stem also sees the two neighbours, and with
-    ``flag`` a channel saying whether they are there (1) or replaced by the blurry frame (0)."""
+    ``flag`` a channel saying whether they are there (1) or replaced by the blurry frame (0).
+    Everything after the stem (the hourglasses, the heads, the residual on the blurry frame)
+    is mf2's network as it is."""
 
     def __init__(self, frames: int, flag: bool = False) -> None:
         super().__init__()
-        from mf2.models.archs.hourglass import NewellStem, StackedHourglass
+        from mf2.models.archs.hourglass import StackedHourglass
 
         self.net = StackedHourglass(stacks=2, features=64, depth=3)
         self.net.zero_heads()
-        self.frames, self.ctx_ch = frames, 7 if flag else 6
-        if frames == 3:
-            self.net.stem = NewellStem(3 + self.ctx_ch, 64)
+        self.neighbours = _NeighbourStem(7 if flag else 6, 64) if frames == 3 else None
+        if self.neighbours is not None:
+            self.net.stem = self.neighbours
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> list[torch.Tensor]:
-        if self.frames == 1:
-            return self.net(x)
-        # StackedHourglass.forward with the stem fed all three frames
-        from mf2.models.archs.hourglass import FullResHead
-        from mf2.models.archs.space import atanh_base
-
-        net = self.net
-        y = net.stem(torch.cat([ctx[:, :3], x, ctx[:, 3 : self.ctx_ch]], 1))
-        fine, base, outs = net.fine(x), atanh_base(x), []
-        for i, hg in enumerate(net.hgs):
-            f = net.feats[i](hg(y))
-            img = torch.tanh(cast_head(net.heads[i], FullResHead)(f, fine) + base)
-            outs.append(img)
-            if i < len(net.hgs) - 1:
-                y = y + net.merge[i](f) + net.back[i](img)
-        return outs
-
-
-def cast_head(head: nn.Module, kind: type) -> nn.Module:
-    assert isinstance(head, kind)
-    return head
+        if self.neighbours is not None:
+            self.neighbours.ctx = ctx
+        return self.net(x)
 
 
 def _batch(
