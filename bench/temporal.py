@@ -49,19 +49,21 @@ SIDES = ("train", "test")
 
 
 def _windows(rows: list[dict]) -> tuple[list, list[tuple[str, str]]]:
-    """Each pair's two neighbouring windows (same crop, L frames just before and just after)."""
-    from mf2.blur.windows import Window
+    """Each pair's two neighbouring windows (mf2.blur.windows.neighbour_frames: same crop, L
+    frames just before and just after), for pairs that have an earlier one."""
+    from mf2.blur.windows import Window, neighbour_frames, neighbour_window
     from mf2.faces.crop import Crop
 
     wins, keys = [], []
     for r in rows:
-        s, e, n = int(r["start_frame"]), int(r["end_frame"]), int(r["L"])
         crop = Crop(int(r["crop_x0"]), int(r["crop_y0"]), int(r["crop_size"]))
-        if s - n < 0:
+        frames = tuple(int(f) for f in r["frames"])
+        pair = Window(frames, frames[len(frames) // 2], crop, 0)
+        beside = neighbour_frames(pair)
+        if beside[0][0] < 0:
             continue
-        for name, first in (("prev", s - n), ("next", e + 1)):
-            frames = tuple(range(first, first + n))
-            wins.append(Window(frames, frames[n // 2], crop, 0))
+        for name, span in zip(("prev", "next"), beside):
+            wins.append(neighbour_window(pair, span))
             keys.append((name, r["pair_id"]))
     return wins, keys
 
@@ -75,7 +77,7 @@ def build_neighbours(pairs_dir: Path, paths: dict[str, Path], out: Path) -> dict
     from mf2.video import iter_frames
     from mf2.video.probe import probe
 
-    cols = ["pair_id", "video_id", "start_frame", "end_frame", "L", "crop_x0", "crop_y0", "crop_size", "out_size"]
+    cols = ["pair_id", "video_id", "frames", "L", "crop_x0", "crop_y0", "crop_size", "out_size"]
     table = pq.read_table(pairs_dir / "pairs.parquet", columns=cols + ["crf"]).to_pylist()
     by_video: dict[str, list[dict]] = {}
     for r in table:

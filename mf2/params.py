@@ -240,6 +240,17 @@ SIMULATE: tuple[Param, ...] = (
         "vla: side of the face square the flow is computed on (pixels).",
         modes=VLA,
     ),
+    Param(
+        "neighbours",
+        "--neighbours/--no-neighbours",
+        bool,
+        False,
+        "neighbours",
+        "pravg, vla: also write each pair's neighbouring exposures (prev/, next/: the same number of frames "
+        "just before and just after its window, in its crop), the frames beside a blurry one that a video "
+        "deblurrer sees (bench/temporal.py). Off: not in the params record.",
+        modes=("pravg", "vla"),
+    ),
     # Pair filters (issue 31; mf2.blur.measures). Off (0) by default, so a dataset's pairs do not
     # change with an upgrade; left off, they are not in the ``params`` record either, so datasets
     # made before they existed resume. The 2mf2 recipe states its own.
@@ -519,6 +530,9 @@ ALIASES: tuple[Alias, ...] = (
 )
 # The pair filters among SIMULATE: also the options of ``mf2 filter`` (the same rules after the fact).
 PAIR_FILTERS = ("min_target_sharpness", "min_target_sharpness_abs", "min_blur")
+# Settings that are off by default and, left off, stay out of the ``params`` record (and so the
+# resume key): datasets made before they existed resume, and their pairs are unchanged.
+RECORDED_WHEN_ON = (*PAIR_FILTERS, "neighbours")
 ALIAS_BY_OLD: dict[tuple[str, str], Alias] = {(a.section, a.old): a for a in ALIASES}
 BY_KEY: dict[str, Param] = {p.key: p for p in SIMULATE}
 TABLES: dict[str, tuple[Param, ...]] = {"job": SIMULATE, "fetch": FETCH}

@@ -20,7 +20,7 @@ from mf2 import __version__
 from mf2.errors import InputError
 from mf2.params import upgrade_params
 
-SCHEMA_VERSION = "1.8"
+SCHEMA_VERSION = "1.9"
 # Minor versions only add nullable columns: a reader fills what an older file lacks with nulls
 # (upgrade_pairs). A new major version changes meanings, and older readers refuse it.
 SCHEMA_HISTORY = {
@@ -35,6 +35,8 @@ SCHEMA_HISTORY = {
     "1.7": "pairs: source_kind (video or photo) and face_px (the face's size in source pixels)",
     "1.8": "pairs: measures of each pair (target_sharpness, sharpness_rank, sharpness_ratio, blur_psnr, blur_ssim, saturated_share, "
     "fit_residual, bits_per_pixel: mf2.blur.measures)",
+    "1.9": "pairs: prev_* and next_* (path, sha256, rgb_sha256): the exposures beside the pair's window, written by "
+    "simulate --neighbours; null without them",
 }
 
 BOX = pa.list_(pa.float32(), 4)
@@ -133,6 +135,15 @@ PAIR_SCHEMA = pa.schema(
         ("saturated_share", pa.float32()),
         ("fit_residual", pa.float32()),
         ("bits_per_pixel", pa.float32()),
+        # the exposures just before and just after the pair's window (as many frames, its crop;
+        # mf2.blur.windows.neighbour_windows), made with --neighbours; null where the video or
+        # the face's track does not hold them, and before 1.9
+        ("prev_path", pa.string()),
+        ("next_path", pa.string()),
+        ("prev_sha256", pa.string()),
+        ("next_sha256", pa.string()),
+        ("prev_rgb_sha256", pa.string()),
+        ("next_rgb_sha256", pa.string()),
     ]
 )
 

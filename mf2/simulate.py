@@ -21,14 +21,23 @@ import pyarrow.parquet as pq
 
 from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
-from mf2.blur.windows import Window
-from mf2.dataset import IMAGE_KINDS, frame_store_path, image_columns, image_rel, part_path
+from mf2.blur.windows import Window, neighbour_windows
+from mf2.dataset import (
+    IMAGE_KINDS,
+    NEIGHBOUR_KINDS,
+    frame_store_path,
+    image_columns,
+    image_rel,
+    neighbour_columns,
+    part_path,
+    row_images,
+)
 from mf2.faces.series import FaceSeries, face_ids, face_series
 from mf2.faces.stage import landmarks_for_video
 from mf2.modes import get_mode
 from mf2.modes.base import Plan, PlanContext
 from mf2.modes.config import SimulateConfig, simulate_config  # noqa: F401 (re-exported: notebooks import them from here)
-from mf2.modes.render import render_pairs
+from mf2.modes.render import Rendered, render_pairs
 from mf2.overlap import ordered_map
 from mf2.pngs import encode_image
 from mf2.schema import (
@@ -272,8 +281,8 @@ def _finish_part(
                 t = t.set_column(t.schema.get_field_index(name), name, pa.array(values[at : at + n], pa.float32()))
             k = keep[at : at + n]
             if not k.all():
-                for rel in t.filter(pa.array(~k)).select(["blurry_path", "sharp_path"]).to_pylist():
-                    for path in rel.values():
+                for row in t.filter(pa.array(~k)).to_pylist():
+                    for _, path in row_images(row):
                         (out / path).unlink(missing_ok=True)
                 t = t.filter(pa.array(k))
             writer.write_table(t.replace_schema_metadata(schema.metadata))
@@ -315,21 +324,27 @@ def _pair_rows(
     def columns(w: Window) -> tuple[str, dict]:
         return cfg.mode, mode.pair_columns(cfg, dict(extra_of[id(w)][0]))
 
-    def finish(rendered: tuple[Window, dict, np.ndarray, np.ndarray]) -> dict:
+    def finish(rendered: Rendered) -> dict:
         # a plan with windows has its series
-        return _pair_row(shared, rendered, cast(FaceSeries, extra_of[id(rendered[0])][1]))
+        return _pair_row(shared, rendered, cast(FaceSeries, extra_of[id(rendered.window)][1]))
 
-    rendered = render_pairs(info, windows, cfg.crf, cfg.out_size, columns, progress, store)
+    def beside(w: Window) -> tuple[Window | None, Window | None]:
+        ser = cast(FaceSeries, extra_of[id(w)][1])
+        return neighbour_windows(w, ser.usable, ser.run, ser.reason)
+
+    rendered = render_pairs(
+        info, windows, cfg.crf, cfg.out_size, columns, progress, store, beside if cfg.neighbours else None
+    )
     # Finishing a pair (measures, PNGs, writes) overlaps the next pairs' rendering in one helper
     # thread (mf2.overlap says why); rows keep their order. Measured on 8 clips: in process
     # 54.5 -> 39.8 s; with two Dask workers on two cores 38.8 -> 36.2 s (their gaps filled).
     yield from ordered_map(finish, rendered, threads=1)
 
 
-def _pair_row(s: _Source, rendered: tuple[Window, dict, np.ndarray, np.ndarray], ser: FaceSeries) -> dict:
-    """One rendered pair's measures, its two PNGs written (unless a filter drops it), its row."""
+def _pair_row(s: _Source, rendered: Rendered, ser: FaceSeries) -> dict:
+    """One rendered pair's measures, its PNGs written (unless a filter drops it), its row."""
     src, out, cfg, info = s.src, s.out, s.cfg, s.info
-    w, extra, blurry, sharp = rendered
+    w, extra, blurry, sharp = rendered[:4]
     face_id = int(ser.face_id[w.center])
     pair_id = _pair_id(src.video_id, cfg.mode, w, extra, cfg, face_id)
     rel_b, rel_s = (image_rel(kind, src.video_id, pair_id) for kind in IMAGE_KINDS)
@@ -341,6 +356,7 @@ def _pair_row(s: _Source, rendered: tuple[Window, dict, np.ndarray, np.ndarray],
     b_img, s_img = encode_image(blurry), encode_image(sharp)
     write_bytes_atomic(out / rel_b, b_img.png)
     write_bytes_atomic(out / rel_s, s_img.png)
+    beside = _write_neighbours(out, src.video_id, pair_id, rendered)
     return {
         "_dropped": None,
         "pair_id": pair_id,
@@ -361,7 +377,19 @@ def _pair_row(s: _Source, rendered: tuple[Window, dict, np.ndarray, np.ndarray],
         "face_px": face_px(ser.landmarks[w.center]),
         **measures,
         **extra,
+        **beside,
     }
+
+
+def _write_neighbours(out: Path, video_id: str, pair_id: str, rendered: Rendered) -> dict:
+    """The neighbouring exposures the render made for a pair (--neighbours), written, and their columns."""
+    cols: dict = {}
+    for kind, img in zip(NEIGHBOUR_KINDS, (rendered.prev, rendered.next)):
+        if img is not None:
+            rel, enc = image_rel(kind, video_id, pair_id), encode_image(img)
+            write_bytes_atomic(out / rel, enc.png)
+            cols.update(neighbour_columns(kind, rel, enc))
+    return cols
 
 
 def _window_columns(w: Window) -> dict:

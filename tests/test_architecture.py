@@ -206,13 +206,14 @@ def test_params_record_uses_the_cli_names() -> None:
     key (no nesting, nothing twice), and a changed setting shows under that very key."""
     from mf2.modes import mode_names
     from mf2.modes.config import simulate_config
-    from mf2.params import PAIR_FILTERS, SIMULATE
+    from mf2.params import RECORDED_WHEN_ON, SIMULATE
 
+    off = set(RECORDED_WHEN_ON)
     for mode in mode_names():
         base = simulate_config({"mode": mode}).params()
         want = {p.key for p in SIMULATE if p.applies(mode)}
-        # a pair filter left off is not recorded (datasets made before it existed resume)
-        assert want - set(PAIR_FILTERS) <= set(base) and not set(PAIR_FILTERS) & set(base), (mode, want - set(base))
+        # a pair filter or --neighbours left off is not recorded (datasets made before it existed resume)
+        assert want - off <= set(base) and not off & set(base), (mode, want - set(base))
         extra = set(base) - want - {"landmarks"}
         assert all(not isinstance(base[k], dict) for k in extra), (mode, extra)  # constants only, flat
         for p in SIMULATE:

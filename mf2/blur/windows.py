@@ -120,3 +120,32 @@ def plan_pravg(
         )
     stats.windows = len(windows)
     return windows, stats
+
+
+def neighbour_frames(w: Window) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The frames of a pair's two neighbouring exposures: as many consecutive frames as its
+    window averages, just before its first frame and just after its last."""
+    n = len(w.frames)
+    return tuple(range(w.start - n, w.start)), tuple(range(w.end + 1, w.end + 1 + n))
+
+
+def neighbour_window(w: Window, frames: tuple[int, ...]) -> Window:
+    """One neighbouring exposure as a window in the pair's crop (its centre is never a target)."""
+    return Window(frames, frames[len(frames) // 2], w.crop, 0)
+
+
+def neighbour_windows(
+    w: Window, usable: np.ndarray, run: np.ndarray | None, reason: np.ndarray | None = None
+) -> tuple[Window | None, Window | None]:
+    """The exposures beside a pair's window (``neighbour_frames``), in its crop: what a camera
+    records beside the blurry frame, never its sharp target. Each is None where it would leave
+    the video, the pair's run (a cut, another track) or the frames where its face is usable:
+    a video deblurrer gets the frames of the shot it tracks, and a dataset must not teach it
+    otherwise."""
+    out: list[Window | None] = []
+    for frames in neighbour_frames(w):
+        ok = frames[0] >= 0 and frames[-1] < len(usable) and window_problem(frames, usable, run, reason) is None
+        if ok and run is not None:
+            ok = bool(run[frames[0]] == run[w.center])
+        out.append(neighbour_window(w, frames) if ok else None)
+    return out[0], out[1]

@@ -2,7 +2,8 @@
 
 A dataset folder holds ``pairs.parquet`` (the manifest), ``failures.parquet``, ``removed.parquet``
 (takedowns), the settings it was claimed with, the per-video ``parts/``, the cached
-``landmarks/`` and flow tables, the PNGs under ``blurry/`` and ``sharp/``, and reports
+``landmarks/`` and flow tables, the PNGs under ``blurry/`` and ``sharp/`` (and, made with
+``--neighbours``, ``prev/`` and ``next/``), and reports
 (``contact_sheet.png``, ``stats/``). Every module reaches those names through here, so a change
 of layout is one file.
 
@@ -20,11 +21,13 @@ and below everything that makes or reads datasets.
 from mf2.dataset.layout import (
     CONTACT_SHEET,
     FAILURES,
+    FILE_KINDS,
     FLOW,
     FRAMES,
     IMAGE_KINDS,
     LANDMARKS,
     LOCK,
+    NEIGHBOUR_KINDS,
     PAIRS,
     PARTS,
     REMOVED,
@@ -39,11 +42,13 @@ from mf2.dataset.layout import (
     landmark_files,
     landmarks_path,
     lock_path,
+    neighbour_columns,
     pairs_path,
     part_files,
     part_path,
     parts_dir,
     removed_path,
+    row_images,
     settings_path,
     stats_dir,
 )
@@ -52,10 +57,12 @@ __all__ = [
     "CONTACT_SHEET",
     "FAILURES",
     "FLOW",
+    "FILE_KINDS",
     "FRAMES",
     "IMAGE_KINDS",
     "LANDMARKS",
     "LOCK",
+    "NEIGHBOUR_KINDS",
     "PAIRS",
     "PARTS",
     "REMOVED",
@@ -70,11 +77,13 @@ __all__ = [
     "landmark_files",
     "landmarks_path",
     "lock_path",
+    "neighbour_columns",
     "pairs_path",
     "part_files",
     "part_path",
     "parts_dir",
     "removed_path",
+    "row_images",
     "settings_path",
     "stats_dir",
 ]

@@ -26,7 +26,7 @@ from mf2.atomic import write_bytes_atomic
 from mf2.dataset.layout import (
     CONTACT_SHEET,
     FAILURES,
-    IMAGE_KINDS,
+    FILE_KINDS,
     PAIRS,
     PARTS,
     SETTINGS,
@@ -42,7 +42,7 @@ from mf2.schema import pair_params, params_json, read_parquet, try_read_metadata
 # parameters and the video's hash, so they are reused or recomputed as needed.
 SETTINGS_NAME = SETTINGS  # the settings a folder was claimed with, before its first part
 _DATASET_FILES = (PAIRS, FAILURES, CONTACT_SHEET, SETTINGS_NAME)
-_DATASET_DIRS = (PARTS, *IMAGE_KINDS, STATS)
+_DATASET_DIRS = (PARTS, *FILE_KINDS, STATS)
 
 
 @contextlib.contextmanager

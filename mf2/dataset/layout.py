@@ -13,6 +13,10 @@ SETTINGS = ".mf2-settings.json"  # the settings the folder was claimed with, bef
 CONTACT_SHEET = "contact_sheet.png"
 PARTS = "parts"  # parts/<mode>/<video_id>.parquet: one finished video's pairs, written last and atomically
 IMAGE_KINDS = ("blurry", "sharp")  # blurry/<video_id>/<pair_id>.png and sharp/...; also the columns' prefixes
+# The exposures beside a pair's window (simulate --neighbours), each optional: a pair at a cut
+# or a clip's edge, and every pair of a dataset made without them, has null columns.
+NEIGHBOUR_KINDS = ("prev", "next")
+FILE_KINDS = IMAGE_KINDS + NEIGHBOUR_KINDS  # every image folder and column prefix a pair may have
 LANDMARKS = "landmarks"  # the cached landmark tables: landmarks/<video_id>.parquet
 FLOW = "flow"  # the cached flow tables: flow/<video_id>[_f<face>].parquet
 STATS = "stats"  # mf2 stats's report
@@ -70,6 +74,16 @@ def image_columns(rel_b: str, rel_s: str, blurry: EncodedImage, sharp: EncodedIm
         "blurry_rgb_sha256": blurry.rgb_sha256,
         "sharp_rgb_sha256": sharp.rgb_sha256,
     }
+
+
+def neighbour_columns(kind: str, rel: str, img: EncodedImage) -> dict[str, str]:
+    """One neighbouring exposure's columns (``kind``: prev or next), as ``image_columns``."""
+    return {f"{kind}_path": rel, f"{kind}_sha256": img.sha256, f"{kind}_rgb_sha256": img.rgb_sha256}
+
+
+def row_images(row: dict) -> list[tuple[str, str]]:
+    """(kind, relative path) of every image a pair row names: its two, and the neighbours it has."""
+    return [(k, row[f"{k}_path"]) for k in FILE_KINDS if row.get(f"{k}_path")]
 
 
 def landmarks_path(folder: Path, video_id: str) -> Path:

@@ -20,7 +20,7 @@ from mf2.faces.select import LandmarkConfig
 from mf2.faces.series import FACE_CHOICES
 from mf2.flow import FlowConfig
 from mf2.modes import get_mode
-from mf2.params import PAIR_FILTERS, SIMULATE, default, get_path
+from mf2.params import BY_KEY, RECORDED_WHEN_ON, SIMULATE, default, get_path
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class SimulateConfig:
     min_target_sharpness: float = default("min_target_sharpness")  # pair filters: mf2.blur.measures
     min_target_sharpness_abs: float = default("min_target_sharpness_abs")
     min_blur: float = default("min_blur")
+    neighbours: bool = default("neighbours")  # pravg, vla: prev/ and next/ beside each pair
     landmarks: LandmarkConfig = field(default_factory=LandmarkConfig)
     # Each mode's own settings: checked by the mode, in the ``params`` record only for it.
     pravg: PrAvgConfig = field(default_factory=PrAvgConfig)
@@ -73,6 +74,8 @@ class SimulateConfig:
             )
         if self.min_target_sharpness_abs < 0 or self.min_blur < 0:
             raise UsageError("--min-target-sharpness-abs and --min-blur must be >= 0 (0: off)")
+        if self.neighbours and not BY_KEY["neighbours"].applies(self.mode):
+            raise UsageError(f"--neighbours: a {self.mode} pair is one frame; it has no neighbouring exposures")
         self.landmarks.validate()
         mode.validate(self)
 
@@ -83,9 +86,9 @@ class SimulateConfig:
         d = {p.key: get_path(self, p.target) for p in SIMULATE if p.applies(self.mode)}
         if self.faces == "all":
             del d["face"]
-        for k in PAIR_FILTERS:
-            if not d[k]:
-                del d[k]  # a filter left off: datasets made before it existed resume
+        for k in RECORDED_WHEN_ON:
+            if k in d and not d[k]:
+                del d[k]  # a filter or --neighbours left off: datasets made before it existed resume
         d["landmarks"] = self.landmarks.key()
         d.update(get_mode(self.mode).params(self))
         return d

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mf2.atomic import write_atomic
-from mf2.dataset import IMAGE_KINDS, pairs_path
+from mf2.dataset import FILE_KINDS, pairs_path
 from mf2.dataset.manifest import Dataset, load, pairs_metadata, safe_rel, write
 from mf2.errors import UsageError
 
@@ -71,8 +71,10 @@ def write_folder(ds: Dataset, table: pa.Table, out: Path, link: bool, extra: dic
         raise UsageError(f"{ds.path}: has no images to export; mf2 materialize it first")
     marker = begin_export(out)
     n = 0
-    for kind in IMAGE_KINDS:
+    for kind in FILE_KINDS:
         for rel in table[f"{kind}_path"].to_pylist():
+            if rel is None:
+                continue  # a pair without this neighbour
             src, dst = ds.root / safe_rel(rel), out / safe_rel(rel)
             n += 1
             if dst.is_file() and dst.stat().st_size == src.stat().st_size:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from mf2 import __version__
 from mf2.atomic import write_atomic, write_bytes_atomic
+from mf2.dataset import FILE_KINDS, IMAGE_KINDS, row_images
 from mf2.dataset.manifest import Dataset, load, safe_rel
 from mf2.errors import UsageError
 from mf2.share.export import begin_export, select_splits
@@ -62,18 +63,26 @@ def _shards(table: pa.Table, per: int) -> list[pa.Table]:
     return [table.slice(i * per, per) for i in range(n)]
 
 
-def _images(ds: Dataset, rels: list[str]) -> pa.Array:
-    return pa.array([{"bytes": (ds.root / safe_rel(r)).read_bytes(), "path": Path(r).name} for r in rels], IMAGE)
+def _images(ds: Dataset, rels: list[str | None]) -> pa.Array:
+    return pa.array(
+        [None if r is None else {"bytes": (ds.root / safe_rel(r)).read_bytes(), "path": Path(r).name} for r in rels],
+        IMAGE,
+    )
+
+
+def _kinds(table: pa.Table) -> list[str]:
+    """The image kinds the table's pairs hold: blurry and sharp, and the neighbours where any pair has them."""
+    return [k for k in FILE_KINDS if k in IMAGE_KINDS or table[f"{k}_path"].null_count < table.num_rows]
+
+
+_PATHS = tuple(f"{k}_path" for k in FILE_KINDS)  # folders that are not on the Hub; the images carry their names
 
 
 def _hf_table(ds: Dataset, part: pa.Table) -> pa.Table:
-    cols = {
-        "blurry": _images(ds, part["blurry_path"].to_pylist()),
-        "sharp": _images(ds, part["sharp_path"].to_pylist()),
-    }
-    # the paths mean a folder that is not on the Hub; the struct's path keeps the file name
-    cols.update({n: part[n] for n in part.column_names if n not in ("blurry_path", "sharp_path")})
-    meta = {"info": {"features": {"blurry": {"_type": "Image"}, "sharp": {"_type": "Image"}}}}
+    kinds = _kinds(part)
+    cols = {k: _images(ds, part[f"{k}_path"].to_pylist()) for k in kinds}
+    cols.update({n: part[n] for n in part.column_names if n not in _PATHS})
+    meta = {"info": {"features": {k: {"_type": "Image"} for k in kinds}}}
     return pa.table(cols).replace_schema_metadata(
         {b"huggingface": json.dumps(meta).encode(), b"mf2.kind": b"pairs-hf", b"mf2.version": __version__.encode()}
     )
@@ -102,7 +111,7 @@ def export_hf(dataset: str | Path, out: Path, splits: tuple[str, ...] = (), shar
 
 
 def _row_json(row: dict) -> bytes:
-    row = {k: v for k, v in row.items() if k not in ("blurry_path", "sharp_path")}
+    row = {k: v for k, v in row.items() if k not in _PATHS}
     return json.dumps(row, sort_keys=True, default=str).encode()
 
 
@@ -116,8 +125,8 @@ def _write_tar(ds: Dataset, shard: pa.Table, tmp: Path) -> None:
     with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for row in shard.to_pylist():
             key = row["pair_id"].replace(".", "_")  # WebDataset keys end at the first dot
-            _tar_add(tar, f"{key}.blurry.png", (ds.root / safe_rel(row["blurry_path"])).read_bytes())
-            _tar_add(tar, f"{key}.sharp.png", (ds.root / safe_rel(row["sharp_path"])).read_bytes())
+            for kind, rel in row_images(row):  # blurry, sharp, and the neighbours the pair has
+                _tar_add(tar, f"{key}.{kind}.png", (ds.root / safe_rel(rel)).read_bytes())
             _tar_add(tar, f"{key}.json", _row_json(row))
 
 
@@ -151,11 +160,12 @@ def _loaded(dataset: str | Path) -> Dataset:
 
 def _schema_rows(table: pa.Table, fmt: str) -> list[str]:
     rows = ["| column | type |", "| --- | --- |"]
+    kinds = _kinds(table)  # with --neighbours: prev and next too (null / absent where a pair has none)
     if fmt == "hf":
-        rows += ["| `blurry` | Image (PNG bytes) |", "| `sharp` | Image (PNG bytes) |"]
+        rows += [f"| `{k}` | Image (PNG bytes) |" for k in kinds]
     else:
-        rows += ["| `KEY.blurry.png` | PNG |", "| `KEY.sharp.png` | PNG |", "| `KEY.json` | the row below, as JSON |"]
-    rows += [f"| `{f.name}` | {f.type} |" for f in table.schema if f.name not in ("blurry_path", "sharp_path")]
+        rows += [f"| `KEY.{k}.png` | PNG |" for k in kinds] + ["| `KEY.json` | the row below, as JSON |"]
+    rows += [f"| `{f.name}` | {f.type} |" for f in table.schema if f.name not in _PATHS]
     return rows
 
 

@@ -24,8 +24,8 @@ from typing import Callable
 import pyarrow as pa
 
 from mf2.atomic import write_bytes_atomic
-from mf2.blur.windows import Window
-from mf2.dataset import IMAGE_KINDS
+from mf2.blur.windows import Window, neighbour_frames, neighbour_window
+from mf2.dataset import FILE_KINDS, NEIGHBOUR_KINDS, row_images
 from mf2.dataset import pairs_path as pairs_file
 from mf2.dataset.manifest import load, pairs_metadata, safe_rel, write
 from mf2.errors import InputError, UsageError
@@ -77,21 +77,33 @@ def _same(row: dict, kind: str, img: EncodedImage) -> bool:
     return img.sha256 == row[f"{kind}_sha256"]
 
 
-def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, tuple[EncodedImage, EncodedImage]]:
-    """pair_id -> (blurry, sharp) encoded, for every row the video can make: rendered by
-    simulate's own renderer, each row's mode finishing its blurry image from the row."""
+def _render_video(src: VideoSource, rows: list[dict]) -> dict[str, dict[str, EncodedImage]]:
+    """pair_id -> its images encoded by kind (blurry, sharp and the neighbours its row names),
+    for every row the video can make: rendered by simulate's own renderer, each row's mode
+    finishing its blurry image from the row."""
     info = probe(src.path, src.fps or (rows[0].get("fps") if rows else None))  # a frame folder: the pairs' fps
-    out: dict[str, tuple[EncodedImage, EncodedImage]] = {}
+    out: dict[str, dict[str, EncodedImage]] = {}
     by_setting: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in rows:
         by_setting[(r["crf"], int(r["out_size"]))].append(r)
     for (crf, size), group in by_setting.items():
         windows = [_window(r) for r in group]
         row_of = {id(w): r for w, r in zip(windows, group)}
-        for _, r, blurry, sharp in render_pairs(info, windows, crf, size, functools.partial(_columns, row_of)):
-            legacy = not _proven_by_pixels(r)
-            out[r["pair_id"]] = (encode_image(blurry, legacy), encode_image(sharp, legacy))
+        beside = functools.partial(_neighbours, row_of)
+        for got in render_pairs(info, windows, crf, size, functools.partial(_columns, row_of), neighbours=beside):
+            legacy = not _proven_by_pixels(got.pair)
+            images = zip(FILE_KINDS, (got.blurry, got.sharp, got.prev, got.next))
+            out[got.pair["pair_id"]] = {k: encode_image(img, legacy) for k, img in images if img is not None}
     return out
+
+
+def _neighbours(row_of: dict[int, dict], w: Window) -> tuple[Window | None, Window | None]:
+    """The neighbouring exposures a row recorded (--neighbours), as windows to render again."""
+    row = row_of[id(w)]
+    return tuple(  # type: ignore[return-value]
+        neighbour_window(w, frames) if row.get(f"{k}_path") else None
+        for k, frames in zip(NEIGHBOUR_KINDS, neighbour_frames(w))
+    )
 
 
 def _columns(row_of: dict[int, dict], w: Window) -> tuple[str, dict]:
@@ -101,8 +113,8 @@ def _columns(row_of: dict[int, dict], w: Window) -> tuple[str, dict]:
 
 
 def _present(root: Path, r: dict) -> bool:
-    for kind in IMAGE_KINDS:
-        p = root / safe_rel(r[f"{kind}_path"])
+    for kind, rel in row_images(r):
+        p = root / safe_rel(rel)
         if not p.is_file() or sha256_of(p) != r[f"{kind}_sha256"]:
             return False
     return True
@@ -217,7 +229,7 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
             tally.problem(r, "frames-missing", f"frames up to {r['end_frame']} not in {src.path.name}")
             tally.missing += 1
             continue
-        which = [k for k, img in zip(IMAGE_KINDS, imgs) if not _same(r, k, img)]
+        which = [k for k, _ in row_images(r) if k not in imgs or not _same(r, k, imgs[k])]
         if not which:
             tally.exact += 1
         else:
@@ -227,17 +239,21 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
             if not keep_mismatched:
                 continue
             r = {**r, "video_sha256": sha}
-        # the row describes the files written here (another encoder: other file hashes)
-        r = {
-            **r,
-            "blurry_sha256": imgs[0].sha256,
-            "sharp_sha256": imgs[1].sha256,
-            "blurry_rgb_sha256": imgs[0].rgb_sha256,
-            "sharp_rgb_sha256": imgs[1].rgb_sha256,
-        }
-        write_bytes_atomic(out / safe_rel(r["blurry_path"]), imgs[0].png)
-        write_bytes_atomic(out / safe_rel(r["sharp_path"]), imgs[1].png)
-        tally.kept.append(r)
+        tally.kept.append(_write_images(out, r, imgs))
+
+
+def _write_images(out: Path, r: dict, imgs: dict[str, EncodedImage]) -> dict:
+    """A rebuilt pair's images written; its row, describing the files written here (another
+    encoder: other file hashes). A neighbour the video no longer holds leaves its columns null."""
+    r = dict(r)
+    for kind, rel in row_images(r):
+        img = imgs.get(kind)
+        if img is None:
+            r.update(dict.fromkeys((f"{kind}_path", f"{kind}_sha256", f"{kind}_rgb_sha256")))
+            continue
+        r.update({f"{kind}_sha256": img.sha256, f"{kind}_rgb_sha256": img.rgb_sha256})
+        write_bytes_atomic(out / safe_rel(rel), img.png)
+    return r
 
 
 def _write_outputs(ds, out: Path, tally: _Tally) -> tuple[Path, Path]:

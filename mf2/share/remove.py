@@ -17,14 +17,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mf2.dataset import IMAGE_KINDS
+from mf2.dataset import FILE_KINDS
 from mf2.dataset.manifest import load, read_removed, rewrite, write_removed
 from mf2.errors import UsageError
 from mf2.modes import mode_names
 from mf2.sources import is_safe_id
 
 # Per-video artefacts under a dataset folder, by video id.
-_FOLDERS = IMAGE_KINDS
+_FOLDERS = FILE_KINDS
 _TABLES = ("landmarks", "flow") + tuple(f"parts/{m}" for m in mode_names())
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mf2.dataset import IMAGE_KINDS
+from mf2.dataset import FILE_KINDS, NEIGHBOUR_KINDS
 from mf2.dataset.manifest import Dataset, load, removed_ids, safe_rel
 from mf2.errors import InputError
 from mf2.schema import landmarks_to_numpy
@@ -141,9 +141,11 @@ def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:
     t = ds.table
     referenced: set[Path] = set()
     sizes = t["out_size"].to_pylist()
-    for kind in IMAGE_KINDS:
+    for kind in FILE_KINDS:
         paths, shas = t[f"{kind}_path"].to_pylist(), t[f"{kind}_sha256"].to_pylist()
         for pid, rel, sha, size in zip(t["pair_id"].to_pylist(), paths, shas, sizes):
+            if rel is None and kind in NEIGHBOUR_KINDS:
+                continue  # a pair without this neighbour (a cut, the clip's edge, made without --neighbours)
             try:
                 p = ds.root / safe_rel(rel)
             except InputError as e:
@@ -163,7 +165,7 @@ def _check_files(ds: Dataset, rep: VerifyReport, hashes: bool) -> None:
             if hashes and sha != sha256_of(p):
                 rep.problems.append(f"pair {pid}: {kind} image modified (sha256 differs): {rel}")
     gone = removed_ids(ds.root)
-    for kind in IMAGE_KINDS:
+    for kind in FILE_KINDS:
         folder = ds.root / kind
         if not folder.is_dir():
             continue
