@@ -145,22 +145,23 @@ def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> di
     """Per blur setting (each dataset's mode and L), moving / static, and per video."""
     import pyarrow.parquet as pq
 
-    from mf2.evaluate.methods import read_rgb
+    from mf2.evaluate.methods import pair_context, read_rgb
     from mf2.restore.deblur import Deblurrer
 
     gated_model, ungated_model = Deblurrer(model, "cpu"), Deblurrer(model, "cpu")
     ungated_model.gate = None  # the restorer's own proposal
     out: dict = {"model": str(model), "static_db": STATIC_DB, "settings": {}, "by_video": {}}
     for folder in pair_dirs:
-        rows = pq.read_table(folder / "pairs.parquet", columns=["pair_id", "video_id", "blurry_path", "sharp_path"])
-        rows = rows.to_pylist()
+        rows = pq.read_table(folder / "pairs.parquet").to_pylist()
         if limit and len(rows) > limit:
             rows = [rows[i] for i in np.linspace(0, len(rows) - 1, limit).round().astype(int)]
         measures = []
         for i in range(0, len(rows), 32):
             batch = rows[i : i + 32]
             xs = [read_rgb(folder / r["blurry_path"]) for r in batch]
-            for r, x, y, g in zip(batch, xs, ungated_model(xs), gated_model(xs)):
+            # the neighbours (simulate --neighbours), for a model that sees them, as mf2 evaluate gives them
+            ctx = [pair_context(folder, r, x) for r, x in zip(batch, xs)]
+            for r, x, y, g in zip(batch, xs, ungated_model(xs, ctx), gated_model(xs, ctx)):
                 measures.append({"video": r["video_id"], **pair_measures(x, y, g, read_rgb(folder / r["sharp_path"]))})
         out["settings"][folder.name] = _split(measures)
         out["by_video"][folder.name] = {

@@ -84,9 +84,13 @@ def _configs(size: int, side: str) -> dict:
     base = SimulateConfig(out_size=size)
     kernel = max(3, (31 * size // 256) | 1)  # the default 31 px kernel at 256, scaled with the crop
     train = side == "train"
+    # the video pairs carry their neighbouring exposures (simulate --neighbours): the recommended
+    # model sees them, and the test pairs give them to it as mf2 deblur gives a video's frames
     return {
-        "vla": replace(base, mode="vla", vla=replace(VlaConfig(), direction="both" if train else "forward")),
-        "pravg7": replace(base, mode="pravg", pravg=PrAvgConfig(L=7), stride=2 if train else 7),
+        "vla": replace(
+            base, mode="vla", vla=replace(VlaConfig(), direction="both" if train else "forward"), neighbours=True
+        ),
+        "pravg7": replace(base, mode="pravg", pravg=PrAvgConfig(L=7), stride=2 if train else 7, neighbours=True),
         "synthetic": replace(
             base,
             mode="synthetic",

@@ -147,3 +147,140 @@ def test_neighbours_are_refused_for_synthetic_pairs(videos, tmp_path):
     assert r.returncode != 0
     assert "--neighbours" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# --- a deblurrer that sees the neighbours (HourglassConfig.neighbours) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def nb_pairs(videos, tmp_path_factory) -> Path:
+    """PrAvg 7 pairs of one clip, 64 px, with their neighbours."""
+    out = tmp_path_factory.mktemp("nb") / "ds"
+    args = ("--videos", str(videos / "fomm_08.mp4"), "--L", "7", "--stride", "3", "--out-size", "64")
+    r = run_mf2("simulate", *args, "--neighbours", "--no-contact-sheet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_the_hourglass_sees_neighbours_through_its_stem_only():
+    """Missing neighbours mean the frame itself twice; given ones change the prediction; a
+    network without ``neighbours`` ignores them."""
+    import torch
+
+    from mf2.models.archs.hourglass import StackedHourglass
+
+    torch.manual_seed(0)
+    net = StackedHourglass(1, 16, 2, neighbours=True).eval()
+    assert net.stem[0].in_channels == 9
+    x, ctx = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 6, 32, 32) * 2 - 1
+    with torch.no_grad():
+        alone, twice, seen = net(x)[-1], net(x, torch.cat([x, x], 1))[-1], net(x, ctx)[-1]
+        assert torch.equal(alone, twice) and not torch.allclose(alone, seen)
+        plain = StackedHourglass(1, 16, 2).eval()
+        assert torch.equal(plain(x)[-1], plain(x, ctx)[-1])
+
+
+def test_the_loader_gives_each_pair_its_neighbours_augmented_with_it(nb_pairs):
+    """``context`` holds the pair's prev and next (the blurry image where it has none), cropped
+    and flipped with the pair; an identity pair's neighbours are its target."""
+    import torch
+
+    from mf2.restore.tensors import to_tensor
+    from mf2.train.data import PairDataset, split_pairs
+
+    train, _, _ = split_pairs([str(nb_pairs)], 0.0, 0)
+    first = next(i for i, p in enumerate(train) if p.prev is None)
+    later = next(i for i, p in enumerate(train) if p.prev is not None and p.next is not None)
+    plain = PairDataset(train, 64, False, neighbours=True)
+    item = plain[later]
+    assert torch.equal(item["context"][:3], to_tensor(_rgb(train[later].prev)))
+    assert torch.equal(item["context"][3:], to_tensor(_rgb(train[later].next)))
+    assert torch.equal(plain[first]["context"][:3], plain[first]["blurry"])
+    assert "context" not in PairDataset(train, 64, False)[later]
+
+    flips = PairDataset(train, 64, True, 0, True, 0.0, neighbours=True)  # no crop: only the flip draws
+    flipped = 0
+    for i in range(len(train)):
+        got, ref = flips[(0, i)], plain[i]
+        mirrored = not torch.equal(got["blurry"], ref["blurry"])
+        assert torch.equal(got["context"], ref["context"].flip(-1) if mirrored else ref["context"])
+        flipped += mirrored
+    assert 0 < flipped < len(train)
+    same = PairDataset(train, 64, True, 0, True, 0.0, identity_fraction=1.0, neighbours=True)[(0, later)]
+    assert torch.equal(same["context"], torch.cat([same["sharp"], same["sharp"]]))
+
+
+def test_deblur_gives_each_video_frame_its_neighbours_in_its_crop():
+    """mf2 deblur on a video: frame i's context is frames i-1 and i+1 cut with frame i's crop;
+    across a cut or where the face is not tracked, and at the ends, the frame stands in."""
+    import collections
+
+    from mf2.restore.deblur import _beside, _Frame
+
+    frames = [np.full((40, 40, 3), i, np.uint8) for i in range(6)]
+    valid = np.array([True, True, True, False, True, True])
+    shots = np.array([0, 0, 0, 0, 0, 1], dtype=object)  # a cut before the last frame
+    crop = Crop(5, 5, 20)
+    recent: collections.deque = collections.deque(maxlen=2)
+    done = []
+    for i, f in enumerate(frames):
+        recent.append(_Frame(f, crop if valid[i] else None, i))
+        if len(recent) == 2:
+            done.append(_beside(recent, -2, valid, shots))
+    done.append(_beside(recent, len(recent) - 1, valid, shots))
+    assert [d.index for d in done] == list(range(6))
+    assert done[3].context is None  # no face: nothing to restore
+    seen = [(int(d.context[0][0, 0, 0]), int(d.context[1][0, 0, 0])) if d.context else None for d in done]
+    # the first has no earlier frame; 2's later one and 4's earlier one (3) have no tracked face;
+    # 4 and 5 are on either side of the cut; the last has no later frame
+    assert seen == [(0, 1), (0, 2), (1, 2), None, (4, 4), (5, 5)]
+    assert all(d.context[0].shape == (20, 20, 3) for d in done if d.context)
+
+
+@pytest.mark.slow
+def test_a_model_trained_with_neighbours_uses_them_to_deblur_and_evaluate(nb_pairs, videos, tmp_path):
+    """mf2 train with hourglass.neighbours on a --neighbours dataset; mf2 deblur says the model
+    sees them and restores a video; mf2 evaluate feeds each pair's neighbours (the scores
+    differ from the same model fed the blurry image alone)."""
+    from mf2.restore.deblur import Deblurrer
+
+    cfg = tmp_path / "nb.yaml"
+    cfg.write_text("preset: tiny\nhourglass:\n  neighbours: true\n")
+    run = tmp_path / "run"
+    r = run_mf2("train", str(nb_pairs), "--config", str(cfg), "--stage", "hg", "--max-steps", "8", "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    model = Deblurrer(run / "model.pt", "cpu", ensemble="none")
+    assert model.neighbours and "seeing the neighbouring frames" in model.describe()
+    row = next(x for x in _rows(nb_pairs) if x["prev_path"] and x["next_path"])
+    blurry = _rgb(nb_pairs / row["blurry_path"])
+    ctx = (_rgb(nb_pairs / row["prev_path"]), _rgb(nb_pairs / row["next_path"]))
+    with_ctx, alone = model([blurry], [ctx])[0], model([blurry])[0]
+    assert not np.array_equal(with_ctx, alone)
+    assert np.array_equal(alone, model([blurry], [(blurry, blurry)])[0])
+
+    out = tmp_path / "restored"
+    r = run_mf2("deblur", str(videos / "fomm_08.mp4"), "--checkpoint", str(run / "model.pt"), "--out", str(out))
+    assert r.returncode == 0 and "seeing the neighbouring frames" in r.stderr, r.stderr
+    assert (out / "fomm_08.mp4").stat().st_size > 0
+
+    report = tmp_path / "report"
+    r = run_mf2(
+        "evaluate", str(nb_pairs), "--checkpoint", f"nb={run / 'model.pt'}", "--limit", "4", "--out", str(report)
+    )
+    assert r.returncode == 0, r.stderr
+    import csv
+
+    from mf2.quality import psnr
+
+    flip = Deblurrer(run / "model.pt", "cpu")  # evaluate's default ensemble
+    scored = [x for x in csv.DictReader((report / "per_pair.csv").open()) if x["method"] == "nb"]
+    rows = {x["pair_id"]: x for x in _rows(nb_pairs)}
+    fed = 0
+    for x in scored:
+        row = rows[x["pair_id"]]
+        blurry, sharp = _rgb(nb_pairs / row["blurry_path"]), _rgb(nb_pairs / row["sharp_path"])
+        beside = [_rgb(nb_pairs / row[f"{k}_path"]) if row[f"{k}_path"] else blurry for k in ("prev", "next")]
+        want = psnr(flip([blurry], [(beside[0], beside[1])])[0], sharp)
+        assert float(x["psnr"]) == pytest.approx(want, abs=1e-6), x["pair_id"]
+        fed += abs(want - psnr(flip([blurry])[0], sharp)) > 1e-6
+    assert len(scored) == 4 and fed > 0

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mf2.dataset import NEIGHBOUR_KINDS
+from mf2.dataset.manifest import safe_rel
 from mf2.errors import InputError, UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -93,3 +95,14 @@ def check_folders(methods: list[Method], pairs: list[dict]) -> None:
                 f"(looked for {m.folder}/{missing[0]}.png)",
                 "missing-image",
             )
+
+
+def pair_context(root: Path, row: dict, blurry: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pair's neighbouring exposures (simulate --neighbours), for a model that sees them: the
+    blurry image stands in for one the pair lacks; None when it has neither."""
+    if not any(row.get(f"{k}_path") for k in NEIGHBOUR_KINDS):
+        return None
+    prev, nxt = (
+        read_rgb(root / safe_rel(row[f"{k}_path"])) if row.get(f"{k}_path") else blurry for k in NEIGHBOUR_KINDS
+    )
+    return prev, nxt

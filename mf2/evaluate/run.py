@@ -23,7 +23,7 @@ import numpy as np
 from mf2.dataset.manifest import Dataset, load, safe_rel
 from mf2.errors import InputError, UsageError
 from mf2.evaluate.landmarks import auc_and_failure_rate, nme
-from mf2.evaluate.methods import Method, check_folders, read_rgb, restored_path
+from mf2.evaluate.methods import Method, check_folders, pair_context, read_rgb, restored_path
 from mf2.faces.base import iou, landmark_box
 from mf2.faces.identity import IdentityEmbedder, cosine
 from mf2.faces.select import LandmarkConfig, make_backend, resolve_backend_name
@@ -305,8 +305,9 @@ class _Scorer:
         scores: list[PairScore] = []
         shown: dict[str, bytes] = {}
         embs: dict[str, Any] = {}
+        context = pair_context(ds.root, row, blurry) if any(d.neighbours for d in self.models.values()) else None
         for m in self.methods:
-            img = self._image(m, row, sharp, blurry)
+            img = self._image(m, row, sharp, blurry, context)
             pred = self.backend.fit([img], [box])[0][0]
             if not self.embedder:
                 cos = math.nan
@@ -330,13 +331,15 @@ class _Scorer:
             )
         return _PairResult(scores, gt_kind, init, refit, shown, embs)
 
-    def _image(self, m: Method, row: dict, sharp: np.ndarray, blurry: np.ndarray) -> np.ndarray:
+    def _image(
+        self, m: Method, row: dict, sharp: np.ndarray, blurry: np.ndarray, context: tuple | None = None
+    ) -> np.ndarray:
         if m.kind == "oracle":
             return sharp
         if m.kind == "blurred":
             return blurry
         if m.kind == "checkpoint":
-            return self.models[m.name]([blurry])[0]
+            return self.models[m.name]([blurry], [context])[0]
         img = read_rgb(cast(Path, restored_path(m, row["pair_id"], row["blurry_path"])))
         if img.shape != sharp.shape:
             raise InputError(

@@ -8,6 +8,7 @@ seam shows. Videos keep their frame rate (the exact rational) and, when present,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import shutil
@@ -109,23 +110,43 @@ class Deblurrer:
         runs = f"the {first} alone" if self.stage == "hg" else f"{first} then cGAN"
         gate = ", each correction scaled by the blur gate" if self.gate is not None else ""
         flip = ", averaged with the mirror image's restoration" if self.ensemble == "flip" else ""
-        return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}{gate}{flip}"
+        seen = ", seeing the neighbouring frames" if self.neighbours else ""
+        return f"model: {holds} ({self.cfg.preset}, {self.size} px); restoring with {runs}{seen}{gate}{flip}"
+
+    @property
+    def neighbours(self) -> bool:
+        """Whether the model also sees the exposures before and after each crop (``__call__``'s ``context``)."""
+        return self.cfg.hourglass.neighbours and self.cfg.restorer == "hourglass"
 
     @torch.no_grad()
-    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
-        """uint8 RGB squares of any size -> restored squares of the same sizes."""
+    def __call__(
+        self, crops: list[np.ndarray], context: list[tuple[np.ndarray, np.ndarray] | None] | None = None
+    ) -> list[np.ndarray]:
+        """uint8 RGB squares of any size -> restored squares of the same sizes. ``context``: per
+        crop, the same face in the exposures just before and after it (a video's neighbouring
+        frames, a dataset's prev/next), or None where there are none: the crop stands in for
+        them, as in training. Ignored by a model that does not see neighbours."""
         if not crops:
             return []
         x = torch.stack([to_tensor(_resize(c, self.size)) for c in crops]).to(self.device)
-        y = self._restore(x)
+        ctx = self._context(crops, context) if self.neighbours and context is not None else None
+        y = self._restore(x, ctx)
         if self.ensemble == "flip":  # averaged before rounding to code values
-            y = 0.5 * (y + self._restore(x.flip(-1)).flip(-1))
+            y = 0.5 * (y + self._restore(x.flip(-1), None if ctx is None else ctx.flip(-1)).flip(-1))
         return [_resize(to_uint8(y[i]), c.shape[0], c.shape[1]) for i, c in enumerate(crops)]
 
-    def _restore(self, x: torch.Tensor) -> torch.Tensor:
-        """One pass of the networks over a batch in [-1, 1]."""
+    def _context(self, crops: list[np.ndarray], context: list[tuple[np.ndarray, np.ndarray] | None]) -> torch.Tensor:
+        """The neighbours as one (B, 6, size, size) batch; a crop without them stands in for both."""
+        out = []
+        for c, pair in zip(crops, context):
+            prev, nxt = pair if pair is not None else (c, c)
+            out.append(torch.cat([to_tensor(_resize(img, self.size)) for img in (prev, nxt)]))
+        return torch.stack(out).to(self.device)
+
+    def _restore(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """One pass of the networks over a batch in [-1, 1] (``context``: the neighbours)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            hg = self.hg(x)[-1].float()
+            hg = self.hg(x, context)[-1].float()
             if self.stage == "hg":
                 y = hg
             else:
@@ -286,19 +307,25 @@ def deblur_video(
     lms, valid = landmarks_to_numpy(lm_table["landmarks"])
     trace = None if reference is None else IdentityTrace.from_video(info, lms, valid, reference)
     writer = TimedWriter(video_tmp, info.width, info.height, time_base, info.fps)
+    shots = np.asarray(lm_table["shot"].to_pylist()[: len(valid)], dtype=object)
     try:
-        pending: list[tuple[np.ndarray, Crop | None, int]] = []
+        pending: list[_Frame] = []
         last_pts = [pts[0] - 1 if pts else -1]
         flush = functools.partial(_flush, model, pending, trace, lms, writer, pts, last_pts)
+        recent: collections.deque[_Frame] = collections.deque(maxlen=2)  # a frame waits for the next one
         with contextlib.closing(iter_frames(info)) as frames:
             for i, frame in enumerate(frames):
                 c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
                 res.faces += c is not None
                 res.no_face += c is None
-                pending.append((frame, c, i))
                 res.frames += 1
+                recent.append(_Frame(frame, c, i))
+                if len(recent) == 2 or not model.neighbours:
+                    pending.append(_beside(recent, -2, valid, shots) if model.neighbours else recent[-1])
                 if len(pending) >= batch:
                     flush()
+            if model.neighbours and recent:
+                pending.append(_beside(recent, len(recent) - 1, valid, shots))  # the last frame: no next one
             flush()
         writer.close()
         _with_audio(video_tmp, src, tmp, dst)
@@ -314,9 +341,42 @@ def deblur_video(
     res.videos += 1
 
 
+@dataclass
+class _Frame:
+    """A decoded frame on its way to the model: its face crop (None: no face) and, for a model
+    that sees neighbours, the face in the frames before and after it."""
+
+    frame: np.ndarray
+    crop: Crop | None
+    index: int
+    context: tuple[np.ndarray, np.ndarray] | None = None
+    before: np.ndarray | None = None  # the previous frame, kept until this one's context is made
+
+
+def _beside(recent: collections.deque, at: int, valid: np.ndarray, shots: np.ndarray) -> _Frame:
+    """``recent[at]`` with its context: the frame before it and the one after (one exposure
+    apart), cut with its crop; a neighbour in another shot or without the tracked face is
+    replaced by the frame itself, as a pair without that neighbour is in training."""
+    cur = recent[at]
+    nxt = recent[at + 1] if at + 1 < len(recent) else None
+    before, cur.before = cur.before, None
+    if nxt is not None:
+        nxt.before = cur.frame
+    if cur.crop is None:
+        return cur
+    own = cur.crop.take(cur.frame)
+
+    def near(frame: np.ndarray | None, j: int) -> np.ndarray:
+        ok = frame is not None and 0 <= j < len(valid) and valid[j] and shots[j] == shots[cur.index]
+        return cur.crop.take(frame) if ok else own  # type: ignore[union-attr,arg-type]
+
+    cur.context = (near(before, cur.index - 1), near(None if nxt is None else nxt.frame, cur.index + 1))
+    return cur
+
+
 def _flush(
     model: Deblurrer,
-    pending: list[tuple[np.ndarray, Crop | None, int]],
+    pending: list[_Frame],
     trace: IdentityTrace | None,
     lms: np.ndarray,
     writer: Any,
@@ -325,9 +385,9 @@ def _flush(
 ) -> None:
     """Restore the pending frames' faces in one batch, paste them back and write the frames
     with their timestamps; ``pending`` is emptied."""
-    crops = [c.take(f) for f, c, _ in pending if c is not None]
-    restored = iter(model(crops))
-    for frame, c, i in pending:
+    faces = [p for p in pending if p.crop is not None]
+    restored = iter(model([p.crop.take(p.frame) for p in faces], [p.context for p in faces]))  # type: ignore[union-attr]
+    for frame, c, i in ((p.frame, p.crop, p.index) for p in pending):
         out = paste(frame, c, next(restored)) if c is not None else frame
         if trace is not None and c is not None:
             trace.add(i, frame, out, lms[i])

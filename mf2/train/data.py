@@ -45,6 +45,9 @@ class PairRef:
     # blurred by the face's own motion (PrAvg, VLA, flow), not by a synthetic kernel, which
     # blurs a face whether or not it moved: only these teach the blur gate what motion is
     motion: bool = True
+    # the exposures just before and after the blurry one (simulate --neighbours), when it has them
+    prev: Path | None = None
+    next: Path | None = None
 
 
 def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str]:
@@ -66,7 +69,7 @@ def split_pairs(
         if not ds.has_images:
             raise UsageError(f"{ds.path}: a manifest without images; mf2 materialize it first")
         for r in ds.table.select(
-            ["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path", "mode"]
+            ["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path", "mode", "prev_path", "next_path"]
         ).to_pylist():
             r["_root"] = ds.root
             rows.append(r)
@@ -79,6 +82,8 @@ def split_pairs(
             r["_root"] / safe_rel(r["blurry_path"]),
             r["_root"] / safe_rel(r["sharp_path"]),
             r["mode"] != "synthetic",
+            r["_root"] / safe_rel(r["prev_path"]) if r["prev_path"] else None,
+            r["_root"] / safe_rel(r["next_path"]) if r["next_path"] else None,
         )
         for r in rows
     ]
@@ -123,8 +128,10 @@ class PairDataset(Dataset):
         gate_db: float = 0.0,
         gate_only: bool = False,
         static_keep_db: float = 0.0,
+        neighbours: bool = False,
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
+        self.neighbours = neighbours  # also "context": the exposures before and after (HourglassConfig.neighbours)
         self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
         self.gate_only = gate_only  # only the gate's tensors: the gate's own pairs (--gate-pairs)
         self.static_identity_db, self.static_keep_db = static_identity_db, static_keep_db
@@ -147,6 +154,9 @@ class PairDataset(Dataset):
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         p = self.pairs[i]
         blurry, sharp = _read(p.blurry), _read(p.sharp)
+        # the neighbours, or the blurry frame itself where the pair has none (as mf2 deblur feeds
+        # a photo or a clip's first frame); empty when the network does not see them
+        ctx = [_read(q) if q is not None else blurry for q in (p.prev, p.next)] if self.neighbours else []
         plain, gate = blurry, {}
         judged = self.gate_db > 0 or self.static_identity_db > 0 or self.static_keep_db > 0
         made = psnr(blurry, sharp) if self.augment and judged else 0.0
@@ -155,6 +165,7 @@ class PairDataset(Dataset):
             gate["gate_weight"] = torch.tensor(float(p.motion))  # a kernel's blur says nothing of motion
         if self.augment and self.static_identity_db > 0 and made >= self.static_identity_db:
             blurry = sharp  # barely moved: an identity pair (TrainConfig.static_identity_db)
+            ctx = [sharp for _ in ctx]  # and so did its neighbours
         elif self.augment and self.static_keep_db > 0 and p.motion and made >= self.static_keep_db:
             sharp = blurry  # barely moved: comes out as it went in (TrainConfig.static_keep_db)
         if self.augment:
@@ -165,8 +176,10 @@ class PairDataset(Dataset):
             y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
             blurry, sharp = blurry[y0 : y0 + ch, x0 : x0 + cw], sharp[y0 : y0 + ch, x0 : x0 + cw]
             plain = plain[y0 : y0 + ch, x0 : x0 + cw]
+            ctx = [c[y0 : y0 + ch, x0 : x0 + cw] for c in ctx]
             if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
                 blurry, sharp, plain = blurry[:, ::-1], sharp[:, ::-1], plain[:, ::-1]
+                ctx = [c[:, ::-1] for c in ctx]
         if gate:
             # the gate learns from the real blurry image, cropped and flipped as the pair but
             # without the appearance augmentations: an identity pair's noisy frame or a
@@ -175,18 +188,20 @@ class PairDataset(Dataset):
             if self.gate_only:
                 return {"index": i, **gate}
         b, s = to_tensor(self._resize(blurry)), to_tensor(self._resize(sharp))
+        c = torch.cat([to_tensor(self._resize(x)) for x in ctx]) if ctx else None
         if self.augment:
-            b, s = self._appearance(rng, b, s)
-        return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate}
+            b, s, c = self._appearance(rng, b, s, c)
+        return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate, **({"context": c} if ctx else {})}
 
     def _appearance(
-        self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor, c: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Augmentations against the shortcut a few clips teach: that every face needs
         sharpening. Measured on bench/restore.py's pairs (issue 17), an hourglass trained
         without them took 4-8 dB off clean, nearly static test clips while it restored moving
         ones. Each option draws only when it is on, so a configuration without them keeps the
-        exact order of random draws (and resumes) it had before.
+        exact order of random draws (and resumes) it had before. ``c``: the neighbours (B, 6,
+        H, W), changed as the blurry image is (an identity pair's neighbours are its target).
 
         - ``identity_fraction``: the blurry input is the sharp target itself; a sharp face
           stays as it is.
@@ -197,6 +212,7 @@ class PairDataset(Dataset):
           not motion blur, and its target is just as soft."""
         if self.identity_fraction > 0 and rng.random() < self.identity_fraction:
             b = s.clone()
+            c = None if c is None else torch.cat([s, s])
         if self.tone_jitter > 0:
             t = self.tone_jitter
             gain = torch.tensor(
@@ -204,13 +220,16 @@ class PairDataset(Dataset):
             ).view(3, 1, 1)
             offset, mid = float(rng.uniform(-t / 3, t / 3)), s.mean()
             b, s = (((x - mid) * gain + mid + offset).clamp(-1.0, 1.0) for x in (b, s))
+            if c is not None:
+                c = ((c - mid) * gain.repeat(2, 1, 1) + mid + offset).clamp(-1.0, 1.0)
         if self.rescale_prob > 0 and rng.random() < self.rescale_prob:
             side = s.shape[-1]
             small = max(8, int(round(side * rng.uniform(self.rescale_min, 0.9))))
-            pair = F.interpolate(torch.stack([b, s]), size=(small, small), mode="area")
-            pair = F.interpolate(pair, size=(side, side), mode="bilinear", align_corners=False)
-            b, s = pair[0].clamp(-1.0, 1.0), pair[1].clamp(-1.0, 1.0)
-        return b.contiguous(), s.contiguous()
+            every = torch.cat([b, s] + ([] if c is None else [c])).unsqueeze(0)
+            every = F.interpolate(every, size=(small, small), mode="area")
+            every = F.interpolate(every, size=(side, side), mode="bilinear", align_corners=False)[0].clamp(-1.0, 1.0)
+            b, s, c = every[:3], every[3:6], (None if c is None else every[6:])
+        return b.contiguous(), s.contiguous(), (None if c is None else c.contiguous())
 
 
 def training_dataset(
@@ -234,6 +253,7 @@ def training_dataset(
         cfg.gate.moving_db if cfg.gate.features and gate else 0.0,
         gate_only,
         cfg.static_keep_db,
+        cfg.hourglass.neighbours,
     )
 
 
@@ -284,19 +304,19 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) ->
 
 
 def random_patches(
-    blurry: torch.Tensor, sharp: torch.Tensor, side: int, seed: int, step: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random ``side`` square of each pair, the same place in both images, drawn from
-    (seed, step) so a resumed run cuts the same ones (``TrainConfig.hg_patch``): a quarter of
-    the pixels per image, four times the images per second for a full-resolution network."""
+    blurry: torch.Tensor, sharp: torch.Tensor, side: int, seed: int, step: int, *more: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """One random ``side`` square of each pair, the same place in both images (and in ``more``:
+    the neighbours), drawn from (seed, step) so a resumed run cuts the same ones
+    (``TrainConfig.hg_patch``): a quarter of the pixels per image, four times the images per
+    second for a full-resolution network."""
     h, w = blurry.shape[-2:]
     rng = np.random.default_rng([seed, step, 0x9A7C])
     ys, xs = rng.integers(0, h - side + 1, len(blurry)), rng.integers(0, w - side + 1, len(blurry))
     fmt = torch.channels_last if blurry.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    cut = [
+    return tuple(
         torch.stack([t[i, :, y : y + side, x : x + side] for i, (y, x) in enumerate(zip(ys, xs))]).contiguous(
             memory_format=fmt
         )
-        for t in (blurry, sharp)
-    ]
-    return cut[0], cut[1]
+        for t in (blurry, sharp, *more)
+    )

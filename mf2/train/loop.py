@@ -33,7 +33,8 @@ def validate(tr: Trainer, stage: str, prog: Progress) -> dict:
         if b >= tr.cfg.val_max_batches:
             break
         blurry, sharp = batch["blurry"].to(tr.device), batch["sharp"].to(tr.device)
-        hg_out, fake = tr.nets.predict(blurry, tr.nets.gate_ready(stage))
+        context = batch["context"].to(tr.device) if "context" in batch else None
+        hg_out, fake = tr.nets.predict(blurry, tr.nets.gate_ready(stage), context)
         out = hg_out if stage == "hg" else fake
         for i in range(blurry.shape[0]):
             o, s, bl = to_uint8(out[i]), to_uint8(sharp[i]), to_uint8(blurry[i])
@@ -74,8 +75,16 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
             sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             gate_batch = batch if gate_batches is None else next(gate_batches)
             extra = {k: gate_batch[k].to(tr.device) for k in GATE_KEYS if k in gate_batch}
+            context = batch.get("context")  # the neighbours (hourglass.neighbours)
+            if context is not None:
+                context = context.to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             if stage == "hg" and tr.cfg.hg_patch:
-                blurry, sharp = random_patches(blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, prog.step)
+                blurry, sharp, *cut = random_patches(
+                    blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, prog.step, *([] if context is None else [context])
+                )
+                context = cut[0] if cut else None
+            if context is not None:
+                extra["context"] = context
             losses = tr.step(stage, blurry, sharp, extra)
             images += blurry.shape[0] * tr.dist.world
             prog.step += 1

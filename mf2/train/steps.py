@@ -139,12 +139,15 @@ class Nets:
                 group["lr"] = lr * scale
 
     @torch.no_grad()
-    def predict(self, blurry: torch.Tensor, gate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, blurry: torch.Tensor, gate: bool = True, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The hourglass's and the cGAN's restorations (networks left in eval mode), each
-        gated as mf2 deblur gates them when the run has a blur gate (and ``gate``)."""
+        gated as mf2 deblur gates them when the run has a blur gate (and ``gate``);
+        ``context``: the neighbours, for an hourglass that sees them."""
         for m in self.models.values():
             m.eval()
-        hg_out = self.models["hg"](blurry)[-1].float()
+        hg_out = self.models["hg"](blurry, context)[-1].float()
         fake, *_ = self.models["gen"](blurry, hg_out if self.cfg.cgan.condition_on_hg else None)
         fake = fake.float()
         if gate and "gate" in self.models:
@@ -154,11 +157,12 @@ class Nets:
 
 
 def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | None = None) -> dict:
-    """``extra``: the batch's other tensors; the blur gate, when the run has one, learns from
-    its ``gate_input`` and ``moving`` (mf2.train.data) in the same step."""
+    """``extra``: the batch's other tensors: the neighbours (``context``) for an hourglass that
+    sees them; the blur gate, when the run has one, learns from its ``gate_input`` and
+    ``moving`` (mf2.train.data) in the same step."""
     hg = n.net("hg")
     with n.amp():
-        outs = hg(blurry)
+        outs = hg(blurry, (extra or {}).get("context"))
         pixel = _PIXEL_LOSSES[n.cfg.loss.hg_pixel]
         loss = cast(torch.Tensor, sum(pixel(o.float(), sharp) for o in outs)) / len(outs)
     n.opt["hg"].zero_grad(set_to_none=True)
@@ -198,7 +202,7 @@ def cgan_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | 
     hg_out = None
     if c.condition_on_hg:
         with torch.no_grad(), n.amp():
-            hg_out = n.models["hg"](blurry)[-1].float()
+            hg_out = n.models["hg"](blurry, (extra or {}).get("context"))[-1].float()
     with n.amp():
         fake, code_bl, rec, code_s = gen(blurry, hg_out, sharp)
         real_logits, _ = disc(blurry, sharp)  # the discriminator first

@@ -55,7 +55,7 @@ class StageData:
         }
         return cls(
             training_dataset(train, cfg, gate),
-            PairDataset(val or train[: cfg.batch_size], cfg.image_size, False),
+            PairDataset(val or train[: cfg.batch_size], cfg.image_size, False, neighbours=cfg.hourglass.neighbours),
             note,
             record,
         )
@@ -190,8 +190,8 @@ class Trainer:
         batch's other tensors (the blur gate's input and labels), on this device."""
         return STEP[stage](self.nets, blurry, sharp, extra)
 
-    def predict(self, blurry: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.nets.predict(blurry)
+    def predict(self, blurry: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.nets.predict(blurry, context=context)
 
     def use(self, stage: str) -> None:
         """The pairs the next steps train and validate on."""

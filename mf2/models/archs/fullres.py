@@ -36,7 +36,8 @@ class FullResCNN(nn.Module):
         nn.init.zeros_(cast(torch.Tensor, last.bias))
         self.body = nn.Sequential(*mods, last)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``context`` (the neighbours) is the hourglass's; this network sees the frame alone."""
         return [dead_zone(x, torch.tanh(self.body(x) + atanh_base(x)), self.dead_zone, self.training)]
 
 

@@ -180,16 +180,19 @@ class StackedHourglass(nn.Module):
         dead_zone: float = 0.0,
         head: str = "linear",
         kernel: int = 5,
+        neighbours: bool = False,
     ) -> None:
         super().__init__()
         self.dead_zone = dead_zone  # code values (mf2.models.archs.space.dead_zone)
+        self.neighbours = neighbours  # the stem also sees the frames before and after (``forward``)
+        stem_ch = in_ch * (3 if neighbours else 1)
         if stem not in STEMS:
             raise ValueError(f"hourglass stem {stem!r}: expected one of {', '.join(STEMS)}")
         if head not in HEADS or (head == "kernel" and stem != "newell"):
             raise ValueError(f"hourglass head {head!r}: expected one of {', '.join(HEADS)} (kernel: newell stem)")
         self.stem_kind = stem
         if stem == "newell":
-            self.stem: nn.Module = NewellStem(in_ch, features)
+            self.stem: nn.Module = NewellStem(stem_ch, features)
             self.fine = nn.PixelUnshuffle(4)
             last: nn.Module = KernelHead(features, in_ch, kernel) if head == "kernel" else FullResHead(features, in_ch)
             self.heads = nn.ModuleList([*(FullResHead(features, in_ch) for _ in range(stacks - 1)), last])
@@ -197,7 +200,7 @@ class StackedHourglass(nn.Module):
                 nn.Sequential(nn.PixelUnshuffle(4), nn.Conv2d(in_ch * 16, features, 1)) for _ in range(stacks - 1)
             )
         else:
-            self.stem = nn.Sequential(nn.Conv2d(in_ch, features, 7, padding=3), ResBlock(features, features))
+            self.stem = nn.Sequential(nn.Conv2d(stem_ch, features, 7, padding=3), ResBlock(features, features))
             self.heads = nn.ModuleList(nn.Conv2d(features, in_ch, 1) for _ in range(stacks))
             self.back = nn.ModuleList(nn.Conv2d(in_ch, features, 1) for _ in range(stacks - 1))
         self.hgs = nn.ModuleList(Hourglass(depth, features) for _ in range(stacks))
@@ -207,8 +210,15 @@ class StackedHourglass(nn.Module):
         )
         self.merge = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stacks - 1))
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        y = self.stem(x)
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``context``: with ``neighbours``, the exposures before and after ``x`` stacked on the
+        channels (B, 6, H, W); None stands for ``x`` twice (no neighbours: a photo, a clip's
+        edge). Only the stem sees them: every prediction is still ``x`` plus a correction. A
+        network without ``neighbours`` ignores them."""
+        if self.neighbours:
+            y = self.stem(torch.cat([x, context if context is not None else torch.cat([x, x], dim=1)], dim=1))
+        else:
+            y = self.stem(x)
         fine = self.fine(x) if self.stem_kind == "newell" else None
         base = atanh_base(x)
         outs = []
@@ -243,5 +253,12 @@ class StackedHourglass(nn.Module):
 def hourglass_from(cfg: HourglassConfig) -> StackedHourglass:
     """The network a ``HourglassConfig`` describes."""
     return StackedHourglass(
-        cfg.stacks, cfg.features, cfg.depth, stem=cfg.stem, dead_zone=cfg.dead_zone, head=cfg.head, kernel=cfg.kernel
+        cfg.stacks,
+        cfg.features,
+        cfg.depth,
+        stem=cfg.stem,
+        dead_zone=cfg.dead_zone,
+        head=cfg.head,
+        kernel=cfg.kernel,
+        neighbours=cfg.neighbours,
     )
