@@ -1,12 +1,12 @@
 """A digest of what simulate makes, to prove a refactor changed nothing (issue 15).
 
-Runs every blur mode (PrAvg L 7, VLA both directions, synthetic) on a few shared clips in
-one process (``--workers 0``), then prints JSON: per mode, the number of pairs and one
-sha256 over every pair's row (every column but the ``params`` JSON, whose keys may be
-renamed by a refactor, and ``split``; the PNG file hashes are replaced by hashes of the
-decoded pixels, so a change of PNG encoder settings alone leaves it unchanged); one over the params,
-read through the ``upgrade_params`` of the mf2 beside this script; plus a digest per
-landmark table. Run it before and after a change and diff the two files:
+Runs every blur mode (PrAvg L 7, VLA both directions, synthetic; and PrAvg 7 with
+``--neighbours``) on a few shared clips in one process (``--workers 0``), then prints JSON:
+per mode, the number of pairs and one sha256 over every pair's row (every column but the
+``params`` JSON, whose keys may be renamed by a refactor, and ``split``; the PNG file hashes
+are replaced by hashes of the decoded pixels, so a change of PNG encoder settings alone leaves
+it unchanged); one over the params, read through the ``upgrade_params`` of the mf2 beside this
+script; plus a digest per landmark table. Run it before and after a change and diff the two files:
 
     .venv/bin/python bench/outputs_digest.py > before.json
     # change the code
@@ -34,8 +34,11 @@ MODES = {
     "pravg": ["--mode", "pravg", "--L", "7"],
     "vla": ["--mode", "vla", "--direction", "both"],
     "synthetic": ["--mode", "synthetic", "--seed", "0"],
+    # the exposures beside each pair (--neighbours, schema 1.9); an mf2 without them says so
+    "pravg_neighbours": ["--mode", "pravg", "--L", "7", "--neighbours"],
 }
-SKIP = {"params", "split", "blurry_sha256", "sharp_sha256", "blurry_rgb_sha256", "sharp_rgb_sha256"}
+KINDS = ("blurry", "sharp", "prev", "next")  # the images a pair may have (mf2.dataset.FILE_KINDS)
+SKIP = {"params", "split", *(f"{k}_{h}" for k in KINDS for h in ("sha256", "rgb_sha256"))}
 
 
 def _upgrade(params: dict) -> dict:
@@ -73,7 +76,7 @@ def _digest(rows: list[dict], root: Path | None = None, ignore: frozenset = froz
     for r in rows:
         d = {k: v for k, v in r.items() if k not in SKIP and k not in ignore}
         if root is not None:
-            d["pixels"] = [_pixels(root, r["blurry_path"]), _pixels(root, r["sharp_path"])]
+            d["pixels"] = [_pixels(root, r[f"{k}_path"]) for k in KINDS if r.get(f"{k}_path")]
         h.update(json.dumps(d, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
@@ -105,6 +108,9 @@ def main() -> None:
                 cli,
                 ["simulate", "--videos", str(vids), "--out", str(out), "--workers", "0", "--no-contact-sheet", *opts],
             )
+            if res.exit_code != 0 and "No such option" in res.output:
+                report["modes"][mode] = "not in this mf2"  # an older mf2 (PYTHONPATH) lacks the option
+                continue
             if res.exit_code != 0:
                 sys.exit(f"simulate {mode} failed: {res.output}")
             table = pq.read_table(out / "pairs.parquet")

@@ -11,8 +11,9 @@ it as a PNG (``--png``).
 
 The training side is the whole pool of ../shared: the 11 training clips of videos/, the 68
 corpus clips (57 people) and the 3,435 photos of 366 people in stills/ (synthetic kernels).
-The test side is 10 clips of other people. The recommended model (``--config``, the
-`deblur-model` recipe's) trains on the videos' PrAvg 7 pairs and the photos at its full budget,
+The test side is 10 clips of other people. The video pairs of both sides carry their
+neighbouring exposures (``--neighbours``), which ``small``'s hourglass sees. The recommended
+model (``--config``, the `deblur-model` recipe's) trains on the videos' PrAvg 7 pairs and the photos at its full budget,
 its blur gate on the videos' PrAvg 7 and VLA pairs; each
 training blur alone, and the paper's recipe, train at one shorter budget to say which blur
 generalises best. Every score is split into moving test pairs (Blurred below 38 dB) and static

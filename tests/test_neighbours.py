@@ -250,6 +250,7 @@ def test_a_model_trained_with_neighbours_uses_them_to_deblur_and_evaluate(nb_pai
     r = run_mf2("train", str(nb_pairs), "--config", str(cfg), "--stage", "hg", "--max-steps", "8", "--out", str(run))
     assert r.returncode == 0, r.stderr
     model = Deblurrer(run / "model.pt", "cpu", ensemble="none")
+    assert "training pairs with neighbours" in r.stderr
     assert model.neighbours and "seeing the neighbouring frames" in model.describe()
     row = next(x for x in _rows(nb_pairs) if x["prev_path"] and x["next_path"])
     blurry = _rgb(nb_pairs / row["blurry_path"])

@@ -157,6 +157,8 @@ def test_deblur_model_recipe_from_videos_and_photos_to_a_model(photos, videos, t
     summary = (out / "train_summary.json").read_text()
     assert "photos" in summary and "pravg7" in summary  # both jobs' pairs trained the model
     assert (out / "vla" / "pairs.parquet").is_file()  # the blur gate's pairs (train.gate_pairs)
+    video_t = pq.read_table(out / "pravg7" / "pairs.parquet")  # with the neighbours the small preset sees
+    assert video_t.num_rows > video_t["next_path"].null_count > 0
     res = run_mf2(*args)  # a second run resumes: nothing rebuilt, nothing retrained
     assert res.returncode == 0, res.stderr
     assert "hg: already trained" in res.stderr and "cgan: already trained" in res.stderr

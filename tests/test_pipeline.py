@@ -287,6 +287,8 @@ def test_every_shipped_recipe_is_valid():
     assert [j.inputs for j in model.jobs] == ["videos", "videos", "photos"]
     assert model.train is not None and model.train.pairs == ("pravg7", "photos") and model.train.config == "small"
     assert model.train.gate_pairs == ("pravg7", "vla")
+    # the small preset's hourglass sees the neighbouring exposures: the video jobs make them
+    assert [c.neighbours for _, c in model.simulate_configs()] == [True, True, False]
 
 
 def test_yaml_alias_bombs_and_huge_values_are_refused_in_one_line(tmp_path):

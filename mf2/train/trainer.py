@@ -47,6 +47,9 @@ class StageData:
         note = f"{len(train)} train / {len(val)} val pairs: {how}"
         if not val:
             note += " (nothing held out: validation uses training pairs)"
+        if cfg.hourglass.neighbours:  # a pair without them trains on its blurry image in their place
+            beside = sum(p.prev is not None or p.next is not None for p in train)
+            note += f"; {beside} of {len(train)} training pairs with neighbours (hourglass.neighbours)"
         record = {
             "datasets": [dataset_record(m) for m in manifests],
             "n_train": len(train),
