@@ -285,3 +285,24 @@ def test_a_model_trained_with_neighbours_uses_them_to_deblur_and_evaluate(nb_pai
         assert float(x["psnr"]) == pytest.approx(want, abs=1e-6), x["pair_id"]
         fed += abs(want - psnr(flip([blurry])[0], sharp)) > 1e-6
     assert len(scored) == 4 and fed > 0
+
+
+@pytest.mark.slow
+def test_materialize_keeps_a_pair_whose_later_neighbour_is_past_a_shorter_video(nb_pairs, videos, tmp_path):
+    """A re-encoded upload a few frames shorter: pairs whose frames it holds are rebuilt; one
+    whose ``next`` exposure alone lies past its end is kept without it and reported."""
+    from conftest import ffmpeg
+
+    short = tmp_path / "v"
+    short.mkdir()
+    rows = _rows(nb_pairs)
+    last = min((x for x in rows if x["next_path"] and x["end_frame"] >= 100), key=lambda x: x["end_frame"])
+    cut = last["end_frame"] + 5  # its frames (and a few more: a stream copy's last frames may differ), not its next's
+    ffmpeg("-i", str(videos / "fomm_08.mp4"), "-frames:v", str(cut), "-c", "copy", str(short / "fomm_08.mp4"))
+    out = tmp_path / "rebuilt"
+    r = run_mf2("materialize", str(nb_pairs / "pairs.parquet"), "--videos", str(short), "--out", str(out))
+    report = (out / "materialize_report.csv").read_text()
+    assert f"{last['pair_id']},fomm_08,neighbour-missing,next" in report, report
+    kept = {x["pair_id"]: x for x in _rows(out)}
+    assert kept[last["pair_id"]]["next_path"] is None and kept[last["pair_id"]]["prev_path"] is not None
+    assert run_mf2("verify", str(out)).returncode == 0, r.stderr

@@ -229,7 +229,11 @@ def _rebuild_video(src: VideoSource, vrows: list[dict], out: Path, keep_mismatch
             tally.problem(r, "frames-missing", f"frames up to {r['end_frame']} not in {src.path.name}")
             tally.missing += 1
             continue
-        which = [k for k, _ in row_images(r) if k not in imgs or not _same(r, k, imgs[k])]
+        gone = [k for k, _ in row_images(r) if k not in imgs]  # a neighbour past the video's end
+        if gone:
+            last = r["end_frame"] + r["L"]
+            tally.problem(r, "neighbour-missing", f"{' and '.join(gone)}: frames up to {last} not in {src.path.name}")
+        which = [k for k, _ in row_images(r) if k in imgs and not _same(r, k, imgs[k])]
         if not which:
             tally.exact += 1
         else:
