@@ -50,6 +50,8 @@ class StageData:
         if cfg.hourglass.neighbours:  # a pair without them trains on its blurry image in their place
             beside = sum(p.prev is not None or p.next is not None for p in train)
             note += f"; {beside} of {len(train)} training pairs with neighbours (hourglass.neighbours)"
+            if not beside and any(p.motion for p in train):  # video pairs made without them
+                note += ": make video pairs with mf2 simulate --neighbours for the model to learn from them"
         record = {
             "datasets": [dataset_record(m) for m in manifests],
             "n_train": len(train),
