@@ -213,21 +213,17 @@ def test_the_loader_gives_each_pair_its_neighbours_augmented_with_it(nb_pairs):
 def test_deblur_gives_each_video_frame_its_neighbours_in_its_crop():
     """mf2 deblur on a video: frame i's context is frames i-1 and i+1 cut with frame i's crop;
     across a cut or where the face is not tracked, and at the ends, the frame stands in."""
-    import collections
-
     from mf2.restore.deblur import _beside, _Frame
 
     frames = [np.full((40, 40, 3), i, np.uint8) for i in range(6)]
     valid = np.array([True, True, True, False, True, True])
     shots = np.array([0, 0, 0, 0, 0, 1], dtype=object)  # a cut before the last frame
     crop = Crop(5, 5, 20)
-    recent: collections.deque = collections.deque(maxlen=2)
-    done = []
-    for i, f in enumerate(frames):
-        recent.append(_Frame(f, crop if valid[i] else None, i))
-        if len(recent) == 2:
-            done.append(_beside(recent, -2, valid, shots))
-    done.append(_beside(recent, len(recent) - 1, valid, shots))
+    seq = [_Frame(f, crop if valid[i] else None, i) for i, f in enumerate(frames)]
+    done = [
+        _beside(seq[i - 1] if i else None, seq[i], seq[i + 1] if i + 1 < len(seq) else None, valid, shots)
+        for i in range(6)
+    ]
     assert [d.index for d in done] == list(range(6))
     assert done[3].context is None  # no face: nothing to restore
     seen = [(int(d.context[0][0, 0, 0]), int(d.context[1][0, 0, 0])) if d.context else None for d in done]
@@ -306,3 +302,43 @@ def test_materialize_keeps_a_pair_whose_later_neighbour_is_past_a_shorter_video(
     kept = {x["pair_id"]: x for x in _rows(out)}
     assert kept[last["pair_id"]]["next_path"] is None and kept[last["pair_id"]]["prev_path"] is not None
     assert run_mf2("verify", str(out)).returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_deblur_video_feeds_each_face_the_frames_beside_it(nb_pairs, videos, tmp_path):
+    """The streaming loop of mf2 deblur on a real clip: each restored face is given frames i-1
+    and i+1 cut with frame i's crop (checked against a plain ffmpeg decode and the same
+    landmarks); the first and last faces get their own crop in place of the missing one."""
+    from mf2.faces.crop import face_crop
+    from mf2.faces.select import LandmarkConfig
+    from mf2.faces.stage import compute_landmarks
+    from mf2.restore.deblur import Deblurrer, DeblurResult, deblur_video
+    from mf2.schema import landmarks_to_numpy
+    from mf2.video import probe
+
+    cfg = tmp_path / "nb.yaml"
+    cfg.write_text("preset: tiny\nhourglass:\n  neighbours: true\n")
+    run = tmp_path / "run"
+    r = run_mf2("train", str(nb_pairs), "--config", str(cfg), "--stage", "hg", "--max-steps", "2", "--out", str(run))
+    assert r.returncode == 0, r.stderr
+    seen: list = []
+
+    class Recording(Deblurrer):  # the real model, its inputs kept
+        def __call__(self, crops, context=None):
+            seen.extend(context or [None] * len(crops))
+            return super().__call__(crops, context)
+
+    model = Deblurrer(run / "model.pt", "cpu", ensemble="none")
+    model.__class__ = Recording
+    clip = videos / "fomm_08.mp4"
+    deblur_video(model, clip, tmp_path / "out.mp4", 0.25, DeblurResult())
+    table = compute_landmarks("fomm_08", probe(clip), LandmarkConfig(backend="dlib"), None)
+    lms, valid = landmarks_to_numpy(table["landmarks"])
+    frames = decode_reference(clip)
+    faces = [i for i in range(len(valid)) if valid[i]]
+    assert len(seen) == len(faces) and len(faces) > 100
+    for k, i in enumerate(faces):
+        c = face_crop(lms[i], 0.25)
+        want = [c.take(frames[j]) if 0 <= j < len(frames) and valid[j] else c.take(frames[i]) for j in (i - 1, i + 1)]
+        assert np.abs(seen[k][0].astype(int) - want[0]).max() <= 1, i
+        assert np.abs(seen[k][1].astype(int) - want[1]).max() <= 1, i

@@ -312,7 +312,8 @@ def deblur_video(
         pending: list[_Frame] = []
         last_pts = [pts[0] - 1 if pts else -1]
         flush = functools.partial(_flush, model, pending, trace, lms, writer, pts, last_pts)
-        recent: collections.deque[_Frame] = collections.deque(maxlen=2)  # a frame waits for the next one
+        # a model that sees neighbours gets each frame once the next one is decoded
+        recent: collections.deque[_Frame] = collections.deque(maxlen=3)
         with contextlib.closing(iter_frames(info)) as frames:
             for i, frame in enumerate(frames):
                 c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
@@ -320,12 +321,16 @@ def deblur_video(
                 res.no_face += c is None
                 res.frames += 1
                 recent.append(_Frame(frame, c, i))
-                if len(recent) == 2 or not model.neighbours:
-                    pending.append(_beside(recent, -2, valid, shots) if model.neighbours else recent[-1])
+                if not model.neighbours:
+                    pending.append(recent[-1])
+                elif len(recent) > 1:
+                    pending.append(
+                        _beside(recent[-3] if len(recent) == 3 else None, recent[-2], recent[-1], valid, shots)
+                    )
                 if len(pending) >= batch:
                     flush()
-            if model.neighbours and recent:
-                pending.append(_beside(recent, len(recent) - 1, valid, shots))  # the last frame: no next one
+            if model.neighbours and recent:  # the last frame: no later one
+                pending.append(_beside(recent[-2] if len(recent) > 1 else None, recent[-1], None, valid, shots))
             flush()
         writer.close()
         _with_audio(video_tmp, src, tmp, dst)
@@ -350,27 +355,22 @@ class _Frame:
     crop: Crop | None
     index: int
     context: tuple[np.ndarray, np.ndarray] | None = None
-    before: np.ndarray | None = None  # the previous frame, kept until this one's context is made
 
 
-def _beside(recent: collections.deque, at: int, valid: np.ndarray, shots: np.ndarray) -> _Frame:
-    """``recent[at]`` with its context: the frame before it and the one after (one exposure
-    apart), cut with its crop; a neighbour in another shot or without the tracked face is
-    replaced by the frame itself, as a pair without that neighbour is in training."""
-    cur = recent[at]
-    nxt = recent[at + 1] if at + 1 < len(recent) else None
-    before, cur.before = cur.before, None
-    if nxt is not None:
-        nxt.before = cur.frame
+def _beside(before: _Frame | None, cur: _Frame, after: _Frame | None, valid: np.ndarray, shots: np.ndarray) -> _Frame:
+    """``cur`` with its context: the frames before and after it (one exposure apart), cut with
+    its crop; a neighbour in another shot or without the tracked face, or none at all (the
+    video's ends), is replaced by the frame itself, as a pair without that neighbour is in
+    training."""
     if cur.crop is None:
         return cur
-    own = cur.crop.take(cur.frame)
+    crop, own = cur.crop, cur.crop.take(cur.frame)
 
-    def near(frame: np.ndarray | None, j: int) -> np.ndarray:
-        ok = frame is not None and 0 <= j < len(valid) and valid[j] and shots[j] == shots[cur.index]
-        return cur.crop.take(frame) if ok else own  # type: ignore[union-attr,arg-type]
+    def near(f: _Frame | None) -> np.ndarray:
+        ok = f is not None and f.index < len(valid) and valid[f.index] and shots[f.index] == shots[cur.index]
+        return crop.take(f.frame) if ok else own  # type: ignore[union-attr]
 
-    cur.context = (near(before, cur.index - 1), near(None if nxt is None else nxt.frame, cur.index + 1))
+    cur.context = (near(before), near(after))
     return cur
 
 
