@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -312,25 +312,11 @@ def deblur_video(
         pending: list[_Frame] = []
         last_pts = [pts[0] - 1 if pts else -1]
         flush = functools.partial(_flush, model, pending, trace, lms, writer, pts, last_pts)
-        # a model that sees neighbours gets each frame once the next one is decoded
-        recent: collections.deque[_Frame] = collections.deque(maxlen=3)
         with contextlib.closing(iter_frames(info)) as frames:
-            for i, frame in enumerate(frames):
-                c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
-                res.faces += c is not None
-                res.no_face += c is None
-                res.frames += 1
-                recent.append(_Frame(frame, c, i))
-                if not model.neighbours:
-                    pending.append(recent[-1])
-                elif len(recent) > 1:
-                    pending.append(
-                        _beside(recent[-3] if len(recent) == 3 else None, recent[-2], recent[-1], valid, shots)
-                    )
+            for f in _faces_in(frames, lms, valid, shots, margin, model.neighbours, res):
+                pending.append(f)
                 if len(pending) >= batch:
                     flush()
-            if model.neighbours and recent:  # the last frame: no later one
-                pending.append(_beside(recent[-2] if len(recent) > 1 else None, recent[-1], None, valid, shots))
             flush()
         writer.close()
         _with_audio(video_tmp, src, tmp, dst)
@@ -355,6 +341,33 @@ class _Frame:
     crop: Crop | None
     index: int
     context: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _faces_in(
+    frames: Iterable[np.ndarray],
+    lms: np.ndarray,
+    valid: np.ndarray,
+    shots: np.ndarray,
+    margin: float,
+    neighbours: bool,
+    res: DeblurResult,
+) -> Iterator[_Frame]:
+    """The decoded frames, in order, each with its face crop and (``neighbours``) the face in
+    the frames beside it: a frame leaves once the next one is decoded, so three frames are
+    held at most."""
+    recent: collections.deque[_Frame] = collections.deque(maxlen=3)
+    for i, frame in enumerate(frames):
+        c = face_crop(lms[i], margin) if i < len(valid) and valid[i] else None
+        res.faces += c is not None
+        res.no_face += c is None
+        res.frames += 1
+        recent.append(_Frame(frame, c, i))
+        if not neighbours:
+            yield recent[-1]
+        elif len(recent) > 1:
+            yield _beside(recent[-3] if len(recent) == 3 else None, recent[-2], recent[-1], valid, shots)
+    if neighbours and recent:  # the last frame: no later one
+        yield _beside(recent[-2] if len(recent) > 1 else None, recent[-1], None, valid, shots)
 
 
 def _beside(before: _Frame | None, cur: _Frame, after: _Frame | None, valid: np.ndarray, shots: np.ndarray) -> _Frame:
