@@ -143,8 +143,8 @@ def _split(rows: list[dict]) -> dict:
 
 def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> dict:
     """Per blur setting (each dataset's mode and L), moving / static, and per video."""
-    import pyarrow.parquet as pq
 
+    from mf2.dataset.manifest import load
     from mf2.evaluate.methods import pair_context, read_rgb
     from mf2.restore.deblur import Deblurrer
 
@@ -152,7 +152,8 @@ def correction_quality(model: Path, pair_dirs: list[Path], limit: int = 0) -> di
     ungated_model.gate = None  # the restorer's own proposal
     out: dict = {"model": str(model), "static_db": STATIC_DB, "settings": {}, "by_video": {}}
     for folder in pair_dirs:
-        rows = pq.read_table(folder / "pairs.parquet").to_pylist()
+        cols = ["pair_id", "video_id", *(f"{k}_path" for k in ("blurry", "sharp", "prev", "next"))]
+        rows = load(folder).table.select(cols).to_pylist()  # a manifest before 1.9: no neighbours, null
         if limit and len(rows) > limit:
             rows = [rows[i] for i in np.linspace(0, len(rows) - 1, limit).round().astype(int)]
         measures = []

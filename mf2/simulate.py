@@ -23,6 +23,7 @@ from mf2.atomic import write_atomic, write_bytes_atomic, write_parquet_atomic
 from mf2.blur.measures import bits_per_pixel, pair_measures, ranks
 from mf2.blur.windows import Window, neighbour_windows
 from mf2.dataset import (
+    FILE_KINDS,
     IMAGE_KINDS,
     NEIGHBOUR_KINDS,
     frame_store_path,
@@ -281,7 +282,7 @@ def _finish_part(
                 t = t.set_column(t.schema.get_field_index(name), name, pa.array(values[at : at + n], pa.float32()))
             k = keep[at : at + n]
             if not k.all():
-                for row in t.filter(pa.array(~k)).to_pylist():
+                for row in t.filter(pa.array(~k)).select([f"{kind}_path" for kind in FILE_KINDS]).to_pylist():
                     for _, path in row_images(row):
                         (out / path).unlink(missing_ok=True)
                 t = t.filter(pa.array(k))
