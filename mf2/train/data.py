@@ -27,6 +27,7 @@ from mf2.errors import UsageError
 from mf2.quality import psnr
 from mf2.restore.tensors import to_tensor
 from mf2.share.split import groups
+from mf2.train.focus import landmark_map
 
 if TYPE_CHECKING:
     from mf2.models.config import TrainConfig
@@ -48,6 +49,9 @@ class PairRef:
     # the exposures just before and after the blurry one (simulate --neighbours), when it has them
     prev: Path | None = None
     next: Path | None = None
+    # the target's 68 landmarks, (x, y) flattened, in the pair's pixels: where the loss looks
+    # harder (LossConfig.landmark_weight, mf2.train.focus)
+    landmarks: tuple[float, ...] | None = None
 
 
 def _val_groups(group_of: dict[str, str], fraction: float, seed: int) -> set[str]:
@@ -69,7 +73,10 @@ def split_pairs(
         if not ds.has_images:
             raise UsageError(f"{ds.path}: a manifest without images; mf2 materialize it first")
         for r in ds.table.select(
-            ["pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path", "mode", "prev_path", "next_path"]
+            [
+                *("pair_id", "video_id", "identity", "split", "blurry_path", "sharp_path", "mode"),
+                *("prev_path", "next_path", "landmarks"),
+            ]
         ).to_pylist():
             r["_root"] = ds.root
             rows.append(r)
@@ -84,6 +91,7 @@ def split_pairs(
             r["mode"] != "synthetic",
             r["_root"] / safe_rel(r["prev_path"]) if r["prev_path"] else None,
             r["_root"] / safe_rel(r["next_path"]) if r["next_path"] else None,
+            tuple(float(v) for pt in r["landmarks"] for v in pt) if r["landmarks"] else None,
         )
         for r in rows
     ]
@@ -129,8 +137,12 @@ class PairDataset(Dataset):
         gate_only: bool = False,
         static_keep_db: float = 0.0,
         neighbours: bool = False,
+        focus_sigma: float = 0.0,
     ) -> None:
         self.pairs, self.size, self.augment = pairs, size, augment
+        # > 0: also "focus", the target's landmark map with Gaussians of this x the image side
+        # (LossConfig.landmark_sigma; mf2.train.focus), cropped and flipped with the pair
+        self.focus_sigma = focus_sigma
         self.neighbours = neighbours  # also "context": the exposures before and after (HourglassConfig.neighbours)
         self.gate_db = gate_db  # > 0: also the blur gate's input and label (GateConfig.moving_db)
         self.gate_only = gate_only  # only the gate's tensors: the gate's own pairs (--gate-pairs)
@@ -158,6 +170,7 @@ class PairDataset(Dataset):
         # a photo or a clip's first frame); empty when the network does not see them
         ctx = [_read(q) if q is not None else blurry for q in (p.prev, p.next)] if self.neighbours else []
         plain, gate = blurry, {}
+        focus = self._focus(p, sharp.shape[0], sharp.shape[1]) if self.augment and self.focus_sigma > 0 else None
         judged = self.gate_db > 0 or self.static_identity_db > 0 or self.static_keep_db > 0
         made = psnr(blurry, sharp) if self.augment and judged else 0.0
         if self.augment and self.gate_db > 0:  # the pair as it was made decides whether it moved
@@ -170,16 +183,10 @@ class PairDataset(Dataset):
             sharp = blurry  # barely moved: comes out as it went in (TrainConfig.static_keep_db)
         if self.augment:
             rng = np.random.default_rng([self.seed, epoch, i])
-            h, w = sharp.shape[:2]
-            keep = 1.0 - rng.uniform(0, self.crop_jitter)
-            ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
-            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            blurry, sharp = blurry[y0 : y0 + ch, x0 : x0 + cw], sharp[y0 : y0 + ch, x0 : x0 + cw]
-            plain = plain[y0 : y0 + ch, x0 : x0 + cw]
-            ctx = [c[y0 : y0 + ch, x0 : x0 + cw] for c in ctx]
-            if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
-                blurry, sharp, plain = blurry[:, ::-1], sharp[:, ::-1], plain[:, ::-1]
-                ctx = [c[:, ::-1] for c in ctx]
+            extras = [plain, *ctx, *([] if focus is None else [focus])]
+            blurry, sharp, *extras = self._geometry(rng, [blurry, sharp, *extras])
+            plain, ctx = extras[0], extras[1 : 1 + len(ctx)]
+            focus = None if focus is None else extras[-1]
         if gate:
             # the gate learns from the real blurry image, cropped and flipped as the pair but
             # without the appearance augmentations: an identity pair's noisy frame or a
@@ -191,7 +198,26 @@ class PairDataset(Dataset):
         c = torch.cat([to_tensor(self._resize(x)) for x in ctx]) if ctx else None
         if self.augment:
             b, s, c = self._appearance(rng, b, s, c)
-        return {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate, **({"context": c} if ctx else {})}
+        out = {"blurry": b, "sharp": s, "pair_id": p.pair_id, "index": i, **gate, **({"context": c} if ctx else {})}
+        if focus is not None:
+            out["focus"] = torch.from_numpy(np.ascontiguousarray(self._resize(np.ascontiguousarray(focus))))[None]
+        return out
+
+    def _geometry(self, rng: np.random.Generator, images: list[np.ndarray]) -> list[np.ndarray]:
+        """The same random crop (keeping >= 1 - crop_jitter of the side) and flip of every image."""
+        h, w = images[1].shape[:2]
+        keep = 1.0 - rng.uniform(0, self.crop_jitter)
+        ch, cw = max(8, int(round(h * keep))), max(8, int(round(w * keep)))
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        images = [x[y0 : y0 + ch, x0 : x0 + cw] for x in images]
+        if self.flip and rng.random() < 0.5:  # a face mirrored is still a face; no landmarks to swap
+            images = [x[:, ::-1] for x in images]
+        return images
+
+    def _focus(self, p: PairRef, h: int, w: int) -> np.ndarray:
+        """The pair's landmark map at its own size (mf2.train.focus.landmark_map)."""
+        pts = None if p.landmarks is None else np.asarray(p.landmarks, np.float32).reshape(-1, 2)
+        return landmark_map(pts, h, w, self.focus_sigma * max(h, w))
 
     def _appearance(
         self, rng: np.random.Generator, b: torch.Tensor, s: torch.Tensor, c: torch.Tensor | None = None
@@ -254,6 +280,7 @@ def training_dataset(
         gate_only,
         cfg.static_keep_db,
         cfg.hourglass.neighbours,
+        cfg.loss.landmark_sigma if cfg.loss.landmark_weight > 0 else 0.0,
     )
 
 

@@ -51,6 +51,27 @@ def validate(tr: Trainer, stage: str, prog: Progress) -> dict:
     return res
 
 
+def _on_device(tr: Trainer, stage: str, step: int, batch: dict, gate_batch: dict) -> tuple:
+    """(blurry, sharp, extra) of one training batch on the run's device: ``extra`` holds the
+    blur gate's tensors, the neighbours (``context``, hourglass.neighbours) and the landmark
+    map of the hourglass's loss (``focus``, LossConfig.landmark_weight); the hourglass stage
+    with ``hg_patch`` cuts the same square of every image."""
+    fmt = tr.memory_format
+    blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=fmt)
+    sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=fmt)
+    extra = {k: gate_batch[k].to(tr.device) for k in GATE_KEYS if k in gate_batch}
+    for k in ("context", "focus"):
+        if k in batch:
+            extra[k] = batch[k].to(tr.device, non_blocking=True, memory_format=fmt)
+    if stage == "hg" and tr.cfg.hg_patch:
+        cut = [k for k in ("context", "focus") if k in extra]
+        blurry, sharp, *more = random_patches(
+            blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, step, *(extra[k] for k in cut)
+        )
+        extra.update(zip(cut, more))
+    return blurry, sharp, extra
+
+
 def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageResult:
     from tqdm import tqdm
 
@@ -71,20 +92,8 @@ def run_stage(tr: Trainer, stage: str, max_steps: int | None = None) -> StageRes
         n_batches = tr.epoch_batches(order, prog.pos, prog.epoch)
         for batch in tr.loader("train"):
             tr.nets.set_lr(stage, prog.step, total)
-            blurry = batch["blurry"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            sharp = batch["sharp"].to(tr.device, non_blocking=True, memory_format=tr.memory_format)
             gate_batch = batch if gate_batches is None else next(gate_batches)
-            extra = {k: gate_batch[k].to(tr.device) for k in GATE_KEYS if k in gate_batch}
-            context = batch.get("context")  # the neighbours (hourglass.neighbours)
-            if context is not None:
-                context = context.to(tr.device, non_blocking=True, memory_format=tr.memory_format)
-            if stage == "hg" and tr.cfg.hg_patch:
-                blurry, sharp, *cut = random_patches(
-                    blurry, sharp, tr.cfg.hg_patch, tr.cfg.seed, prog.step, *([] if context is None else [context])
-                )
-                context = cut[0] if cut else None
-            if context is not None:
-                extra["context"] = context
+            blurry, sharp, extra = _on_device(tr, stage, prog.step, batch, gate_batch)
             losses = tr.step(stage, blurry, sharp, extra)
             images += blurry.shape[0] * tr.dist.world
             prog.step += 1

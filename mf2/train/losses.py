@@ -18,15 +18,22 @@ def content_loss(pred: torch.Tensor, target: torch.Tensor, w_image: float, w_gra
     return w_image * F.l1_loss(pred, target) + w_grad * grad
 
 
-def log_mse_loss(pred: torch.Tensor, target: torch.Tensor, floor_db: float = 50.0) -> torch.Tensor:
+PSNR_FLOOR_DB = 50.0  # log_mse_loss's floor
+
+
+def mse_floor(floor_db: float) -> float:
+    """The mean squared error of ``floor_db`` PSNR for images in [-1, 1] (data range 2)."""
+    return 4.0 * 10.0 ** (-floor_db / 10.0)
+
+
+def log_mse_loss(pred: torch.Tensor, target: torch.Tensor, floor_db: float = PSNR_FLOOR_DB) -> torch.Tensor:
     """The mean over images of log(MSE + floor): minimising it maximises the images' mean PSNR,
     which is what reports average, where a plain MSE over the batch is dominated by the most
     blurred images (the least recoverable) and barely sees a sharp face the model damages by a
     fraction of a code value. The floor (an MSE of ``floor_db`` PSNR, images in [-1, 1]) keeps
     the gradient finite on identity pairs."""
-    floor = 4.0 * 10.0 ** (-floor_db / 10.0)  # data range 2
     mse = (pred - target).pow(2).flatten(1).mean(1)
-    return torch.log(mse + floor).mean()
+    return torch.log(mse + mse_floor(floor_db)).mean()
 
 
 def adversarial_g(fake_logits: torch.Tensor) -> torch.Tensor:

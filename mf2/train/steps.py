@@ -19,6 +19,7 @@ from mf2.models.archs.cgan import TwoPathwayGenerator, init_weights
 from mf2.models.archs.gate import gated
 from mf2.models.archs.hourglass import StackedHourglass
 from mf2.models.config import TrainConfig
+from mf2.train.focus import weighted_pixel_loss
 from mf2.train.losses import adversarial_d, adversarial_g, content_loss, log_mse_loss, projection_loss
 
 STAGES = ("hg", "cgan")
@@ -163,14 +164,21 @@ def hg_step(n: Nets, blurry: torch.Tensor, sharp: torch.Tensor, extra: dict | No
     hg = n.net("hg")
     with n.amp():
         outs = hg(blurry, (extra or {}).get("context"))
-        pixel = _PIXEL_LOSSES[n.cfg.loss.hg_pixel]
-        loss = cast(torch.Tensor, sum(pixel(o.float(), sharp) for o in outs)) / len(outs)
+        loss = cast(torch.Tensor, sum(_hg_pixel(n, o.float(), sharp, extra) for o in outs)) / len(outs)
     n.opt["hg"].zero_grad(set_to_none=True)
     loss.backward()
     n.opt["hg"].step()
     out = {"l1": F.l1_loss(outs[-1].detach().float(), sharp)}
     out.update(_gate(n, "hg", extra))
     return out
+
+
+def _hg_pixel(n: Nets, pred: torch.Tensor, sharp: torch.Tensor, extra: dict | None) -> torch.Tensor:
+    """LossConfig.hg_pixel, weighted around the landmarks when the batch carries their map."""
+    focus, w = (extra or {}).get("focus"), n.cfg.loss.landmark_weight
+    if focus is None or w <= 0:
+        return _PIXEL_LOSSES[n.cfg.loss.hg_pixel](pred, sharp)
+    return weighted_pixel_loss(n.cfg.loss.hg_pixel, pred, sharp, focus, w)
 
 
 def _gate(n: Nets, stage: str, extra: dict | None) -> dict:
