@@ -125,6 +125,17 @@ def train_sources(videos: Path, corpus: Path | None) -> list:
     return sources
 
 
+def recipe_pairs() -> tuple[list[str], list[str]]:
+    """The `deblur-model` recipe's training and gate pairs (its job names, which are this
+    bench's training folders): the recommended model learns from what the recipe's does."""
+    from mf2.builtin import folder
+    from mf2.pipeline.recipe import load_recipe
+
+    step = load_recipe(folder("recipes") / "deblur-model.yaml").train
+    assert step is not None, "the deblur-model recipe has no train step"
+    return list(step.pairs), list(step.gate_pairs or step.pairs)
+
+
 def build_pairs(
     videos: Path, work: Path, size: int, corpus: Path | None = CORPUS, stills: Path | None = STILLS, workers: int = 2
 ) -> dict:
@@ -192,8 +203,9 @@ def train_models(
     only: list[str] | None = None,
     threads: int | None = None,
 ) -> dict:
-    """The recommended model (``config``, on the `deblur-model` recipe's pairs: the videos' PrAvg 7
-    pairs and the photos' synthetic ones; its gate on PrAvg 7 and VLA) at the full budget ``steps`` (hourglass, cGAN); then, to say
+    """The recommended model (``config``, on the `deblur-model` recipe's pairs, ``recipe_pairs``:
+    the videos' PrAvg 7 pairs and the photos' synthetic ones; its gate on PrAvg 7 and VLA) at the
+    full budget ``steps`` (hourglass, cGAN); then, to say
     which training blur generalises best, the same configuration on each training blur alone at
     one shorter budget ``compare_steps``: VLA, PrAvg 7, synthetic kernels on the photos, and the
     paper's recipe (the photos' hourglass, reused, and a cGAN on VLA)."""
@@ -208,15 +220,15 @@ def train_models(
         )
 
     train_dir = work / "train"
+    rec_pairs, rec_gate = recipe_pairs()
     plan = {
-        "recommended": ([train_dir / "pravg7", train_dir / "photos"], None, steps),
+        "recommended": ([train_dir / n for n in rec_pairs], None, steps),
         "vla": ([train_dir / "vla"], None, compare_steps),
         "pravg7": ([train_dir / "pravg7"], None, compare_steps),
         "photos": ([train_dir / "photos"], None, compare_steps),
         "paper-recipe": ([train_dir / "vla"], [train_dir / "photos"], compare_steps),
     }
-    # the recipe's blur gate learns from the videos' PrAvg 7 and VLA pairs (train.gate_pairs)
-    gate_of = {"recommended": [train_dir / "pravg7", train_dir / "vla"]}
+    gate_of = {"recommended": [train_dir / n for n in rec_gate]}
     runs: dict = {}
     for name, (pairs, hg_pairs, (hg, cgan)) in plan.items():
         gate_pairs = [d for d in gate_of.get(name, []) if (d / "pairs.parquet").is_file()]

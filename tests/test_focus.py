@@ -124,3 +124,19 @@ def test_a_training_run_weighs_its_loss_around_the_landmarks(small_pairs, tmp_pa
     r = run_mf2("train", str(small_pairs), "--config", str(bad), "--out", str(tmp_path / "bad"))
     assert r.returncode == 2 and "loss.landmark_weight" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_only_the_hourglass_stage_builds_the_map(small_pairs, tmp_path):
+    """The stages share one dataset here; the cGAN's loss never reads the map, so its batches
+    come without it (Trainer.use), and the hourglass's get it back."""
+    from mf2.models.config import load_config
+    from mf2.train.trainer import Trainer
+
+    cfg = load_config("tiny", {"loss": {"landmark_weight": 4.0}})
+    tr = Trainer(cfg, [str(small_pairs)], tmp_path / "run", device="cpu", threads=1)
+    assert tr.data["hg"] is tr.data["cgan"]
+    assert "focus" in tr.train_ds[0]
+    tr.use("cgan")
+    assert "focus" not in tr.train_ds[0]
+    tr.use("hg")
+    assert tr.train_ds[0]["focus"].shape == (1, cfg.image_size, cfg.image_size)
