@@ -186,6 +186,11 @@ class LossConfig:
     landmark_weight: float = 0.0
     landmark_sigma: float = 0.03
 
+    @property
+    def focus_sigma(self) -> float:
+        """The landmark map's sigma the hourglass's batches need (0: no map, the plain loss)."""
+        return self.landmark_sigma if self.landmark_weight > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class StageConfig:

@@ -280,7 +280,7 @@ def training_dataset(
         gate_only,
         cfg.static_keep_db,
         cfg.hourglass.neighbours,
-        cfg.loss.landmark_sigma if cfg.loss.landmark_weight > 0 else 0.0,
+        cfg.loss.focus_sigma,
     )
 
 

@@ -203,8 +203,7 @@ class Trainer:
         landmark map (LossConfig.landmark_weight), so another stage's batches come without it,
         also when the stages share one dataset (the map draws no random numbers)."""
         self.train_ds, self.val_ds = self.data[stage].train, self.data[stage].val
-        lw = self.cfg.loss
-        self.train_ds.focus_sigma = lw.landmark_sigma if stage == "hg" and lw.landmark_weight > 0 else 0.0
+        self.train_ds.focus_sigma = self.cfg.loss.focus_sigma if stage == "hg" else 0.0
         self._loaders: dict[str, DataLoader] = {}  # the last stage's workers end with their loaders
 
     def ckpt_path(self, stage: str) -> Path:
