@@ -606,8 +606,8 @@ def main() -> None:
         "--limit", type=int, default=0, help="the recommended model's test pairs per blur, evenly spaced (0: all)"
     )
     # the compare runs answer which training blur generalises best, not whether a bound holds:
-    # 100 keeps VLA's 100 test pairs whole and a third of PrAvg 7's and the photos' (~6 minutes
-    # of scoring saved, what keeps the whole bench under 90 minutes on 2 cores)
+    # 100 keeps VLA's 100 test pairs whole and a third of PrAvg 7's and the photos' (an estimated
+    # ~5 minutes of scoring saved, for the whole bench's 90 minutes on 2 cores; not yet timed)
     ap.add_argument("--compare-limit", type=int, default=100, help="the compare runs' test pairs per blur (0: all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(
